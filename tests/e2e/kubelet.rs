@@ -1,0 +1,161 @@
+//! End to end: real eBPF uprobes on the stripped kubelet-shaped workload
+//! (Go 1.19, Go 1.19 PIE, Go 1.27), checked against the workload's own
+//! ground-truth log of every stage.
+
+use std::collections::HashMap;
+
+use podtrace_tests::{median, record_workload, report_json, Gt, TempDir, VARIANTS};
+use serde_json::Value;
+
+/// Stage names shared by the catalogue and the workload's ground truth.
+const STAGES: &[&str] = &["sync", "mount_wait", "runtime_sync", "create_sandbox", "start_container"];
+const TOLERANCE_MS: f64 = 1.0;
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// Checks one recording against its ground truth; returns the mount waits (ms).
+fn check_run(variant: &str, preset: &str, report: &Value, gt: &[Gt]) -> Vec<f64> {
+    let pods = report["pods"].as_array().expect("pods array");
+    let gt_syncs: Vec<&Gt> = gt.iter().filter(|g| g.stage == "sync").collect();
+    assert!(!gt_syncs.is_empty(), "{variant}/{preset}: ground truth has no sync");
+    assert_eq!(
+        pods.len(),
+        gt_syncs.len(),
+        "{variant}/{preset}: pods in report vs ground truth\n{report:#}"
+    );
+    let mut waits = Vec::new();
+    for p in pods {
+        let uid = p["uid"].as_str().expect("uid");
+        let g_sync = gt_syncs
+            .iter()
+            .find(|g| g.pod_uid == uid)
+            .unwrap_or_else(|| panic!("{variant}/{preset}: pod uid {uid} not in ground truth"));
+        assert_eq!(p["name"].as_str(), Some(g_sync.pod_name.as_str()), "pod name");
+        assert_eq!(p["namespace"].as_str(), Some(g_sync.namespace.as_str()), "namespace");
+
+        // Every stage: duration and start (relative to the sync) within 1 ms.
+        let rows = p["stages"].as_array().expect("stages");
+        for stage in STAGES {
+            let gts: Vec<&Gt> = gt
+                .iter()
+                .filter(|g| g.stage == *stage && g.pod_uid == uid)
+                .collect();
+            let ours: Vec<&Value> = rows.iter().filter(|r| r["stage"] == *stage).collect();
+            assert_eq!(
+                ours.len(),
+                gts.len(),
+                "{variant}/{preset} pod {uid}: `{stage}` spans seen vs ground truth"
+            );
+            for (o, g) in ours.iter().zip(&gts) {
+                let d = f(&o["duration_ms"]);
+                assert!(
+                    (d - g.duration_ms()).abs() <= TOLERANCE_MS,
+                    "{variant}/{preset} pod {uid} `{stage}`: podtrace {d:.3} ms, ground truth {:.3} ms",
+                    g.duration_ms()
+                );
+                let start = (g.start_mono_ns as f64 - g_sync.start_mono_ns as f64) / 1e6;
+                let s = f(&o["start_ms"]);
+                assert!(
+                    (s - start).abs() <= TOLERANCE_MS,
+                    "{variant}/{preset} pod {uid} `{stage}` start: podtrace {s:.3} ms, ground truth {start:.3} ms"
+                );
+            }
+        }
+
+        // Every poll check seen, with what it returned.
+        let mw = &p["mount_wait"];
+        let checks = mw["checks"].as_array().expect("checks");
+        let gt_checks: Vec<&Gt> = gt
+            .iter()
+            .filter(|g| g.stage == "poll_check" && g.pod_uid == uid)
+            .collect();
+        assert_eq!(
+            checks.len(),
+            gt_checks.len(),
+            "{variant}/{preset} pod {uid}: poll checks"
+        );
+        for (c, g) in checks.iter().zip(&gt_checks) {
+            assert_eq!(c["unmounted"].as_u64(), g.unmounted, "unmounted count of a check");
+            let at = (g.start_mono_ns as f64 - g_sync.start_mono_ns as f64) / 1e6;
+            assert!((f(&c["at_ms"]) - at).abs() <= TOLERANCE_MS, "check time");
+        }
+        // The volumes' mount time is the reconciler's last MarkVolumeAsMounted.
+        let gt_mounted = gt
+            .iter()
+            .filter(|g| g.stage == "volume_mounted" && g.pod_uid == uid)
+            .map(|g| (g.start_mono_ns as f64 - g_sync.start_mono_ns as f64) / 1e6)
+            .fold(f64::NAN, f64::max);
+        let mounted = f(&mw["volumes_mounted_ms"]);
+        assert!(
+            (mounted - gt_mounted).abs() <= TOLERANCE_MS,
+            "{variant}/{preset} pod {uid}: volumes mounted at {mounted:.3}, ground truth {gt_mounted:.3}"
+        );
+        let lost = f(&mw["lost_to_polling_ms"]);
+        let noticed = f(&mw["noticed_ms"]);
+        assert!(lost >= 0.0 && (noticed - mounted - lost).abs() < 1e-6, "lost = noticed - mounted");
+        waits.push(f(&mw["duration_ms"]));
+    }
+    waits
+}
+
+fn config_ms(gt: &[Gt], key: &str) -> f64 {
+    let cfg = gt.iter().find(|g| g.stage == "config").expect("config line");
+    cfg.rest
+        .get(key)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("config has no {key}: {:?}", cfg.rest))
+        / 1e6
+}
+
+#[test]
+fn default_vs_tuned_match_ground_truth_on_every_go_build() {
+    let dir = TempDir::new("kubelet");
+    for variant in VARIANTS {
+        let mut medians = HashMap::new();
+        for preset in ["default", "tuned"] {
+            let (trace, gt) = record_workload(
+                &dir,
+                variant,
+                &["--preset", preset, "--pods", "4", "--rate", "5", "--volumes", "2"],
+            );
+            let report = report_json(&trace);
+            assert_eq!(report["trace"]["drops"], 0, "no events dropped");
+            let waits = check_run(variant, preset, &report, &gt);
+            // The wait lies in [x, 2x] of the poll interval x, the slowest timer.
+            let x = config_ms(&gt, "poll_interval_ns");
+            for w in &waits {
+                assert!(
+                    *w >= 0.9 * x && *w <= 2.0 * x + 5.0,
+                    "{variant}/{preset}: mount wait {w:.1} ms outside [x, 2x] for x = {x} ms"
+                );
+            }
+            // The observed loop periods match the configured ones.
+            for (name, key) in [("reconcile", "reconciler_period_ns"), ("populate", "populator_period_ns")] {
+                let l = report["loops"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|l| l["loop_name"] == name))
+                    .unwrap_or_else(|| panic!("{variant}/{preset}: no `{name}` loop in report"));
+                let p50 = f(&l["period_p50_ms"]);
+                let want = config_ms(&gt, key);
+                assert!(
+                    (p50 - want).abs() <= 0.2 * want + 1.0,
+                    "{variant}/{preset}: {name} period {p50:.2} ms, configured {want} ms"
+                );
+            }
+            medians.insert(preset, median(waits));
+        }
+        let ratio = medians["default"] / medians["tuned"];
+        assert!(
+            ratio >= 5.0,
+            "{variant}: tuned mount wait should be roughly 10x shorter: default {:.1} ms, tuned {:.1} ms",
+            medians["default"],
+            medians["tuned"]
+        );
+        eprintln!(
+            "{variant}: mount wait median default {:.1} ms, tuned {:.1} ms ({ratio:.1}x)",
+            medians["default"], medians["tuned"]
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! Harness for podtrace's end-to-end tests.
+//!
+//! The tests run the real `podtrace` binary (built by `cargo xtask test`,
+//! found through `PODTRACE_BIN`) against the real Go workloads (built into
+//! `PODTRACE_WORKLOAD_DIR`). They need root: they load eBPF programs. Like
+//! aya's integration tests they panic with a clear message instead of
+//! returning errors.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn existing(var: &str, default: PathBuf) -> PathBuf {
+    let p = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
+    assert!(
+        p.exists(),
+        "{} does not exist: run the suite with `cargo xtask test`, which builds it (or set {var})",
+        p.display()
+    );
+    p
+}
+
+pub fn podtrace_bin() -> PathBuf {
+    existing("PODTRACE_BIN", root().join("target/release/podtrace"))
+}
+
+/// Workload build variants: `go1.19`, `go1.19-pie`, `go1.27`.
+pub const VARIANTS: &[&str] = &["go1.19", "go1.19-pie", "go1.27"];
+
+pub fn workload(variant: &str) -> PathBuf {
+    existing(
+        "PODTRACE_WORKLOAD_DIR",
+        root().join("target/workload"),
+    )
+    .join(variant)
+    .join("kubelet")
+}
+
+pub fn go119() -> PathBuf {
+    existing("GO119", PathBuf::from("/usr/lib/go-1.19/bin/go"))
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "podtrace-test-{tag}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() ^ (rand_u64() & 0xffff_ffff) as u128
+        ));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read as _;
+        let _ = f.read_exact(&mut b);
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// One line of the workload's ground-truth log.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Gt {
+    pub stage: String,
+    #[serde(default)]
+    pub pod_uid: String,
+    #[serde(default)]
+    pub pod_name: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub start_mono_ns: u64,
+    #[serde(default)]
+    pub end_mono_ns: u64,
+    #[serde(default)]
+    pub unmounted: Option<u64>,
+    #[serde(default)]
+    pub volume: Option<String>,
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
+}
+
+impl Gt {
+    pub fn duration_ms(&self) -> f64 {
+        (self.end_mono_ns as f64 - self.start_mono_ns as f64) / 1e6
+    }
+}
+
+pub fn read_gt(path: &Path) -> Vec<Gt> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading ground truth {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad ground-truth line {l}: {e}")))
+        .collect()
+}
+
+pub fn podtrace(args: &[&str]) -> Output {
+    Command::new(podtrace_bin())
+        .args(args)
+        .output()
+        .expect("running podtrace")
+}
+
+/// Records `workload --args…` started by podtrace itself; returns the trace
+/// path and the ground truth.
+pub fn record_workload(dir: &TempDir, variant: &str, args: &[&str]) -> (PathBuf, Vec<Gt>) {
+    let trace = dir.join(&format!("{variant}.trace"));
+    let gt = dir.join(&format!("{variant}.gt.jsonl"));
+    let wl = workload(variant);
+    let out = Command::new(podtrace_bin())
+        .arg("record")
+        .arg("-q")
+        .arg("-o")
+        .arg(&trace)
+        .arg("--")
+        .arg(&wl)
+        .args(args)
+        .arg("--ground-truth")
+        .arg(&gt)
+        .output()
+        .expect("running podtrace record");
+    assert!(
+        out.status.success(),
+        "podtrace record of {} failed: {}\nstderr:\n{}",
+        wl.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (trace, read_gt(&gt))
+}
+
+pub fn report_json(trace: &Path) -> Value {
+    let out = Command::new(podtrace_bin())
+        .args(["report", "--format", "json"])
+        .arg(trace)
+        .output()
+        .expect("running podtrace report");
+    assert!(
+        out.status.success(),
+        "podtrace report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report JSON")
+}
+
+/// Starts a process and waits until a line of its stderr contains `needle`.
+pub fn spawn_until(cmd: &mut Command, needle: &str, timeout: Duration) -> (Child, Vec<String>) {
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                let hit = l.contains(needle);
+                seen.push(l);
+                if hit {
+                    return (child, seen);
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no stderr line containing {needle:?} within {timeout:?}; saw:\n{}", seen.join("\n"));
+            }
+        }
+    }
+}
+
+/// Uprobe perf events currently attached to `path` (from `bpftool perf list`).
+pub fn attached_uprobes(path: &Path) -> usize {
+    let out = Command::new("bpftool")
+        .args(["perf", "list", "--json"])
+        .output()
+        .expect("running bpftool (installed by cargo xtask setup)");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
+    let want = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| {
+                    e.get("filename")
+                        .and_then(Value::as_str)
+                        .is_some_and(|f| Path::new(f) == want || Path::new(f) == path)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Loaded eBPF programs named like podtrace's.
+pub fn podtrace_programs() -> usize {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .expect("running bpftool");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| e.get("name").and_then(Value::as_str) == Some("podtrace_go"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    assert!(!v.is_empty(), "median of nothing");
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}

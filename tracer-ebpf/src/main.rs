@@ -1,0 +1,170 @@
+//! podtrace's only eBPF program: one generic uprobe for Go functions.
+//!
+//! It is attached many times, at function entries (the prologue's stack-check
+//! jump, which x86 uprobes emulate instead of single-stepping) and at every RET
+//! of a function (never uretprobes: they crash Go when stacks move). The attach
+//! cookie selects a `ProbeSpec` that says which probe this is and which
+//! registers/memory to capture, so the catalogue lives in userspace as data.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::{pt_regs, BPF_RB_NO_WAKEUP},
+    helpers::{
+        bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_probe_read_user_buf,
+    },
+    macros::{map, uprobe},
+    maps::{Array, PerCpuArray, RingBuf},
+    programs::ProbeContext,
+};
+use podtrace_common::{
+    cap, reg, Capture, Event, ProbeSpec, MAX_CAPTURES, MAX_DEREFS, MAX_SPECS, STR_CAP,
+};
+
+/// Probe instructions, indexed by attach cookie.
+#[map]
+static SPECS: Array<ProbeSpec> = Array::with_max_entries(MAX_SPECS, 0);
+
+/// Events to userspace. Size set by userspace at load time.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Slot 0: events lost because the ring buffer was full. Slot 1: hits.
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+#[uprobe]
+pub fn podtrace_go(ctx: ProbeContext) -> u32 {
+    let _ = try_probe(&ctx);
+    0
+}
+
+#[inline(always)]
+fn bump(slot: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn reg_value(regs: &pt_regs, r: u8) -> u64 {
+    match r {
+        reg::RAX => regs.rax,
+        reg::RBX => regs.rbx,
+        reg::RCX => regs.rcx,
+        reg::RDI => regs.rdi,
+        reg::RSI => regs.rsi,
+        reg::R8 => regs.r8,
+        reg::R9 => regs.r9,
+        reg::R10 => regs.r10,
+        reg::R11 => regs.r11,
+        reg::RDX => regs.rdx,
+        reg::RSP => regs.rsp,
+        reg::R14 => regs.r14,
+        _ => 0,
+    }
+}
+
+#[inline(always)]
+fn read_u64(addr: u64) -> Option<u64> {
+    // SAFETY: bpf_probe_read_user copes with any address; failure is an Err.
+    unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
+}
+
+fn try_probe(ctx: &ProbeContext) -> Option<()> {
+    bump(1);
+    // SAFETY: the helper only reads the attach cookie of the running program.
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.regs as *mut _) } as u32;
+    let spec = SPECS.get(cookie)?;
+    // SAFETY: a uprobe's context is a valid pt_regs for the whole invocation.
+    let regs: &pt_regs = unsafe { &*ctx.regs };
+
+    let Some(mut slot) = EVENTS.reserve::<Event>(0) else {
+        bump(0);
+        return None;
+    };
+    let ev = slot.as_mut_ptr();
+    // SAFETY: `ev` points at a reserved, exclusively owned ring-buffer record of
+    // size_of::<Event>(); all writes below stay inside it.
+    unsafe {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        (*ev).ktime_ns = bpf_ktime_get_ns();
+        (*ev).pid = (pid_tgid >> 32) as u32;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).g = regs.r14;
+        (*ev).sp = regs.rsp;
+        (*ev).ret_addr = read_u64(regs.rsp).unwrap_or(0);
+        (*ev).goid = if spec.goid_offset != 0 {
+            read_u64(regs.r14 + spec.goid_offset as u64).unwrap_or(0)
+        } else {
+            0
+        };
+        (*ev).probe_id = spec.probe_id;
+        (*ev).kind = spec.kind;
+        (*ev).truncated = 0;
+        (*ev).failed = 0;
+        (*ev)._pad = 0;
+        for i in 0..MAX_CAPTURES {
+            (*ev).vals[i] = 0;
+            (*ev).strs[i][0] = 0;
+            let c = &spec.captures[i];
+            if c.kind == cap::NONE {
+                continue;
+            }
+            if capture(regs, c, &mut (*ev).vals[i], &mut (*ev).strs[i]).is_none() {
+                (*ev).failed |= 1 << i;
+            } else if (c.kind == cap::STR_HDR || c.kind == cap::STR_REGS)
+                && (*ev).vals[i] > STR_CAP as u64
+            {
+                (*ev).truncated |= 1 << i;
+            }
+        }
+    }
+    slot.submit(BPF_RB_NO_WAKEUP as u64);
+    Some(())
+}
+
+/// Follows `c`'s pointer chain and stores the result in `val` (and `buf` for strings).
+#[inline(always)]
+fn capture(regs: &pt_regs, c: &Capture, val: &mut u64, buf: &mut [u8; STR_CAP]) -> Option<()> {
+    let mut v = reg_value(regs, c.reg);
+    for d in 0..MAX_DEREFS {
+        if d as u8 >= c.nderef {
+            break;
+        }
+        v = read_u64(v.wrapping_add(c.offs[d] as u64))?;
+    }
+    let last = c.offs[(c.nderef as usize).min(MAX_DEREFS)] as u64;
+    let (ptr, len) = match c.kind {
+        cap::U64 => {
+            *val = v;
+            return Some(());
+        }
+        cap::NONZERO => {
+            *val = (v != 0) as u64;
+            return Some(());
+        }
+        cap::STR_HDR => (
+            read_u64(v.wrapping_add(last))?,
+            read_u64(v.wrapping_add(last + 8))?,
+        ),
+        cap::STR_REGS => (v, reg_value(regs, c.reg2)),
+        _ => return None,
+    };
+    *val = len;
+    if len == 0 {
+        return Some(());
+    }
+    let n = if len > STR_CAP as u64 { STR_CAP } else { len as usize };
+    // SAFETY: reads at most STR_CAP bytes of user memory into `buf`; a bad
+    // pointer makes the helper fail, not fault.
+    unsafe { bpf_probe_read_user_buf(ptr as *const u8, &mut buf[..n]) }.ok()
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

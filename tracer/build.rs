@@ -1,0 +1,85 @@
+//! Builds the eBPF object (tracer-ebpf) for bpfel-unknown-none and leaves it in
+//! OUT_DIR for `include_bytes!`.
+//!
+//! Done here rather than only in xtask so that a plain `cargo build` of the
+//! tracer is complete. Needs `rust-src` and `bpf-linker`: `cargo xtask setup`.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context as _, Result};
+
+fn main() -> Result<()> {
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
+    let root = manifest_dir
+        .parent()
+        .context("tracer crate has no parent directory")?;
+    let ebpf_dir = root.join("tracer-ebpf");
+    let obj = out_dir.join("podtrace.bpf.o");
+
+    println!("cargo:rerun-if-env-changed=PODTRACE_SKIP_EBPF");
+    for p in ["src", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", ebpf_dir.join(p).display());
+    }
+    println!("cargo:rerun-if-changed={}", root.join("common/src").display());
+
+    if env::var_os("PODTRACE_SKIP_EBPF").is_some() {
+        // For work on userspace parts only: the binary then refuses to load.
+        std::fs::write(&obj, b"")?;
+        return Ok(());
+    }
+    build_ebpf(&ebpf_dir, &out_dir.join("ebpf-target"))?;
+    let built = out_dir.join("ebpf-target/bpfel-unknown-none/release/podtrace");
+    std::fs::copy(&built, &obj)
+        .with_context(|| format!("copying {} to {}", built.display(), obj.display()))?;
+    Ok(())
+}
+
+fn build_ebpf(dir: &Path, target_dir: &Path) -> Result<()> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir)
+        .args([
+            "build",
+            "--release",
+            "-Z",
+            "build-std=core",
+            "--target",
+            "bpfel-unknown-none",
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        // The host build's wrappers and flags must not leak into the BPF build.
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            [
+                "--cfg",
+                "bpf_target_arch=\"x86_64\"",
+                "-Cdebuginfo=2",
+                "-Clink-arg=--btf",
+            ]
+            .join("\x1f"),
+        );
+    let status = cmd
+        .status()
+        .context("running cargo for the eBPF crate (is cargo on PATH?)")?;
+    if !status.success() {
+        bail!(
+            "building tracer-ebpf failed ({status}); it needs the rust-src component and \
+             bpf-linker: run `cargo xtask setup`"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Loading the eBPF program and attaching it to resolved probe sites.
+//!
+//! Every traced function gets one probe id; its entry site uses spec slot
+//! `2*id` and its RET sites slot `2*id+1`. The slot is the attach cookie.
+
+use std::{num::NonZeroU32, path::PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use aya::{
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::{
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+        UProbe,
+    },
+    Ebpf, EbpfLoader,
+};
+use podtrace_common::{Capture, ProbeSpec, KIND_ENTRY, KIND_EXIT, MAX_CAPTURES, MAX_SPECS};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    catalogue::{BinaryCatalogue, CaptureDef, Resolution, Role, SiteKind, Status},
+    resolve::GoBinary,
+};
+
+/// The compiled eBPF object (tracer-ebpf), built by build.rs.
+static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/podtrace.bpf.o"));
+
+/// One traced function, as recorded in the trace header.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeInfo {
+    pub id: u32,
+    /// Catalogue binary name ("kubelet").
+    pub binary: String,
+    /// Catalogue probe name ("mount_wait").
+    pub probe: String,
+    pub role: Role,
+    pub symbol: String,
+    pub entry_site: SiteKind,
+    pub rets: usize,
+    pub entry_captures: Vec<CaptureDef>,
+    pub exit_captures: Vec<CaptureDef>,
+}
+
+/// One binary to trace and the processes to trace it in.
+pub struct TargetBinary<'a> {
+    pub catalogue: &'a BinaryCatalogue,
+    pub binary: &'a GoBinary,
+    pub resolutions: Vec<Resolution>,
+    /// Only these processes; empty = every process running the binary.
+    pub pids: Vec<u32>,
+}
+
+/// A probe site ready to attach.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub cookie: u32,
+    pub pid: Option<u32>,
+}
+
+/// Turns resolutions into the probe table, eBPF specs and attach sites.
+pub fn plan(targets: &[TargetBinary<'_>]) -> Result<(Vec<ProbeInfo>, Vec<ProbeSpec>, Vec<Site>)> {
+    let mut probes = Vec::new();
+    let mut specs = Vec::new();
+    let mut sites = Vec::new();
+    for t in targets {
+        let goid_offset = t.binary.goid_offset().unwrap_or(0);
+        for res in &t.resolutions {
+            if res.status != Status::Ok {
+                continue;
+            }
+            let Some(def) = t.catalogue.probes.iter().find(|p| p.name == res.probe) else {
+                continue;
+            };
+            let Some(variant) = res.variant.and_then(|v| def.variants.get(v)) else {
+                continue;
+            };
+            for target in &res.targets {
+                let id = probes.len() as u32;
+                if 2 * id + 2 > MAX_SPECS {
+                    bail!("more than {} traced functions", MAX_SPECS / 2);
+                }
+                probes.push(ProbeInfo {
+                    id,
+                    binary: t.catalogue.binary.name.clone(),
+                    probe: def.name.clone(),
+                    role: def.role,
+                    symbol: target.symbol.clone(),
+                    entry_site: target.entry_site,
+                    rets: target.ret_offsets.len(),
+                    entry_captures: variant.entry.clone(),
+                    exit_captures: variant.exit.clone(),
+                });
+                specs.push(spec(id, KIND_ENTRY, goid_offset, &variant.entry));
+                specs.push(spec(id, KIND_EXIT, goid_offset, &variant.exit));
+                let pids: Vec<Option<u32>> = if t.pids.is_empty() {
+                    vec![None]
+                } else {
+                    t.pids.iter().copied().map(Some).collect()
+                };
+                for pid in pids {
+                    sites.push(Site {
+                        path: t.binary.path().to_path_buf(),
+                        offset: target.entry_site_offset,
+                        cookie: 2 * id,
+                        pid,
+                    });
+                    for &off in &target.ret_offsets {
+                        sites.push(Site {
+                            path: t.binary.path().to_path_buf(),
+                            offset: off,
+                            cookie: 2 * id + 1,
+                            pid,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok((probes, specs, sites))
+}
+
+fn spec(id: u32, kind: u8, goid_offset: u32, caps: &[CaptureDef]) -> ProbeSpec {
+    let mut captures = [Capture::default(); MAX_CAPTURES];
+    for (slot, c) in captures.iter_mut().zip(caps) {
+        *slot = c.to_capture();
+    }
+    ProbeSpec {
+        probe_id: id,
+        kind,
+        goid_offset,
+        captures,
+        ..ProbeSpec::default()
+    }
+}
+
+/// The loaded program with its maps.
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub ring: RingBuf<MapData>,
+    pub counters: PerCpuArray<MapData, u64>,
+    pub attached: usize,
+}
+
+/// Loads the eBPF object with a ring buffer of `ring_bytes` and the given specs.
+pub fn load(ring_bytes: u32, specs: &[ProbeSpec]) -> Result<Loaded> {
+    if BPF_OBJECT.is_empty() {
+        bail!("this podtrace was built with PODTRACE_SKIP_EBPF: it has no eBPF program");
+    }
+    // The ELF must be 8-byte aligned for the object parser; copy to be sure.
+    let aligned: Vec<u64> = vec![0; BPF_OBJECT.len().div_ceil(8)];
+    let mut aligned = aligned;
+    // SAFETY: the Vec<u64> buffer is at least BPF_OBJECT.len() bytes long and
+    // u8 has no alignment or validity requirements.
+    let bytes = unsafe {
+        std::slice::from_raw_parts_mut(aligned.as_mut_ptr().cast::<u8>(), BPF_OBJECT.len())
+    };
+    bytes.copy_from_slice(BPF_OBJECT);
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries("EVENTS", ring_bytes)
+        .load(bytes)
+        .context("loading the eBPF object (needs root, BTF and a 5.15+ kernel)")?;
+    {
+        let map = ebpf.map_mut("SPECS").context("eBPF object has no SPECS map")?;
+        let mut arr: Array<_, ProbeSpec> = Array::try_from(map)?;
+        for (i, s) in specs.iter().enumerate() {
+            arr.set(i as u32, s, 0)
+                .with_context(|| format!("writing probe spec {i}"))?;
+        }
+    }
+    let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
+    let counters =
+        PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("no COUNTERS map")?)?;
+    let prog: &mut UProbe = ebpf
+        .program_mut("podtrace_go")
+        .context("eBPF object has no podtrace_go program")?
+        .try_into()?;
+    prog.load().context("loading podtrace_go into the kernel")?;
+    Ok(Loaded {
+        ebpf,
+        ring,
+        counters,
+        attached: 0,
+    })
+}
+
+impl Loaded {
+    /// Attaches every site; `progress(done, total)` is called as it goes.
+    pub fn attach(&mut self, sites: &[Site], mut progress: impl FnMut(usize, usize)) -> Result<()> {
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut("podtrace_go")
+            .context("eBPF object has no podtrace_go program")?
+            .try_into()?;
+        for (i, s) in sites.iter().enumerate() {
+            let scope = match s.pid.and_then(NonZeroU32::new) {
+                Some(pid) => UProbeScope::OneProcess(pid),
+                None => UProbeScope::AllProcesses,
+            };
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(s.offset),
+                cookie: Some(u64::from(s.cookie)),
+            };
+            prog.attach(point, &s.path, scope).with_context(|| {
+                format!(
+                    "attaching uprobe to {} at file offset {:#x}",
+                    s.path.display(),
+                    s.offset
+                )
+            })?;
+            self.attached += 1;
+            progress(i + 1, sites.len());
+        }
+        Ok(())
+    }
+
+    /// (events lost to a full ring buffer, probe hits), summed over CPUs.
+    pub fn counters(&self) -> (u64, u64) {
+        let sum = |slot: u32| {
+            self.counters
+                .get(&slot, 0)
+                .map(|v| v.iter().sum::<u64>())
+                .unwrap_or(0)
+        };
+        (sum(0), sum(1))
+    }
+}

@@ -1,0 +1,461 @@
+//! The probe catalogue: what to trace in each binary, as data.
+//!
+//! The built-in catalogue is `tracer/catalogue/*.toml`, embedded at build time;
+//! `--catalogue FILE` replaces it. This module parses and checks it, and
+//! matches it against a [`GoBinary`] to decide where each probe goes.
+
+use std::collections::BTreeSet;
+
+use podtrace_common::{cap, reg, Capture, MAX_CAPTURES, MAX_DEREFS};
+use serde::{Deserialize, Serialize};
+
+use crate::resolve::{EntrySite, Function, FunctionSites, GoBinary};
+
+const BUILTIN: &[(&str, &str)] = &[("kubelet.toml", include_str!("../catalogue/kubelet.toml"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    #[error("{file}: {source}")]
+    Parse {
+        file: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{file}: probe `{probe}`: {msg}")]
+    Invalid {
+        file: String,
+        probe: String,
+        msg: String,
+    },
+}
+
+/// What a span of this probe means to the correlator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    PodSync,
+    MountWait,
+    PollHelper,
+    PollCond,
+    PollCheck,
+    VolumeMounted,
+    Loop,
+    Stage,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinaryCatalogue {
+    pub binary: BinaryInfo,
+    #[serde(rename = "probe")]
+    pub probes: Vec<ProbeDef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinaryInfo {
+    pub name: String,
+    pub module: String,
+    #[serde(default)]
+    pub process_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeDef {
+    pub name: String,
+    pub role: Role,
+    #[serde(default)]
+    pub help: String,
+    #[serde(rename = "variant")]
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub symbol: String,
+    #[serde(default)]
+    pub when_calls: Option<String>,
+    #[serde(default)]
+    pub note: String,
+    #[serde(default)]
+    pub entry: Vec<CaptureDef>,
+    #[serde(default)]
+    pub exit: Vec<CaptureDef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureDef {
+    pub name: String,
+    pub kind: CaptureKind,
+    pub reg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reg2: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureKind {
+    U64,
+    Str,
+    Strregs,
+    Nonzero,
+}
+
+impl CaptureKind {
+    pub fn is_string(self) -> bool {
+        matches!(self, CaptureKind::Str | CaptureKind::Strregs)
+    }
+}
+
+fn reg_index(name: &str) -> Option<u8> {
+    Some(match name.to_ascii_uppercase().as_str() {
+        "RAX" => reg::RAX,
+        "RBX" => reg::RBX,
+        "RCX" => reg::RCX,
+        "RDI" => reg::RDI,
+        "RSI" => reg::RSI,
+        "R8" => reg::R8,
+        "R9" => reg::R9,
+        "R10" => reg::R10,
+        "R11" => reg::R11,
+        "RDX" => reg::RDX,
+        "RSP" => reg::RSP,
+        "R14" => reg::R14,
+        _ => return None,
+    })
+}
+
+impl CaptureDef {
+    /// The eBPF-side form. Validated by [`Catalogue::parse`], so infallible here.
+    pub fn to_capture(&self) -> Capture {
+        let mut c = Capture {
+            reg: reg_index(&self.reg).unwrap_or(0),
+            reg2: self.reg2.as_deref().and_then(reg_index).unwrap_or(0),
+            ..Capture::default()
+        };
+        for (i, off) in self.path.iter().take(MAX_DEREFS + 1).enumerate() {
+            c.offs[i] = *off;
+        }
+        let (kind, nderef) = match self.kind {
+            CaptureKind::U64 => (cap::U64, self.path.len()),
+            CaptureKind::Nonzero => (cap::NONZERO, self.path.len()),
+            CaptureKind::Str => (cap::STR_HDR, self.path.len().saturating_sub(1)),
+            CaptureKind::Strregs => (cap::STR_REGS, 0),
+        };
+        c.kind = kind;
+        c.nderef = nderef.min(MAX_DEREFS) as u8;
+        c
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if reg_index(&self.reg).is_none() {
+            return Err(format!("capture `{}`: unknown register {}", self.name, self.reg));
+        }
+        match (self.kind, &self.reg2) {
+            (CaptureKind::Strregs, Some(r2)) if reg_index(r2).is_some() => {}
+            (CaptureKind::Strregs, _) => {
+                return Err(format!("capture `{}`: strregs needs reg2 (the length register)", self.name))
+            }
+            (_, Some(_)) => return Err(format!("capture `{}`: reg2 is only for strregs", self.name)),
+            _ => {}
+        }
+        let max = match self.kind {
+            CaptureKind::Str => MAX_DEREFS + 1,
+            CaptureKind::Strregs => 0,
+            _ => MAX_DEREFS,
+        };
+        if self.path.len() > max {
+            return Err(format!(
+                "capture `{}`: path has {} offsets, at most {max} allowed for {:?}",
+                self.name,
+                self.path.len(),
+                self.kind
+            ));
+        }
+        if self.kind == CaptureKind::Str && self.path.is_empty() {
+            return Err(format!("capture `{}`: str needs a path ending at the string header", self.name));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    pub binaries: Vec<BinaryCatalogue>,
+}
+
+impl Catalogue {
+    pub fn builtin() -> Result<Self, CatalogueError> {
+        let binaries = BUILTIN
+            .iter()
+            .map(|(file, text)| Self::parse(file, text))
+            .collect::<Result<_, _>>()?;
+        Ok(Catalogue { binaries })
+    }
+
+    /// Parses and checks one catalogue file.
+    pub fn parse(file: &str, text: &str) -> Result<BinaryCatalogue, CatalogueError> {
+        let cat: BinaryCatalogue = toml::from_str(text).map_err(|e| CatalogueError::Parse {
+            file: file.to_string(),
+            source: Box::new(e),
+        })?;
+        let mut names = BTreeSet::new();
+        for p in &cat.probes {
+            let invalid = |msg: String| CatalogueError::Invalid {
+                file: file.to_string(),
+                probe: p.name.clone(),
+                msg,
+            };
+            if !names.insert(p.name.as_str()) {
+                return Err(invalid("defined twice".into()));
+            }
+            if p.variants.is_empty() {
+                return Err(invalid("has no [[probe.variant]]".into()));
+            }
+            for v in &p.variants {
+                for caps in [&v.entry, &v.exit] {
+                    if caps.len() > MAX_CAPTURES {
+                        return Err(invalid(format!(
+                            "{}: {} captures, at most {MAX_CAPTURES}",
+                            v.symbol,
+                            caps.len()
+                        )));
+                    }
+                    for c in caps {
+                        c.check().map_err(|m| invalid(format!("{}: {m}", v.symbol)))?;
+                    }
+                }
+            }
+        }
+        Ok(cat)
+    }
+
+    pub fn binary(&self, name: &str) -> Option<&BinaryCatalogue> {
+        self.binaries.iter().find(|b| b.binary.name == name)
+    }
+}
+
+/// Glob match where `*` stands for any run of characters.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let Some((first, rest)) = pattern.split_once('*') else {
+        return pattern == text;
+    };
+    let Some(mut t) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('*').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i == parts.len() - 1 {
+            return t.ends_with(part);
+        }
+        match t.find(part) {
+            Some(at) => t = &t[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Where one catalogue probe landed in one binary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolution {
+    pub probe: String,
+    pub role: Role,
+    pub status: Status,
+    /// Variant used (index into the probe's variants) and what it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<usize>,
+    pub targets: Vec<Target>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    /// No variant's symbol is in the binary.
+    Missing,
+    /// The symbol exists but its expected callee is not called (inlined or other version).
+    Mismatch,
+}
+
+/// One function to attach to (a pattern may match several closures).
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub symbol: String,
+    pub entry_vaddr: u64,
+    pub entry_site: SiteKind,
+    pub entry_site_vaddr: u64,
+    pub entry_site_offset: u64,
+    pub ret_vaddrs: Vec<u64>,
+    pub ret_offsets: Vec<u64>,
+    pub tail_jumps: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteKind {
+    /// The prologue's stack-check jump: emulated by x86 uprobes, no single step.
+    PrologueJump,
+    /// The first instruction (leaf/NOSPLIT functions): single-stepped.
+    FunctionStart,
+}
+
+impl BinaryCatalogue {
+    /// Decides for every probe which variant and which functions to use.
+    pub fn resolve(&self, bin: &GoBinary) -> Vec<Resolution> {
+        self.probes.iter().map(|p| resolve_probe(p, bin)).collect()
+    }
+}
+
+fn matching_functions<'a>(bin: &'a GoBinary, pattern: &str) -> Vec<&'a Function> {
+    if pattern.contains('*') {
+        bin.functions().iter().filter(|f| glob_match(pattern, &f.name)).collect()
+    } else {
+        bin.function(pattern).into_iter().collect()
+    }
+}
+
+fn calls_named(bin: &GoBinary, sites: &FunctionSites, callee: &str) -> bool {
+    let Some(target) = bin.function(callee) else {
+        return false;
+    };
+    sites.calls.iter().any(|&(_, to)| to == target.entry)
+}
+
+fn resolve_probe(p: &ProbeDef, bin: &GoBinary) -> Resolution {
+    let mut res = Resolution {
+        probe: p.name.clone(),
+        role: p.role,
+        status: Status::Missing,
+        variant: None,
+        targets: Vec::new(),
+        detail: String::new(),
+    };
+    let mut problems = Vec::new();
+    for (vi, v) in p.variants.iter().enumerate() {
+        let funcs = matching_functions(bin, &v.symbol);
+        if funcs.is_empty() {
+            continue;
+        }
+        let mut targets = Vec::new();
+        for f in funcs {
+            let sites = match bin.sites(f) {
+                Ok(s) => s,
+                Err(e) => {
+                    problems.push(format!("{}: {e}", f.name));
+                    continue;
+                }
+            };
+            if let Some(callee) = &v.when_calls {
+                if !calls_named(bin, &sites, callee) {
+                    res.status = Status::Mismatch;
+                    problems.push(format!("{} does not call {callee}", f.name));
+                    continue;
+                }
+            }
+            match make_target(bin, f, &sites) {
+                Some(t) => targets.push(t),
+                None => problems.push(format!("{}: address outside every PT_LOAD segment", f.name)),
+            }
+        }
+        if !targets.is_empty() {
+            res.status = Status::Ok;
+            res.variant = Some(vi);
+            res.targets = targets;
+            res.detail = v.note.clone();
+            return res;
+        }
+    }
+    if res.status == Status::Missing && problems.is_empty() {
+        let mut tried: Vec<&str> = p.variants.iter().map(|v| v.symbol.as_str()).collect();
+        tried.dedup();
+        res.detail = format!("not in binary: {}", tried.join(", "));
+    } else {
+        res.detail = problems.join("; ");
+    }
+    res
+}
+
+fn make_target(bin: &GoBinary, f: &Function, sites: &FunctionSites) -> Option<Target> {
+    let (kind, site) = match sites.entry_site {
+        EntrySite::PrologueJump { vaddr } => (SiteKind::PrologueJump, vaddr),
+        EntrySite::FunctionStart { vaddr } => (SiteKind::FunctionStart, vaddr),
+    };
+    let ret_offsets = sites
+        .rets
+        .iter()
+        .map(|&r| bin.file_offset(r))
+        .collect::<Option<Vec<_>>>()?;
+    Some(Target {
+        symbol: f.name.clone(),
+        entry_vaddr: f.entry,
+        entry_site: kind,
+        entry_site_vaddr: site,
+        entry_site_offset: bin.file_offset(site)?,
+        ret_vaddrs: sites.rets.clone(),
+        ret_offsets,
+        tail_jumps: sites.tail_jumps.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalogue_parses() {
+        let c = Catalogue::builtin().expect("builtin catalogue");
+        let k = c.binary("kubelet").expect("kubelet");
+        assert!(k.probes.iter().any(|p| p.role == Role::PodSync));
+        assert!(k.probes.iter().any(|p| p.role == Role::PollCheck));
+    }
+
+    #[test]
+    fn glob() {
+        assert!(glob_match("a.(*b).f.func*", "a.(*b).f.func1"));
+        assert!(glob_match("a.(*b).f.func*", "a.(*b).f.func12"));
+        assert!(!glob_match("a.(*b).f.func*", "a.(*b).g.func1"));
+        assert!(glob_match("*x*", "abxcd"));
+        assert!(glob_match("plain", "plain"));
+        assert!(!glob_match("plain", "plainer"));
+    }
+
+    #[test]
+    fn capture_encoding() {
+        let c = CaptureDef {
+            name: "uid".into(),
+            kind: CaptureKind::Str,
+            reg: "RDI".into(),
+            reg2: None,
+            path: vec![0, 8, 96],
+        };
+        let e = c.to_capture();
+        assert_eq!((e.kind, e.reg, e.nderef), (cap::STR_HDR, reg::RDI, 2));
+        assert_eq!(&e.offs[..3], &[0, 8, 96]);
+    }
+
+    #[test]
+    fn bad_catalogue_is_an_error() {
+        let bad = r#"
+[binary]
+name = "x"
+module = "m"
+[[probe]]
+name = "p"
+role = "stage"
+[[probe.variant]]
+symbol = "f"
+entry = [{ name = "a", kind = "str", reg = "RZZ", path = [1] }]
+"#;
+        let e = Catalogue::parse("bad.toml", bad).expect_err("must fail");
+        assert!(e.to_string().contains("unknown register RZZ"), "{e}");
+        let e = Catalogue::parse("bad.toml", "[binary]\nname=1").expect_err("must fail");
+        assert!(e.to_string().starts_with("bad.toml:"), "{e}");
+    }
+}

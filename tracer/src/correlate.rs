@@ -1,0 +1,355 @@
+//! From probe hits to spans and pods.
+//!
+//! Entries and exits are paired per goroutine `{pid, g, goid}` (never per
+//! thread: goroutines migrate), last-in-first-out by probe, so nesting falls
+//! out of the goroutine's own call stack. Two Go specifics:
+//! - morestack: when a function's prologue finds the stack too small, the
+//!   runtime grows (copies) it and re-runs the function from its first
+//!   instruction, so the entry probe fires twice. The second hit has the same
+//!   probe and the same return address (the caller frame was copied), a
+//!   different SP, and nothing in between: it is dropped.
+//! - RETs that never run (tail calls, panics): an exit pops every younger open
+//!   frame of the goroutine; those are closed unmatched ("aged out").
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::{
+    attach::ProbeInfo,
+    catalogue::Role,
+    trace::{Rec, Val},
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Span {
+    pub probe: u32,
+    pub role: Role,
+    /// Catalogue probe name.
+    pub name: String,
+    pub binary: String,
+    pub pid: u32,
+    pub goid: u64,
+    /// ktime ns.
+    pub start: u64,
+    /// ktime ns; None if the exit was never seen.
+    pub end: Option<u64>,
+    pub entry: Vec<(String, Val)>,
+    pub exit: Vec<(String, Val)>,
+    pub parent: Option<usize>,
+    pub pod: Option<usize>,
+    pub children: u32,
+}
+
+impl Span {
+    pub fn duration(&self) -> Option<u64> {
+        self.end.map(|e| e.saturating_sub(self.start))
+    }
+    pub fn arg(&self, name: &str) -> Option<&Val> {
+        self.entry
+            .iter()
+            .chain(self.exit.iter())
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+    pub fn arg_str(&self, name: &str) -> Option<&str> {
+        self.arg(name).and_then(Val::as_str)
+    }
+    pub fn arg_u64(&self, name: &str) -> Option<u64> {
+        self.arg(name).and_then(Val::as_u64)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Pod {
+    pub uid: String,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    pub events: u64,
+    pub spans: u64,
+    /// Second entry hits after morestack, dropped.
+    pub duplicate_entries: u64,
+    /// Entries whose exit never came (tail call, panic), closed when an outer
+    /// frame of the same goroutine returned or when they got too old.
+    pub aged_out: u64,
+    /// Exits with no open entry (the call began before recording).
+    pub unmatched_exits: u64,
+    /// Entries still open when the trace ended.
+    pub open_at_end: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Correlated {
+    pub spans: Vec<Span>,
+    pub pods: Vec<Pod>,
+    pub stats: Stats,
+}
+
+type GKey = (u32, u64, u64);
+
+struct Frame {
+    span: usize,
+    sp: u64,
+    ret_addr: u64,
+}
+
+/// Incremental pairing; feed events in time order.
+pub struct Correlator<'a> {
+    probes: &'a [ProbeInfo],
+    stacks: HashMap<GKey, Vec<Frame>>,
+    spans: Vec<Span>,
+    stats: Stats,
+    max_age_ns: u64,
+}
+
+impl<'a> Correlator<'a> {
+    /// `max_age_ns`: an open entry older than this is aged out when its
+    /// goroutine is next seen.
+    pub fn new(probes: &'a [ProbeInfo], max_age_ns: u64) -> Self {
+        Correlator {
+            probes,
+            stacks: HashMap::new(),
+            spans: Vec::new(),
+            stats: Stats::default(),
+            max_age_ns,
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn push(&mut self, r: &Rec) {
+        self.stats.events += 1;
+        let Some(info) = self.probes.get(r.p as usize) else {
+            return;
+        };
+        let key = (r.pid, r.g, r.goid);
+        let stack = self.stacks.entry(key).or_default();
+        // Age out frames whose exit is long overdue.
+        while let Some(f) = stack.first() {
+            if r.t.saturating_sub(self.spans[f.span].start) <= self.max_age_ns {
+                break;
+            }
+            stack.remove(0);
+            self.stats.aged_out += 1;
+        }
+        if r.k == podtrace_common::KIND_ENTRY {
+            if let Some(top) = stack.last_mut() {
+                let s = &self.spans[top.span];
+                if s.probe == r.p && top.ret_addr == r.ra && top.sp != r.sp && s.children == 0 {
+                    // morestack re-entry: same call, moved stack.
+                    top.sp = r.sp;
+                    self.stats.duplicate_entries += 1;
+                    return;
+                }
+            }
+            let parent = stack.last().map(|f| f.span);
+            let idx = self.spans.len();
+            if let Some(p) = parent {
+                self.spans[p].children += 1;
+            }
+            self.spans.push(Span {
+                probe: r.p,
+                role: info.role,
+                name: info.probe.clone(),
+                binary: info.binary.clone(),
+                pid: r.pid,
+                goid: r.goid,
+                start: r.t,
+                end: None,
+                entry: named(&info.entry_captures, &r.a),
+                exit: Vec::new(),
+                parent,
+                pod: None,
+                children: 0,
+            });
+            stack.push(Frame {
+                span: idx,
+                sp: r.sp,
+                ret_addr: r.ra,
+            });
+            self.stats.spans += 1;
+        } else {
+            let Some(pos) = stack
+                .iter()
+                .rposition(|f| self.spans[f.span].probe == r.p)
+            else {
+                self.stats.unmatched_exits += 1;
+                return;
+            };
+            let younger = stack.len() - pos - 1;
+            self.stats.aged_out += younger as u64;
+            let frame = &stack[pos];
+            let span = &mut self.spans[frame.span];
+            span.end = Some(r.t);
+            span.exit = named(&info.exit_captures, &r.a);
+            stack.truncate(pos);
+            if stack.is_empty() {
+                self.stacks.remove(&key);
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Correlated {
+        self.stats.open_at_end = self.stacks.values().map(|s| s.len() as u64).sum();
+        let pods = attribute(&mut self.spans);
+        Correlated {
+            spans: self.spans,
+            pods,
+            stats: self.stats,
+        }
+    }
+}
+
+fn named(defs: &[crate::catalogue::CaptureDef], vals: &[Option<Val>]) -> Vec<(String, Val)> {
+    defs.iter()
+        .zip(vals)
+        .filter_map(|(d, v)| v.clone().map(|v| (d.name.clone(), v)))
+        .collect()
+}
+
+/// Gives spans their pod: pod syncs name the pod; spans carrying a pod UID
+/// belong to it; anything else inherits its parent's pod.
+fn attribute(spans: &mut [Span]) -> Vec<Pod> {
+    let mut pods: Vec<Pod> = Vec::new();
+    let mut by_uid: HashMap<String, usize> = HashMap::new();
+    let mut pod_for = |uid: &str, pods: &mut Vec<Pod>| -> usize {
+        *by_uid.entry(uid.to_string()).or_insert_with(|| {
+            pods.push(Pod {
+                uid: uid.to_string(),
+                ..Pod::default()
+            });
+            pods.len() - 1
+        })
+    };
+    for s in spans.iter_mut().filter(|s| s.role == Role::PodSync) {
+        if let Some(uid) = s.arg_str("pod_uid").filter(|u| !u.is_empty()) {
+            let i = pod_for(uid, &mut pods);
+            let p = &mut pods[i];
+            if p.name.is_none() {
+                p.name = s.arg_str("pod_name").map(str::to_string);
+                p.namespace = s.arg_str("pod_namespace").map(str::to_string);
+            }
+            s.pod = Some(i);
+        }
+    }
+    for i in 0..spans.len() {
+        if spans[i].pod.is_some() {
+            continue;
+        }
+        let by_arg = spans[i]
+            .arg_str("pod_uid")
+            .filter(|u| !u.is_empty())
+            .map(str::to_string);
+        let pod = match by_arg {
+            Some(uid) => {
+                let p = pod_for(&uid, &mut pods);
+                if pods[p].name.is_none() {
+                    pods[p].name = spans[i].arg_str("pod_name").map(str::to_string);
+                }
+                Some(p)
+            }
+            None => spans[i].parent.and_then(|p| spans[p].pod),
+        };
+        spans[i].pod = pod;
+    }
+    pods
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::{CaptureDef, CaptureKind, SiteKind};
+
+    fn probe(id: u32, role: Role, name: &str) -> ProbeInfo {
+        ProbeInfo {
+            id,
+            binary: "kubelet".into(),
+            probe: name.into(),
+            role,
+            symbol: name.into(),
+            entry_site: SiteKind::PrologueJump,
+            rets: 1,
+            entry_captures: vec![CaptureDef {
+                name: "pod_uid".into(),
+                kind: CaptureKind::Str,
+                reg: "RSI".into(),
+                reg2: None,
+                path: vec![96],
+            }],
+            exit_captures: vec![],
+        }
+    }
+
+    fn ev(t: u64, p: u32, k: u8, g: u64, sp: u64, ra: u64, uid: Option<&str>) -> Rec {
+        Rec {
+            t,
+            p,
+            k,
+            pid: 7,
+            tid: 7,
+            g,
+            goid: g,
+            sp,
+            ra,
+            a: uid.map(|u| vec![Some(Val::S(u.into()))]).unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn pairs_per_goroutine_and_drops_morestack_duplicate() {
+        let probes = vec![probe(0, Role::PodSync, "sync"), probe(1, Role::Stage, "inner")];
+        let mut c = Correlator::new(&probes, u64::MAX);
+        // Two goroutines interleaved; g1's sync enters twice (morestack).
+        c.push(&ev(10, 0, 1, 1, 1000, 0xaa, Some("u1")));
+        c.push(&ev(11, 0, 1, 1, 5000, 0xaa, Some("u1")));
+        c.push(&ev(12, 0, 1, 2, 2000, 0xaa, Some("u2")));
+        c.push(&ev(13, 1, 1, 1, 4900, 0xbb, None));
+        c.push(&ev(20, 1, 2, 1, 4900, 0, None));
+        c.push(&ev(30, 0, 2, 2, 2000, 0, None));
+        c.push(&ev(40, 0, 2, 1, 5000, 0, None));
+        let r = c.finish();
+        assert_eq!(r.stats.duplicate_entries, 1);
+        assert_eq!(r.spans.len(), 3);
+        assert_eq!((r.spans[0].start, r.spans[0].end), (10, Some(40)));
+        assert_eq!((r.spans[1].start, r.spans[1].end), (12, Some(30)));
+        assert_eq!(r.spans[2].parent, Some(0));
+        assert_eq!(r.spans[2].pod, r.spans[0].pod);
+        assert_eq!(r.pods.len(), 2);
+    }
+
+    #[test]
+    fn recursion_is_not_a_duplicate_and_lost_exits_age_out() {
+        let probes = vec![probe(0, Role::Stage, "f"), probe(1, Role::Stage, "g")];
+        let mut c = Correlator::new(&probes, u64::MAX);
+        c.push(&ev(1, 0, 1, 1, 1000, 0x10, None));
+        // recursive call: return address inside f, different from the first
+        c.push(&ev(2, 0, 1, 1, 900, 0x20, None));
+        // g enters but panics: no exit
+        c.push(&ev(3, 1, 1, 1, 800, 0x30, None));
+        c.push(&ev(4, 0, 2, 1, 900, 0, None));
+        c.push(&ev(5, 0, 2, 1, 1000, 0, None));
+        c.push(&ev(6, 1, 2, 1, 1, 0, None)); // exit with nothing open
+        let r = c.finish();
+        assert_eq!(r.stats.duplicate_entries, 0);
+        assert_eq!(r.stats.aged_out, 1);
+        assert_eq!(r.stats.unmatched_exits, 1);
+        assert_eq!(r.spans[1].end, Some(4));
+        assert_eq!(r.spans[0].end, Some(5));
+        assert_eq!(r.spans[2].end, None);
+    }
+
+    #[test]
+    fn old_open_entries_age_out() {
+        let probes = vec![probe(0, Role::Stage, "f")];
+        let mut c = Correlator::new(&probes, 100);
+        c.push(&ev(1, 0, 1, 1, 1000, 0x10, None));
+        c.push(&ev(500, 0, 1, 1, 1000, 0x11, None));
+        assert_eq!(c.stats().aged_out, 1);
+    }
+}

@@ -1,0 +1,14 @@
+//! podtrace: where a pod's start-up time goes inside kubelet and containerd.
+//!
+//! The pipeline, one module per stage:
+//! [`resolve`] (read Go binaries) → [`catalogue`] (what to probe, as data) →
+//! [`attach`] (eBPF) → [`collect`] (ring buffer → [`trace`] file) →
+//! [`correlate`] (spans, pods) → [`report`].
+
+pub mod attach;
+pub mod catalogue;
+pub mod collect;
+pub mod correlate;
+pub mod report;
+pub mod resolve;
+pub mod trace;

@@ -1,0 +1,397 @@
+//! Per-pod stage tables, the mount wait's poll analysis and loop periods.
+//!
+//! The JSON form of [`Report`] is a stable, documented shape
+//! (docs/report-json.md): fields are only ever added.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde::Serialize;
+
+use crate::{
+    catalogue::Role,
+    correlate::{Correlated, Span, Stats},
+    trace::Trace,
+};
+
+pub const REPORT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub podtrace_report: u32,
+    pub trace: TraceSummary,
+    pub pods: Vec<PodReport>,
+    pub loops: Vec<LoopReport>,
+    pub stats: Stats,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceSummary {
+    pub hostname: String,
+    pub started_unix_ns: i64,
+    pub binaries: Vec<String>,
+    pub events: u64,
+    pub drops: u64,
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PodReport {
+    pub uid: String,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    /// Wall-clock start of the pod's first sync, Unix ns.
+    pub start_unix_ns: i64,
+    /// Stages of the first sync, in start order; times relative to its start.
+    pub stages: Vec<StageRow>,
+    pub mount_wait: Option<MountWait>,
+    /// Syncs of this pod after the first (updates, status syncs).
+    pub later_syncs: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRow {
+    pub stage: String,
+    pub depth: usize,
+    pub start_ms: f64,
+    /// None: no exit seen.
+    pub duration_ms: Option<f64>,
+    pub error: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MountWait {
+    pub duration_ms: Option<f64>,
+    /// Configured poll interval, read from the poll helper's argument.
+    pub configured_interval_ms: Option<f64>,
+    pub checks: Vec<PollCheck>,
+    /// Median gap between consecutive checks.
+    pub observed_interval_ms: Option<f64>,
+    /// When the reconciler marked the pod's last volume mounted (relative to sync start).
+    pub volumes_mounted_ms: Option<f64>,
+    pub volumes: Vec<VolumeMount>,
+    /// End of the first check that found nothing unmounted.
+    pub noticed_ms: Option<f64>,
+    /// noticed − mounted: time lost waiting for the next poll tick.
+    pub lost_to_polling_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PollCheck {
+    pub at_ms: f64,
+    pub duration_ms: Option<f64>,
+    pub unmounted: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeMount {
+    pub volume: Option<String>,
+    pub at_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoopReport {
+    pub loop_name: String,
+    pub binary: String,
+    pub ticks: usize,
+    pub period_p50_ms: Option<f64>,
+    pub period_p90_ms: Option<f64>,
+    pub duration_p50_ms: Option<f64>,
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+fn rel(t: u64, base: u64) -> f64 {
+    (t as f64 - base as f64) / 1e6
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+fn median_of(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    percentile(&v, 50.0)
+}
+
+fn is_descendant(spans: &[Span], mut i: usize, ancestor: usize) -> Option<usize> {
+    let mut depth = 0;
+    while let Some(p) = spans[i].parent {
+        depth += 1;
+        if p == ancestor {
+            return Some(depth);
+        }
+        i = p;
+    }
+    None
+}
+
+impl Report {
+    pub fn build(trace: &Trace, c: &Correlated) -> Report {
+        let off = trace.header.mono_to_unix_ns;
+        let mut pods = Vec::new();
+        for (pi, pod) in c.pods.iter().enumerate() {
+            let syncs: Vec<usize> = (0..c.spans.len())
+                .filter(|&i| c.spans[i].pod == Some(pi) && c.spans[i].role == Role::PodSync)
+                .collect();
+            let Some(&first) = syncs.first() else {
+                continue;
+            };
+            let base = c.spans[first].start;
+            let mut stages = vec![StageRow {
+                stage: c.spans[first].name.clone(),
+                depth: 0,
+                start_ms: 0.0,
+                duration_ms: c.spans[first].duration().map(ms),
+                error: c.spans[first].arg_u64("error") == Some(1),
+            }];
+            let mut mount_wait_span = None;
+            for (i, s) in c.spans.iter().enumerate() {
+                let Some(depth) = is_descendant(&c.spans, i, first) else {
+                    continue;
+                };
+                match s.role {
+                    Role::MountWait | Role::Stage => {
+                        if s.role == Role::MountWait && mount_wait_span.is_none() {
+                            mount_wait_span = Some(i);
+                        }
+                        stages.push(StageRow {
+                            stage: s.name.clone(),
+                            depth,
+                            start_ms: rel(s.start, base),
+                            duration_ms: s.duration().map(ms),
+                            error: s.arg_u64("error") == Some(1),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            let mount_wait = mount_wait_span.map(|mw| mount_wait(c, pi, mw, base));
+            pods.push(PodReport {
+                uid: pod.uid.clone(),
+                name: pod.name.clone(),
+                namespace: pod.namespace.clone(),
+                start_unix_ns: base as i64 + off,
+                stages,
+                mount_wait,
+                later_syncs: syncs.len() - 1,
+            });
+        }
+        pods.sort_by_key(|p| p.start_unix_ns);
+
+        let mut by_loop: BTreeMap<(String, String, u32), Vec<&Span>> = BTreeMap::new();
+        for s in c.spans.iter().filter(|s| s.role == Role::Loop) {
+            by_loop
+                .entry((s.name.clone(), s.binary.clone(), s.pid))
+                .or_default()
+                .push(s);
+        }
+        let loops = by_loop
+            .into_iter()
+            .map(|((name, binary, _), spans)| {
+                let mut periods: Vec<f64> =
+                    spans.windows(2).map(|w| ms(w[1].start - w[0].start)).collect();
+                periods.sort_by(f64::total_cmp);
+                let durs: Vec<f64> = spans.iter().filter_map(|s| s.duration().map(ms)).collect();
+                LoopReport {
+                    loop_name: name,
+                    binary,
+                    ticks: spans.len(),
+                    period_p50_ms: percentile(&periods, 50.0),
+                    period_p90_ms: percentile(&periods, 90.0),
+                    duration_p50_ms: median_of(durs),
+                }
+            })
+            .collect();
+
+        Report {
+            podtrace_report: REPORT_VERSION,
+            trace: TraceSummary {
+                hostname: trace.header.hostname.clone(),
+                started_unix_ns: trace.header.started_unix_ns,
+                binaries: trace
+                    .header
+                    .binaries
+                    .iter()
+                    .map(|b| format!("{} {} ({})", b.name, b.path, b.go_version.as_deref().unwrap_or("go ?")))
+                    .collect(),
+                events: trace.events.len() as u64,
+                drops: trace.footer.as_ref().map(|f| f.drops).unwrap_or(0),
+                complete: trace.footer.is_some(),
+            },
+            pods,
+            loops,
+            stats: c.stats.clone(),
+            warnings: trace.warnings.clone(),
+        }
+    }
+
+    pub fn to_table(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "trace: {} events, {} dropped{}",
+            self.trace.events,
+            self.trace.drops,
+            if self.trace.complete { "" } else { " (recording interrupted)" }
+        );
+        for w in &self.warnings {
+            let _ = writeln!(o, "warning: {w}");
+        }
+        if self.pods.is_empty() {
+            let _ = writeln!(o, "\nno pod syncs in this trace");
+        }
+        for p in &self.pods {
+            let _ = writeln!(
+                o,
+                "\npod {}/{} uid {}",
+                p.namespace.as_deref().unwrap_or("?"),
+                p.name.as_deref().unwrap_or("?"),
+                p.uid
+            );
+            let _ = writeln!(o, "  {:<32} {:>10} {:>12}", "stage", "start ms", "duration ms");
+            for s in &p.stages {
+                let name = format!("{}{}", "  ".repeat(s.depth), s.stage);
+                let dur = s
+                    .duration_ms
+                    .map(|d| format!("{d:.3}"))
+                    .unwrap_or_else(|| "(no exit)".into());
+                let _ = writeln!(
+                    o,
+                    "  {:<32} {:>10.3} {:>12}{}",
+                    name,
+                    s.start_ms,
+                    dur,
+                    if s.error { "  error" } else { "" }
+                );
+            }
+            if let Some(m) = &p.mount_wait {
+                let f = |v: Option<f64>| v.map(|v| format!("{v:.3} ms")).unwrap_or_else(|| "-".into());
+                let _ = writeln!(
+                    o,
+                    "  mount wait: {} checks, interval configured {} observed {}",
+                    m.checks.len(),
+                    f(m.configured_interval_ms),
+                    f(m.observed_interval_ms)
+                );
+                let checks: Vec<String> = m
+                    .checks
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{:.1}{}",
+                            c.at_ms,
+                            c.unmounted.map(|u| format!("({u})")).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(o, "    checks at ms (unmounted): {}", checks.join(" "));
+                let _ = writeln!(
+                    o,
+                    "    volumes mounted at {}, poll noticed at {}, lost to polling {}",
+                    f(m.volumes_mounted_ms),
+                    f(m.noticed_ms),
+                    f(m.lost_to_polling_ms)
+                );
+            }
+            if p.later_syncs > 0 {
+                let _ = writeln!(o, "  ({} later syncs not shown)", p.later_syncs);
+            }
+        }
+        if !self.loops.is_empty() {
+            let _ = writeln!(o, "\nloops");
+            let _ = writeln!(
+                o,
+                "  {:<16} {:>7} {:>12} {:>12} {:>14}",
+                "loop", "ticks", "period p50", "period p90", "tick p50 ms"
+            );
+            let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+            for l in &self.loops {
+                let _ = writeln!(
+                    o,
+                    "  {:<16} {:>7} {:>12} {:>12} {:>14}",
+                    l.loop_name,
+                    l.ticks,
+                    f(l.period_p50_ms),
+                    f(l.period_p90_ms),
+                    f(l.duration_p50_ms)
+                );
+            }
+        }
+        let s = &self.stats;
+        let _ = writeln!(
+            o,
+            "\nspans {}  morestack duplicates dropped {}  aged out {}  unmatched exits {}  open at end {}",
+            s.spans, s.duplicate_entries, s.aged_out, s.unmatched_exits, s.open_at_end
+        );
+        o
+    }
+}
+
+fn mount_wait(c: &Correlated, pod: usize, mw: usize, base: u64) -> MountWait {
+    let span = &c.spans[mw];
+    let mut checks: Vec<&Span> = c
+        .spans
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| s.role == Role::PollCheck && is_descendant(&c.spans, *i, mw).is_some())
+        .map(|(_, s)| s)
+        .collect();
+    checks.sort_by_key(|s| s.start);
+    let configured = c
+        .spans
+        .iter()
+        .enumerate()
+        .find(|(i, s)| s.role == Role::PollHelper && is_descendant(&c.spans, *i, mw).is_some())
+        .and_then(|(_, s)| s.arg_u64("interval_ns"))
+        .map(ms);
+    let observed = median_of(checks.windows(2).map(|w| ms(w[1].start - w[0].start)).collect());
+    let noticed = checks
+        .iter()
+        .find(|s| s.arg_u64("unmounted") == Some(0))
+        .and_then(|s| s.end);
+    let mut volumes: Vec<&Span> = c
+        .spans
+        .iter()
+        .filter(|s| {
+            s.role == Role::VolumeMounted
+                && s.pod == Some(pod)
+                && noticed.is_none_or(|n| s.start <= n)
+        })
+        .collect();
+    volumes.sort_by_key(|s| s.start);
+    let mounted = volumes.last().map(|s| s.start);
+    MountWait {
+        duration_ms: span.duration().map(ms),
+        configured_interval_ms: configured,
+        checks: checks
+            .iter()
+            .map(|s| PollCheck {
+                at_ms: rel(s.start, base),
+                duration_ms: s.duration().map(ms),
+                unmounted: s.arg_u64("unmounted"),
+            })
+            .collect(),
+        observed_interval_ms: observed,
+        volumes_mounted_ms: mounted.map(|t| rel(t, base)),
+        volumes: volumes
+            .iter()
+            .map(|s| VolumeMount {
+                volume: s.arg_str("volume").map(str::to_string),
+                at_ms: rel(s.start, base),
+            })
+            .collect(),
+        noticed_ms: noticed.map(|t| rel(t, base)),
+        lost_to_polling_ms: match (noticed, mounted) {
+            (Some(n), Some(m)) => Some(rel(n, m)),
+            _ => None,
+        },
+    }
+}

@@ -1,0 +1,612 @@
+//! Reading Go binaries: functions, versions, probe sites.
+//!
+//! Works on unmodified, stripped release builds (no `.symtab`, no DWARF):
+//! functions come from `.symtab`, else `.dynsym`, else Go's own pclntab,
+//! which every Go binary keeps. Probe sites come from decoding the code.
+//!
+//! ```no_run
+//! # use podtrace::resolve::GoBinary;
+//! let bin = GoBinary::open("/usr/bin/kubelet".as_ref())?;
+//! let f = bin.function("k8s.io/kubernetes/pkg/kubelet.(*Kubelet).SyncPod").unwrap();
+//! let sites = bin.sites(f)?;
+//! let entry_file_offset = bin.file_offset(sites.entry_site.vaddr());
+//! # Ok::<(), podtrace::resolve::ResolveError>(())
+//! ```
+
+mod buildinfo;
+mod elf;
+mod pclntab;
+mod sites;
+
+pub use buildinfo::{BuildInfo, Module};
+
+use elf::{Elf, ElfError, FuncSym};
+use pclntab::PclnError;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not an ELF file", path.display())]
+    NotElf { path: PathBuf },
+    #[error("{}: unsupported ELF file: {what}", path.display())]
+    UnsupportedElf { path: PathBuf, what: String },
+    #[error("{}: malformed ELF file: {what}", path.display())]
+    BadElf { path: PathBuf, what: String },
+    #[error("{}: not a Go binary (no .go.buildinfo and no pclntab found)", path.display())]
+    NotGo { path: PathBuf },
+    #[error("{}: Go build info found but no pclntab (function table)", path.display())]
+    NoPclntab { path: PathBuf },
+    #[error("{}: pclntab truncated at offset {offset:#x}", path.display())]
+    PclntabTruncated { path: PathBuf, offset: u64 },
+    #[error("{}: unsupported pclntab version (magic {magic:#x})", path.display())]
+    UnsupportedPclntab { path: PathBuf, magic: u32 },
+    #[error("{}: malformed pclntab at offset {offset:#x}: {what}", path.display())]
+    BadPclntab {
+        path: PathBuf,
+        offset: u64,
+        what: String,
+    },
+    #[error("{}: function {name} [{entry:#x}, {end:#x}): code not in the file", path.display())]
+    NoCode {
+        path: PathBuf,
+        name: String,
+        entry: u64,
+        end: u64,
+    },
+    #[error("{}: instruction decoding supports x86-64 only (ELF machine {machine})", path.display())]
+    UnsupportedArch { path: PathBuf, machine: u16 },
+}
+
+/// A function: `[entry, end)` in virtual addresses as linked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Function {
+    pub name: String,
+    pub entry: u64,
+    /// Exclusive. From the pclntab this is the next function's entry, so it
+    /// includes the INT3 padding after the function.
+    pub end: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SymbolSource {
+    Symtab,
+    Dynsym,
+    Pclntab,
+}
+
+/// Where the pclntab's entry offsets get their base from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TextStartSource {
+    /// `pcHeader.textStart` (Go 1.18–1.25).
+    PcHeader,
+    /// `runtime.moduledata.text` (Go 1.26+ leaves pcHeader.textStart 0).
+    Moduledata,
+    /// Last resort: the `.text` section start. Wrong for binaries whose
+    /// `.text` starts before `runtime.text` (external linking), hence logged.
+    TextSection,
+    /// Go 1.16–1.17 tables hold absolute entries.
+    Absolute,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum GoidSource {
+    /// Read from `runtime.goroutineheader`'s load of `gp.goid`.
+    Decoded,
+    /// From the per-version table (code not decodable).
+    Table,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GoidOffset {
+    pub offset: u32,
+    pub source: GoidSource,
+}
+
+/// Where to put the entry probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EntrySite {
+    /// The JBE of the stack-bound check (`cmp rsp,[r14+0x10]; jbe` or the
+    /// r12 forms for bigger frames). The kernel emulates a jump instead of
+    /// single-stepping it, and registers still hold the arguments.
+    PrologueJump { vaddr: u64 },
+    /// No stack check (NOSPLIT leaf, assembly): the first instruction.
+    FunctionStart { vaddr: u64 },
+}
+
+impl EntrySite {
+    pub fn vaddr(&self) -> u64 {
+        match *self {
+            EntrySite::PrologueJump { vaddr } | EntrySite::FunctionStart { vaddr } => vaddr,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FunctionSites {
+    pub entry: u64,
+    pub entry_site: EntrySite,
+    /// Every near RET in `[entry, end)`.
+    pub rets: Vec<u64>,
+    /// Direct JMP/Jcc whose target is outside the function (tail calls):
+    /// the function returns without passing one of `rets`.
+    pub tail_jumps: Vec<u64>,
+    /// (call site, direct call target).
+    pub calls: Vec<(u64, u64)>,
+}
+
+/// A Go ELF binary, read fully into memory.
+#[derive(Debug)]
+pub struct GoBinary {
+    path: PathBuf,
+    data: Vec<u8>,
+    elf: Elf,
+    build_info: Option<BuildInfo>,
+    source: SymbolSource,
+    text_start: Option<(u64, TextStartSource)>,
+    functions: Vec<Function>,
+    /// Indices into `functions`, sorted by name.
+    by_name: Vec<u32>,
+    goid: Option<GoidOffset>,
+}
+
+impl GoBinary {
+    pub fn open(path: &Path) -> Result<GoBinary, ResolveError> {
+        let data = std::fs::read(path).map_err(|source| ResolveError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        GoBinary::from_bytes(data, path.to_path_buf())
+    }
+
+    pub fn from_bytes(data: Vec<u8>, path: PathBuf) -> Result<GoBinary, ResolveError> {
+        let elf = Elf::parse(&data).map_err(|e| match e {
+            ElfError::NotElf => ResolveError::NotElf { path: path.clone() },
+            ElfError::Unsupported(what) => ResolveError::UnsupportedElf {
+                path: path.clone(),
+                what,
+            },
+            ElfError::Malformed(what) => ResolveError::BadElf {
+                path: path.clone(),
+                what,
+            },
+        })?;
+        let build_info = buildinfo::read(&elf, &data);
+
+        let mut text_start = None;
+        let (source, mut functions) = if let Some(f) = go_symbols(&elf.symtab) {
+            (SymbolSource::Symtab, f)
+        } else if let Some(f) = go_symbols(&elf.dynsym) {
+            (SymbolSource::Dynsym, f)
+        } else {
+            let (funcs, text) = pclntab_functions(&elf, &data, &path, build_info.is_some())?;
+            text_start = Some(text);
+            (SymbolSource::Pclntab, funcs)
+        };
+        functions.sort_by(|a, b| (a.entry, &a.name).cmp(&(b.entry, &b.name)));
+        functions.dedup();
+        let mut by_name: Vec<u32> = (0..functions.len() as u32).collect();
+        by_name.sort_by(|&a, &b| functions[a as usize].name.cmp(&functions[b as usize].name));
+
+        let mut bin = GoBinary {
+            path,
+            data,
+            elf,
+            build_info,
+            source,
+            text_start,
+            functions,
+            by_name,
+            goid: None,
+        };
+        bin.goid = bin.find_goid();
+        Ok(bin)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// e.g. "go1.19.8", from `.go.buildinfo`.
+    pub fn go_version(&self) -> Option<&str> {
+        self.build_info.as_ref().map(|b| b.go_version.as_str())
+    }
+
+    /// (major, minor) of the Go release, e.g. (1, 23) for "go1.23.8".
+    pub fn go_release(&self) -> Option<(u32, u32)> {
+        parse_go_release(self.go_version()?)
+    }
+
+    pub fn build_info(&self) -> Option<&BuildInfo> {
+        self.build_info.as_ref()
+    }
+
+    /// Version of a module in the build, e.g. "k8s.io/cri-api" → "v0.27.1".
+    /// If the module is replaced by another version of a module, that
+    /// version (what was compiled); a replacement by a local directory
+    /// keeps the required version. Modules built in place show "(devel)"
+    /// (Kubernetes' staging k8s.io/* modules): use the main module's version.
+    pub fn module_version(&self, module_path: &str) -> Option<&str> {
+        let m = self.build_info.as_ref()?.module(module_path)?;
+        match &m.replace {
+            Some(r) if r.version.starts_with('v') => Some(r.version.as_str()),
+            _ => Some(m.version.as_str()),
+        }
+    }
+
+    pub fn symbol_source(&self) -> SymbolSource {
+        self.source
+    }
+
+    /// The base of the pclntab's entry offsets and where it came from; None
+    /// when functions came from a symbol table.
+    pub fn text_start(&self) -> Option<(u64, TextStartSource)> {
+        self.text_start
+    }
+
+    /// All functions, sorted by entry.
+    pub fn functions(&self) -> &[Function] {
+        &self.functions
+    }
+
+    /// By name, e.g. "k8s.io/apimachinery/pkg/util/wait.PollUntilContextTimeout".
+    /// Names are spelled as in the pclntab (assembly functions without
+    /// `.abi0`). A generic instantiation given in full, e.g.
+    /// `slices.Sort[go.shape.int]`, also finds the `slices.Sort[...]` of a
+    /// Go 1.18–1.21 pclntab. With duplicate names, the lowest entry wins.
+    pub fn function(&self, name: &str) -> Option<&Function> {
+        self.lookup(name)
+            .or_else(|| self.lookup(&abbreviate_brackets(name)?))
+    }
+
+    fn lookup(&self, name: &str) -> Option<&Function> {
+        let i = self
+            .by_name
+            .partition_point(|&i| self.functions[i as usize].name.as_str() < name);
+        let f = self.functions.get(*self.by_name.get(i)? as usize)?;
+        (f.name == name).then_some(f)
+    }
+
+    /// The function whose `[entry, end)` holds `vaddr`.
+    pub fn function_at(&self, vaddr: u64) -> Option<&Function> {
+        let i = self.functions.partition_point(|f| f.entry <= vaddr);
+        let f = self.functions.get(i.checked_sub(1)?)?;
+        (vaddr < f.end).then_some(f)
+    }
+
+    /// File offset of `vaddr`, through the PT_LOAD segment holding it: what
+    /// a uprobe attached by offset needs.
+    pub fn file_offset(&self, vaddr: u64) -> Option<u64> {
+        self.elf.file_offset(vaddr)
+    }
+
+    /// The function's bytes.
+    pub fn code(&self, f: &Function) -> Result<&[u8], ResolveError> {
+        f.end
+            .checked_sub(f.entry)
+            .and_then(|len| self.elf.read(&self.data, f.entry, len))
+            .ok_or_else(|| ResolveError::NoCode {
+                path: self.path.clone(),
+                name: f.name.clone(),
+                entry: f.entry,
+                end: f.end,
+            })
+    }
+
+    /// Decode the function: entry probe site, RETs, tail jumps, calls.
+    pub fn sites(&self, f: &Function) -> Result<FunctionSites, ResolveError> {
+        if self.elf.machine != object::elf::EM_X86_64.0 {
+            return Err(ResolveError::UnsupportedArch {
+                path: self.path.clone(),
+                machine: self.elf.machine,
+            });
+        }
+        Ok(sites::decode(self.code(f)?, f.entry, f.end))
+    }
+
+    /// Offset of `goid` in `runtime.g` for this binary.
+    pub fn goid_offset(&self) -> Option<u32> {
+        self.goid.map(|g| g.offset)
+    }
+
+    /// The goid offset and how it was found.
+    pub fn goid_info(&self) -> Option<GoidOffset> {
+        self.goid
+    }
+
+    fn find_goid(&self) -> Option<GoidOffset> {
+        let table = self
+            .go_release()
+            .and_then(|(major, minor)| sites::goid_table(major, minor));
+        let decoded = (|| {
+            if self.elf.machine != object::elf::EM_X86_64.0 {
+                return None;
+            }
+            let gh = self.function("runtime.goroutineheader")?;
+            let printstring = self.function("runtime.printstring")?.entry;
+            let ints: Vec<u64> = ["runtime.printint", "runtime.printuint"]
+                .iter()
+                .filter_map(|n| self.function(n).map(|f| f.entry))
+                .collect();
+            sites::goid_from_goroutineheader(self.code(gh).ok()?, gh.entry, printstring, &ints)
+        })();
+        match (decoded, table) {
+            (Some(d), t) => {
+                if t.is_some_and(|t| t != d) {
+                    log::warn!(
+                        "{}: goid offset {d} read from runtime code differs from the table ({t:?}) for {:?}",
+                        self.path.display(),
+                        self.go_version()
+                    );
+                }
+                Some(GoidOffset {
+                    offset: d,
+                    source: GoidSource::Decoded,
+                })
+            }
+            (None, Some(t)) => Some(GoidOffset {
+                offset: t,
+                source: GoidSource::Table,
+            }),
+            (None, None) => None,
+        }
+    }
+}
+
+/// "go1.23.8", "go1.24rc1", "devel go1.25-abc…" → (1, 23) etc.
+fn parse_go_release(v: &str) -> Option<(u32, u32)> {
+    let rest = &v[v.find("go")? + 2..];
+    let mut parts = rest.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor: String = parts.next()?.chars().take_while(char::is_ascii_digit).collect();
+    Some((major, minor.parse().ok()?))
+}
+
+/// Go 1.18–1.21 pclntabs abbreviate a bracketed part of a name (generic
+/// instantiation, the array in `type..eq.[2]T`) to `[...]` (cmd/link
+/// pcln.go); symbol tables and later pclntabs spell it out.
+fn abbreviate_brackets(name: &str) -> Option<String> {
+    let (i, j) = (name.find('[')?, name.rfind(']')?);
+    (i < j).then(|| format!("{}[...]{}", &name[..i], &name[j + 1..]))
+}
+
+/// Functions from a symbol table, if it holds the Go functions (it has
+/// `runtime.main`); `.dynsym` of most Go binaries holds only cgo imports.
+/// `runtime.text`/`runtime.etext` mark the text bounds and are not functions.
+fn go_symbols(syms: &[FuncSym]) -> Option<Vec<Function>> {
+    if !syms.iter().any(|s| s.name == "runtime.main") {
+        return None;
+    }
+    let syms: Vec<&FuncSym> = syms
+        .iter()
+        .filter(|s| s.name != "runtime.text" && s.name != "runtime.etext")
+        .collect();
+    let mut entries: Vec<u64> = syms.iter().map(|s| s.value).collect();
+    entries.sort_unstable();
+    entries.dedup();
+    let next_entry = |v: u64| {
+        let i = entries.partition_point(|&e| e <= v);
+        entries.get(i).copied().unwrap_or(v)
+    };
+    Some(
+        syms.iter()
+            .map(|s| Function {
+                // Assembly functions are `x.abi0` in symbol tables, `x` in
+                // the pclntab: use the pclntab spelling.
+                name: s.name.strip_suffix(".abi0").unwrap_or(&s.name).to_string(),
+                entry: s.value,
+                // Go gives every function a size; fall back to the next symbol.
+                end: if s.size > 0 {
+                    s.value.saturating_add(s.size)
+                } else {
+                    next_entry(s.value)
+                },
+            })
+            .collect(),
+    )
+}
+
+/// Locate and decode the pclntab: the `.gopclntab` section (also named
+/// `.data.rel.ro.gopclntab` in PIE builds), else a scan of the loadable
+/// segments for a pcHeader that decodes.
+fn pclntab_functions(
+    elf: &Elf,
+    data: &[u8],
+    path: &Path,
+    has_buildinfo: bool,
+) -> Result<(Vec<Function>, (u64, TextStartSource)), ResolveError> {
+    let pcln_err = |e: PclnError, file_off: u64| match e {
+        PclnError::Truncated(rel) => ResolveError::PclntabTruncated {
+            path: path.to_path_buf(),
+            offset: file_off.saturating_add(rel),
+        },
+        PclnError::BadMagic(magic) => ResolveError::UnsupportedPclntab {
+            path: path.to_path_buf(),
+            magic,
+        },
+        PclnError::Malformed(what) => ResolveError::BadPclntab {
+            path: path.to_path_buf(),
+            offset: file_off,
+            what,
+        },
+    };
+
+    let section = elf
+        .sections
+        .iter()
+        .find(|s| s.name.ends_with(".gopclntab") && !s.nobits && s.size > 0);
+    let (vaddr, table) = if let Some(s) = section {
+        let (bytes, off) = elf.section_bytes(data, s);
+        let table = pclntab::parse(bytes).map_err(|e| pcln_err(e, off))?;
+        (s.addr, table)
+    } else {
+        scan_pclntab(elf, data).map_err(|err| match err {
+            Some((e, off)) => pcln_err(e, off),
+            None if has_buildinfo => ResolveError::NoPclntab {
+                path: path.to_path_buf(),
+            },
+            None => ResolveError::NotGo {
+                path: path.to_path_buf(),
+            },
+        })?
+    };
+
+    let (base, how) = match table.header.version {
+        pclntab::Version::Go116 => (0, TextStartSource::Absolute),
+        _ if table.header.text_start != 0 => (table.header.text_start, TextStartSource::PcHeader),
+        _ => match moduledata_text(elf, data, vaddr, &table.header) {
+            Some(text) => (text, TextStartSource::Moduledata),
+            None => {
+                let text = elf.section(".text").map(|s| s.addr).ok_or_else(|| {
+                    ResolveError::BadPclntab {
+                        path: path.to_path_buf(),
+                        offset: elf.file_offset(vaddr).unwrap_or(0),
+                        what: "no text start: pcHeader.textStart is 0, no runtime.moduledata, no .text section".into(),
+                    }
+                })?;
+                log::warn!(
+                    "{}: text start from the .text section ({text:#x}): runtime.moduledata not found; \
+                     entries may be off if .text does not start at runtime.text",
+                    path.display()
+                );
+                (text, TextStartSource::TextSection)
+            }
+        },
+    };
+
+    let n = table.funcs.len();
+    let mut functions = Vec::with_capacity(n);
+    for (i, (name, off)) in table.funcs.iter().enumerate() {
+        let next = table.funcs.get(i + 1).map_or(table.end, |f| f.1);
+        functions.push(Function {
+            name: name.clone(),
+            entry: base.wrapping_add(*off),
+            end: base.wrapping_add(next),
+        });
+    }
+    // A wrong base would put every entry somewhere random: insist that the
+    // first function is code.
+    if let Some(first) = functions.first() {
+        if !elf.is_executable(first.entry) {
+            return Err(ResolveError::BadPclntab {
+                path: path.to_path_buf(),
+                offset: elf.file_offset(vaddr).unwrap_or(0),
+                what: format!(
+                    "first function {} at {:#x} is not in an executable segment (text start {base:#x} from {how:?})",
+                    first.name, first.entry
+                ),
+            });
+        }
+    }
+    Ok((functions, (base, how)))
+}
+
+/// Scan the loadable segments (data before code) for a pcHeader that
+/// decodes. On failure, the most telling error seen (a truncation beats
+/// other errors), with the candidate's file offset; None if no candidate.
+fn scan_pclntab(elf: &Elf, data: &[u8]) -> Result<(u64, pclntab::Table), Option<(PclnError, u64)>> {
+    let mut best: Option<(PclnError, u64)> = None;
+    let segs = elf
+        .segments
+        .iter()
+        .filter(|s| !s.executable())
+        .chain(elf.segments.iter().filter(|s| s.executable()));
+    for seg in segs {
+        let bytes = elf.segment_bytes(data, seg);
+        // The header is at least 4-aligned (in practice 8 or 32); segments are
+        // page-aligned.
+        for pos in (0..bytes.len().saturating_sub(8)).step_by(4) {
+            if !pclntab::looks_like_header(&bytes[pos..]) {
+                continue;
+            }
+            match pclntab::parse(&bytes[pos..]) {
+                Ok(table) => return Ok((seg.vaddr + pos as u64, table)),
+                Err(e) => {
+                    let off = seg.offset + pos as u64;
+                    let better = match (&best, &e) {
+                        (None, _) => true,
+                        (Some((PclnError::Truncated(_), _)), _) => false,
+                        (Some(_), PclnError::Truncated(_)) => true,
+                        _ => false,
+                    };
+                    if better {
+                        best = Some((e, off));
+                    }
+                }
+            }
+        }
+    }
+    Err(best)
+}
+
+/// `runtime.moduledata.text`: find the moduledata by its first word (the
+/// pclntab's address), check the next fields agree, read `text`. Go 1.26+
+/// puts it in a `.go.module` section; otherwise scan writable segments.
+fn moduledata_text(elf: &Elf, data: &[u8], pcln_vaddr: u64, h: &pclntab::Header) -> Option<u64> {
+    use pclntab::moduledata as md;
+    let check = |b: &[u8]| -> Option<u64> {
+        let word = |off: u64| -> Option<u64> {
+            let s = b.get(off as usize..off as usize + 8)?;
+            Some(u64::from_le_bytes(s.try_into().ok()?))
+        };
+        if b.len() < md::MIN_LEN as usize
+            || word(0)? != pcln_vaddr
+            || word(md::FUNCNAMETAB)? != pcln_vaddr.wrapping_add(h.funcname_offset)
+            || word(md::FTAB_LEN)? != h.nfunc + 1
+        {
+            return None;
+        }
+        let (text, etext) = (word(md::TEXT)?, word(md::ETEXT)?);
+        (text < etext && elf.is_executable(text)).then_some(text)
+    };
+    if let Some(s) = elf.section(".go.module") {
+        if let Some(text) = check(elf.section_bytes(data, s).0) {
+            return Some(text);
+        }
+    }
+    let needle = pcln_vaddr.to_le_bytes();
+    for seg in elf.segments.iter().filter(|s| s.writable()) {
+        let bytes = elf.segment_bytes(data, seg);
+        for pos in (0..bytes.len().saturating_sub(8)).step_by(8) {
+            if bytes[pos..pos + 8] == needle {
+                if let Some(text) = check(&bytes[pos..]) {
+                    return Some(text);
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_release() {
+        assert_eq!(parse_go_release("go1.23.8"), Some((1, 23)));
+        assert_eq!(parse_go_release("go1.24rc1"), Some((1, 24)));
+        assert_eq!(parse_go_release("devel go1.25-abcdef"), Some((1, 25)));
+        assert_eq!(parse_go_release("go1"), None);
+        assert_eq!(parse_go_release("nothing"), None);
+    }
+
+    #[test]
+    fn abbreviated_names() {
+        let a = |s| abbreviate_brackets(s);
+        assert_eq!(a("type..eq.[2]runtime.Frame").unwrap(), "type..eq.[...]runtime.Frame");
+        assert_eq!(a("slices.Sort[go.shape.[]int,go.shape.int]").unwrap(), "slices.Sort[...]");
+        assert_eq!(a("main.(*T).M.func1"), None);
+    }
+
+    #[test]
+    fn not_elf() {
+        let e = GoBinary::from_bytes(b"#!/bin/sh\n".to_vec(), "/x/foo".into()).unwrap_err();
+        assert_eq!(e.to_string(), "/x/foo: not an ELF file");
+    }
+}

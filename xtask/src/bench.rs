@@ -1,0 +1,6 @@
+//! `cargo xtask bench`.
+use anyhow::Result;
+
+pub fn run() -> Result<()> {
+    anyhow::bail!("bench: not written yet")
+}

@@ -1,0 +1,151 @@
+//! `cargo xtask`: everything that is not a plain cargo build.
+//!
+//! - `setup`: install what podtrace needs, idempotently
+//! - `build`: the tracer (with its eBPF object) and the Go test workloads
+//! - `demo`:  record the kubelet-shaped workload, default vs tuned, and report
+//! - `test`:  the whole suite (unit, real-eBPF end-to-end, Go tests, lints)
+//! - `bench`: probe cost per hit vs bpftrace, sustained event rate
+
+mod bench;
+mod demo;
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "podtrace's set-up, build, demo, test and bench tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install rust-src, bpf-linker, Go 1.19 and Go 1.27, bpftrace (idempotent).
+    Setup,
+    /// Build podtrace (release) and the Go workloads into target/.
+    Build,
+    /// Record the bundled kubelet-shaped workload with default and tuned
+    /// intervals and print both reports and the comparison.
+    Demo {
+        /// Pods per run.
+        #[arg(long, default_value_t = 5)]
+        pods: u32,
+    },
+    /// Run the whole test suite (needs root: it loads eBPF programs).
+    Test {
+        /// Skip cargo fmt / clippy.
+        #[arg(long)]
+        no_lint: bool,
+        /// Passed to cargo test as a test-name filter.
+        filter: Option<String>,
+    },
+    /// Measure probe cost per hit (prologue jump, function start, RET) against
+    /// bpftrace, and the sustained event rate.
+    Bench,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Setup => setup::run(),
+        Cmd::Build => setup::run().and_then(|_| build()),
+        Cmd::Demo { pods } => setup::run().and_then(|_| build()).and_then(|_| demo::run(pods)),
+        Cmd::Test { no_lint, filter } => setup::run()
+            .and_then(|_| build())
+            .and_then(|_| test(no_lint, filter.as_deref())),
+        Cmd::Bench => setup::run().and_then(|_| build()).and_then(|_| bench::run()),
+    };
+    if let Err(e) = res {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+pub fn step(msg: &str) {
+    eprintln!("==> {msg}");
+}
+
+/// Runs a command, failing with its command line if it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+pub fn podtrace_bin() -> PathBuf {
+    root().join("target/release/podtrace")
+}
+
+pub fn workload_dir() -> PathBuf {
+    root().join("target/workload")
+}
+
+fn build() -> Result<()> {
+    step("building podtrace (release, with its eBPF object)");
+    run(Command::new("cargo")
+        .current_dir(root())
+        .args(["build", "--release", "-p", "podtrace"]))?;
+    step("building the Go workloads (Go 1.19, Go 1.19 PIE, Go 1.27; stripped)");
+    run(Command::new("bash")
+        .arg(root().join("tests/workload/build.sh"))
+        .arg(workload_dir())
+        .env("GO119", setup::go119())
+        .env("GO127", setup::go127()))?;
+    Ok(())
+}
+
+fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
+    let r = root();
+    if !no_lint {
+        step("cargo fmt --check");
+        run(Command::new("cargo").current_dir(&r).args(["fmt", "--all", "--", "--check"]))?;
+        step("cargo clippy -D warnings");
+        run(Command::new("cargo").current_dir(&r).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+    step("Go workload unit tests (Go 1.19 and Go 1.27)");
+    for go in [setup::go119(), setup::go127()] {
+        run(Command::new(&go)
+            .current_dir(r.join("tests/workload"))
+            .args(["test", "./..."])
+            .envs(setup::go_env()))?;
+    }
+    step("cargo test (unit and real-eBPF end-to-end tests; serial: they share uprobes and CPUs)");
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(&r)
+        .args(["test", "--release", "--workspace", "--no-fail-fast"])
+        .env("PODTRACE_BIN", podtrace_bin())
+        .env("PODTRACE_WORKLOAD_DIR", workload_dir())
+        .env("GO119", setup::go119())
+        .env("GO127", setup::go127())
+        .arg("--");
+    if let Some(f) = filter {
+        cmd.arg(f);
+    }
+    cmd.arg("--test-threads=1");
+    run(&mut cmd)
+}
