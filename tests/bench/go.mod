@@ -1,0 +1,3 @@
+module podtrace.dev/bench
+
+go 1.19

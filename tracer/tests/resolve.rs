@@ -1,0 +1,807 @@
+//! Tests of `podtrace::resolve` against real Go binaries: small programs
+//! built here with Go 1.19 and Go 1.27 (stripped, unstripped, PIE), and the
+//! upstream stripped kubectl release builds when the machine has them.
+//!
+//! Needs both Go toolchains (`cargo xtask setup` installs them); a missing
+//! toolchain fails the tests.
+
+use podtrace::resolve::{
+    EntrySite, GoBinary, GoidSource, ResolveError, SymbolSource, TextStartSource,
+};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const GO19: &str = "/usr/bin/go";
+const GO27: &str = "/root/.podtrace/gobin-venv/lib/python3.11/site-packages/go/bin/go";
+const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
+
+const MAIN_GO: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+
+	"k8s.io/fakedep"
+)
+
+//go:noinline
+func manyReturns(a int, s string) (int, error) {
+	if a == 1 {
+		return 10, nil
+	}
+	if a == 2 {
+		return len(s), fmt.Errorf("two %s", s)
+	}
+	if a == 3 {
+		return fakedep.Poll(a), nil
+	}
+	if a > 100 {
+		return a * 2, nil
+	}
+	return 0, nil
+}
+
+//go:nosplit
+//go:noinline
+func leaf(a, b int) int {
+	return a*b + 7
+}
+
+type server struct{ n int }
+
+//go:noinline
+func (s *server) Handle(x int) int {
+	var buf [64]byte
+	for i := range buf {
+		buf[i] = byte(x + i)
+	}
+	f := func() int { return int(buf[3]) + s.n }
+	return f()
+}
+
+// Frame > 128 bytes: lea r12,[rsp-N]; cmp r12,[r14+0x10].
+//
+//go:noinline
+func mediumFrame(x int) byte {
+	var b [1000]byte
+	for i := range b {
+		b[i] = byte(x * i)
+	}
+	return b[x%len(b)] + byte(fmt.Sprint(x)[0])
+}
+
+// Frame > 4 KiB: mov r12,rsp; sub r12,N; jb; cmp r12,[r14+0x10]; jbe.
+//
+//go:noinline
+func bigFrame(x int) byte {
+	var big [100000]byte
+	big[x%len(big)] = byte(x)
+	return big[(x*7)%len(big)]
+}
+
+type number interface{ ~int | ~float64 }
+
+//go:noinline
+func Sum[T number](xs []T) T {
+	var s T
+	for _, x := range xs {
+		s += x
+	}
+	return s
+}
+
+func main() {
+	s := &server{n: len(os.Args)}
+	r, err := manyReturns(len(os.Args), "x")
+	fmt.Println(r, err, leaf(r, 3), s.Handle(r), mediumFrame(r), bigFrame(r), Sum([]int{r, 2}))
+}
+"#;
+
+const DEP_GO: &str = r#"package fakedep
+
+//go:noinline
+func Poll(n int) int {
+	s := 0
+	for i := 0; i < n; i++ {
+		s += i * 3
+	}
+	return s
+}
+"#;
+
+/// Functions of the test program whose sites are checked against objdump.
+const CHECKED: &[&str] = &[
+    "main.manyReturns",
+    "main.leaf",
+    "main.(*server).Handle",
+    "main.mediumFrame",
+    "main.bigFrame",
+    "k8s.io/fakedep.Poll",
+    "runtime.main",
+];
+
+struct Build {
+    go: &'static str,
+    /// "1.19" or "1.27".
+    label: &'static str,
+    unstripped: PathBuf,
+    stripped: PathBuf,
+    pie_unstripped: PathBuf,
+    pie_stripped: PathBuf,
+}
+
+struct Builds {
+    dir: PathBuf,
+    go19: Build,
+    go27: Build,
+}
+
+fn go_cmd(go: &str) -> Command {
+    let mut c = Command::new(go);
+    c.env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOWORK", "off");
+    c
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Build the test program once per test run, in a temp dir under the
+/// target dir.
+fn builds() -> &'static Builds {
+    static BUILDS: OnceLock<Builds> = OnceLock::new();
+    BUILDS.get_or_init(|| {
+        for go in [GO19, GO27] {
+            assert!(
+                Path::new(go).exists(),
+                "Go toolchain {go} is missing: run `cargo xtask setup` to install Go 1.19 and Go 1.27"
+            );
+        }
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("resolve-{}", std::process::id()));
+        let src = dir.join("src");
+        std::fs::create_dir_all(src.join("app")).unwrap();
+        std::fs::create_dir_all(src.join("fakedep")).unwrap();
+        std::fs::write(src.join("fakedep/go.mod"), "module k8s.io/fakedep\n\ngo 1.19\n").unwrap();
+        std::fs::write(src.join("fakedep/dep.go"), DEP_GO).unwrap();
+        std::fs::write(
+            src.join("app/go.mod"),
+            "module example.com/resolvetest\n\ngo 1.19\n\nrequire k8s.io/fakedep v0.27.1\n\n\
+             replace k8s.io/fakedep => ../fakedep\n",
+        )
+        .unwrap();
+        std::fs::write(src.join("app/main.go"), MAIN_GO).unwrap();
+
+        let build = |go: &'static str, label: &'static str| -> Build {
+            let out = |name: &str| dir.join(format!("app-{label}-{name}"));
+            let variants: [(&str, &[&str]); 4] = [
+                ("unstripped", &[]),
+                ("stripped", &["-ldflags=-s -w"]),
+                ("pie-unstripped", &["-buildmode=pie"]),
+                ("pie-stripped", &["-buildmode=pie", "-ldflags=-s -w"]),
+            ];
+            for (name, flags) in variants {
+                run(go_cmd(go)
+                    .current_dir(src.join("app"))
+                    .arg("build")
+                    .args(flags)
+                    .arg("-o")
+                    .arg(out(name))
+                    .arg("."));
+            }
+            Build {
+                go,
+                label,
+                unstripped: out("unstripped"),
+                stripped: out("stripped"),
+                pie_unstripped: out("pie-unstripped"),
+                pie_stripped: out("pie-stripped"),
+            }
+        };
+        let go19 = build(GO19, "1.19");
+        let go27 = build(GO27, "1.27");
+        Builds { dir, go19, go27 }
+    })
+}
+
+fn all_builds() -> [&'static Build; 2] {
+    let b = builds();
+    [&b.go19, &b.go27]
+}
+
+fn open(p: &Path) -> GoBinary {
+    GoBinary::open(p).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Go 1.18–1.21 pclntabs abbreviate bracketed name parts to `[...]`.
+fn abbreviated(name: &str) -> String {
+    match (name.find('['), name.rfind(']')) {
+        (Some(i), Some(j)) if i < j => format!("{}[...]{}", &name[..i], &name[j + 1..]),
+        _ => name.to_string(),
+    }
+}
+
+fn name_entry_set(bin: &GoBinary) -> BTreeSet<(String, u64)> {
+    bin.functions()
+        .iter()
+        .map(|f| (abbreviated(&f.name), f.entry))
+        .collect()
+}
+
+/// Text functions per `go tool nm` (T/t), spelled as the pclntab does.
+fn go_nm(go: &str, bin: &Path) -> BTreeSet<(String, u64)> {
+    run(go_cmd(go).args(["tool", "nm"]).arg(bin))
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (addr, kind) = (it.next()?, it.next()?);
+            let name: Vec<&str> = it.collect();
+            let name = name.join(" ");
+            if !matches!(kind, "T" | "t") || name == "runtime.text" || name == "runtime.etext" {
+                return None;
+            }
+            let name = name.strip_suffix(".abi0").unwrap_or(&name);
+            Some((abbreviated(name), u64::from_str_radix(addr, 16).ok()?))
+        })
+        .collect()
+}
+
+fn read_at(path: &Path, off: u64, len: usize) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).unwrap();
+    f.seek(SeekFrom::Start(off)).unwrap();
+    let mut buf = vec![0; len];
+    f.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// Bytes at `vaddr` in `path`, located through the `.text` section header
+/// (independent of the resolver's segment-based mapping).
+fn text_bytes_via_sections(path: &Path, vaddr: u64, len: usize) -> Vec<u8> {
+    use object::{Object, ObjectSection};
+    let data = std::fs::read(path).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let text = file.section_by_name(".text").unwrap();
+    let (off, _) = text.file_range().unwrap();
+    let start = (off + vaddr - text.address()) as usize;
+    data[start..start + len].to_vec()
+}
+
+#[test]
+fn stripped_pclntab_matches_symtab_and_go_nm() {
+    for b in all_builds() {
+        for (full, stripped) in [(&b.unstripped, &b.stripped), (&b.pie_unstripped, &b.pie_stripped)] {
+            let u = open(full);
+            let s = open(stripped);
+            assert_eq!(u.symbol_source(), SymbolSource::Symtab, "{}", full.display());
+            assert_eq!(s.symbol_source(), SymbolSource::Pclntab, "{}", stripped.display());
+            let (text, how) = s.text_start().unwrap();
+            let expected_how = if b.label == "1.19" {
+                TextStartSource::PcHeader
+            } else {
+                TextStartSource::Moduledata
+            };
+            assert_eq!(how, expected_how, "{}", stripped.display());
+            assert_eq!(text, symbol_address(full, "runtime.text"), "{}", stripped.display());
+
+            let from_symtab = name_entry_set(&u);
+            let from_pclntab = name_entry_set(&s);
+            assert_eq!(
+                from_symtab.symmetric_difference(&from_pclntab).collect::<Vec<_>>(),
+                Vec::<&(String, u64)>::new(),
+                "{} (symtab) vs {} (pclntab)",
+                full.display(),
+                stripped.display()
+            );
+            assert_eq!(from_symtab, go_nm(b.go, full), "{} vs go tool nm", full.display());
+            println!(
+                "Go {} {}: {} functions, pclntab == .symtab == go tool nm",
+                b.label,
+                stripped.file_name().unwrap().to_string_lossy(),
+                from_pclntab.len()
+            );
+
+            // pclntab ends run to the next entry: the symbol's end plus
+            // INT3 padding.
+            let data = std::fs::read(stripped).unwrap();
+            for f in u.functions() {
+                let g = s.function(&f.name).filter(|g| g.entry == f.entry);
+                let Some(g) = g else { continue };
+                assert!(g.end >= f.end && g.end - f.end < 64, "{f:?} vs {g:?}");
+                let pad = s.file_offset(f.end).unwrap() as usize..s.file_offset(g.end - 1).unwrap() as usize + 1;
+                if g.end > f.end {
+                    assert!(data[pad].iter().all(|&b| b == 0xcc), "padding after {}", f.name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn file_offsets_hold_the_code() {
+    for b in all_builds() {
+        for (full, stripped) in [(&b.unstripped, &b.stripped), (&b.pie_unstripped, &b.pie_stripped)] {
+            let s = open(stripped);
+            let mut checked = 0;
+            for f in s.functions() {
+                let len = (f.end - f.entry).min(32) as usize;
+                let off = s.file_offset(f.entry).unwrap();
+                assert_eq!(
+                    read_at(stripped, off, len),
+                    text_bytes_via_sections(full, f.entry, len),
+                    "{} in {}",
+                    f.name,
+                    stripped.display()
+                );
+                checked += 1;
+            }
+            assert!(checked > 1000);
+            assert_eq!(s.file_offset(0), None);
+        }
+    }
+}
+
+#[test]
+fn go_version_and_modules() {
+    for b in all_builds() {
+        for p in [&b.unstripped, &b.stripped, &b.pie_stripped] {
+            let bin = open(p);
+            // `go version <file>` prints "<file>: go1.19.8".
+            let want = run(go_cmd(b.go).arg("version").arg(p));
+            let want = want.trim().rsplit(' ').next().unwrap();
+            assert_eq!(bin.go_version(), Some(want), "{}", p.display());
+
+            let info = bin.build_info().unwrap();
+            assert_eq!(info.path, "example.com/resolvetest");
+            let main = info.main.as_ref().unwrap();
+            assert_eq!((main.path.as_str(), main.version.as_str()), ("example.com/resolvetest", "(devel)"));
+            let dep = info.module("k8s.io/fakedep").unwrap();
+            assert_eq!(dep.version, "v0.27.1");
+            let r = dep.replace.as_ref().unwrap();
+            assert_eq!((r.path.as_str(), r.version.as_str()), ("../fakedep", "(devel)"));
+            assert_eq!(bin.module_version("k8s.io/fakedep"), Some("v0.27.1"));
+            assert_eq!(bin.module_version("k8s.io/nothere"), None);
+            let setting = |k: &str| info.settings.iter().find(|s| s.0 == k).map(|s| s.1.as_str());
+            assert_eq!(setting("GOARCH"), Some("amd64"));
+            if p == &b.stripped {
+                assert_eq!(setting("-ldflags"), Some("-s -w"));
+            }
+
+            // Same modules as `go version -m`.
+            let m = run(go_cmd(b.go).args(["version", "-m"]).arg(p));
+            let deps: Vec<Vec<&str>> = m
+                .lines()
+                .map(|l| l.trim_start_matches('\t').split('\t').collect::<Vec<_>>())
+                .filter(|f| f[0] == "dep")
+                .collect();
+            assert_eq!(deps.len(), info.deps.len());
+            for (d, ours) in deps.iter().zip(&info.deps) {
+                assert_eq!((d[1], d[2]), (ours.path.as_str(), ours.version.as_str()));
+            }
+        }
+    }
+}
+
+/// RET addresses and the first JBE of a function per `go tool objdump`.
+fn objdump(go: &str, bin: &Path, func: &str) -> (Vec<u64>, Option<u64>) {
+    let re = format!("^{}$", func.replace('(', r"\(").replace(')', r"\)").replace('*', r"\*").replace('.', r"\."));
+    let text = run(go_cmd(go).args(["tool", "objdump", "-s", &re]).arg(bin));
+    let mut rets = Vec::new();
+    let mut jbe = None;
+    for line in text.lines().filter(|l| !l.starts_with("TEXT")) {
+        let f: Vec<&str> = line.split('\t').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let Some(addr) = f.get(1).and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok()) else {
+            continue;
+        };
+        let asm = f.get(3).copied().unwrap_or("");
+        if asm == "RET" || asm.starts_with("RET ") {
+            rets.push(addr);
+        }
+        if asm.starts_with("JBE ") && jbe.is_none() {
+            jbe = Some(addr);
+        }
+    }
+    (rets, jbe)
+}
+
+#[test]
+fn ret_sites_and_prologues_match_objdump() {
+    for b in all_builds() {
+        for p in [&b.unstripped, &b.stripped, &b.pie_stripped] {
+            let bin = open(p);
+            let full = open(&b.unstripped);
+            for name in CHECKED {
+                let f = bin.function(name).unwrap_or_else(|| panic!("{name} in {}", p.display()));
+                let sites = bin.sites(f).unwrap();
+                // objdump needs symbols: use the unstripped build (same code;
+                // the PIE build is linked at other addresses, so shift).
+                let base = full.function(name).unwrap().entry;
+                let (rets, jbe) = objdump(b.go, &b.unstripped, name);
+                let shifted = |a: u64| a - base + f.entry;
+                let rets: Vec<u64> = rets.into_iter().map(shifted).collect();
+                assert_eq!(sites.rets, rets, "RETs of {name} in {}", p.display());
+                match sites.entry_site {
+                    EntrySite::PrologueJump { vaddr } => {
+                        assert_eq!(Some(vaddr), jbe.map(shifted), "{name}");
+                    }
+                    EntrySite::FunctionStart { vaddr } => {
+                        assert_eq!(vaddr, f.entry);
+                        assert_eq!(*name, "main.leaf", "{name} should have a stack check");
+                    }
+                }
+                if p == &b.stripped {
+                    println!(
+                        "Go {} {name}: {} RET(s), entry site {:?} (entry {:#x})",
+                        b.label,
+                        sites.rets.len(),
+                        sites.entry_site,
+                        f.entry
+                    );
+                }
+            }
+
+            let many = bin.sites(bin.function("main.manyReturns").unwrap()).unwrap();
+            assert_eq!(many.entry_site, EntrySite::PrologueJump { vaddr: many.entry + 4 });
+            assert!(many.rets.len() >= 4, "several returns: {:?}", many.rets);
+            let poll = bin.function("k8s.io/fakedep.Poll").unwrap().entry;
+            assert!(many.calls.iter().any(|&(_, t)| t == poll), "manyReturns calls Poll");
+            let leaf = bin.sites(bin.function("main.leaf").unwrap()).unwrap();
+            assert_eq!(leaf.entry_site, EntrySite::FunctionStart { vaddr: leaf.entry });
+            assert_eq!(leaf.rets.len(), 1);
+
+            // The three prologue shapes.
+            let jump_after = |name: &str, pattern: &[u8]| {
+                let f = bin.function(name).unwrap();
+                let s = bin.sites(f).unwrap();
+                let EntrySite::PrologueJump { vaddr } = s.entry_site else {
+                    panic!("{name}: {:?}", s.entry_site)
+                };
+                let code = bin.code(f).unwrap();
+                let at = (vaddr - f.entry) as usize;
+                assert_eq!(&code[at - pattern.len()..at], pattern, "{name}");
+                assert_eq!(code[at], 0x0f, "{name}: jbe rel32");
+            };
+            jump_after("main.manyReturns", &[0x49, 0x3b, 0x66, 0x10]);
+            jump_after("main.mediumFrame", &[0x4d, 0x3b, 0x66, 0x10]);
+            jump_after("main.bigFrame", &[0x4d, 0x3b, 0x66, 0x10]);
+
+            // Assembly tail call: morestack_noctxt jumps to morestack.
+            let noctxt = bin.sites(bin.function("runtime.morestack_noctxt").unwrap()).unwrap();
+            assert_eq!(noctxt.tail_jumps.len(), 1, "{noctxt:?}");
+
+            // Generic instantiations: full name works on every Go version.
+            assert!(bin.function("main.Sum[go.shape.int]").is_some(), "{}", p.display());
+        }
+    }
+}
+
+/// goid member offset of runtime.g per DWARF (readelf), if readelf exists.
+fn dwarf_goid(bin: &Path) -> Option<u32> {
+    let out = Command::new("readelf").arg("--debug-dump=info").arg(bin).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut in_g = false;
+    let mut member = false;
+    for line in text.lines() {
+        if line.contains("DW_TAG_structure_type") {
+            in_g = false;
+        } else if line.contains("DW_TAG_member") {
+            member = true;
+            continue;
+        } else if line.contains("DW_TAG_") {
+            member = false;
+        }
+        if line.contains("DW_AT_name") {
+            let name = line.rsplit(": ").next().unwrap_or("").trim();
+            if !member {
+                in_g = name == "runtime.g";
+            } else if !(in_g && name == "goid") {
+                member = false;
+            }
+        } else if in_g && member && line.contains("DW_AT_data_member_location") {
+            return line.rsplit(": ").next()?.trim().parse().ok();
+        }
+    }
+    None
+}
+
+#[test]
+fn goid_offset_from_runtime_code_matches_dwarf() {
+    for b in all_builds() {
+        let dwarf = dwarf_goid(&b.unstripped);
+        for p in [&b.unstripped, &b.stripped, &b.pie_stripped] {
+            let g = open(p).goid_info().unwrap();
+            assert_eq!(g.source, GoidSource::Decoded, "{}", p.display());
+            assert_eq!(g.offset, 152, "Go {}", b.label);
+            match dwarf {
+                Some(d) => assert_eq!(g.offset, d, "DWARF of {}", b.unstripped.display()),
+                None => println!("readelf not available: DWARF cross-check skipped"),
+            }
+        }
+        println!("Go {}: goid offset 152 (decoded; DWARF says {dwarf:?})", b.label);
+    }
+}
+
+fn kubectls() -> Vec<(u32, PathBuf)> {
+    let found: Vec<(u32, PathBuf)> = (27..=33)
+        .map(|v| (v, PathBuf::from(format!("{KUBECTL_DIR}/kubectl.1.{v}"))))
+        .filter(|(_, p)| p.exists())
+        .collect();
+    if found.is_empty() {
+        println!("SKIPPED: no upstream kubectl builds in {KUBECTL_DIR}");
+    }
+    found
+}
+
+#[test]
+fn upstream_kubectl_release_builds() {
+    for (minor, path) in kubectls() {
+        let t = std::time::Instant::now();
+        let bin = open(&path);
+        let elapsed = t.elapsed();
+        assert_eq!(bin.symbol_source(), SymbolSource::Pclntab);
+        assert_eq!(bin.text_start().unwrap().1, TextStartSource::PcHeader);
+
+        let want = run(go_cmd(GO19).arg("version").arg(&path));
+        let version = bin.go_version().unwrap();
+        assert_eq!(version, want.trim().rsplit(' ').next().unwrap());
+        let (_, go_minor) = bin.go_release().unwrap();
+        let info = bin.build_info().unwrap();
+        assert_eq!(info.path, "k8s.io/kubernetes/cmd/kubectl");
+        assert_eq!(info.main.as_ref().unwrap().path, "k8s.io/kubernetes");
+        let apimachinery = bin.module_version("k8s.io/apimachinery").unwrap();
+        assert!(!apimachinery.is_empty());
+        assert!(bin.module_version("github.com/spf13/cobra").unwrap().starts_with('v'));
+
+        let goid = bin.goid_info().unwrap();
+        assert_eq!(goid.source, GoidSource::Decoded);
+        let want_goid = if (23..=24).contains(&go_minor) { 160 } else { 152 };
+        assert_eq!(goid.offset, want_goid, "{}", path.display());
+
+        let mut names = vec!["runtime.main", "k8s.io/apimachinery/pkg/util/wait.JitterUntil"];
+        // Older kubectl releases do not link PollUntilContextTimeout.
+        if minor >= 31 {
+            names.push("k8s.io/apimachinery/pkg/util/wait.PollUntilContextTimeout");
+        }
+        for name in names {
+            let f = bin.function(name).unwrap_or_else(|| panic!("{name} in {}", path.display()));
+            let s = bin.sites(f).unwrap();
+            let EntrySite::PrologueJump { vaddr } = s.entry_site else {
+                panic!("{name}: no prologue");
+            };
+            // Read the file directly: the stack check ends right at the JBE.
+            let head = read_at(&path, bin.file_offset(f.entry).unwrap(), (vaddr - f.entry) as usize + 2);
+            let at = (vaddr - f.entry) as usize;
+            assert!(
+                head[at - 4..at] == [0x49, 0x3b, 0x66, 0x10] || head[at - 4..at] == [0x4d, 0x3b, 0x66, 0x10],
+                "{name}: {head:02x?}"
+            );
+            assert!(head[at] == 0x76 || head[at..at + 2] == [0x0f, 0x86], "{name}: jbe");
+            assert!(!s.rets.is_empty(), "{name}");
+            for r in &s.rets {
+                assert_eq!(read_at(&path, bin.file_offset(*r).unwrap(), 1), [0xc3], "{name} RET");
+            }
+            println!(
+                "kubectl.1.{minor} ({version}) {name}: entry {:#x}, {} RETs, {} calls",
+                f.entry,
+                s.rets.len(),
+                s.calls.len()
+            );
+        }
+
+        // Sampled over the whole binary: every function that starts with
+        // the small-frame check gets its JBE at entry+4, and every RET found
+        // is a C3/C2 byte.
+        let mut sampled = 0;
+        for f in bin.functions().iter().step_by(97) {
+            let s = bin.sites(f).unwrap();
+            let code = bin.code(f).unwrap();
+            if code.starts_with(&[0x49, 0x3b, 0x66, 0x10, 0x76])
+                || code.starts_with(&[0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86])
+            {
+                assert_eq!(s.entry_site, EntrySite::PrologueJump { vaddr: f.entry + 4 }, "{}", f.name);
+            }
+            for r in &s.rets {
+                assert!(matches!(code[(r - f.entry) as usize], 0xc3 | 0xc2), "{}", f.name);
+            }
+            sampled += 1;
+        }
+        println!(
+            "kubectl.1.{minor}: {version}, {} functions, apimachinery {apimachinery}, \
+             goid {} ({:?}), open() {:.0?}, {sampled} functions decoded",
+            bin.functions().len(),
+            goid.offset,
+            goid.source,
+            elapsed
+        );
+        assert!(bin.functions().len() > 60_000);
+    }
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    let dir = &builds().dir;
+    let not_elf = dir.join("not-elf");
+    std::fs::write(&not_elf, b"#!/bin/sh\necho hi\n").unwrap();
+    let e = GoBinary::open(&not_elf).unwrap_err();
+    assert!(matches!(e, ResolveError::NotElf { .. }), "{e}");
+    assert_eq!(e.to_string(), format!("{}: not an ELF file", not_elf.display()));
+
+    let missing = dir.join("no-such-file");
+    let e = GoBinary::open(&missing).unwrap_err();
+    assert!(matches!(e, ResolveError::Io { .. }) && e.to_string().starts_with(&*missing.to_string_lossy()));
+
+    let e = GoBinary::open(Path::new("/bin/true")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/bin/true: not a Go binary (no .go.buildinfo and no pclntab found)"
+    );
+
+    for b in all_builds() {
+        let data = std::fs::read(&b.stripped).unwrap();
+        let pcln = pclntab_range(&b.stripped);
+        let path = PathBuf::from("/x/cut");
+
+        // Cut inside the pclntab: section headers (at the end) are gone too.
+        let cut = pcln.start + (pcln.end - pcln.start) / 2;
+        let e = GoBinary::from_bytes(data[..cut].to_vec(), path.clone()).unwrap_err();
+        assert!(matches!(e, ResolveError::PclntabTruncated { .. }), "{e}");
+        assert!(e.to_string().starts_with("/x/cut: pclntab truncated at offset 0x"), "{e}");
+
+        // Garbage in the function table.
+        let mut bad = data.clone();
+        for byte in &mut bad[pcln.start + 200..pcln.start + 4200] {
+            *byte = 0x5a;
+        }
+        let e = GoBinary::from_bytes(bad, path.clone()).unwrap_err();
+        assert!(matches!(e, ResolveError::BadPclntab { .. }), "{e}");
+
+        // Unknown magic.
+        let mut bad = data.clone();
+        bad[pcln.start..pcln.start + 4].copy_from_slice(&0xffff_fffbu32.to_le_bytes());
+        let e = GoBinary::from_bytes(bad, path.clone()).unwrap_err();
+        assert_eq!(e.to_string(), "/x/cut: unsupported pclntab version (magic 0xfffffffb)");
+        println!("Go {}: cut → {}", b.label, GoBinary::from_bytes(data[..cut].to_vec(), path).unwrap_err());
+    }
+}
+
+/// File range of the pclntab section (`.gopclntab`, or
+/// `.data.rel.ro.gopclntab` in Go 1.19 PIE builds).
+fn pclntab_range(path: &Path) -> std::ops::Range<usize> {
+    use object::{Object, ObjectSection};
+    let data = std::fs::read(path).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let s = file
+        .sections()
+        .find(|s| s.name().is_ok_and(|n| n.ends_with(".gopclntab")))
+        .unwrap();
+    let (off, len) = s.file_range().unwrap();
+    off as usize..(off + len) as usize
+}
+
+/// The address of a symbol in an unstripped build, read with `object`.
+fn symbol_address(path: &Path, name: &str) -> u64 {
+    use object::{Object, ObjectSymbol};
+    let data = std::fs::read(path).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let sym = file.symbols().find(|s| s.name() == Ok(name)).unwrap();
+    sym.address()
+}
+
+/// A copy of an ELF file without section headers (e_shoff, e_shnum,
+/// e_shstrndx zeroed), as some packagers ship them.
+fn without_section_headers(data: &[u8]) -> Vec<u8> {
+    let mut d = data.to_vec();
+    d[0x28..0x30].fill(0);
+    d[0x3c..0x40].fill(0);
+    d
+}
+
+#[test]
+fn no_section_headers_found_by_scanning() {
+    for b in all_builds() {
+        for p in [&b.stripped, &b.pie_stripped] {
+            let data = std::fs::read(p).unwrap();
+            let with = open(p);
+            let without = GoBinary::from_bytes(without_section_headers(&data), p.clone()).unwrap();
+            assert_eq!(with.functions(), without.functions(), "{}", p.display());
+            assert_eq!(with.build_info(), without.build_info());
+            assert_eq!(with.text_start(), without.text_start());
+            assert_eq!(with.goid_info(), without.goid_info());
+            assert!(without.go_version().is_some());
+        }
+    }
+}
+
+/// xorshift64*: deterministic, no crate needed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Truncations and random byte flips of real binaries: errors, no panics,
+/// and whatever opens still answers every query without panicking.
+#[test]
+fn fuzz_truncations_and_flips_never_panic() {
+    let exercise = |bin: &GoBinary| {
+        for f in bin.functions().iter().step_by(53) {
+            let _ = bin.sites(f);
+            let _ = bin.file_offset(f.entry);
+        }
+        let _ = (bin.goid_offset(), bin.go_version(), bin.module_version("k8s.io/fakedep"));
+    };
+    for b in all_builds() {
+        for p in [&b.stripped, &b.pie_stripped] {
+            let data = std::fs::read(p).unwrap();
+            let pcln = pclntab_range(p);
+            let path = PathBuf::from("/fuzz");
+
+            // Every 97 bytes through the pclntab, and every 4 KiB elsewhere.
+            let mut cuts: Vec<usize> = (pcln.start..pcln.end).step_by(97).collect();
+            cuts.extend((0..data.len()).step_by(4096));
+            let mut truncated = 0;
+            for &cut in &cuts {
+                match GoBinary::from_bytes(data[..cut].to_vec(), path.clone()) {
+                    Ok(bin) => exercise(&bin),
+                    Err(ResolveError::PclntabTruncated { .. }) => truncated += 1,
+                    Err(_) => {}
+                }
+                if cut >= pcln.start + 80 && cut < pcln.end {
+                    // Past the header, inside the table: must say truncated.
+                    let e = GoBinary::from_bytes(data[..cut].to_vec(), path.clone()).err();
+                    assert!(
+                        matches!(e, Some(ResolveError::PclntabTruncated { .. })),
+                        "cut at {cut:#x} in pclntab {pcln:x?}: {e:?}"
+                    );
+                }
+            }
+
+            // Random flips, mostly in the pclntab, some anywhere.
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ data.len() as u64);
+            let (mut ok, mut err) = (0, 0);
+            for round in 0..300 {
+                let mut d = data.clone();
+                for _ in 0..1 + rng.below(8) {
+                    let at = if round % 4 == 0 {
+                        rng.below(d.len())
+                    } else {
+                        pcln.start + rng.below(pcln.end - pcln.start)
+                    };
+                    d[at] ^= 1 << rng.below(8);
+                }
+                match GoBinary::from_bytes(d, path.clone()) {
+                    Ok(bin) => {
+                        exercise(&bin);
+                        ok += 1;
+                    }
+                    Err(_) => err += 1,
+                }
+            }
+            println!(
+                "{}: {} cuts ({truncated} truncated), 300 flip rounds: {ok} opened, {err} errors",
+                p.display(),
+                cuts.len()
+            );
+        }
+    }
+}
