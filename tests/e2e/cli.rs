@@ -114,27 +114,47 @@ fn sigint_detaches_every_uprobe_and_completes_the_trace() {
 fn torture_stack_growth_never_crashes_and_pairs_every_call() {
     let dir = TempDir::new("torture");
     for variant in ["go1.19", "go1.27"] {
+        // No pods: every call of a probed function is the torture's own.
         let (trace, gt) = podtrace_tests::record_workload(
             &dir,
             variant,
-            &["--torture", "--preset", "tuned", "--pods", "2"],
+            &["--torture", "--preset", "tuned", "--pods", "0"],
         );
         let t = gt
             .iter()
             .find(|g| g.stage == "torture")
             .expect("torture line in ground truth");
         let calls = t.rest["calls"].as_object().expect("calls");
-        let r = report_json(&trace);
+        let unreturned = t.rest["unreturned"].as_object().expect("unreturned");
+        let r = podtrace_tests::report_json_args(&trace, &["--max-open", "500ms"]);
         let stats = &r["stats"];
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
         assert!(
-            stats["duplicate_entries"].as_u64().unwrap_or(0) > 0,
+            n(&stats["duplicate_entries"]) > 0,
             "{variant}: torture should make morestack re-enter probed functions: {stats}"
         );
-        let panics = t.rest.get("panics").and_then(|p| p.as_u64()).unwrap_or(0);
-        assert!(
-            stats["aged_out"].as_u64().unwrap_or(0) >= panics,
-            "{variant}: {panics} panicking calls must be aged out: {stats}"
+        let mut checked = 0;
+        let mut lost = 0;
+        for p in r["probes"].as_array().expect("probes") {
+            let Some(want) = calls.get(p["symbol"].as_str().unwrap_or("")) else {
+                continue;
+            };
+            let never = unreturned
+                .get(p["symbol"].as_str().unwrap_or(""))
+                .map(n)
+                .unwrap_or(0);
+            assert_eq!(n(&p["spans"]), n(want), "{variant}: calls of {} (after dropping morestack re-entries)", p["symbol"]);
+            assert_eq!(n(&p["completed"]), n(want) - never, "{variant}: returns of {}", p["symbol"]);
+            lost += never;
+            checked += 1;
+        }
+        assert!(checked >= 5, "{variant}: only {checked} probed functions in the torture's counts");
+        assert_eq!(
+            n(&stats["aged_out"]) + n(&stats["open_at_end"]),
+            lost,
+            "{variant}: every call that never returned (panics) is aged out: {stats}"
         );
-        eprintln!("{variant}: torture calls {calls:?}, stats {stats}");
+        assert!(n(&stats["aged_out"]) > 0, "{variant}: {stats}");
+        eprintln!("{variant}: torture stats {stats}");
     }
 }

@@ -159,8 +159,13 @@ pub fn record_workload(dir: &TempDir, variant: &str, args: &[&str]) -> (PathBuf,
 }
 
 pub fn report_json(trace: &Path) -> Value {
+    report_json_args(trace, &[])
+}
+
+pub fn report_json_args(trace: &Path, args: &[&str]) -> Value {
     let out = Command::new(podtrace_bin())
         .args(["report", "--format", "json"])
+        .args(args)
         .arg(trace)
         .output()
         .expect("running podtrace report");

@@ -104,7 +104,13 @@ pub struct Correlator<'a> {
     spans: Vec<Span>,
     stats: Stats,
     max_age_ns: u64,
+    /// Time of the last sweep over all goroutines.
+    swept_at: u64,
 }
+
+/// How often (ktime ns) all goroutines are swept for overdue frames: a
+/// goroutine that died inside a traced call is never seen again.
+const SWEEP_EVERY_NS: u64 = 100_000_000;
 
 impl<'a> Correlator<'a> {
     /// `max_age_ns`: an open entry older than this is aged out when its
@@ -116,7 +122,23 @@ impl<'a> Correlator<'a> {
             spans: Vec::new(),
             stats: Stats::default(),
             max_age_ns,
+            swept_at: 0,
         }
+    }
+
+    /// Ages out every frame older than the limit, in all goroutines.
+    fn sweep(&mut self, now: u64) {
+        let spans = &self.spans;
+        let max = self.max_age_ns;
+        let mut aged = 0;
+        self.stacks.retain(|_, stack| {
+            let before = stack.len();
+            stack.retain(|f| now.saturating_sub(spans[f.span].start) <= max);
+            aged += (before - stack.len()) as u64;
+            !stack.is_empty()
+        });
+        self.stats.aged_out += aged;
+        self.swept_at = now;
     }
 
     pub fn stats(&self) -> &Stats {
@@ -128,6 +150,9 @@ impl<'a> Correlator<'a> {
         let Some(info) = self.probes.get(r.p as usize) else {
             return;
         };
+        if r.t.saturating_sub(self.swept_at) >= SWEEP_EVERY_NS.min(self.max_age_ns) {
+            self.sweep(r.t);
+        }
         let key = (r.pid, r.g, r.goid);
         let stack = self.stacks.entry(key).or_default();
         // Age out frames whose exit is long overdue.
@@ -351,5 +376,11 @@ mod tests {
         c.push(&ev(1, 0, 1, 1, 1000, 0x10, None));
         c.push(&ev(500, 0, 1, 1, 1000, 0x11, None));
         assert_eq!(c.stats().aged_out, 1);
+        // A goroutine that died inside a call is never seen again: the sweep
+        // still ages its frame out.
+        c.push(&ev(600, 0, 1, 9, 1000, 0x10, None));
+        c.push(&ev(2000, 0, 1, 1, 1000, 0x12, None));
+        assert_eq!(c.stats().aged_out, 3);
+        assert_eq!(c.finish().stats.open_at_end, 1);
     }
 }

@@ -114,6 +114,10 @@ struct RecordArgs {
 struct ReportArgs {
     /// Trace written by `podtrace record`.
     trace: PathBuf,
+    /// A call still open after this long is taken to have ended without a
+    /// RET (panic, tail call, goroutine exit) and counted as aged out.
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    max_open: Duration,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
@@ -437,7 +441,7 @@ fn hostname() -> String {
 
 fn report(a: ReportArgs) -> Result<ExitCode> {
     let t = Trace::read(&a.trace)?;
-    let mut c = Correlator::new(&t.header.probes, 600 * 1_000_000_000);
+    let mut c = Correlator::new(&t.header.probes, a.max_open.as_nanos() as u64);
     let mut events = t.events.clone();
     events.sort_by_key(|e| e.t);
     for e in &events {

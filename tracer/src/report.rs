@@ -21,6 +21,8 @@ pub struct Report {
     pub trace: TraceSummary,
     pub pods: Vec<PodReport>,
     pub loops: Vec<LoopReport>,
+    /// Spans per traced function.
+    pub probes: Vec<ProbeCount>,
     pub stats: Stats,
     pub warnings: Vec<String>,
 }
@@ -87,6 +89,17 @@ pub struct PollCheck {
 pub struct VolumeMount {
     pub volume: Option<String>,
     pub at_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeCount {
+    pub probe: String,
+    pub binary: String,
+    pub symbol: String,
+    /// Calls seen (entries).
+    pub spans: u64,
+    /// Calls whose return was seen.
+    pub completed: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -211,6 +224,25 @@ impl Report {
             })
             .collect();
 
+        let mut probes: Vec<ProbeCount> = trace
+            .header
+            .probes
+            .iter()
+            .map(|p| ProbeCount {
+                probe: p.probe.clone(),
+                binary: p.binary.clone(),
+                symbol: p.symbol.clone(),
+                spans: 0,
+                completed: 0,
+            })
+            .collect();
+        for s in &c.spans {
+            if let Some(p) = probes.get_mut(s.probe as usize) {
+                p.spans += 1;
+                p.completed += u64::from(s.end.is_some());
+            }
+        }
+
         Report {
             podtrace_report: REPORT_VERSION,
             trace: TraceSummary {
@@ -228,6 +260,7 @@ impl Report {
             },
             pods,
             loops,
+            probes,
             stats: c.stats.clone(),
             warnings: trace.warnings.clone(),
         }

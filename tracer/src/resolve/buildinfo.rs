@@ -40,10 +40,7 @@ pub struct BuildInfo {
 
 impl BuildInfo {
     pub fn module(&self, path: &str) -> Option<&Module> {
-        self.main
-            .iter()
-            .chain(&self.deps)
-            .find(|m| m.path == path)
+        self.main.iter().chain(&self.deps).find(|m| m.path == path)
     }
 }
 
@@ -117,7 +114,9 @@ fn decode(elf: &Elf, data: &[u8], hdr: &[u8]) -> Result<(String, String), &'stat
             let (p, n) = (word(header)?, word(header.get(ptr_size..)?)?);
             elf.read(data, p, n)
         };
-        let v = word(&hdr[16..]).and_then(string_at).ok_or("bad version pointer")?;
+        let v = word(&hdr[16..])
+            .and_then(string_at)
+            .ok_or("bad version pointer")?;
         let m = word(&hdr[16 + ptr_size..])
             .and_then(string_at)
             .ok_or("bad module info pointer")?;
@@ -268,7 +267,10 @@ mod tests {
         assert_eq!(info.deps.len(), 2);
         assert_eq!(info.deps[0].sum, "h1:abc=");
         let r = info.deps[1].replace.as_ref().unwrap();
-        assert_eq!((r.path.as_str(), r.version.as_str()), ("../fakedep", "(devel)"));
+        assert_eq!(
+            (r.path.as_str(), r.version.as_str()),
+            ("../fakedep", "(devel)")
+        );
         assert_eq!(
             info.settings,
             vec![
@@ -280,7 +282,10 @@ mod tests {
 
     #[test]
     fn varint_strings() {
-        assert_eq!(varint_string(&[2, b'h', b'i', 9]), Some((&b"hi"[..], &[9u8][..])));
+        assert_eq!(
+            varint_string(&[2, b'h', b'i', 9]),
+            Some((&b"hi"[..], &[9u8][..]))
+        );
         assert_eq!(varint_string(&[5, b'h']), None);
         assert_eq!(varint_string(&[0x80; 12]), None);
     }

@@ -111,7 +111,10 @@ impl Elf {
                         nobits: s.sh_type(endian) == elf::SHT_NOBITS,
                     });
                 }
-                for (kind, out) in [(elf::SHT_SYMTAB, &mut symtab), (elf::SHT_DYNSYM, &mut dynsym)] {
+                for (kind, out) in [
+                    (elf::SHT_SYMTAB, &mut symtab),
+                    (elf::SHT_DYNSYM, &mut dynsym),
+                ] {
                     match table.symbols(endian, data, kind) {
                         Ok(syms) => {
                             for sym in syms.iter() {
@@ -192,7 +195,10 @@ impl Elf {
         if s.nobits {
             return (&[], s.offset);
         }
-        (clip(data, s.offset, s.offset.saturating_add(s.size)), s.offset)
+        (
+            clip(data, s.offset, s.offset.saturating_add(s.size)),
+            s.offset,
+        )
     }
 }
 

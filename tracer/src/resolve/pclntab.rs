@@ -120,7 +120,10 @@ pub(crate) fn parse_header(data: &[u8]) -> Result<Header, PclnError> {
         return malformed(format!("instruction quantum {}", r.u8(6)?));
     }
     if r.u8(7)? != 8 {
-        return malformed(format!("pointer size {} (only 64-bit is supported)", r.u8(7)?));
+        return malformed(format!(
+            "pointer size {} (only 64-bit is supported)",
+            r.u8(7)?
+        ));
     }
     let nfunc = r.u64(8)?;
     if nfunc == 0 || nfunc > MAX_FUNCS {
@@ -144,19 +147,30 @@ pub(crate) fn parse(data: &[u8]) -> Result<Table, PclnError> {
     let header = parse_header(data)?;
     let r = Reader(data);
     // Offsets of the sub-tables, in the order the linker lays them out.
-    let first = if header.version == Version::Go116 { 24 } else { 32 };
-    let [funcname, cu, filetab, pctab, pcln] =
-        [0u64, 8, 16, 24, 32].map(|i| r.u64(first + i));
+    let first = if header.version == Version::Go116 {
+        24
+    } else {
+        32
+    };
+    let [funcname, cu, filetab, pctab, pcln] = [0u64, 8, 16, 24, 32].map(|i| r.u64(first + i));
     let (funcname, cu, filetab, pctab, pcln) = (funcname?, cu?, filetab?, pctab?, pcln?);
     let header_len = first + 40;
-    if !(header_len <= funcname && funcname <= cu && cu <= filetab && filetab <= pctab && pctab <= pcln)
+    if !(header_len <= funcname
+        && funcname <= cu
+        && cu <= filetab
+        && filetab <= pctab
+        && pctab <= pcln)
     {
         return malformed("sub-table offsets out of order");
     }
 
     let n = header.nfunc;
     // Width of one functab field: u32 offsets from Go 1.18, pointers before.
-    let w: u64 = if header.version == Version::Go116 { 8 } else { 4 };
+    let w: u64 = if header.version == Version::Go116 {
+        8
+    } else {
+        4
+    };
     let ftab_len = (2 * n + 1) * w;
     // One bounds check for the whole functab, so a truncation shows up at
     // the table rather than somewhere in the middle of it.
@@ -169,14 +183,23 @@ pub(crate) fn parse(data: &[u8]) -> Result<Table, PclnError> {
         }
     };
 
+    // First the table's own invariants, so garbage is told apart from a
+    // cut-off file: entries ascend, and the linker writes the _func
+    // records in the same order, after the table.
+    let (mut prev_entry, mut prev_off) = (0u64, ftab_len.saturating_sub(1));
+    for i in 0..n {
+        let (entry, funcoff) = (field(2 * i)?, field(2 * i + 1)?);
+        if entry < prev_entry || funcoff <= prev_off {
+            return malformed(format!("functab not sorted at entry {i}"));
+        }
+        (prev_entry, prev_off) = (entry, funcoff);
+    }
+
     let mut funcs = Vec::with_capacity(n as usize);
     let mut prev = 0u64;
     for i in 0..n {
         let entry = field(2 * i)?;
         let funcoff = field(2 * i + 1)?;
-        if entry < prev {
-            return malformed(format!("functab not sorted at entry {i}"));
-        }
         prev = entry;
         let func = pcln
             .checked_add(funcoff)
@@ -188,7 +211,9 @@ pub(crate) fn parse(data: &[u8]) -> Result<Table, PclnError> {
             (u64::from(r.u32(func)?), r.u32(func + 4)?)
         };
         if own_entry != entry {
-            return malformed(format!("function {i}: entry {own_entry:#x} ≠ functab {entry:#x}"));
+            return malformed(format!(
+                "function {i}: entry {own_entry:#x} ≠ functab {entry:#x}"
+            ));
         }
         let name = cstring(data, funcname, cu, name_off)?;
         funcs.push((name, entry));
@@ -265,7 +290,10 @@ mod tests {
         assert_eq!(t.header.version, Version::Go116);
         assert_eq!(
             t.funcs,
-            vec![("main.a".to_string(), 0x401000), ("main.b".to_string(), 0x401040)]
+            vec![
+                ("main.a".to_string(), 0x401000),
+                ("main.b".to_string(), 0x401040)
+            ]
         );
         assert_eq!(t.end, 0x401080);
     }

@@ -150,7 +150,11 @@ pub(crate) fn goid_from_goroutineheader(
 /// The last instruction in `instrs` that writes `reg`, if it is a 64-bit
 /// `mov reg, [base+disp]` (no index). With `stop_at_call`, a CALL on the way
 /// back means the value came from elsewhere.
-fn last_load(instrs: &[Instruction], reg: Register, stop_at_call: bool) -> Option<(usize, Instruction)> {
+fn last_load(
+    instrs: &[Instruction],
+    reg: Register,
+    stop_at_call: bool,
+) -> Option<(usize, Instruction)> {
     for (i, ins) in instrs.iter().enumerate().rev() {
         if stop_at_call && ins.flow_control() == FlowControl::Call {
             return None;
@@ -224,7 +228,10 @@ mod tests {
             0x4c, 0x8d, 0xa4, 0x24, 0x78, 0xff, 0xff, 0xff, 0x4d, 0x3b, 0x66, 0x10, 0x76, 0x01,
             0xc3, 0x90,
         ];
-        assert_eq!(sites(&ok).entry_site, EntrySite::PrologueJump { vaddr: 0x100c });
+        assert_eq!(
+            sites(&ok).entry_site,
+            EntrySite::PrologueJump { vaddr: 0x100c }
+        );
         // Without the lea the compare is not a stack check.
         assert_eq!(
             sites(&ok[8..]).entry_site,

@@ -1,0 +1,147 @@
+//! `podtrace compare A B [more…]`: stage distributions of several runs, the
+//! differences against the first with bootstrap confidence intervals, and
+//! the polling and loop findings side by side.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{
+    commands::load_correlated,
+    compare::{compare, Run},
+    html,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompareFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Traces written by `podtrace record`; the first is the baseline the
+    /// others are compared against.
+    #[arg(required = true, value_name = "TRACE")]
+    pub traces: Vec<PathBuf>,
+    /// Name a run: LABEL=TRACE, or just LABEL for the traces in order.
+    /// Default: the trace's file name without its extension.
+    #[arg(long = "label", value_name = "LABEL=TRACE")]
+    pub labels: Vec<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: CompareFormat,
+    /// Also write the stage distributions of every run side by side as a
+    /// self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also write them as a standalone SVG picture.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (a.canonicalize(), b.canonicalize()),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
+/// One label per trace, from `--label` or the file name.
+pub fn labels_for(traces: &[PathBuf], given: &[String]) -> Result<Vec<String>> {
+    let mut labels: Vec<Option<String>> = vec![None; traces.len()];
+    let mut next_unnamed = 0;
+    for g in given {
+        match g.split_once('=') {
+            Some((label, file)) => {
+                let file = Path::new(file);
+                let Some(i) = traces.iter().position(|t| same_file(t, file)) else {
+                    bail!(
+                        "--label {g}: {} is not one of the traces given ({})",
+                        file.display(),
+                        traces.iter().map(|t| t.display().to_string()).collect::<Vec<_>>().join(", ")
+                    );
+                };
+                labels[i] = Some(label.to_string());
+            }
+            None => {
+                while labels.get(next_unnamed).is_some_and(Option::is_some) {
+                    next_unnamed += 1;
+                }
+                let Some(slot) = labels.get_mut(next_unnamed) else {
+                    bail!("--label {g}: more labels than traces ({})", traces.len());
+                };
+                *slot = Some(g.clone());
+            }
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (t, l) in traces.iter().zip(labels) {
+        let mut l = l.unwrap_or_else(|| {
+            t.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| t.display().to_string())
+        });
+        if l.is_empty() {
+            bail!("{}: empty label", t.display());
+        }
+        // Two runs read the same in every table: number the later one.
+        let base = l.clone();
+        let mut n = 2;
+        while out.contains(&l) {
+            l = format!("{base}#{n}");
+            n += 1;
+        }
+        out.push(l);
+    }
+    Ok(out)
+}
+
+pub fn run(args: CompareArgs) -> Result<ExitCode> {
+    if args.traces.len() < 2 {
+        bail!(
+            "compare needs at least two traces (the first is the baseline), got {}",
+            args.traces.len()
+        );
+    }
+    let labels = labels_for(&args.traces, &args.labels)?;
+    let mut runs = Vec::new();
+    for (path, label) in args.traces.iter().zip(&labels) {
+        let (trace, corr) = load_correlated(path)?;
+        runs.push(Run::new(label, &path.display().to_string(), &trace, &corr));
+    }
+    let cmp = compare(&runs)?;
+    match args.format {
+        CompareFormat::Table => print!("{}", cmp.to_table()),
+        CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&cmp)?),
+    }
+    if let Some(p) = &args.html {
+        std::fs::write(p, html::compare_html(&cmp)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.svg {
+        std::fs::write(p, html::compare_svg(&cmp)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_default_to_file_stems_and_can_be_given() -> Result<()> {
+        let t = vec![PathBuf::from("a/default.trace"), PathBuf::from("b/tuned.trace")];
+        assert_eq!(labels_for(&t, &[])?, ["default", "tuned"]);
+        assert_eq!(labels_for(&t, &["x=b/tuned.trace".into()])?, ["default", "x"]);
+        assert_eq!(labels_for(&t, &["p".into(), "q".into()])?, ["p", "q"]);
+        let same = vec![PathBuf::from("a/run.trace"), PathBuf::from("b/run.trace")];
+        assert_eq!(labels_for(&same, &[])?, ["run", "run#2"]);
+        let e = labels_for(&t, &["x=nope.trace".into()]).err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("not one of the traces")));
+        assert!(labels_for(&t, &["a".into(), "b".into(), "c".into()]).is_err());
+        Ok(())
+    }
+}

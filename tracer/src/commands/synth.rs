@@ -1,0 +1,424 @@
+//! Synthetic traces: the probe hits kubelet would produce for a set of pod
+//! starts with chosen durations, plus the ground truth the generator wrote.
+//!
+//! For tests and documentation: the exporters, `compare` and the pictures are
+//! checked against traces whose every time is known, without a kernel.
+//! The probe table is the built-in kubelet catalogue's (first variant of each
+//! probe), so capture names are the real ones.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    attach::ProbeInfo,
+    catalogue::{Catalogue, SiteKind},
+    trace::{Footer, Header, Rec, Trace, Val, FORMAT, FORMAT_VERSION},
+};
+
+/// Base of the synthetic CLOCK_MONOTONIC: 5000 s after boot.
+pub const T0_MONO_NS: u64 = 5_000_000_000_000;
+/// Unix time of T0: 2026-01-01T00:00:00Z.
+pub const T0_UNIX_NS: i64 = 1_767_225_600_000_000_000;
+
+/// One pod start. Times in ms.
+#[derive(Debug, Clone)]
+pub struct SynthPod {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    /// Start of the pod's first sync, after the trace start.
+    pub start_ms: f64,
+    /// Sync start → mount wait start.
+    pub pre_mount_ms: f64,
+    /// Per volume: when it is marked mounted, after the mount wait starts.
+    pub volumes_ms: Vec<f64>,
+    pub poll_interval_ms: f64,
+    /// Duration of one check of unmounted volumes.
+    pub check_ms: f64,
+    pub sandbox_ms: f64,
+    pub containers_ms: Vec<f64>,
+    /// Runtime sync end → sync return.
+    pub post_ms: f64,
+    /// Status syncs after the first (short, no stages).
+    pub later_syncs: usize,
+}
+
+impl SynthPod {
+    /// A pod `default/pod-{i}` with one volume mounted `mount_ms` after the
+    /// wait starts and polls every `poll_ms`.
+    pub fn new(i: usize, start_ms: f64, mount_ms: f64, poll_ms: f64) -> SynthPod {
+        SynthPod {
+            name: format!("pod-{i}"),
+            namespace: "default".into(),
+            uid: format!("00000000-0000-4000-8000-{i:012}"),
+            start_ms,
+            pre_mount_ms: 2.0,
+            volumes_ms: vec![mount_ms],
+            poll_interval_ms: poll_ms,
+            check_ms: 0.05,
+            sandbox_ms: 40.0,
+            containers_ms: vec![15.0],
+            post_ms: 1.0,
+            later_syncs: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SynthSpec {
+    pub pods: Vec<SynthPod>,
+    pub pid: u32,
+    pub hostname: String,
+    /// Tick period of the reconciler and the populator loops; None: no ticks.
+    pub reconcile_ms: Option<f64>,
+    /// PLEG relist period; None: no relist.
+    pub relist_ms: Option<f64>,
+}
+
+impl SynthSpec {
+    pub fn new(pods: Vec<SynthPod>) -> SynthSpec {
+        SynthSpec {
+            pods,
+            pid: 4242,
+            hostname: "node-1".into(),
+            reconcile_ms: Some(100.0),
+            relist_ms: Some(1000.0),
+        }
+    }
+}
+
+/// What the generator wrote, CLOCK_MONOTONIC ns.
+#[derive(Debug, Clone, Default)]
+pub struct PodTruth {
+    pub uid: String,
+    pub sync_start: u64,
+    pub sync_end: u64,
+    pub mount_wait_start: u64,
+    pub mount_wait_end: u64,
+    /// (start, unmounted) of each poll check.
+    pub checks: Vec<(u64, u64)>,
+    /// Last volume marked mounted.
+    pub volumes_mounted: Option<u64>,
+    /// End of the first check that found nothing unmounted.
+    pub noticed: u64,
+    pub runtime_sync: (u64, u64),
+    pub sandbox: (u64, u64),
+    pub containers: Vec<(u64, u64)>,
+    /// Spans written for this pod (its syncs' trees and its volume marks).
+    pub spans: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SynthTruth {
+    pub pods: Vec<PodTruth>,
+    /// (loop probe name, tick start times).
+    pub loops: Vec<(String, Vec<u64>)>,
+    /// Every span written, loops included.
+    pub spans: usize,
+}
+
+fn ns(ms: f64) -> u64 {
+    (ms.max(0.0) * 1e6).round() as u64
+}
+
+/// The kubelet catalogue as a probe table (first variant of each probe).
+pub fn kubelet_probes() -> Result<Vec<ProbeInfo>> {
+    let cat = Catalogue::builtin()?;
+    let k = cat.binary("kubelet").context("built-in catalogue has no kubelet")?;
+    Ok(k.probes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let v = p.variants.first()?;
+            Some(ProbeInfo {
+                id: i as u32,
+                binary: "kubelet".into(),
+                probe: p.name.clone(),
+                role: p.role,
+                symbol: v.symbol.clone(),
+                entry_site: SiteKind::PrologueJump,
+                rets: 1,
+                entry_captures: v.entry.clone(),
+                exit_captures: v.exit.clone(),
+            })
+        })
+        .collect())
+}
+
+/// Writes probe hits goroutine by goroutine, in call order.
+struct Gen<'a> {
+    probes: &'a [ProbeInfo],
+    by_name: HashMap<&'a str, usize>,
+    pid: u32,
+    events: Vec<Rec>,
+    /// Open frames per goroutine, for SP values that look like a real stack.
+    depth: HashMap<u64, u64>,
+    spans: usize,
+}
+
+impl<'a> Gen<'a> {
+    fn id(&self, probe: &str) -> Result<usize> {
+        self.by_name
+            .get(probe)
+            .copied()
+            .with_context(|| format!("synthetic trace: no probe `{probe}` in the kubelet catalogue"))
+    }
+
+    fn rec(&mut self, t: u64, id: usize, kind: u8, goid: u64, args: &[(&str, Val)]) {
+        let p = &self.probes[id];
+        let caps = if kind == podtrace_common::KIND_ENTRY {
+            &p.entry_captures
+        } else {
+            &p.exit_captures
+        };
+        let a = caps
+            .iter()
+            .map(|c| args.iter().find(|(n, _)| *n == c.name).map(|(_, v)| v.clone()))
+            .collect();
+        let depth = self.depth.entry(goid).or_insert(0);
+        if kind != podtrace_common::KIND_ENTRY {
+            *depth = depth.saturating_sub(1);
+        }
+        let sp = 0xc000_0800_00 - *depth * 0x100;
+        if kind == podtrace_common::KIND_ENTRY {
+            *depth += 1;
+        }
+        self.events.push(Rec {
+            t,
+            p: id as u32,
+            k: kind,
+            pid: self.pid,
+            tid: self.pid + (goid % 8) as u32,
+            g: 0xc000_1000_00 + goid * 0x1000,
+            goid,
+            sp,
+            ra: 0x40_0000 + id as u64 * 0x40,
+            a,
+        });
+    }
+
+    fn open(&mut self, probe: &str, t: u64, goid: u64, args: &[(&str, Val)]) -> Result<()> {
+        let id = self.id(probe)?;
+        self.spans += 1;
+        self.rec(t, id, podtrace_common::KIND_ENTRY, goid, args);
+        Ok(())
+    }
+
+    fn close(&mut self, probe: &str, t: u64, goid: u64, args: &[(&str, Val)]) -> Result<()> {
+        let id = self.id(probe)?;
+        self.rec(t, id, podtrace_common::KIND_EXIT, goid, args);
+        Ok(())
+    }
+}
+
+fn s(v: &str) -> Val {
+    Val::S(v.to_string())
+}
+
+/// Builds the trace of `spec` and the truth it encodes.
+pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
+    let probes = kubelet_probes()?;
+    let mut g = Gen {
+        probes: &probes,
+        by_name: probes.iter().enumerate().map(|(i, p)| (p.probe.as_str(), i)).collect(),
+        pid: spec.pid,
+        events: Vec::new(),
+        depth: HashMap::new(),
+        spans: 0,
+    };
+    let mut truth = SynthTruth::default();
+    let mut end = T0_MONO_NS;
+    for (i, pod) in spec.pods.iter().enumerate() {
+        let before = g.spans;
+        let goid = 1000 + i as u64;
+        let who = |with_ns: bool| {
+            let mut v = vec![("pod_name", s(&pod.name)), ("pod_uid", s(&pod.uid))];
+            if with_ns {
+                v.push(("pod_namespace", s(&pod.namespace)));
+                v.push(("update_type", Val::N(0)));
+            }
+            v
+        };
+        let mut pt = PodTruth {
+            uid: pod.uid.clone(),
+            ..PodTruth::default()
+        };
+        let st = T0_MONO_NS + ns(pod.start_ms);
+        pt.sync_start = st;
+        g.open("sync", st, goid, &who(true))?;
+        let mw = st + ns(pod.pre_mount_ms);
+        pt.mount_wait_start = mw;
+        g.open("mount_wait", mw, goid, &who(false))?;
+        let ph = mw + 10_000;
+        let interval = ns(pod.poll_interval_ms).max(1_000);
+        g.open("poll_helper", ph, goid, &[("interval_ns", Val::N(interval))])?;
+        let mounted: Vec<u64> = pod.volumes_ms.iter().map(|v| mw + ns(*v)).collect();
+        for (v, &m) in mounted.iter().enumerate() {
+            // MarkVolumeAsMounted runs on an operation executor goroutine.
+            let vg = 5000 + 16 * i as u64 + v as u64;
+            let args = [
+                ("pod_unique_name", s(&pod.uid)),
+                ("pod_uid", s(&pod.uid)),
+                ("volume", s(&format!("kubernetes.io/configmap/{}-vol{v}", pod.uid))),
+            ];
+            g.open("volume_mounted", m, vg, &args)?;
+            g.close("volume_mounted", m + 20_000, vg, &[])?;
+        }
+        pt.volumes_mounted = mounted.iter().copied().max();
+        let mut t;
+        let mut k = 0u64;
+        loop {
+            let c = ph + 20_000 + k * interval;
+            g.open("poll_cond", c, goid, &[])?;
+            let cs = c + 1_000;
+            g.open("poll_check", cs, goid, &[("pod_uid", s(&pod.uid))])?;
+            let ce = cs + ns(pod.check_ms);
+            let unmounted = mounted.iter().filter(|&&m| m > cs).count() as u64;
+            g.close("poll_check", ce, goid, &[("unmounted", Val::N(unmounted))])?;
+            g.close("poll_cond", ce + 1_000, goid, &[])?;
+            pt.checks.push((cs, unmounted));
+            t = ce + 1_000;
+            if unmounted == 0 {
+                pt.noticed = ce;
+                break;
+            }
+            k += 1;
+        }
+        g.close("poll_helper", t + 5_000, goid, &[])?;
+        pt.mount_wait_end = t + 10_000;
+        g.close("mount_wait", pt.mount_wait_end, goid, &[("error", Val::N(0))])?;
+        let rs = pt.mount_wait_end + 100_000;
+        g.open("runtime_sync", rs, goid, &[])?;
+        let mut t = rs + 10_000;
+        g.open("create_sandbox", t, goid, &[])?;
+        pt.sandbox = (t, t + ns(pod.sandbox_ms));
+        t = pt.sandbox.1;
+        g.close("create_sandbox", t, goid, &[])?;
+        for c in &pod.containers_ms {
+            t += 10_000;
+            g.open("start_container", t, goid, &[])?;
+            pt.containers.push((t, t + ns(*c)));
+            t += ns(*c);
+            g.close("start_container", t, goid, &[])?;
+        }
+        t += 10_000;
+        g.close("runtime_sync", t, goid, &[])?;
+        pt.runtime_sync = (rs, t);
+        pt.sync_end = t + ns(pod.post_ms);
+        g.close("sync", pt.sync_end, goid, &[("error", Val::N(0))])?;
+        let mut t = pt.sync_end;
+        for _ in 0..pod.later_syncs {
+            t += 50_000_000;
+            g.open("sync", t, goid, &who(true))?;
+            t += 300_000;
+            g.close("sync", t, goid, &[("error", Val::N(0))])?;
+        }
+        end = end.max(t);
+        pt.spans = g.spans - before;
+        truth.pods.push(pt);
+    }
+    end += 200_000_000;
+    let loops: [(&str, Option<f64>, u64, u64); 3] = [
+        ("reconcile", spec.reconcile_ms, 1, 300_000),
+        ("populate", spec.reconcile_ms, 3, 150_000),
+        ("relist", spec.relist_ms, 4, 2_000_000),
+    ];
+    for (name, period, goid, dur) in loops {
+        let Some(period) = period.map(ns).filter(|p| *p > dur) else {
+            continue;
+        };
+        let mut ticks = Vec::new();
+        let mut t = T0_MONO_NS + period / 3;
+        while t + dur < end {
+            g.open(name, t, goid, &[])?;
+            if name == "reconcile" {
+                g.open("mount_volumes", t + 10_000, goid, &[])?;
+                g.close("mount_volumes", t + 60_000, goid, &[])?;
+            }
+            g.close(name, t + dur, goid, &[])?;
+            ticks.push(t);
+            t += period;
+        }
+        truth.loops.push((name.to_string(), ticks));
+    }
+    truth.spans = g.spans;
+    let mut events = g.events;
+    // Stable: a goroutine's hits at one instant keep their call order.
+    events.sort_by_key(|e| e.t);
+    let footer = Footer {
+        events: events.len() as u64,
+        drops: 0,
+        hits: events.len() as u64,
+        duration_ns: end - T0_MONO_NS,
+        stopped_by: "duration".into(),
+    };
+    let header = Header {
+        format: FORMAT.into(),
+        version: FORMAT_VERSION,
+        podtrace_version: env!("CARGO_PKG_VERSION").into(),
+        hostname: spec.hostname.clone(),
+        mono_to_unix_ns: T0_UNIX_NS - T0_MONO_NS as i64,
+        started_unix_ns: T0_UNIX_NS,
+        binaries: vec![crate::trace::BinaryRecord {
+            name: "kubelet".into(),
+            path: "/usr/bin/kubelet".into(),
+            go_version: Some("go1.27.0".into()),
+            pids: vec![spec.pid],
+            unresolved: vec![],
+        }],
+        probes,
+    };
+    Ok((
+        Trace {
+            header,
+            events,
+            footer: Some(footer),
+            warnings: vec![],
+        },
+        truth,
+    ))
+}
+
+/// Writes a trace as the recorder does (JSON Lines), for tests of file input.
+pub fn write_trace(trace: &Trace, path: &std::path::Path) -> Result<()> {
+    let mut w = crate::trace::Writer::create(path, &trace.header)?;
+    for e in &trace.events {
+        w.event(e.clone())?;
+    }
+    w.finish(trace.footer.clone().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{commands::correlate, report::Report};
+
+    #[test]
+    fn report_recovers_the_synthetic_truth() -> Result<()> {
+        let mut p = SynthPod::new(0, 10.0, 250.0, 100.0);
+        p.volumes_ms = vec![120.0, 250.0];
+        p.later_syncs = 2;
+        let (t, truth) = synth(&SynthSpec::new(vec![p, SynthPod::new(1, 40.0, 30.0, 300.0)]))?;
+        let c = correlate(&t);
+        assert_eq!(c.stats.spans as usize, truth.spans);
+        assert_eq!((c.stats.aged_out, c.stats.unmatched_exits, c.stats.open_at_end), (0, 0, 0));
+        let r = Report::build(&t, &c);
+        assert_eq!(r.pods.len(), 2);
+        let (p0, t0) = (&r.pods[0], &truth.pods[0]);
+        assert_eq!(p0.later_syncs, 2);
+        let mw = p0.mount_wait.as_ref().context("mount wait")?;
+        assert_eq!(mw.checks.len(), t0.checks.len());
+        assert_eq!(mw.checks.iter().map(|c| c.unmounted).collect::<Vec<_>>(), t0
+            .checks
+            .iter()
+            .map(|c| Some(c.1))
+            .collect::<Vec<_>>());
+        let lost = (t0.noticed - t0.volumes_mounted.context("mounted")?) as f64 / 1e6;
+        assert!((mw.lost_to_polling_ms.context("lost")? - lost).abs() < 1e-9);
+        let sync_ms = (t0.sync_end - t0.sync_start) as f64 / 1e6;
+        assert!((p0.stages[0].duration_ms.context("sync")? - sync_ms).abs() < 1e-9);
+        assert_eq!(r.loops.len(), 3);
+        Ok(())
+    }
+}

@@ -1,0 +1,763 @@
+//! Pictures: the per-pod waterfall of a report and the stage distributions
+//! of a comparison, as self-contained HTML (inline SVG and CSS, no script,
+//! nothing fetched) or standalone SVG. Hovering a bar, a poll check or a
+//! marker shows its numbers (SVG `<title>`).
+
+use std::{fmt::Write as _, path::Path};
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    compare::{Comparison, SplitMix64},
+    report::{percentile, PodReport, Report},
+};
+
+/// Pods drawn at most; a report of a busy node stays openable.
+pub const MAX_PODS_DRAWN: usize = 200;
+
+const WIDTH: f64 = 1120.0;
+const LABEL_W: f64 = 210.0;
+const RIGHT_PAD: f64 = 90.0;
+const ROW_H: f64 = 24.0;
+const BAR_H: f64 = 15.0;
+
+const STYLE: &str = r#"
+body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #1d232a; background: #fff; margin: 24px 32px; }
+h1 { font-size: 22px; margin: 0 0 4px; }
+h2 { font-size: 17px; margin: 28px 0 4px; }
+.meta { color: #5b6670; margin: 0 0 10px; }
+table { border-collapse: collapse; margin: 8px 0 16px; }
+th, td { padding: 3px 10px; text-align: right; border-bottom: 1px solid #e3e7eb; }
+th { background: #f3f5f7; font-weight: 600; }
+td:first-child, th:first-child { text-align: left; }
+.warn { color: #9a3412; }
+.sig { font-weight: 600; }
+.faster { color: #15803d; }
+.slower { color: #b91c1c; }
+svg { display: block; margin: 4px 0 8px; }
+svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
+a { color: #1f5fa8; }
+"#;
+
+/// Escapes text for HTML and SVG.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// Colour of a stage: fixed for the known ones, from a palette otherwise.
+pub fn stage_color(stage: &str) -> &'static str {
+    const PALETTE: [&str; 6] = ["#b07aa1", "#ff9da7", "#9c755f", "#e15759", "#8cd17d", "#499894"];
+    match stage {
+        "sync" => "#4e79a7",
+        "mount_wait" => "#f28e2b",
+        "runtime_sync" => "#59a14f",
+        "create_sandbox" => "#76b7b2",
+        "start_container" => "#edc948",
+        "pod" => "#1f3b5c",
+        "lost_to_polling" => "#e15759",
+        other => {
+            let h = other.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+            PALETTE[h % PALETTE.len()]
+        }
+    }
+}
+
+/// Run colours in comparison pictures.
+const RUN_COLORS: [&str; 6] = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#e15759", "#76b7b2"];
+
+fn ms(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn opt_ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{} ms", ms(v))).unwrap_or_else(|| "–".into())
+}
+
+/// A round axis step giving about `target` ticks over `range`.
+fn nice_step(range: f64, target: f64) -> f64 {
+    if !(range.is_finite() && range > 0.0) {
+        return 1.0;
+    }
+    let raw = range / target;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = match raw / mag {
+        n if n <= 1.0 => 1.0,
+        n if n <= 2.0 => 2.0,
+        n if n <= 5.0 => 5.0,
+        _ => 10.0,
+    };
+    step * mag
+}
+
+/// UTC date and time of Unix ns, ISO 8601 with ms.
+fn iso_utc(unix_ns: i64) -> String {
+    let secs = unix_ns.div_euclid(1_000_000_000);
+    let millis = unix_ns.rem_euclid(1_000_000_000) / 1_000_000;
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days to civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+fn pod_title(p: &PodReport) -> String {
+    format!(
+        "{}/{}",
+        p.namespace.as_deref().unwrap_or("?"),
+        p.name.as_deref().unwrap_or("?")
+    )
+}
+
+/// Horizontal axis from 0 to `max` ms over [x0, x1]; grid lines down to `bottom`.
+fn axis(o: &mut String, x0: f64, x1: f64, max: f64, top: f64, bottom: f64) {
+    let step = nice_step(max, 8.0);
+    let sx = |v: f64| x0 + v / max * (x1 - x0);
+    let mut v = 0.0;
+    let mut n = 0;
+    while v <= max * 1.0001 && n < 50 {
+        let x = sx(v);
+        let _ = write!(
+            o,
+            r##"<line x1="{x:.1}" y1="{top:.1}" x2="{x:.1}" y2="{bottom:.1}" stroke="#e3e7eb"/><text x="{x:.1}" y="{:.1}" font-size="11" fill="#5b6670" text-anchor="middle">{}</text>"##,
+            bottom + 14.0,
+            ms(v)
+        );
+        v += step;
+        n += 1;
+    }
+    let _ = write!(
+        o,
+        r##"<line x1="{x0:.1}" y1="{bottom:.1}" x2="{x1:.1}" y2="{bottom:.1}" stroke="#8a949e"/><text x="{:.1}" y="{:.1}" font-size="11" fill="#5b6670" text-anchor="end">ms</text>"##,
+        x1 + 30.0,
+        bottom + 14.0
+    );
+}
+
+/// One pod's waterfall as SVG elements at vertical offset `y`; returns the height used.
+fn pod_waterfall(o: &mut String, p: &PodReport, y: f64) -> f64 {
+    let mw = p.mount_wait.as_ref();
+    let mut max: f64 = 0.0;
+    for s in &p.stages {
+        max = max.max(s.start_ms + s.duration_ms.unwrap_or(0.0));
+    }
+    if let Some(m) = mw {
+        for v in [m.volumes_mounted_ms, m.noticed_ms].into_iter().flatten() {
+            max = max.max(v);
+        }
+        for c in &m.checks {
+            max = max.max(c.at_ms);
+        }
+    }
+    let max = if max > 0.0 { max * 1.03 } else { 1.0 };
+    let (x0, x1) = (LABEL_W, WIDTH - RIGHT_PAD);
+    let sx = |v: f64| x0 + v.max(0.0) / max * (x1 - x0);
+    let top = y + 22.0;
+    let rows_h = p.stages.len() as f64 * ROW_H;
+    let bottom = top + rows_h + 6.0;
+
+    let _ = write!(
+        o,
+        r##"<text x="0" y="{:.1}" font-size="14" font-weight="600" fill="#1d232a">pod {} <tspan font-weight="400" fill="#5b6670">uid {} · started {}</tspan></text>"##,
+        y + 12.0,
+        esc(&pod_title(p)),
+        esc(&p.uid),
+        iso_utc(p.start_unix_ns)
+    );
+    // The interval lost to polling, behind everything.
+    if let Some((m0, n0, lost)) =
+        mw.and_then(|m| Some((m.volumes_mounted_ms?, m.noticed_ms?, m.lost_to_polling_ms?)))
+    {
+        let _ = write!(
+            o,
+            r##"<g class="lost"><title>lost to polling: {} ms (volumes mounted at {} ms, noticed at {} ms)</title><rect x="{:.1}" y="{top:.1}" width="{:.1}" height="{rows_h:.1}" fill="#e15759" fill-opacity="0.16"/></g>"##,
+            ms(lost),
+            ms(m0),
+            ms(n0),
+            sx(m0),
+            (sx(n0) - sx(m0)).max(1.0)
+        );
+    }
+    axis(o, x0, x1, max, top, bottom);
+    for (r, s) in p.stages.iter().enumerate() {
+        let ry = top + r as f64 * ROW_H;
+        let by = ry + (ROW_H - BAR_H) / 2.0;
+        let color = stage_color(&s.stage);
+        let _ = write!(
+            o,
+            r##"<text x="{:.1}" y="{:.1}" font-size="12" fill="#1d232a">{}</text>"##,
+            4.0 + 12.0 * s.depth as f64,
+            by + BAR_H - 3.0,
+            esc(&s.stage)
+        );
+        let (w, extra, label) = match s.duration_ms {
+            Some(d) => ((sx(s.start_ms + d) - sx(s.start_ms)).max(1.5), "", format!("{} ms", ms(d))),
+            None => (
+                (x1 - sx(s.start_ms)).max(1.5),
+                r##" fill-opacity="0.35" stroke-dasharray="4 3" stroke="#5b6670""##,
+                "no exit".to_string(),
+            ),
+        };
+        let stroke = if s.error { r##" stroke="#b91c1c" stroke-width="2""## } else { "" };
+        let _ = write!(
+            o,
+            r##"<g class="stage"><title>{}: start {} ms, {}{}</title><rect x="{:.1}" y="{by:.1}" width="{w:.1}" height="{BAR_H}" rx="2" fill="{color}"{extra}{stroke}/></g><text x="{:.1}" y="{:.1}" font-size="11" fill="#39424b">{}</text>"##,
+            esc(&s.stage),
+            ms(s.start_ms),
+            esc(&label),
+            if s.error { ", returned an error" } else { "" },
+            sx(s.start_ms),
+            sx(s.start_ms) + w + 4.0,
+            by + BAR_H - 3.0,
+            esc(&label)
+        );
+    }
+    if let Some(m) = mw {
+        // The mount wait's row: the first row of its stage.
+        let row = p
+            .stages
+            .iter()
+            .position(|s| s.stage == "mount_wait")
+            .or_else(|| p.stages.iter().position(|s| s.depth == 1))
+            .unwrap_or(0);
+        let ry = top + row as f64 * ROW_H;
+        for c in &m.checks {
+            let x = sx(c.at_ms);
+            let color = match c.unmounted {
+                Some(0) => "#15803d",
+                Some(_) => "#1d232a",
+                None => "#8a949e",
+            };
+            let what = match c.unmounted {
+                Some(u) => format!("{u} unmounted"),
+                None => "result not captured".into(),
+            };
+            let _ = write!(
+                o,
+                r##"<g class="check"><title>poll check at {} ms: {}{}</title><rect x="{:.1}" y="{:.1}" width="7" height="{ROW_H:.1}" fill="#fff" fill-opacity="0"/><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{color}" stroke-width="2"/></g>"##,
+                ms(c.at_ms),
+                what,
+                c.duration_ms.map(|d| format!(" (took {} ms)", ms(d))).unwrap_or_default(),
+                x - 3.5,
+                ry,
+                ry + 1.0,
+                ry + ROW_H - 1.0
+            );
+        }
+        for v in &m.volumes {
+            let x = sx(v.at_ms);
+            let _ = write!(
+                o,
+                r##"<g class="volume"><title>volume {} mounted at {} ms</title><path d="M{:.1} {:.1} l5 -7 h-10 z" fill="#1f5fa8"/></g>"##,
+                esc(v.volume.as_deref().unwrap_or("?")),
+                ms(v.at_ms),
+                x,
+                top - 1.0
+            );
+        }
+        let marks = [
+            (m.volumes_mounted_ms, "#1f5fa8", "volumes mounted"),
+            (m.noticed_ms, "#15803d", "noticed"),
+        ];
+        for (i, (at, color, name)) in marks.iter().enumerate() {
+            let Some(at) = at else { continue };
+            let x = sx(*at);
+            let anchor = if i == 0 { "end" } else { "start" };
+            let dx = if i == 0 { -4.0 } else { 4.0 };
+            let _ = write!(
+                o,
+                r##"<g class="marker"><title>{name} at {} ms</title><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{bottom:.1}" stroke="{color}" stroke-width="1.5" stroke-dasharray="5 3"/><text x="{:.1}" y="{:.1}" font-size="11" fill="{color}" text-anchor="{anchor}">{name}</text></g>"##,
+                ms(*at),
+                top - 8.0,
+                x + dx,
+                top - 9.0
+            );
+        }
+    }
+    bottom + 24.0 - y
+}
+
+fn legend(o: &mut String, names: &[&str], y: f64) -> f64 {
+    let mut x = 0.0;
+    for n in names {
+        let _ = write!(
+            o,
+            r##"<rect x="{x:.1}" y="{:.1}" width="12" height="12" rx="2" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="12" fill="#1d232a">{}</text>"##,
+            y,
+            stage_color(n),
+            x + 16.0,
+            y + 10.5,
+            esc(n)
+        );
+        x += 30.0 + 7.0 * n.len() as f64;
+    }
+    let extra = [
+        ("#1d232a", "poll check (hover: unmounted)"),
+        ("#1f5fa8", "volumes mounted"),
+        ("#15803d", "noticed"),
+    ];
+    for (color, name) in extra {
+        let _ = write!(
+            o,
+            r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="2"/><text x="{:.1}" y="{:.1}" font-size="12" fill="#1d232a">{name}</text>"##,
+            x + 5.0,
+            y,
+            x + 5.0,
+            y + 12.0,
+            x + 12.0,
+            y + 10.5
+        );
+        x += 22.0 + 6.6 * name.len() as f64;
+    }
+    let _ = write!(
+        o,
+        r##"<rect x="{x:.1}" y="{y:.1}" width="14" height="12" fill="#e15759" fill-opacity="0.25"/><text x="{:.1}" y="{:.1}" font-size="12" fill="#1d232a">lost to polling</text>"##,
+        x + 18.0,
+        y + 10.5
+    );
+    22.0
+}
+
+fn stage_names(report: &Report) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for p in &report.pods {
+        for s in &p.stages {
+            if !names.contains(&s.stage.as_str()) {
+                names.push(&s.stage);
+            }
+        }
+    }
+    names
+}
+
+/// One `<svg>` holding the waterfall of one pod (for the HTML page).
+fn pod_svg(p: &PodReport) -> String {
+    let mut body = String::new();
+    let h = pod_waterfall(&mut body, p, 0.0);
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{h:.0}" viewBox="0 0 {WIDTH} {h:.0}" role="img" aria-label="waterfall of pod {}">{body}</svg>"##,
+        esc(&pod_title(p))
+    )
+}
+
+/// All pods' waterfalls in one standalone SVG.
+pub fn report_svg(report: &Report) -> String {
+    let mut body = String::new();
+    let mut y = 4.0;
+    let _ = write!(
+        body,
+        r##"<rect x="-20" y="-20" width="{}" height="100%" fill="#fff"/>"##,
+        WIDTH + 40.0
+    );
+    y += legend(&mut body, &stage_names(report), y) + 8.0;
+    if report.pods.is_empty() {
+        let _ = write!(body, r##"<text x="0" y="{:.1}" font-size="14">no pod syncs in this trace</text>"##, y + 14.0);
+        y += 30.0;
+    }
+    for p in report.pods.iter().take(MAX_PODS_DRAWN) {
+        y += pod_waterfall(&mut body, p, y);
+    }
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{y:.0}" viewBox="-20 0 {} {y:.0}" font-family="sans-serif">{body}</svg>
+"##,
+        WIDTH + 40.0,
+        WIDTH + 40.0
+    )
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{}</title><style>{STYLE}</style></head><body>\n{body}</body></html>\n",
+        esc(title)
+    )
+}
+
+/// The report as a self-contained HTML page: summary table and a waterfall per pod.
+pub fn report_html(report: &Report) -> String {
+    let mut b = String::new();
+    let t = &report.trace;
+    let _ = write!(
+        b,
+        "<h1>podtrace report</h1><p class=\"meta\">{} · {} pods · {} events, {} dropped{} · recording started {}</p>",
+        esc(&t.hostname),
+        report.pods.len(),
+        t.events,
+        t.drops,
+        if t.complete { "" } else { " · recording interrupted" },
+        iso_utc(t.started_unix_ns)
+    );
+    for bin in &t.binaries {
+        let _ = write!(b, "<p class=\"meta\">{}</p>", esc(bin));
+    }
+    for w in &report.warnings {
+        let _ = write!(b, "<p class=\"warn\">warning: {}</p>", esc(w));
+    }
+    if report.pods.is_empty() {
+        b.push_str("<p>No pod syncs in this trace.</p>");
+    } else {
+        b.push_str("<h2>Pods</h2><table><tr><th>pod</th><th>started (UTC)</th><th>sync ms</th><th>mount wait ms</th><th>checks</th><th>interval ms</th><th>lost to polling ms</th></tr>");
+        for (i, p) in report.pods.iter().enumerate() {
+            let mw = p.mount_wait.as_ref();
+            let link = if i < MAX_PODS_DRAWN {
+                format!("<a href=\"#pod-{i}\">{}</a>", esc(&pod_title(p)))
+            } else {
+                esc(&pod_title(p))
+            };
+            let _ = write!(
+                b,
+                "<tr><td>{link}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                iso_utc(p.start_unix_ns),
+                opt_ms(p.stages.first().and_then(|s| s.duration_ms)),
+                opt_ms(mw.and_then(|m| m.duration_ms)),
+                mw.map(|m| m.checks.len().to_string()).unwrap_or_else(|| "–".into()),
+                opt_ms(mw.and_then(|m| m.observed_interval_ms.or(m.configured_interval_ms))),
+                opt_ms(mw.and_then(|m| m.lost_to_polling_ms)),
+            );
+        }
+        b.push_str("</table>");
+        b.push_str("<h2>Waterfalls</h2>");
+        let mut lg = String::new();
+        legend(&mut lg, &stage_names(report), 2.0);
+        let _ = write!(b, r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="20">{lg}</svg>"##);
+        for (i, p) in report.pods.iter().take(MAX_PODS_DRAWN).enumerate() {
+            let _ = write!(b, "<div id=\"pod-{i}\">{}</div>", pod_svg(p));
+        }
+        if report.pods.len() > MAX_PODS_DRAWN {
+            let _ = write!(
+                b,
+                "<p class=\"meta\">{} more pods not drawn.</p>",
+                report.pods.len() - MAX_PODS_DRAWN
+            );
+        }
+    }
+    if !report.loops.is_empty() {
+        b.push_str("<h2>Loops</h2><table><tr><th>loop</th><th>binary</th><th>ticks</th><th>period p50 ms</th><th>period p90 ms</th><th>tick p50 ms</th></tr>");
+        for l in &report.loops {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&l.loop_name),
+                esc(&l.binary),
+                l.ticks,
+                opt_ms(l.period_p50_ms),
+                opt_ms(l.period_p90_ms),
+                opt_ms(l.duration_p50_ms)
+            );
+        }
+        b.push_str("</table>");
+    }
+    let s = &report.stats;
+    let _ = write!(
+        b,
+        "<p class=\"meta\">{} spans · {} morestack duplicates dropped · {} aged out · {} unmatched exits · {} open at end</p>",
+        s.spans, s.duplicate_entries, s.aged_out, s.unmatched_exits, s.open_at_end
+    );
+    page("podtrace report", &b)
+}
+
+/// Writes the report's HTML page and/or SVG picture.
+pub fn write_report_pictures(report: &Report, html: Option<&Path>, svg: Option<&Path>) -> Result<()> {
+    if let Some(p) = html {
+        std::fs::write(p, report_html(report)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = svg {
+        std::fs::write(p, report_svg(report)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Stage distributions, one panel per stage, one row per run; returns height.
+fn compare_panels(o: &mut String, cmp: &Comparison, y0: f64) -> f64 {
+    let mut y = y0;
+    let (x0, x1) = (LABEL_W, WIDTH - 260.0);
+    let row_h = 28.0;
+    for st in &cmp.stages {
+        let max = st
+            .samples
+            .iter()
+            .flatten()
+            .fold(0.0f64, |m, v| m.max(*v))
+            .max(1e-3)
+            * 1.05;
+        let sx = |v: f64| x0 + v.max(0.0) / max * (x1 - x0);
+        let _ = write!(
+            o,
+            r##"<text x="0" y="{:.1}" font-size="14" font-weight="600" fill="{}">{}</text>"##,
+            y + 14.0,
+            stage_color(&st.stage),
+            esc(&st.stage)
+        );
+        let top = y + 22.0;
+        let bottom = top + row_h * cmp.runs.len() as f64 + 4.0;
+        axis(o, x0, x1, max, top, bottom);
+        for (r, run) in cmp.runs.iter().enumerate() {
+            let ry = top + r as f64 * row_h;
+            let cy = ry + row_h / 2.0;
+            let color = RUN_COLORS[r % RUN_COLORS.len()];
+            let mut v = st.samples.get(r).cloned().unwrap_or_default();
+            v.sort_by(f64::total_cmp);
+            let _ = write!(
+                o,
+                r##"<text x="4" y="{:.1}" font-size="12" fill="{color}" font-weight="600">{}</text><text x="{:.1}" y="{:.1}" font-size="11" fill="#5b6670" text-anchor="end">n={}</text>"##,
+                cy + 4.0,
+                esc(&run.label),
+                x0 - 8.0,
+                cy + 4.0,
+                v.len()
+            );
+            if let (Some(min), Some(max_v), Some(q1), Some(q3), Some(p50), Some(p90)) = (
+                v.first(),
+                v.last(),
+                percentile(&v, 25.0),
+                percentile(&v, 75.0),
+                percentile(&v, 50.0),
+                percentile(&v, 90.0),
+            ) {
+                let _ = write!(
+                    o,
+                    r##"<g class="dist"><title>{}: n={} min {} p25 {} p50 {} p75 {} p90 {} max {} ms</title><line x1="{:.1}" y1="{cy:.1}" x2="{:.1}" y2="{cy:.1}" stroke="{color}" stroke-width="1.5"/><rect x="{:.1}" y="{:.1}" width="{:.1}" height="16" fill="{color}" fill-opacity="0.25" stroke="{color}"/><line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="3"/><line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="1.5" stroke-dasharray="2 2"/></g>"##,
+                    esc(&run.label),
+                    v.len(),
+                    ms(*min),
+                    ms(q1),
+                    ms(p50),
+                    ms(q3),
+                    ms(p90),
+                    ms(*max_v),
+                    sx(*min),
+                    sx(*max_v),
+                    sx(q1),
+                    cy - 8.0,
+                    (sx(q3) - sx(q1)).max(1.5),
+                    sx(p50),
+                    cy - 10.0,
+                    sx(p50),
+                    cy + 10.0,
+                    sx(p90),
+                    cy - 10.0,
+                    sx(p90),
+                    cy + 10.0
+                );
+                // Every sample as a dot, jittered (deterministically) off the line.
+                let mut rng = SplitMix64::new(r as u64 + 1);
+                for x in &v {
+                    let j = (rng.below(1000) as f64 / 1000.0 - 0.5) * 12.0;
+                    let _ = write!(
+                        o,
+                        r##"<circle cx="{:.1}" cy="{:.1}" r="2.3" fill="{color}" fill-opacity="0.8"><title>{} ms</title></circle>"##,
+                        sx(*x),
+                        cy + j,
+                        ms(*x)
+                    );
+                }
+            }
+            if let Some(d) = st.diffs.get(r).and_then(Option::as_ref) {
+                let ci = match (d.ci_low, d.ci_high) {
+                    (Some(l), Some(h)) => format!(" [{}, {}]", ms(l), ms(h)),
+                    _ => String::new(),
+                };
+                let fill = match (d.significant, d.verdict.as_str()) {
+                    (true, "faster") => "#15803d",
+                    (true, _) => "#b91c1c",
+                    _ => "#5b6670",
+                };
+                let _ = write!(
+                    o,
+                    r##"<text x="{:.1}" y="{:.1}" font-size="12" fill="{fill}">Δp50 {}{} ms · {}</text>"##,
+                    x1 + 40.0,
+                    cy + 4.0,
+                    if d.p50 >= 0.0 { "+" } else { "" },
+                    ms(d.p50),
+                    esc(&ci),
+                    esc(&d.verdict)
+                );
+            }
+        }
+        y = bottom + 30.0;
+    }
+    y - y0
+}
+
+/// The comparison's distributions as a standalone SVG.
+pub fn compare_svg(cmp: &Comparison) -> String {
+    let mut body = String::new();
+    let h = compare_panels(&mut body, cmp, 4.0) + 8.0;
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{h:.0}" viewBox="-20 0 {} {h:.0}" font-family="sans-serif"><rect x="-20" y="0" width="{}" height="{h:.0}" fill="#fff"/>{body}</svg>
+"##,
+        WIDTH + 40.0,
+        WIDTH + 40.0,
+        WIDTH + 40.0
+    )
+}
+
+/// The comparison as a self-contained HTML page.
+pub fn compare_html(cmp: &Comparison) -> String {
+    let mut b = String::new();
+    let labels: Vec<String> = cmp.runs.iter().map(|r| esc(&r.label)).collect();
+    let _ = write!(b, "<h1>podtrace compare: {}</h1>", labels.join(" vs "));
+    for r in &cmp.runs {
+        let _ = write!(
+            b,
+            "<p class=\"meta\"><b>{}</b>: {} · {} · {} pods · {} events, {} dropped{}</p>",
+            esc(&r.label),
+            esc(&r.source),
+            esc(&r.hostname),
+            r.pods,
+            r.events,
+            r.drops,
+            if r.complete { "" } else { " · recording interrupted" }
+        );
+    }
+    for w in &cmp.warnings {
+        let _ = write!(b, "<p class=\"warn\">warning: {}</p>", esc(w));
+    }
+    let base = labels.first().cloned().unwrap_or_default();
+    let _ = write!(
+        b,
+        "<h2>Stage durations</h2><p class=\"meta\">Per run: box p25–p75, thick mark p50, dashed p90, whiskers min–max, one dot per sample. Δ against {base}, {:.0}% bootstrap interval of Δp50 ({} resamples); a difference counts only if the interval excludes 0 and both runs have ≥ {} samples.</p>",
+        cmp.method.confidence * 100.0,
+        cmp.method.resamples,
+        cmp.method.min_n
+    );
+    let mut panels = String::new();
+    let h = compare_panels(&mut panels, cmp, 4.0);
+    let _ = write!(
+        b,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{h:.0}" viewBox="-20 0 {} {h:.0}">{panels}</svg>"##,
+        WIDTH + 40.0,
+        WIDTH + 40.0
+    );
+    b.push_str("<table><tr><th>stage</th><th>run</th><th>n</th><th>p50</th><th>p90</th><th>p99</th><th>mean</th><th>Δp50</th><th>interval of Δp50</th><th>verdict</th></tr>");
+    for st in &cmp.stages {
+        for (i, r) in cmp.runs.iter().enumerate() {
+            let Some(s) = st.runs.get(i).and_then(Option::as_ref) else {
+                continue;
+            };
+            let d = st.diffs.get(i).and_then(Option::as_ref);
+            let class = d
+                .filter(|d| d.significant)
+                .map(|d| format!(" class=\"sig {}\"", esc(&d.verdict)))
+                .unwrap_or_default();
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{class}>{}</td></tr>",
+                if i == 0 { esc(&st.stage) } else { String::new() },
+                esc(&r.label),
+                s.n,
+                ms(s.p50),
+                ms(s.p90),
+                ms(s.p99),
+                ms(s.mean),
+                d.map(|d| format!("{}{}", if d.p50 >= 0.0 { "+" } else { "" }, ms(d.p50))).unwrap_or_default(),
+                d.and_then(|d| Some(format!("[{}, {}]", ms(d.ci_low?), ms(d.ci_high?)))).unwrap_or_default(),
+                d.map(|d| esc(&d.verdict)).unwrap_or_default()
+            );
+        }
+    }
+    b.push_str("</table>");
+    b.push_str("<h2>Mount wait polling</h2><table><tr><th></th>");
+    for l in &labels {
+        let _ = write!(b, "<th>{l}</th>");
+    }
+    b.push_str("</tr>");
+    let p50 = |s: &Option<crate::compare::Summary>| opt_ms(s.as_ref().map(|s| s.p50));
+    let rows: Vec<(&str, Vec<String>)> = vec![
+        ("pods with a mount wait", cmp.polling.iter().map(|p| p.pods_with_mount_wait.to_string()).collect()),
+        (
+            "poll checks per pod (p50)",
+            cmp.polling
+                .iter()
+                .map(|p| p.checks_per_pod.as_ref().map(|s| format!("{:.0}", s.p50)).unwrap_or_else(|| "–".into()))
+                .collect(),
+        ),
+        ("interval configured (p50)", cmp.polling.iter().map(|p| p50(&p.configured_interval_ms)).collect()),
+        ("interval observed (p50)", cmp.polling.iter().map(|p| p50(&p.observed_interval_ms)).collect()),
+        ("lost to polling (p50)", cmp.polling.iter().map(|p| p50(&p.lost_to_polling_ms)).collect()),
+        (
+            "lost to polling (p90)",
+            cmp.polling.iter().map(|p| opt_ms(p.lost_to_polling_ms.as_ref().map(|s| s.p90))).collect(),
+        ),
+    ];
+    for (name, cells) in rows {
+        let _ = write!(b, "<tr><td>{name}</td>");
+        for c in cells {
+            let _ = write!(b, "<td>{c}</td>");
+        }
+        b.push_str("</tr>");
+    }
+    b.push_str("</table>");
+    if !cmp.loops.is_empty() {
+        b.push_str("<h2>Loop periods (p50 / p90)</h2><table><tr><th>loop</th>");
+        for l in &labels {
+            let _ = write!(b, "<th>{l}</th>");
+        }
+        b.push_str("</tr>");
+        for l in &cmp.loops {
+            let _ = write!(b, "<tr><td>{} ({})</td>", esc(&l.loop_name), esc(&l.binary));
+            for r in &l.runs {
+                let cell = r
+                    .as_ref()
+                    .map(|f| format!("{} / {}", opt_ms(f.period_p50_ms), opt_ms(f.period_p90_ms)))
+                    .unwrap_or_else(|| "–".into());
+                let _ = write!(b, "<td>{cell}</td>");
+            }
+            b.push_str("</tr>");
+        }
+        b.push_str("</table>");
+    }
+    page(&format!("podtrace compare: {}", cmp.runs.iter().map(|r| r.label.as_str()).collect::<Vec<_>>().join(" vs ")), &b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_utc(1_767_225_600_123_000_000), "2026-01-01T00:00:00.123Z");
+        assert_eq!(iso_utc(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn steps_are_round() {
+        assert_eq!(nice_step(1000.0, 8.0), 200.0);
+        assert_eq!(nice_step(7.3, 8.0), 1.0);
+        assert_eq!(nice_step(0.0, 8.0), 1.0);
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(esc("<a & \"b\">"), "&lt;a &amp; &quot;b&quot;&gt;");
+    }
+}
