@@ -25,7 +25,10 @@ fn main() -> Result<()> {
     for p in ["src", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", ebpf_dir.join(p).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("common/src").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("common/src").display()
+    );
 
     if env::var_os("PODTRACE_SKIP_EBPF").is_some() {
         // For work on userspace parts only: the binary then refuses to load.

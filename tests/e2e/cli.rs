@@ -1,10 +1,10 @@
 //! End to end: the CLI on bad input, clean detach, and Go stack-growth torture.
 
-use std::{process::Command, time::Duration};
+use std::{path::Path, process::Command, time::Duration};
 
 use podtrace_tests::{
-    attached_uprobes, go119, podtrace, podtrace_bin, podtrace_programs, read_gt, report_json,
-    spawn_until, workload, TempDir,
+    bpf_object_exists, go119, podtrace, podtrace_bin, read_gt, read_process_mem, report_json,
+    spawn_until, uprobe_links_of, workload, Guard, TempDir,
 };
 
 fn stderr(o: &std::process::Output) -> String {
@@ -25,15 +25,30 @@ fn bad_binaries_get_clear_errors() {
     let dir = TempDir::new("bad");
     let text = dir.join("notes.txt");
     std::fs::write(&text, "not an ELF file\n").unwrap();
-    assert_clean_error(&["probes", "--kubelet", text.to_str().unwrap()], "not an ELF");
-    assert_clean_error(&["probes", "--kubelet", "/nonexistent/kubelet"], "/nonexistent/kubelet");
+    assert_clean_error(
+        &["probes", "--kubelet", text.to_str().unwrap()],
+        "not an ELF",
+    );
+    assert_clean_error(
+        &["probes", "--kubelet", "/nonexistent/kubelet"],
+        "/nonexistent/kubelet",
+    );
     // An ELF that is not Go.
     assert_clean_error(&["probes", "--kubelet", "/bin/true"], "not a Go binary");
     // A Go binary without any kubelet function: the Go tool itself.
     let go = go119();
-    assert_clean_error(&["probes", "--kubelet", go.to_str().unwrap()], "no probe of the kubelet catalogue");
     assert_clean_error(
-        &["record", "--kubelet", go.to_str().unwrap(), "-o", dir.join("x.trace").to_str().unwrap()],
+        &["probes", "--kubelet", go.to_str().unwrap()],
+        "no probe of the kubelet catalogue",
+    );
+    assert_clean_error(
+        &[
+            "record",
+            "--kubelet",
+            go.to_str().unwrap(),
+            "-o",
+            dir.join("x.trace").to_str().unwrap(),
+        ],
         "none of the kubelet catalogue's functions resolve",
     );
     // Truncated copies of a stripped kubelet: cut inside the binary at many
@@ -44,8 +59,14 @@ fn bad_binaries_get_clear_errors() {
         std::fs::write(&cut, &wl[..(wl.len() as f64 * frac) as usize]).unwrap();
         let o = podtrace(&["probes", "--kubelet", cut.to_str().unwrap()]);
         let e = stderr(&o);
-        assert!(!e.contains("panicked"), "truncated at {frac}: panicked: {e}");
-        assert!(!o.status.success(), "truncated at {frac} should not resolve: {e}");
+        assert!(
+            !e.contains("panicked"),
+            "truncated at {frac}: panicked: {e}"
+        );
+        assert!(
+            !o.status.success(),
+            "truncated at {frac} should not resolve: {e}"
+        );
     }
 }
 
@@ -61,7 +82,8 @@ fn bad_traces_get_clear_errors() {
     assert_clean_error(&["report", "/nonexistent.trace"], "/nonexistent.trace");
 
     // A real trace cut in the middle of a line still reports, with a warning.
-    let (trace, _) = podtrace_tests::record_workload(&dir, "go1.27", &["--preset", "tuned", "--pods", "2"]);
+    let (trace, _) =
+        podtrace_tests::record_workload(&dir, "go1.27", &["--preset", "tuned", "--pods", "2"]);
     let bytes = std::fs::read(&trace).unwrap();
     let cut = dir.join("cut.trace");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
@@ -72,12 +94,80 @@ fn bad_traces_get_clear_errors() {
     assert!(out.contains("no footer"), "{out}");
 }
 
+/// Probe sites (vaddr, file offset) of a binary, from `podtrace probes --format json`.
+fn probe_sites(bin: &std::path::Path) -> Vec<(u64, u64)> {
+    let o = podtrace(&[
+        "probes",
+        "--format",
+        "json",
+        "--kubelet",
+        bin.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "probes: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut sites = Vec::new();
+    for p in v["probes"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            sites.push((
+                t["entry_site_vaddr"].as_u64().unwrap(),
+                t["entry_site_offset"].as_u64().unwrap(),
+            ));
+            for (va, off) in t["ret_vaddrs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(t["ret_offsets"].as_array().unwrap())
+            {
+                sites.push((va.as_u64().unwrap(), off.as_u64().unwrap()));
+            }
+        }
+    }
+    sites
+}
+
 #[test]
 fn sigint_detaches_every_uprobe_and_completes_the_trace() {
     let dir = TempDir::new("sigint");
-    // Own copy so that no other test's probes are counted.
+    // Own copy so that no other test's probes are counted; non-PIE, so the
+    // probe vaddrs are the addresses in the running process.
     let bin = dir.join("kubelet");
     std::fs::copy(workload("go1.19"), &bin).unwrap();
+    let file = std::fs::read(&bin).unwrap();
+    let sites = probe_sites(&bin);
+    assert!(sites.len() > 20, "{} probe sites", sites.len());
+
+    // The workload waits before its first pod so that we can look at it.
+    let gt = dir.join("gt.jsonl");
+    let wl = Guard::new(
+        Command::new(&bin)
+            .args([
+                "--preset",
+                "tuned",
+                "--pods",
+                "2",
+                "--start-delay",
+                "4s",
+                "--quiet",
+                "--ground-truth",
+            ])
+            .arg(&gt)
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let original: Vec<u8> = sites.iter().map(|&(_, off)| file[off as usize]).collect();
+    let in_memory = |pid| -> Vec<u8> {
+        sites
+            .iter()
+            .map(|&(va, _)| read_process_mem(pid, va, 1)[0])
+            .collect()
+    };
+    assert_eq!(
+        in_memory(wl.id()),
+        original,
+        "no breakpoint before podtrace runs"
+    );
+
     let trace = dir.join("t.trace");
     let (child, _) = spawn_until(
         Command::new(podtrace_bin())
@@ -88,25 +178,64 @@ fn sigint_detaches_every_uprobe_and_completes_the_trace() {
         "recording to",
         Duration::from_secs(60),
     );
-    let attached = attached_uprobes(&bin);
-    assert!(attached > 10, "expected the probes to be attached, bpftool shows {attached}");
-    // Run the workload while recording.
-    let gt = dir.join("gt.jsonl");
-    let st = Command::new(&bin)
-        .args(["--preset", "tuned", "--pods", "2", "--ground-truth"])
-        .arg(&gt)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let links = uprobe_links_of(child.id());
+    let mut want: Vec<u64> = sites.iter().map(|s| s.1).collect();
+    let mut got: Vec<u64> = links.iter().map(|l| l.offset).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "one uprobe link per probe site, at its file offset");
+    assert!(links.iter().all(|l| Path::new(&l.path) == bin), "links on {}: {links:?}", bin.display());
+    assert!(
+        in_memory(wl.id()).iter().all(|&b| b == 0xcc),
+        "every probe site holds the uprobe breakpoint while recording"
+    );
+    assert!(wl.wait_ok(), "workload under probes");
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "podtrace after SIGINT: {}", out.status);
-    assert_eq!(attached_uprobes(&bin), 0, "uprobes left attached after SIGINT");
-    assert_eq!(podtrace_programs(), 0, "eBPF program left loaded after SIGINT");
+    let out = child.take().wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "podtrace after SIGINT: {}",
+        out.status
+    );
+    for l in &links {
+        assert!(!bpf_object_exists("link", l.id), "uprobe link {l:?} left after SIGINT");
+        assert!(!bpf_object_exists("prog", l.prog_id), "eBPF program {} left after SIGINT", l.prog_id);
+    }
+
+    // A new process of the binary runs clean: no breakpoint is left anywhere.
+    let wl2 = Guard::new(
+        Command::new(&bin)
+            .args([
+                "--preset",
+                "tuned",
+                "--pods",
+                "1",
+                "--start-delay",
+                "2s",
+                "--quiet",
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        in_memory(wl2.id()),
+        original,
+        "breakpoints left after podtrace exited"
+    );
+    assert!(wl2.wait_ok());
+
     let r = report_json(&trace);
-    assert_eq!(r["trace"]["complete"], true, "trace footer written on SIGINT");
-    assert_eq!(r["pods"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        r["trace"]["complete"], true,
+        "trace footer written on SIGINT"
+    );
+    assert_eq!(
+        r["pods"].as_array().map(Vec::len),
+        Some(2),
+        "both pods recorded"
+    );
     let _ = read_gt(&gt);
 }
 
@@ -118,7 +247,15 @@ fn torture_stack_growth_never_crashes_and_pairs_every_call() {
         let (trace, gt) = podtrace_tests::record_workload(
             &dir,
             variant,
-            &["--torture", "--preset", "tuned", "--pods", "0"],
+            &[
+                "--torture",
+                "--preset",
+                "tuned",
+                "--pods",
+                "0",
+                "--linger",
+                "1500ms",
+            ],
         );
         let t = gt
             .iter()
@@ -126,7 +263,7 @@ fn torture_stack_growth_never_crashes_and_pairs_every_call() {
             .expect("torture line in ground truth");
         let calls = t.rest["calls"].as_object().expect("calls");
         let unreturned = t.rest["unreturned"].as_object().expect("unreturned");
-        let r = podtrace_tests::report_json_args(&trace, &["--max-open", "500ms"]);
+        let r = podtrace_tests::report_json_args(&trace, &["--max-open", "1s"]);
         let stats = &r["stats"];
         let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
         assert!(
@@ -143,12 +280,25 @@ fn torture_stack_growth_never_crashes_and_pairs_every_call() {
                 .get(p["symbol"].as_str().unwrap_or(""))
                 .map(n)
                 .unwrap_or(0);
-            assert_eq!(n(&p["spans"]), n(want), "{variant}: calls of {} (after dropping morestack re-entries)", p["symbol"]);
-            assert_eq!(n(&p["completed"]), n(want) - never, "{variant}: returns of {}", p["symbol"]);
+            assert_eq!(
+                n(&p["spans"]),
+                n(want),
+                "{variant}: calls of {} (after dropping morestack re-entries)",
+                p["symbol"]
+            );
+            assert_eq!(
+                n(&p["completed"]),
+                n(want) - never,
+                "{variant}: returns of {}",
+                p["symbol"]
+            );
             lost += never;
             checked += 1;
         }
-        assert!(checked >= 5, "{variant}: only {checked} probed functions in the torture's counts");
+        assert!(
+            checked >= 5,
+            "{variant}: only {checked} probed functions in the torture's counts"
+        );
         assert_eq!(
             n(&stats["aged_out"]) + n(&stats["open_at_end"]),
             lost,

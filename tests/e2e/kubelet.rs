@@ -8,7 +8,13 @@ use podtrace_tests::{median, record_workload, report_json, Gt, TempDir, VARIANTS
 use serde_json::Value;
 
 /// Stage names shared by the catalogue and the workload's ground truth.
-const STAGES: &[&str] = &["sync", "mount_wait", "runtime_sync", "create_sandbox", "start_container"];
+const STAGES: &[&str] = &[
+    "sync",
+    "mount_wait",
+    "runtime_sync",
+    "create_sandbox",
+    "start_container",
+];
 const TOLERANCE_MS: f64 = 1.0;
 
 fn f(v: &Value) -> f64 {
@@ -19,7 +25,10 @@ fn f(v: &Value) -> f64 {
 fn check_run(variant: &str, preset: &str, report: &Value, gt: &[Gt]) -> Vec<f64> {
     let pods = report["pods"].as_array().expect("pods array");
     let gt_syncs: Vec<&Gt> = gt.iter().filter(|g| g.stage == "sync").collect();
-    assert!(!gt_syncs.is_empty(), "{variant}/{preset}: ground truth has no sync");
+    assert!(
+        !gt_syncs.is_empty(),
+        "{variant}/{preset}: ground truth has no sync"
+    );
     assert_eq!(
         pods.len(),
         gt_syncs.len(),
@@ -32,8 +41,16 @@ fn check_run(variant: &str, preset: &str, report: &Value, gt: &[Gt]) -> Vec<f64>
             .iter()
             .find(|g| g.pod_uid == uid)
             .unwrap_or_else(|| panic!("{variant}/{preset}: pod uid {uid} not in ground truth"));
-        assert_eq!(p["name"].as_str(), Some(g_sync.pod_name.as_str()), "pod name");
-        assert_eq!(p["namespace"].as_str(), Some(g_sync.namespace.as_str()), "namespace");
+        assert_eq!(
+            p["name"].as_str(),
+            Some(g_sync.pod_name.as_str()),
+            "pod name"
+        );
+        assert_eq!(
+            p["namespace"].as_str(),
+            Some(g_sync.namespace.as_str()),
+            "namespace"
+        );
 
         // Every stage: duration and start (relative to the sync) within 1 ms.
         let rows = p["stages"].as_array().expect("stages");
@@ -77,7 +94,11 @@ fn check_run(variant: &str, preset: &str, report: &Value, gt: &[Gt]) -> Vec<f64>
             "{variant}/{preset} pod {uid}: poll checks"
         );
         for (c, g) in checks.iter().zip(&gt_checks) {
-            assert_eq!(c["unmounted"].as_u64(), g.unmounted, "unmounted count of a check");
+            assert_eq!(
+                c["unmounted"].as_u64(),
+                g.unmounted,
+                "unmounted count of a check"
+            );
             let at = (g.start_mono_ns as f64 - g_sync.start_mono_ns as f64) / 1e6;
             assert!((f(&c["at_ms"]) - at).abs() <= TOLERANCE_MS, "check time");
         }
@@ -94,14 +115,20 @@ fn check_run(variant: &str, preset: &str, report: &Value, gt: &[Gt]) -> Vec<f64>
         );
         let lost = f(&mw["lost_to_polling_ms"]);
         let noticed = f(&mw["noticed_ms"]);
-        assert!(lost >= 0.0 && (noticed - mounted - lost).abs() < 1e-6, "lost = noticed - mounted");
+        assert!(
+            lost >= 0.0 && (noticed - mounted - lost).abs() < 1e-6,
+            "lost = noticed - mounted"
+        );
         waits.push(f(&mw["duration_ms"]));
     }
     waits
 }
 
 fn config_ms(gt: &[Gt], key: &str) -> f64 {
-    let cfg = gt.iter().find(|g| g.stage == "config").expect("config line");
+    let cfg = gt
+        .iter()
+        .find(|g| g.stage == "config")
+        .expect("config line");
     cfg.rest
         .get(key)
         .and_then(Value::as_f64)
@@ -118,7 +145,16 @@ fn default_vs_tuned_match_ground_truth_on_every_go_build() {
             let (trace, gt) = record_workload(
                 &dir,
                 variant,
-                &["--preset", preset, "--pods", "4", "--rate", "5", "--volumes", "2"],
+                &[
+                    "--preset",
+                    preset,
+                    "--pods",
+                    "4",
+                    "--rate",
+                    "5",
+                    "--volumes",
+                    "2",
+                ],
             );
             let report = report_json(&trace);
             assert_eq!(report["trace"]["drops"], 0, "no events dropped");
@@ -132,7 +168,10 @@ fn default_vs_tuned_match_ground_truth_on_every_go_build() {
                 );
             }
             // The observed loop periods match the configured ones.
-            for (name, key) in [("reconcile", "reconciler_period_ns"), ("populate", "populator_period_ns")] {
+            for (name, key) in [
+                ("reconcile", "reconciler_period_ns"),
+                ("populate", "populator_period_ns"),
+            ] {
                 let l = report["loops"]
                     .as_array()
                     .and_then(|a| a.iter().find(|l| l["loop_name"] == name))

@@ -41,12 +41,9 @@ pub fn podtrace_bin() -> PathBuf {
 pub const VARIANTS: &[&str] = &["go1.19", "go1.19-pie", "go1.27"];
 
 pub fn workload(variant: &str) -> PathBuf {
-    existing(
-        "PODTRACE_WORKLOAD_DIR",
-        root().join("target/workload"),
-    )
-    .join(variant)
-    .join("kubelet")
+    existing("PODTRACE_WORKLOAD_DIR", root().join("target/workload"))
+        .join(variant)
+        .join("kubelet")
 }
 
 pub fn go119() -> PathBuf {
@@ -119,7 +116,9 @@ pub fn read_gt(path: &Path) -> Vec<Gt> {
         .unwrap_or_else(|e| panic!("reading ground truth {}: {e}", path.display()));
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad ground-truth line {l}: {e}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("bad ground-truth line {l}: {e}"))
+        })
         .collect()
 }
 
@@ -177,8 +176,37 @@ pub fn report_json_args(trace: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("report JSON")
 }
 
+/// A child process killed when the test ends, also when it panics.
+pub struct Guard(Option<Child>);
+
+impl Guard {
+    pub fn new(c: Child) -> Guard {
+        Guard(Some(c))
+    }
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map(Child::id).unwrap_or(0)
+    }
+    /// The child, no longer killed on drop.
+    pub fn take(mut self) -> Child {
+        self.0.take().expect("child taken twice")
+    }
+    pub fn wait_ok(mut self) -> bool {
+        let mut c = self.0.take().expect("child taken twice");
+        c.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Starts a process and waits until a line of its stderr contains `needle`.
-pub fn spawn_until(cmd: &mut Command, needle: &str, timeout: Duration) -> (Child, Vec<String>) {
+pub fn spawn_until(cmd: &mut Command, needle: &str, timeout: Duration) -> (Guard, Vec<String>) {
     let mut child = cmd
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -202,52 +230,79 @@ pub fn spawn_until(cmd: &mut Command, needle: &str, timeout: Duration) -> (Child
                 let hit = l.contains(needle);
                 seen.push(l);
                 if hit {
-                    return (child, seen);
+                    return (Guard::new(child), seen);
                 }
             }
             Err(_) => {
                 let _ = child.kill();
-                panic!("no stderr line containing {needle:?} within {timeout:?}; saw:\n{}", seen.join("\n"));
+                panic!(
+                    "no stderr line containing {needle:?} within {timeout:?}; saw:\n{}",
+                    seen.join("\n")
+                );
             }
         }
     }
 }
 
-/// Uprobe perf events currently attached to `path` (from `bpftool perf list`).
-pub fn attached_uprobes(path: &Path) -> usize {
-    let out = Command::new("bpftool")
-        .args(["perf", "list", "--json"])
-        .output()
-        .expect("running bpftool (installed by cargo xtask setup)");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
-    let want = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|e| {
-                    e.get("filename")
-                        .and_then(Value::as_str)
-                        .is_some_and(|f| Path::new(f) == want || Path::new(f) == path)
-                })
-                .count()
-        })
-        .unwrap_or(0)
+/// One uprobe bpf link held by a process, from /proc/PID/fdinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UprobeLink {
+    pub id: u64,
+    pub prog_id: u64,
+    pub path: String,
+    pub offset: u64,
 }
 
-/// Loaded eBPF programs named like podtrace's.
-pub fn podtrace_programs() -> usize {
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "--json"])
-        .output()
-        .expect("running bpftool");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|e| e.get("name").and_then(Value::as_str) == Some("podtrace_go"))
-                .count()
-        })
-        .unwrap_or(0)
+/// Uprobe links held open by process `pid`.
+pub fn uprobe_links_of(pid: u32) -> Vec<UprobeLink> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+        };
+        if field("event_type:").as_deref() != Some("uprobe") {
+            continue;
+        }
+        let num = |k: &str| {
+            field(k).and_then(|v| match v.strip_prefix("0x") {
+                Some(h) => u64::from_str_radix(h, 16).ok(),
+                None => v.parse().ok(),
+            })
+        };
+        if let (Some(id), Some(prog_id), Some(path), Some(offset)) =
+            (num("link_id:"), num("prog_id:"), field("name:"), num("offset:"))
+        {
+            out.push(UprobeLink { id, prog_id, path, offset });
+        }
+    }
+    out
+}
+
+/// Whether the kernel still has this bpf link / program.
+pub fn bpf_object_exists(kind: &str, id: u64) -> bool {
+    Command::new("bpftool")
+        .args([kind, "show", "id", &id.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Reads `len` bytes of another process's memory.
+pub fn read_process_mem(pid: u32, addr: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt as _;
+    let f = std::fs::File::open(format!("/proc/{pid}/mem")).expect("open /proc/PID/mem");
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, addr).expect("read /proc/PID/mem");
+    buf
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -255,3 +310,4 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
+pub mod containerd;

@@ -207,7 +207,9 @@ pub fn load(ring_bytes: u32, specs: &[ProbeSpec]) -> Result<Loaded> {
         .load(bytes)
         .context("loading the eBPF object (needs root, BTF and a 5.15+ kernel)")?;
     {
-        let map = ebpf.map_mut("SPECS").context("eBPF object has no SPECS map")?;
+        let map = ebpf
+            .map_mut("SPECS")
+            .context("eBPF object has no SPECS map")?;
         let mut arr: Array<_, ProbeSpec> = Array::try_from(map)?;
         for (i, s) in specs.iter().enumerate() {
             arr.set(i as u32, s, 0)
@@ -215,8 +217,7 @@ pub fn load(ring_bytes: u32, specs: &[ProbeSpec]) -> Result<Loaded> {
         }
     }
     let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
-    let counters =
-        PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("no COUNTERS map")?)?;
+    let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("no COUNTERS map")?)?;
     let prog: &mut UProbe = ebpf
         .program_mut("podtrace_go")
         .context("eBPF object has no podtrace_go program")?

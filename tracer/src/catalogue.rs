@@ -153,14 +153,22 @@ impl CaptureDef {
 
     fn check(&self) -> Result<(), String> {
         if reg_index(&self.reg).is_none() {
-            return Err(format!("capture `{}`: unknown register {}", self.name, self.reg));
+            return Err(format!(
+                "capture `{}`: unknown register {}",
+                self.name, self.reg
+            ));
         }
         match (self.kind, &self.reg2) {
             (CaptureKind::Strregs, Some(r2)) if reg_index(r2).is_some() => {}
             (CaptureKind::Strregs, _) => {
-                return Err(format!("capture `{}`: strregs needs reg2 (the length register)", self.name))
+                return Err(format!(
+                    "capture `{}`: strregs needs reg2 (the length register)",
+                    self.name
+                ))
             }
-            (_, Some(_)) => return Err(format!("capture `{}`: reg2 is only for strregs", self.name)),
+            (_, Some(_)) => {
+                return Err(format!("capture `{}`: reg2 is only for strregs", self.name))
+            }
             _ => {}
         }
         let max = match self.kind {
@@ -177,7 +185,10 @@ impl CaptureDef {
             ));
         }
         if self.kind == CaptureKind::Str && self.path.is_empty() {
-            return Err(format!("capture `{}`: str needs a path ending at the string header", self.name));
+            return Err(format!(
+                "capture `{}`: str needs a path ending at the string header",
+                self.name
+            ));
         }
         Ok(())
     }
@@ -226,7 +237,8 @@ impl Catalogue {
                         )));
                     }
                     for c in caps {
-                        c.check().map_err(|m| invalid(format!("{}: {m}", v.symbol)))?;
+                        c.check()
+                            .map_err(|m| invalid(format!("{}: {m}", v.symbol)))?;
                     }
                 }
             }
@@ -315,7 +327,10 @@ impl BinaryCatalogue {
 
 fn matching_functions<'a>(bin: &'a GoBinary, pattern: &str) -> Vec<&'a Function> {
     if pattern.contains('*') {
-        bin.functions().iter().filter(|f| glob_match(pattern, &f.name)).collect()
+        bin.functions()
+            .iter()
+            .filter(|f| glob_match(pattern, &f.name))
+            .collect()
     } else {
         bin.function(pattern).into_iter().collect()
     }

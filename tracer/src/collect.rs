@@ -63,7 +63,9 @@ pub async fn run(
             break "duration".to_string();
         }
         let since = last_status.elapsed();
-        if opts.status && (since >= Duration::from_secs(1) || (tty && since >= Duration::from_millis(250))) {
+        if opts.status
+            && (since >= Duration::from_secs(1) || (tty && since >= Duration::from_millis(250)))
+        {
             let (drops, _) = loaded.counters();
             let rate = (writer.events - last_events) as f64 / since.as_secs_f64();
             let line = format!(

@@ -8,6 +8,10 @@
 //!   instruction, so the entry probe fires twice. The second hit has the same
 //!   probe and the same return address (the caller frame was copied), a
 //!   different SP, and nothing in between: it is dropped.
+//! - restarted probes: a signal (Go's SIGURG preemption) that arrives while
+//!   the kernel steps over a probed instruction makes it re-run the
+//!   instruction and fire the probe again, same SP. Such repeats of an entry
+//!   or an exit are dropped the same way.
 //! - RETs that never run (tail calls, panics): an exit pops every younger open
 //!   frame of the goroutine; those are closed unmatched ("aged out").
 
@@ -71,8 +75,10 @@ pub struct Pod {
 pub struct Stats {
     pub events: u64,
     pub spans: u64,
-    /// Second entry hits after morestack, dropped.
+    /// Repeated entry hits of one call (morestack, restarted probe), dropped.
     pub duplicate_entries: u64,
+    /// Repeated exit hits of one RET (restarted probe), dropped.
+    pub duplicate_exits: u64,
     /// Entries whose exit never came (tail call, panic), closed when an outer
     /// frame of the same goroutine returned or when they got too old.
     pub aged_out: u64,
@@ -97,10 +103,17 @@ struct Frame {
     ret_addr: u64,
 }
 
+#[derive(Default)]
+struct GState {
+    frames: Vec<Frame>,
+    /// (probe, SP) of the last event if it was an exit: a repeat is a restart.
+    last_exit: Option<(u32, u64)>,
+}
+
 /// Incremental pairing; feed events in time order.
 pub struct Correlator<'a> {
     probes: &'a [ProbeInfo],
-    stacks: HashMap<GKey, Vec<Frame>>,
+    stacks: HashMap<GKey, GState>,
     spans: Vec<Span>,
     stats: Stats,
     max_age_ns: u64,
@@ -131,11 +144,12 @@ impl<'a> Correlator<'a> {
         let spans = &self.spans;
         let max = self.max_age_ns;
         let mut aged = 0;
-        self.stacks.retain(|_, stack| {
-            let before = stack.len();
-            stack.retain(|f| now.saturating_sub(spans[f.span].start) <= max);
-            aged += (before - stack.len()) as u64;
-            !stack.is_empty()
+        self.stacks.retain(|_, g| {
+            let before = g.frames.len();
+            g.frames
+                .retain(|f| now.saturating_sub(spans[f.span].start) <= max);
+            aged += (before - g.frames.len()) as u64;
+            !g.frames.is_empty()
         });
         self.stats.aged_out += aged;
         self.swept_at = now;
@@ -154,7 +168,9 @@ impl<'a> Correlator<'a> {
             self.sweep(r.t);
         }
         let key = (r.pid, r.g, r.goid);
-        let stack = self.stacks.entry(key).or_default();
+        let gstate = self.stacks.entry(key).or_default();
+        let last_exit = gstate.last_exit.take();
+        let stack = &mut gstate.frames;
         // Age out frames whose exit is long overdue.
         while let Some(f) = stack.first() {
             if r.t.saturating_sub(self.spans[f.span].start) <= self.max_age_ns {
@@ -166,8 +182,8 @@ impl<'a> Correlator<'a> {
         if r.k == podtrace_common::KIND_ENTRY {
             if let Some(top) = stack.last_mut() {
                 let s = &self.spans[top.span];
-                if s.probe == r.p && top.ret_addr == r.ra && top.sp != r.sp && s.children == 0 {
-                    // morestack re-entry: same call, moved stack.
+                if s.probe == r.p && top.ret_addr == r.ra && s.children == 0 {
+                    // morestack re-entry (moved stack) or restarted probe (same SP).
                     top.sp = r.sp;
                     self.stats.duplicate_entries += 1;
                     return;
@@ -200,10 +216,12 @@ impl<'a> Correlator<'a> {
             });
             self.stats.spans += 1;
         } else {
-            let Some(pos) = stack
-                .iter()
-                .rposition(|f| self.spans[f.span].probe == r.p)
-            else {
+            if last_exit == Some((r.p, r.sp)) {
+                self.stats.duplicate_exits += 1;
+                gstate.last_exit = last_exit;
+                return;
+            }
+            let Some(pos) = stack.iter().rposition(|f| self.spans[f.span].probe == r.p) else {
                 self.stats.unmatched_exits += 1;
                 return;
             };
@@ -214,14 +232,12 @@ impl<'a> Correlator<'a> {
             span.end = Some(r.t);
             span.exit = named(&info.exit_captures, &r.a);
             stack.truncate(pos);
-            if stack.is_empty() {
-                self.stacks.remove(&key);
-            }
+            gstate.last_exit = Some((r.p, r.sp));
         }
     }
 
     pub fn finish(mut self) -> Correlated {
-        self.stats.open_at_end = self.stacks.values().map(|s| s.len() as u64).sum();
+        self.stats.open_at_end = self.stacks.values().map(|g| g.frames.len() as u64).sum();
         let pods = attribute(&mut self.spans);
         Correlated {
             spans: self.spans,
@@ -322,13 +338,18 @@ mod tests {
             goid: g,
             sp,
             ra,
-            a: uid.map(|u| vec![Some(Val::S(u.into()))]).unwrap_or_default(),
+            a: uid
+                .map(|u| vec![Some(Val::S(u.into()))])
+                .unwrap_or_default(),
         }
     }
 
     #[test]
     fn pairs_per_goroutine_and_drops_morestack_duplicate() {
-        let probes = vec![probe(0, Role::PodSync, "sync"), probe(1, Role::Stage, "inner")];
+        let probes = vec![
+            probe(0, Role::PodSync, "sync"),
+            probe(1, Role::Stage, "inner"),
+        ];
         let mut c = Correlator::new(&probes, u64::MAX);
         // Two goroutines interleaved; g1's sync enters twice (morestack).
         c.push(&ev(10, 0, 1, 1, 1000, 0xaa, Some("u1")));
@@ -367,6 +388,24 @@ mod tests {
         assert_eq!(r.spans[1].end, Some(4));
         assert_eq!(r.spans[0].end, Some(5));
         assert_eq!(r.spans[2].end, None);
+    }
+
+    #[test]
+    fn restarted_probes_are_dropped() {
+        let probes = vec![probe(0, Role::Stage, "f"), probe(1, Role::Stage, "g")];
+        let mut c = Correlator::new(&probes, u64::MAX);
+        c.push(&ev(1, 0, 1, 1, 1000, 0x10, None));
+        c.push(&ev(2, 1, 1, 1, 900, 0x20, None));
+        c.push(&ev(3, 1, 1, 1, 900, 0x20, None)); // entry restarted by a signal
+        c.push(&ev(4, 1, 2, 1, 900, 0, None));
+        c.push(&ev(5, 1, 2, 1, 900, 0, None)); // RET restarted by a signal
+        c.push(&ev(6, 0, 2, 1, 1000, 0, None));
+        let r = c.finish();
+        assert_eq!((r.stats.duplicate_entries, r.stats.duplicate_exits), (1, 1));
+        assert_eq!(r.stats.unmatched_exits, 0);
+        assert_eq!(r.spans.len(), 2);
+        assert_eq!((r.spans[1].start, r.spans[1].end), (2, Some(4)));
+        assert_eq!(r.spans[0].end, Some(6));
     }
 
     #[test]

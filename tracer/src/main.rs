@@ -124,7 +124,9 @@ struct ReportArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -136,7 +138,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ns, us, ms, s, m, h)")),
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (ns, us, ms, s, m, h)"
+            ))
+        }
     };
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("`{s}`: not a valid duration"));
@@ -315,8 +321,9 @@ fn record(a: RecordArgs) -> Result<ExitCode> {
     let (path, pids) = if let Some(p) = &a.kubelet {
         (p.clone(), vec![])
     } else if let Some(pid) = a.pid {
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .with_context(|| format!("no process {pid} (or not allowed to read /proc/{pid}/exe)"))?;
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).with_context(|| {
+            format!("no process {pid} (or not allowed to read /proc/{pid}/exe)")
+        })?;
         eprintln!("podtrace: process {pid} runs {}", exe.display());
         (PathBuf::from(format!("/proc/{pid}/exe")), vec![pid])
     } else if let Some(cmd) = a.command.first() {
@@ -331,7 +338,10 @@ fn record(a: RecordArgs) -> Result<ExitCode> {
             ),
             [(pid, exe), ..] => {
                 eprintln!("podtrace: found {} (pid {pid})", exe.display());
-                (PathBuf::from(format!("/proc/{pid}/exe")), found.iter().map(|f| f.0).collect())
+                (
+                    PathBuf::from(format!("/proc/{pid}/exe")),
+                    found.iter().map(|f| f.0).collect(),
+                )
             }
         }
     };
@@ -343,7 +353,10 @@ fn record(a: RecordArgs) -> Result<ExitCode> {
         .map(|r| format!("{}: {}", r.probe, r.detail))
         .collect();
     if !unresolved.is_empty() {
-        let names: Vec<&str> = unresolved.iter().filter_map(|u| u.split(':').next()).collect();
+        let names: Vec<&str> = unresolved
+            .iter()
+            .filter_map(|u| u.split(':').next())
+            .collect();
         eprintln!(
             "podtrace: {} of {} probes not attached ({}); `podtrace probes` says why",
             names.len(),
@@ -418,7 +431,8 @@ fn record(a: RecordArgs) -> Result<ExitCode> {
         drain_every: Duration::from_millis(20),
         status: !a.quiet,
     };
-    let (footer, child_status) = rt.block_on(collect::run(&mut loaded, &probes, writer, child, &opts))?;
+    let (footer, child_status) =
+        rt.block_on(collect::run(&mut loaded, &probes, writer, child, &opts))?;
     drop(loaded); // detaches every uprobe
     eprintln!(
         "podtrace: stopped ({}): {} events, {} dropped, written to {}",

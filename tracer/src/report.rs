@@ -209,8 +209,10 @@ impl Report {
         let loops = by_loop
             .into_iter()
             .map(|((name, binary, _), spans)| {
-                let mut periods: Vec<f64> =
-                    spans.windows(2).map(|w| ms(w[1].start - w[0].start)).collect();
+                let mut periods: Vec<f64> = spans
+                    .windows(2)
+                    .map(|w| ms(w[1].start - w[0].start))
+                    .collect();
                 periods.sort_by(f64::total_cmp);
                 let durs: Vec<f64> = spans.iter().filter_map(|s| s.duration().map(ms)).collect();
                 LoopReport {
@@ -252,7 +254,14 @@ impl Report {
                     .header
                     .binaries
                     .iter()
-                    .map(|b| format!("{} {} ({})", b.name, b.path, b.go_version.as_deref().unwrap_or("go ?")))
+                    .map(|b| {
+                        format!(
+                            "{} {} ({})",
+                            b.name,
+                            b.path,
+                            b.go_version.as_deref().unwrap_or("go ?")
+                        )
+                    })
                     .collect(),
                 events: trace.events.len() as u64,
                 drops: trace.footer.as_ref().map(|f| f.drops).unwrap_or(0),
@@ -273,7 +282,11 @@ impl Report {
             "trace: {} events, {} dropped{}",
             self.trace.events,
             self.trace.drops,
-            if self.trace.complete { "" } else { " (recording interrupted)" }
+            if self.trace.complete {
+                ""
+            } else {
+                " (recording interrupted)"
+            }
         );
         for w in &self.warnings {
             let _ = writeln!(o, "warning: {w}");
@@ -289,7 +302,11 @@ impl Report {
                 p.name.as_deref().unwrap_or("?"),
                 p.uid
             );
-            let _ = writeln!(o, "  {:<32} {:>10} {:>12}", "stage", "start ms", "duration ms");
+            let _ = writeln!(
+                o,
+                "  {:<32} {:>10} {:>12}",
+                "stage", "start ms", "duration ms"
+            );
             for s in &p.stages {
                 let name = format!("{}{}", "  ".repeat(s.depth), s.stage);
                 let dur = s
@@ -306,7 +323,10 @@ impl Report {
                 );
             }
             if let Some(m) = &p.mount_wait {
-                let f = |v: Option<f64>| v.map(|v| format!("{v:.3} ms")).unwrap_or_else(|| "-".into());
+                let f = |v: Option<f64>| {
+                    v.map(|v| format!("{v:.3} ms"))
+                        .unwrap_or_else(|| "-".into())
+                };
                 let _ = writeln!(
                     o,
                     "  mount wait: {} checks, interval configured {} observed {}",
@@ -385,7 +405,12 @@ fn mount_wait(c: &Correlated, pod: usize, mw: usize, base: u64) -> MountWait {
         .find(|(i, s)| s.role == Role::PollHelper && is_descendant(&c.spans, *i, mw).is_some())
         .and_then(|(_, s)| s.arg_u64("interval_ns"))
         .map(ms);
-    let observed = median_of(checks.windows(2).map(|w| ms(w[1].start - w[0].start)).collect());
+    let observed = median_of(
+        checks
+            .windows(2)
+            .map(|w| ms(w[1].start - w[0].start))
+            .collect(),
+    );
     let noticed = checks
         .iter()
         .find(|s| s.arg_u64("unmounted") == Some(0))

@@ -235,7 +235,8 @@ impl Trace {
             let line = match line {
                 Ok(l) => l,
                 Err(e) => {
-                    t.warnings.push(format!("{name}: read error after line {}: {e}", n + 1));
+                    t.warnings
+                        .push(format!("{name}: read error after line {}: {e}", n + 1));
                     break;
                 }
             };
@@ -257,7 +258,11 @@ impl Trace {
         }
         for e in &t.events {
             if e.p as usize >= t.header.probes.len() {
-                bail!("{name}: event names probe {} but the header has {}", e.p, t.header.probes.len());
+                bail!(
+                    "{name}: event names probe {} but the header has {}",
+                    e.p,
+                    t.header.probes.len()
+                );
             }
         }
         Ok(t)

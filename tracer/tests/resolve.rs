@@ -170,8 +170,9 @@ fn builds() -> &'static Builds {
                 "Go toolchain {go} is missing: run `cargo xtask setup` to install Go 1.19 and Go 1.27"
             );
         }
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("resolve-{}", std::process::id()));
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        remove_stale_build_dirs(&tmp);
+        let dir = tmp.join(format!("resolve-{}", std::process::id()));
         let src = dir.join("src");
         std::fs::create_dir_all(src.join("app")).unwrap();
         std::fs::create_dir_all(src.join("fakedep")).unwrap();
@@ -215,6 +216,22 @@ fn builds() -> &'static Builds {
         let go27 = build(GO27, "1.27");
         Builds { dir, go19, go27 }
     })
+}
+
+/// Build dirs of earlier test runs whose process is gone.
+fn remove_stale_build_dirs(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("resolve-")) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn all_builds() -> [&'static Build; 2] {
@@ -747,7 +764,7 @@ fn upstream_kubectl_release_builds() {
         // Sampled over the whole binary: every function that starts with
         // the small-frame check gets its JBE at entry+4, and every RET found
         // is a C3/C2 byte.
-        let mut sampled = 0;
+        let (mut sampled, mut with_check) = (0, 0);
         for f in bin.functions().iter().step_by(97) {
             let s = bin.sites(f).unwrap();
             let code = bin.code(f).unwrap();
@@ -761,6 +778,17 @@ fn upstream_kubectl_release_builds() {
                     f.name
                 );
             }
+            // Any stack check near the start (the r12 forms too) is found.
+            let head = &code[..code.len().min(24)];
+            let check = |w: &[u8]| w == [0x49, 0x3b, 0x66, 0x10] || w == [0x4d, 0x3b, 0x66, 0x10];
+            if head.windows(4).any(check) {
+                assert!(
+                    matches!(s.entry_site, EntrySite::PrologueJump { .. }),
+                    "{}",
+                    f.name
+                );
+                with_check += 1;
+            }
             for r in &s.rets {
                 assert!(
                     matches!(code[(r - f.entry) as usize], 0xc3 | 0xc2),
@@ -772,7 +800,8 @@ fn upstream_kubectl_release_builds() {
         }
         println!(
             "kubectl.1.{minor}: {version}, {} functions, apimachinery {apimachinery}, \
-             goid {} ({:?}), open() {:.0?}, {sampled} functions decoded",
+             goid {} ({:?}), open() {:.0?}, {sampled} functions decoded \
+             ({with_check} with a stack check)",
             bin.functions().len(),
             goid.offset,
             goid.source,
@@ -780,6 +809,64 @@ fn upstream_kubectl_release_builds() {
         );
         assert!(bin.functions().len() > 60_000);
     }
+}
+
+/// Debian's containerd exports every Go function in `.dynsym`; its `.text`
+/// starts 0x100 before runtime.text, the trap for readers that take the
+/// text base from the section. The pclntab (read here by hiding the section
+/// headers) must give the same entries as the exported symbols.
+#[test]
+fn debian_containerd_dynsym_agrees_with_pclntab() {
+    let path = Path::new("/usr/bin/containerd");
+    if !path.exists() {
+        println!("SKIPPED: {} not installed", path.display());
+        return;
+    }
+    let data = std::fs::read(path).unwrap();
+    let dynsym = GoBinary::from_bytes(data.clone(), path.into()).unwrap();
+    assert_eq!(dynsym.symbol_source(), SymbolSource::Dynsym);
+    let pcln = GoBinary::from_bytes(without_section_headers(&data), path.into()).unwrap();
+    assert_eq!(pcln.symbol_source(), SymbolSource::Pclntab);
+    let (text, how) = pcln.text_start().unwrap();
+    assert_eq!(how, TextStartSource::PcHeader);
+    // The first Go function sits at runtime.text, past the C start-up code
+    // at the start of .text.
+    assert_eq!(pcln.functions()[0].entry, text);
+    let text_section = {
+        use object::{Object, ObjectSection};
+        let file = object::File::parse(&*data).unwrap();
+        file.section_by_name(".text").unwrap().address()
+    };
+    assert!(text > text_section, "{text:#x} vs .text {text_section:#x}");
+
+    // Names exported in .dynsym (abbreviated as in the Go 1.19 pclntab):
+    // each must sit at the same entry as in the pclntab. The pclntab also
+    // has local assembly labels that are not exported; .dynsym also has C.
+    let exported = name_entry_set(&dynsym);
+    let names: BTreeSet<&str> = exported.iter().map(|(n, _)| n.as_str()).collect();
+    let from_pclntab = name_entry_set(&pcln);
+    let mut matched = 0;
+    for (name, entry) in &from_pclntab {
+        if names.contains(name.as_str()) {
+            assert!(
+                exported.contains(&(name.clone(), *entry)),
+                "{name} at {entry:#x}"
+            );
+            matched += 1;
+        }
+    }
+    assert!(matched > 45_000, "{matched}");
+    assert_eq!(dynsym.go_version(), pcln.go_version());
+    assert_eq!(dynsym.goid_info(), pcln.goid_info());
+    println!(
+        "containerd ({:?}): {} .dynsym functions, {} pclntab functions, {matched} agree; \
+         text start {text:#x} from {how:?} (.text at {text_section:#x}); \
+         main package {:?} (GOPATH build: no module versions)",
+        dynsym.go_version(),
+        dynsym.functions().len(),
+        pcln.functions().len(),
+        dynsym.build_info().map(|b| &b.path),
+    );
 }
 
 #[test]

@@ -104,7 +104,10 @@ pub fn run() -> Result<()> {
     step("podtrace entry probe on the function's first instruction (single-stepped)");
     rows.push(Row {
         name: "podtrace entry @ function start",
-        ns_per_call: median_of(podtrace(n_slow, &["--sites", "entry", "--entry-at-function-start"]))?,
+        ns_per_call: median_of(podtrace(
+            n_slow,
+            &["--sites", "entry", "--entry-at-function-start"],
+        ))?,
         hits_per_call: 1.0,
     });
     step("podtrace exit probe on the RET (single-stepped)");
@@ -125,7 +128,10 @@ pub fn run() -> Result<()> {
         measure(
             Command::new("bpftrace")
                 .arg("-e")
-                .arg(format!("uprobe:{}:main.hot {{ @c = count(); }}", bin.display()))
+                .arg(format!(
+                    "uprobe:{}:main.hot {{ @c = count(); }}",
+                    bin.display()
+                ))
                 .arg("-c")
                 .arg(format!("{} -n {n_slow}", bin.display())),
         )

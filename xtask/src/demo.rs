@@ -15,7 +15,10 @@ fn report_json(trace: &std::path::Path) -> Result<Value> {
         .arg(trace)
         .output()?;
     if !out.status.success() {
-        bail!("podtrace report failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "podtrace report failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(serde_json::from_slice(&out.stdout)?)
 }
@@ -52,14 +55,24 @@ pub fn run(pods: u32) -> Result<()> {
             .arg(&trace)
             .arg("--")
             .arg(&kubelet)
-            .args(["--preset", preset, "--pods", &pods.to_string(), "--rate", "2"])
+            .args([
+                "--preset",
+                preset,
+                "--pods",
+                &pods.to_string(),
+                "--rate",
+                "2",
+            ])
             .arg("--ground-truth")
             .arg(out.join(format!("{preset}.groundtruth.jsonl"))))?;
         step(&format!("podtrace report {}", trace.display()));
         sh(Command::new(podtrace_bin()).arg("report").arg(&trace))?;
         reports.push((preset, report_json(&trace).context("reading the report")?));
     }
-    let f = |v: Option<f64>| v.map(|v| format!("{v:8.1} ms")).unwrap_or_else(|| "       -".into());
+    let f = |v: Option<f64>| {
+        v.map(|v| format!("{v:8.1} ms"))
+            .unwrap_or_else(|| "       -".into())
+    };
     println!("\nmount wait (WaitForAttachAndMount), median over pods");
     println!(
         "{:<9} {:>11} {:>11} {:>11} {:>16}",
@@ -71,7 +84,9 @@ pub fn run(pods: u32) -> Result<()> {
                 .as_array()
                 .map(|a| {
                     a.iter()
-                        .filter_map(|p| p["mount_wait"]["checks"].as_array().map(|c| c.len() as f64))
+                        .filter_map(|p| {
+                            p["mount_wait"]["checks"].as_array().map(|c| c.len() as f64)
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -89,7 +104,10 @@ pub fn run(pods: u32) -> Result<()> {
         mount_wait_median(&reports[0].1, "duration_ms"),
         mount_wait_median(&reports[1].1, "duration_ms"),
     ) {
-        println!("\ntuned intervals cut the mount wait {:.1}x ({d:.1} ms -> {t:.1} ms)", d / t);
+        println!(
+            "\ntuned intervals cut the mount wait {:.1}x ({d:.1} ms -> {t:.1} ms)",
+            d / t
+        );
     }
     println!("traces and ground truth are in {}", out.display());
     Ok(())

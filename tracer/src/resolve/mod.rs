@@ -204,7 +204,10 @@ impl GoBinary {
         functions.sort_by(|a, b| (a.entry, &a.name).cmp(&(b.entry, &b.name)));
         functions.dedup();
         let mut by_name: Vec<u32> = (0..functions.len() as u32).collect();
-        by_name.sort_by(|&a, &b| functions[a as usize].name.cmp(&functions[b as usize].name));
+        // Ties by index, i.e. by entry: the lowest entry of a name comes first.
+        by_name.sort_unstable_by(|&a, &b| {
+            (&functions[a as usize].name, a).cmp(&(&functions[b as usize].name, b))
+        });
 
         let mut bin = GoBinary {
             path,
@@ -535,10 +538,10 @@ fn scan_pclntab(elf: &Elf, data: &[u8]) -> Result<(u64, pclntab::Table), Option<
         .chain(elf.segments.iter().filter(|s| s.executable()));
     for seg in segs {
         let bytes = elf.segment_bytes(data, seg);
-        // The header is at least 4-aligned (in practice 8 or 32); segments
-        // are page-aligned. Magic bytes 1..4 are 0xff: a cheap first test.
+        // The header is at least 4-aligned (in practice 8 or 32). Magic
+        // bytes 1..4 are 0xff: a cheap first test.
         // (A plain indexed loop: it stays fast in unoptimised test builds.)
-        let mut pos = 0;
+        let mut pos = align_offset(seg.vaddr, 4);
         while pos + 8 <= bytes.len() {
             let at = pos;
             pos += 4;
@@ -564,6 +567,13 @@ fn scan_pclntab(elf: &Elf, data: &[u8]) -> Result<(u64, pclntab::Table), Option<
         }
     }
     Err(best)
+}
+
+/// Offset into a segment starting at `vaddr` of its first `align`-aligned
+/// address (segments need not start aligned: Debian's containerd has its
+/// data segment at …c28).
+fn align_offset(vaddr: u64, align: u64) -> usize {
+    ((align - vaddr % align) % align) as usize
 }
 
 /// `runtime.moduledata.text`: find the moduledata by its first word (the
@@ -594,7 +604,7 @@ fn moduledata_text(elf: &Elf, data: &[u8], pcln_vaddr: u64, h: &pclntab::Header)
     let needle = pcln_vaddr.to_le_bytes();
     for seg in elf.segments.iter().filter(|s| s.writable()) {
         let bytes = elf.segment_bytes(data, seg);
-        let mut pos = 0;
+        let mut pos = align_offset(seg.vaddr, 8);
         while pos + 8 <= bytes.len() {
             if bytes[pos] == needle[0] && bytes[pos..pos + 8] == needle {
                 if let Some(text) = check(&bytes[pos..]) {
@@ -618,6 +628,13 @@ mod tests {
         assert_eq!(parse_go_release("devel go1.25-abcdef"), Some((1, 25)));
         assert_eq!(parse_go_release("go1"), None);
         assert_eq!(parse_go_release("nothing"), None);
+    }
+
+    #[test]
+    fn alignment() {
+        assert_eq!(align_offset(0x3168c28, 16), 8);
+        assert_eq!(align_offset(0x3168c30, 16), 0);
+        assert_eq!(align_offset(0x401001, 4), 3);
     }
 
     #[test]

@@ -1,0 +1,3 @@
+module podtrace.invalid/testimages
+
+go 1.19

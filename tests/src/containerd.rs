@@ -1,0 +1,936 @@
+//! A real containerd for tests: Debian's `containerd` (1.6.x) + `runc`, with
+//! its own config, root, state and socket under a temporary directory; a real
+//! local registry (`docker-registry`) so PullImage really pulls; tiny images
+//! built from static Go binaries (tests/containerd/build-images.sh); and the
+//! `cri-client` tool (tests/cri-client) to start pods the way kubelet does.
+//!
+//! ```no_run
+//! let env = podtrace_tests::containerd::Env::start();
+//! let out = env
+//!     .cri("run-pods")
+//!     .args(["--image", &env.image, "--pods", "3", "--namespace", "ns"])
+//!     .arg("--ground-truth").arg(env.dir.join("gt.jsonl"))
+//!     .arg("--stop")
+//!     .output()
+//!     .unwrap();
+//! // dropping `env` stops every pod, kills containerd, its shims and the
+//! // registry, unmounts what is left, removes per-pod cgroups and the dir.
+//! ```
+//!
+//! Needs root and `apt-get install containerd runc docker-registry skopeo
+//! golang-go`. The module uses only std and libc, so it can also be pulled
+//! into another crate's tests with `#[path]` (tests/cri-client/tests/env.rs
+//! does).
+//!
+//! Like the rest of the harness it panics with a clear message (including
+//! the tail of containerd's log) instead of returning errors; `Drop` cleans
+//! up also when the test panics.
+
+use std::{
+    collections::BTreeSet,
+    ffi::CString,
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    os::unix::ffi::OsStrExt as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant, SystemTime},
+};
+
+const CONTAINERD_CONFIG: &str = include_str!("../containerd/containerd-config.toml.in");
+const REGISTRY_CONFIG: &str = include_str!("../containerd/registry-config.yml.in");
+const HOSTS_TOML: &str = include_str!("../containerd/hosts.toml.in");
+
+/// Debian packages the environment needs.
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "containerd",
+    "runc",
+    "docker-registry",
+    "skopeo",
+    "golang-go",
+];
+
+/// Where containerd 1.6 puts shim sockets, whatever the config says.
+const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
+/// Parent cgroup (under every hierarchy) of the per-container cgroups
+/// containerd's default spec asks runc for: /k8s.io/<id>.
+const CGROUP_PARENT: &str = "k8s.io";
+
+/// A running containerd + registry, owned by one test.
+pub struct Env {
+    /// The temporary directory everything lives under.
+    pub dir: PathBuf,
+    /// containerd's gRPC (CRI) socket.
+    pub socket: PathBuf,
+    /// The local registry, `127.0.0.1:PORT`.
+    pub registry: String,
+    /// Full reference of the app image (`127.0.0.1:PORT/podtrace/app:1`).
+    pub image: String,
+    /// Full reference of the sandbox ("pause") image.
+    pub pause_image: String,
+    /// The containerd binary that runs (what a tracer attaches to).
+    pub containerd_bin: PathBuf,
+    pub containerd_pid: u32,
+    pub registry_pid: u32,
+    /// containerd's stdout+stderr (log level info).
+    pub containerd_log: PathBuf,
+    /// The cri-client binary `cri()` runs.
+    pub cri_client: PathBuf,
+    pub registry_log: PathBuf,
+    containerd: Option<Child>,
+    registry_child: Option<Child>,
+    run_containerd_existed: bool,
+    cgroup_parent_existed: Vec<PathBuf>,
+}
+
+fn repo_root() -> PathBuf {
+    let mut d = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    loop {
+        if d.join("tests/containerd/build-images.sh").exists() {
+            return d;
+        }
+        if !d.pop() {
+            panic!(
+                "cannot find tests/containerd/build-images.sh above {}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+        }
+    }
+}
+
+/// The `cri-client` binary: `CRI_CLIENT_BIN`, else next to the running test
+/// binary's target dir (release, then debug), else `target/release/cri-client`.
+pub fn cri_client_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CRI_CLIENT_BIN") {
+        let p = PathBuf::from(p);
+        assert!(p.exists(), "CRI_CLIENT_BIN={} does not exist", p.display());
+        return p;
+    }
+    let mut candidates = Vec::new();
+    // <target>/<profile>/deps/<test binary>
+    if let Some(target) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent()?.parent()?.parent().map(Path::to_path_buf))
+    {
+        candidates.push(target.join("release/cri-client"));
+        candidates.push(target.join("debug/cri-client"));
+    }
+    let fallback = repo_root().join("target/release/cri-client");
+    candidates.push(fallback.clone());
+    candidates.into_iter().find(|p| p.exists()).unwrap_or_else(|| {
+        panic!(
+            "{} does not exist: build it with `cargo build --release -p cri-client` (or set CRI_CLIENT_BIN)",
+            fallback.display()
+        )
+    })
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Some(PathBuf::from(name)).filter(|p| p.exists());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn need(name: &str, package: &str) -> PathBuf {
+    which(name).unwrap_or_else(|| {
+        panic!("`{name}` not found: the containerd test environment needs `apt-get install -y {package}` (all: {})",
+            DEBIAN_PACKAGES.join(" "))
+    })
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let v: Vec<&str> = text.lines().collect();
+    let start = v.len().saturating_sub(lines);
+    format!(
+        "--- last {} lines of {} ---\n{}",
+        v.len() - start,
+        path.display(),
+        v[start..].join("\n")
+    )
+}
+
+fn rand_hex() -> String {
+    let mut b = [0u8; 6];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Build the OCI image layouts once per process (and again only when their
+/// sources change): `<repo>/target/containerd-images/{pause,app}`, or
+/// `PODTRACE_TEST_IMAGES` if set (then used as is).
+pub fn images_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(d) = std::env::var_os("PODTRACE_TEST_IMAGES") {
+            let d = PathBuf::from(d);
+            assert!(
+                d.join("app/index.json").exists() && d.join("pause/index.json").exists(),
+                "PODTRACE_TEST_IMAGES={} has no pause/ and app/ OCI layouts",
+                d.display()
+            );
+            return d;
+        }
+        let root = repo_root();
+        let src = root.join("tests/containerd");
+        let out = root.join("target/containerd-images");
+        let sources = [
+            src.join("build-images.sh"),
+            src.join("images/go.mod"),
+            src.join("images/pause/main.go"),
+            src.join("images/app/main.go"),
+        ];
+        let newest = sources.iter().filter_map(|p| mtime(p)).max();
+        let fresh = |n: &str| match (mtime(&out.join(n).join("index.json")), newest) {
+            (Some(built), Some(src)) => built >= src,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if fresh("pause") && fresh("app") {
+            return out;
+        }
+        // Build into a private dir, then move into place: test binaries
+        // running in parallel may race to build.
+        let tmp = root.join(format!(
+            "target/containerd-images.tmp-{}-{}",
+            std::process::id(),
+            rand_hex()
+        ));
+        let t = Instant::now();
+        let o = Command::new("sh")
+            .arg(src.join("build-images.sh"))
+            .arg(&tmp)
+            .output()
+            .unwrap_or_else(|e| panic!("running build-images.sh: {e}"));
+        assert!(
+            o.status.success(),
+            "tests/containerd/build-images.sh failed ({}):\n{}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::fs::create_dir_all(&out).expect("create target/containerd-images");
+        for n in ["pause", "app"] {
+            if !fresh(n) {
+                let _ = std::fs::remove_dir_all(out.join(n));
+                let _ = std::fs::rename(tmp.join(n), out.join(n));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+        assert!(
+            fresh("pause") && fresh("app"),
+            "images not in place under {}",
+            out.display()
+        );
+        eprintln!(
+            "containerd env: built test images in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        out
+    })
+    .clone()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// GET /v2/ on the registry; true on HTTP 200.
+fn registry_ready(addr: &str) -> bool {
+    let Ok(mut s) =
+        TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_millis(500))
+    else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(format!("GET /v2/ HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 32];
+    let n = s.read(&mut buf).unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]);
+    head.starts_with("HTTP/1.") && head.contains(" 200")
+}
+
+fn exited(child: &mut Child) -> Option<ExitStatus> {
+    child.try_wait().ok().flatten()
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    if pid > 1 {
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(pid as libc::pid_t, sig) };
+    }
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL and reap.
+fn stop_child(child: &mut Child, grace: Duration) {
+    if exited(child).is_some() {
+        return;
+    }
+    signal(child.id(), libc::SIGTERM);
+    let t = Instant::now();
+    while t.elapsed() < grace {
+        if exited(child).is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Run a command with a deadline; returns (status or None on timeout, stdout, stderr).
+fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> (Option<ExitStatus>, String, String) {
+    let dir = std::env::temp_dir();
+    let tag = format!("podtrace-cmd-{}-{}", std::process::id(), rand_hex());
+    let (out_p, err_p) = (
+        dir.join(format!("{tag}.out")),
+        dir.join(format!("{tag}.err")),
+    );
+    let spawned = (|| {
+        let out = std::fs::File::create(&out_p)?;
+        let err = std::fs::File::create(&err_p)?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn()
+    })();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return (None, String::new(), format!("spawn failed: {e}")),
+    };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = exited(&mut child) {
+            break Some(s);
+        }
+        if t.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |p: &Path| {
+        std::fs::read(p)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let r = (status, read(&out_p), read(&err_p));
+    let _ = std::fs::remove_file(&out_p);
+    let _ = std::fs::remove_file(&err_p);
+    r
+}
+
+fn substitute(template: &str, pairs: &[(&str, &str)]) -> String {
+    let mut s = template.to_string();
+    for (k, v) in pairs {
+        s = s.replace(k, v);
+    }
+    s
+}
+
+impl Env {
+    /// Start a registry, push the test images, start containerd, and wait
+    /// until a CRI Version call works and both images are pulled (so the
+    /// first RunPodSandbox does not include a sandbox-image pull).
+    pub fn start() -> Env {
+        // SAFETY: geteuid has no preconditions.
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "the containerd test environment needs root"
+        );
+        let t_start = Instant::now();
+        let containerd_bin = std::env::var_os("PODTRACE_CONTAINERD")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| need("containerd", "containerd"));
+        need("runc", "runc");
+        need("containerd-shim-runc-v2", "containerd");
+        let registry_bin = need("docker-registry", "docker-registry");
+        let skopeo = need("skopeo", "skopeo");
+        let cri_client = cri_client_bin();
+        let images = images_dir();
+
+        let dir = std::env::temp_dir().join(format!(
+            "podtrace-ctrd-{}-{}",
+            std::process::id(),
+            rand_hex()
+        ));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let cgroup_parent_existed = cgroup_roots()
+            .into_iter()
+            .map(|r| r.join(CGROUP_PARENT))
+            .filter(|p| p.exists())
+            .collect();
+        // From here on, a panic drops `env`, which cleans up.
+        let mut env = Env {
+            socket: dir.join("containerd.sock"),
+            containerd_log: dir.join("containerd.log"),
+            registry_log: dir.join("registry.log"),
+            cri_client,
+            dir,
+            registry: String::new(),
+            image: String::new(),
+            pause_image: String::new(),
+            containerd_bin,
+            containerd_pid: 0,
+            registry_pid: 0,
+            containerd: None,
+            registry_child: None,
+            run_containerd_existed: Path::new("/run/containerd").exists(),
+            cgroup_parent_existed,
+        };
+        let dir = env.dir.clone();
+        let dir_s = dir.to_str().expect("temp dir path is UTF-8").to_string();
+
+        // Registry. The port is picked by binding :0 and released before the
+        // registry binds it: retry on the (rare) collision.
+        for attempt in 1..=3 {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let cfg = dir.join("registry.yml");
+            std::fs::write(
+                &cfg,
+                substitute(REGISTRY_CONFIG, &[("@DIR@", &dir_s), ("@ADDR@", &addr)]),
+            )
+            .expect("write registry config");
+            let log = std::fs::File::create(&env.registry_log).expect("create registry log");
+            let mut child = Command::new(&registry_bin)
+                .arg("serve")
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("dup log"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", registry_bin.display()));
+            env.registry_pid = child.id();
+            let t = Instant::now();
+            let mut up = false;
+            while t.elapsed() < Duration::from_secs(15) {
+                if registry_ready(&addr) {
+                    up = true;
+                    break;
+                }
+                if exited(&mut child).is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if up {
+                env.registry_child = Some(child);
+                env.registry = addr;
+                break;
+            }
+            stop_child(&mut child, Duration::from_secs(1));
+            if attempt == 3 {
+                panic!(
+                    "docker-registry did not come up on {addr}\n{}",
+                    tail(&env.registry_log, 30)
+                );
+            }
+        }
+        env.pause_image = format!("{}/podtrace/pause:1", env.registry);
+        env.image = format!("{}/podtrace/app:1", env.registry);
+
+        for (name, dest) in [
+            ("pause", env.pause_image.clone()),
+            ("app", env.image.clone()),
+        ] {
+            let (st, out, err) = run_with_timeout(
+                Command::new(&skopeo)
+                    .args([
+                        "copy",
+                        "--insecure-policy",
+                        "--dest-tls-verify=false",
+                        "--quiet",
+                    ])
+                    .arg(format!("oci:{}:1", images.join(name).display()))
+                    .arg(format!("docker://{dest}")),
+                Duration::from_secs(60),
+            );
+            assert!(
+                st.is_some_and(|s| s.success()),
+                "skopeo copy of {name} to {dest} failed ({st:?}):\n{out}{err}\n{}",
+                tail(&env.registry_log, 20)
+            );
+        }
+
+        // containerd.
+        for d in ["cni/bin", "cni/net.d", "opt", "pod-logs"] {
+            std::fs::create_dir_all(dir.join(d)).expect("create dir");
+        }
+        let hosts = dir.join("certs.d").join(&env.registry);
+        std::fs::create_dir_all(&hosts).expect("create certs.d");
+        let pairs = [
+            ("@DIR@", dir_s.as_str()),
+            ("@REGISTRY@", env.registry.as_str()),
+        ];
+        std::fs::write(hosts.join("hosts.toml"), substitute(HOSTS_TOML, &pairs))
+            .expect("write hosts.toml");
+        let cfg = dir.join("config.toml");
+        std::fs::write(&cfg, substitute(CONTAINERD_CONFIG, &pairs))
+            .expect("write containerd config");
+        let log = std::fs::File::create(&env.containerd_log).expect("create containerd log");
+        let child = Command::new(&env.containerd_bin)
+            .arg("--config")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", env.containerd_bin.display()));
+        env.containerd_pid = child.id();
+        env.containerd = Some(child);
+
+        let t = Instant::now();
+        let mut last = String::new();
+        loop {
+            if let Some(st) = env.containerd.as_mut().and_then(exited) {
+                panic!(
+                    "containerd exited during start-up ({st})\n{}",
+                    tail(&env.containerd_log, 40)
+                );
+            }
+            if env.socket.exists() {
+                let (st, out, err) = run_with_timeout(
+                    env.cri("version")
+                        .args(["--connect-timeout", "2", "--call-timeout", "5"]),
+                    Duration::from_secs(10),
+                );
+                if st.is_some_and(|s| s.success()) && out.contains("containerd") {
+                    break;
+                }
+                last = format!("{out}{err}");
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                panic!(
+                    "containerd did not answer a CRI Version call within 30 s (socket {}): {last}\n{}",
+                    env.socket.display(),
+                    tail(&env.containerd_log, 40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        let (st, out, err) = run_with_timeout(
+            env.cri("pull")
+                .arg("--image")
+                .arg(&env.pause_image)
+                .arg("--image")
+                .arg(&env.image),
+            Duration::from_secs(60),
+        );
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "pre-pulling test images failed ({st:?}): {out}{err}\n{}\n{}",
+            tail(&env.containerd_log, 30),
+            tail(&env.registry_log, 10)
+        );
+        eprintln!(
+            "containerd env: up in {:.1}s (dir {}, registry {}, containerd pid {})",
+            t_start.elapsed().as_secs_f64(),
+            env.dir.display(),
+            env.registry,
+            env.containerd_pid
+        );
+        env
+    }
+
+    /// `cri-client SUBCOMMAND --socket <socket>`; add the rest.
+    pub fn cri(&self, subcommand: &str) -> Command {
+        let mut c = Command::new(&self.cri_client);
+        c.arg(subcommand).arg("--socket").arg(&self.socket);
+        c
+    }
+
+    /// Sandbox and container IDs this containerd ever created (from its log,
+    /// its task bundles and runc's state dir).
+    pub fn known_ids(&self) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        if let Ok(b) = std::fs::read(&self.containerd_log) {
+            hex64_tokens(&String::from_utf8_lossy(&b), &mut ids);
+        }
+        for d in [
+            self.dir.join("state/io.containerd.runtime.v2.task/k8s.io"),
+            self.dir.join("runc/k8s.io"),
+        ] {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                hex64_tokens(&e.file_name().to_string_lossy(), &mut ids);
+            }
+        }
+        ids
+    }
+
+    /// What this environment has left behind (should be empty after drop).
+    pub fn leftovers_of(dir: &Path, ids: &BTreeSet<String>) -> Vec<String> {
+        leftovers(dir, ids)
+    }
+
+    fn cleanup(&mut self) {
+        // 1. Stop and remove every pod through CRI while containerd runs.
+        let mut ids = self.known_ids();
+        if self
+            .containerd
+            .as_mut()
+            .is_some_and(|c| exited(c).is_none())
+            && self.socket.exists()
+        {
+            let (st, out, err) = run_with_timeout(
+                self.cri("cleanup").args([
+                    "--stop-timeout",
+                    "1",
+                    "--connect-timeout",
+                    "5",
+                    "--call-timeout",
+                    "30",
+                ]),
+                Duration::from_secs(90),
+            );
+            hex64_tokens(&out, &mut ids);
+            if !st.is_some_and(|s| s.success()) {
+                eprintln!("containerd env: cri-client cleanup failed ({st:?}): {out}{err}");
+            }
+        }
+        ids.extend(self.known_ids());
+        // Shim socket paths, before the bundles go.
+        let shim_sockets = shim_socket_paths(&self.dir);
+
+        // 2. containerd itself.
+        if let Some(c) = self.containerd.as_mut() {
+            stop_child(c, Duration::from_secs(10));
+        }
+        ids.extend(self.known_ids());
+
+        // 3. Anything still running: shims (their command line names our
+        //    socket), their descendants (container processes), processes in
+        //    our containers' cgroups, anything else naming our dir.
+        kill_ours(&self.dir, &ids);
+
+        // 4. Mounts under our dir (rootfs overlays, sandbox shm), deepest first.
+        unmount_under(&self.dir);
+
+        // 5. Per-container cgroups (runc leaves them when its shim is killed).
+        remove_cgroups(&ids, &self.cgroup_parent_existed);
+
+        // 6. Registry, shim sockets, the directory.
+        if let Some(c) = self.registry_child.as_mut() {
+            stop_child(c, Duration::from_secs(5));
+        }
+        for s in shim_sockets {
+            let _ = std::fs::remove_file(s);
+        }
+        if !self.run_containerd_existed {
+            let _ = std::fs::remove_dir(SHIM_SOCKET_DIR);
+            let _ = std::fs::remove_dir("/run/containerd");
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            // Something may still be mounted in another mount namespace.
+            unmount_under(&self.dir);
+            if let Err(e2) = std::fs::remove_dir_all(&self.dir) {
+                eprintln!(
+                    "containerd env: removing {}: {e}; again: {e2}",
+                    self.dir.display()
+                );
+            }
+        }
+        let left = leftovers(&self.dir, &ids);
+        if !left.is_empty() {
+            eprintln!(
+                "containerd env: left behind after cleanup:\n  {}",
+                left.join("\n  ")
+            );
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// Every 64-hex-digit token in `s` (sandbox and container IDs; image
+/// digests too, which never name a cgroup, process or mount).
+fn hex64_tokens(s: &str, out: &mut BTreeSet<String>) {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_hexdigit() && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) {
+            let mut j = i;
+            while j < b.len() && b[j].is_ascii_hexdigit() {
+                j += 1;
+            }
+            if j - i == 64 && (j == b.len() || !b[j].is_ascii_alphanumeric()) {
+                let t = &s[i..j];
+                if t.bytes().all(|c| !c.is_ascii_uppercase()) {
+                    out.insert(t.to_string());
+                }
+            }
+            i = j.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+fn shim_socket_paths(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    let base = dir.join("state/io.containerd.runtime.v2.task");
+    for ns in std::fs::read_dir(base).into_iter().flatten().flatten() {
+        for b in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+            if let Ok(a) = std::fs::read_to_string(b.path().join("address")) {
+                let p = a.trim().trim_start_matches("unix://");
+                if p.starts_with(SHIM_SOCKET_DIR) {
+                    v.push(PathBuf::from(p));
+                }
+            }
+        }
+    }
+    v
+}
+
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    cmdline: String,
+    cgroup: String,
+}
+
+fn processes() -> Vec<Proc> {
+    let me = std::process::id();
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …; comm may contain spaces and parens.
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut f = after.split_whitespace();
+        let state = f.next().unwrap_or("");
+        if state == "Z" || state == "X" {
+            continue;
+        }
+        let ppid = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let cmdline = std::fs::read(e.path().join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        let cgroup = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+        v.push(Proc {
+            pid,
+            ppid,
+            cmdline,
+            cgroup,
+        });
+    }
+    v
+}
+
+/// Processes of this environment: command line naming its config or socket, cgroup naming
+/// one of `ids`, and all their descendants.
+fn our_processes(dir: &Path, ids: &BTreeSet<String>) -> Vec<Proc> {
+    // containerd (--config DIR/config.toml), its shims (-address
+    // DIR/containerd.sock), cri-client (--socket DIR/containerd.sock), the
+    // registry (serve DIR/registry.yml). Not just anything naming DIR: a
+    // test's tracer may write its output there.
+    let marks: Vec<String> = ["config.toml", "containerd.sock", "registry.yml"]
+        .iter()
+        .map(|f| dir.join(f).to_string_lossy().into_owned())
+        .collect();
+    let all = processes();
+    let mut ours: BTreeSet<u32> = all
+        .iter()
+        .filter(|p| {
+            marks.iter().any(|m| p.cmdline.contains(m.as_str()))
+                || p.cgroup
+                    .lines()
+                    .any(|l| l.rsplit('/').next().is_some_and(|last| ids.contains(last)))
+        })
+        .map(|p| p.pid)
+        .collect();
+    loop {
+        let before = ours.len();
+        for p in &all {
+            if ours.contains(&p.ppid) {
+                ours.insert(p.pid);
+            }
+        }
+        if ours.len() == before {
+            break;
+        }
+    }
+    all.into_iter().filter(|p| ours.contains(&p.pid)).collect()
+}
+
+fn kill_ours(dir: &Path, ids: &BTreeSet<String>) {
+    let t = Instant::now();
+    loop {
+        let ps = our_processes(dir, ids);
+        if ps.is_empty() {
+            return;
+        }
+        if t.elapsed() > Duration::from_secs(5) {
+            let v: Vec<String> = ps
+                .iter()
+                .map(|p| format!("{} {}", p.pid, p.cmdline))
+                .collect();
+            eprintln!("containerd env: processes survive SIGKILL: {v:?}");
+            return;
+        }
+        for p in &ps {
+            signal(p.pid, libc::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Mount points at or below `dir`, deepest first (from /proc/self/mountinfo).
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut v: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mount)
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    v.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    v.dedup();
+    v
+}
+
+fn unescape_mount(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn unmount_under(dir: &Path) {
+    for _ in 0..5 {
+        let ms = mounts_under(dir);
+        if ms.is_empty() {
+            return;
+        }
+        for m in ms {
+            let Ok(c) = CString::new(m.as_os_str().as_bytes()) else {
+                continue;
+            };
+            // SAFETY: valid NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// Cgroup hierarchy roots: /sys/fs/cgroup/<controller> on v1 (and the
+/// hybrid `unified`), /sys/fs/cgroup itself on v2.
+fn cgroup_roots() -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    if base.join("cgroup.procs").exists() {
+        return vec![base.to_path_buf()];
+    }
+    let mut v: Vec<PathBuf> = std::fs::read_dir(base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+fn cgroup_dirs_of(ids: &BTreeSet<String>) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for r in cgroup_roots() {
+        for id in ids {
+            let p = r.join(CGROUP_PARENT).join(id);
+            if p.is_dir() {
+                v.push(p);
+            }
+        }
+    }
+    v
+}
+
+fn remove_cgroups(ids: &BTreeSet<String>, parent_existed: &[PathBuf]) {
+    let t = Instant::now();
+    loop {
+        let dirs = cgroup_dirs_of(ids);
+        let mut stuck = Vec::new();
+        for d in dirs {
+            if std::fs::remove_dir(&d).is_err() {
+                stuck.push(d);
+            }
+        }
+        if stuck.is_empty() {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(5) {
+            eprintln!("containerd env: cannot remove cgroups {stuck:?}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The shared parent: only if we created it and it is empty (rmdir fails
+    // on a cgroup with children or tasks, e.g. another test's containerd).
+    for r in cgroup_roots() {
+        let p = r.join(CGROUP_PARENT);
+        if !parent_existed.contains(&p) {
+            let _ = std::fs::remove_dir(&p);
+        }
+    }
+}
+
+fn leftovers(dir: &Path, ids: &BTreeSet<String>) -> Vec<String> {
+    let mut v = Vec::new();
+    for p in our_processes(dir, ids) {
+        v.push(format!("process {} {}", p.pid, p.cmdline.trim()));
+    }
+    for m in mounts_under(dir) {
+        v.push(format!("mount {}", m.display()));
+    }
+    for c in cgroup_dirs_of(ids) {
+        v.push(format!("cgroup {}", c.display()));
+    }
+    if dir.exists() {
+        v.push(format!("directory {}", dir.display()));
+    }
+    v
+}

@@ -1,0 +1,411 @@
+// Package kubelet models k8s.io/kubernetes/pkg/kubelet for the podtrace test
+// workload: the same function symbols, signatures and control flow as
+// kubelet 1.31-1.33 on the pod start-up path, with the work behind them
+// replaced by small real work (directories, files) and sleeps.
+package kubelet
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/flowcontrol"
+
+	"k8s.io/kubernetes/internal/groundtruth"
+	"k8s.io/kubernetes/pkg/kubelet/config"
+	kubecontainer "k8s.io/kubernetes/pkg/kubelet/container"
+	"k8s.io/kubernetes/pkg/kubelet/kuberuntime"
+	"k8s.io/kubernetes/pkg/kubelet/pleg"
+	kubepod "k8s.io/kubernetes/pkg/kubelet/pod"
+	kubetypes "k8s.io/kubernetes/pkg/kubelet/types"
+	"k8s.io/kubernetes/pkg/kubelet/volumemanager"
+)
+
+const (
+	// Period for performing global cleanup tasks.
+	housekeepingPeriod = time.Second * 2
+
+	// backOffPeriod is the period to back off when pod syncing results in an
+	// error.
+	backOffPeriod = time.Second * 10
+
+	// MaxContainerBackOff is the max backoff period for container restarts, exported for the e2e test
+	MaxContainerBackOff = 300 * time.Second
+
+	// Capacity of the channel for receiving pod lifecycle events. This number
+	// is a bit arbitrary and may be adjusted in the future.
+	plegChannelCapacity = 1000
+
+	// plegRelistThreshold: a conservative health threshold.
+	genericPlegRelistThreshold = time.Minute * 3
+)
+
+// genericPlegRelistPeriod is a constant (1 s) in kubelet; a variable here
+// so that the workload's presets can change it.
+var genericPlegRelistPeriod = time.Second * 1
+
+// Options configures the workload's kubelet.
+type Options struct {
+	// RootDirectory is kubelet's --root-dir: pods live in ROOT/pods/<uid>.
+	RootDirectory string
+	// PLEGRelistPeriod overrides genericPlegRelistPeriod.
+	PLEGRelistPeriod time.Duration
+	// Volume manager loop periods.
+	VolumeIntervals volumemanager.Intervals
+	// PodPrepareLatency is slept in SyncPod before the pod directories are
+	// made; it stands for the mirror-pod / cgroup work kubelet does there.
+	PodPrepareLatency time.Duration
+	// CRILatency is the duration of each fake CRI call.
+	CRILatency time.Duration
+	// OnSyncDone is called after each SyncPod returned.
+	OnSyncDone SyncDoneFunc
+	// GroundTruth receives records (may be nil).
+	GroundTruth *groundtruth.Recorder
+}
+
+// Kubelet is the main kubelet implementation (the parts the pod start path uses).
+type Kubelet struct {
+	hostname      string
+	rootDirectory string
+
+	// podManager stores the desired set of admitted pods and mirror pods that the kubelet should be
+	// running.
+	podManager kubepod.Manager
+
+	// podWorkers is responsible for driving the lifecycle state machine of each pod.
+	podWorkers PodWorkers
+
+	// Cache for the pod status of the pods (filled by PLEG in kubelet).
+	podCache kubecontainer.Cache
+
+	// Container runtime.
+	containerRuntime kubecontainer.Runtime
+
+	// Generates pod events.
+	pleg pleg.PodLifecycleEventGenerator
+
+	// VolumeManager runs a set of asynchronous loops that figure out which
+	// volumes need to be attached/mounted/unmounted/detached based on the pods
+	// scheduled on this node and makes it so.
+	volumeManager volumemanager.VolumeManager
+
+	// sourcesReady records the sources seen by the kubelet.
+	sourcesReady config.SourcesReady
+
+	// Container restart Backoff
+	crashLoopBackOff *flowcontrol.Backoff
+
+	// podPrepareLatency: see Options.
+	podPrepareLatency time.Duration
+
+	gt *groundtruth.Recorder
+}
+
+// NewMainKubelet instantiates a new Kubelet object along with all the required internal modules.
+func NewMainKubelet(opts Options) (*Kubelet, error) {
+	if opts.RootDirectory == "" {
+		return nil, fmt.Errorf("invalid root directory %q", opts.RootDirectory)
+	}
+	if opts.PLEGRelistPeriod > 0 {
+		genericPlegRelistPeriod = opts.PLEGRelistPeriod
+	}
+	volumemanager.SetIntervals(opts.VolumeIntervals)
+
+	klet := &Kubelet{
+		hostname:          "podtrace-node",
+		rootDirectory:     opts.RootDirectory,
+		podManager:        kubepod.NewBasicPodManager(),
+		podCache:          kubecontainer.NewCache(),
+		sourcesReady:      config.NewSourcesReady(),
+		crashLoopBackOff:  flowcontrol.NewBackOff(backOffPeriod, MaxContainerBackOff),
+		podPrepareLatency: opts.PodPrepareLatency,
+		gt:                opts.GroundTruth,
+	}
+	if err := klet.setupDataDirs(); err != nil {
+		return nil, err
+	}
+	klet.containerRuntime = kuberuntime.NewKubeGenericRuntimeManager(
+		kuberuntime.NewLatencyRuntimeService(opts.CRILatency),
+		filepath.Join(klet.rootDirectory, "logs", "pods"),
+		opts.GroundTruth)
+	klet.pleg = pleg.NewGenericPLEG(klet.getPodsDir(), make(chan *pleg.PodLifecycleEvent, plegChannelCapacity),
+		&pleg.RelistDuration{RelistPeriod: genericPlegRelistPeriod, RelistThreshold: genericPlegRelistThreshold},
+		opts.GroundTruth)
+	klet.podWorkers = newPodWorkers(klet, klet.podCache, opts.OnSyncDone, opts.GroundTruth)
+	klet.volumeManager = volumemanager.NewVolumeManager(klet.podManager, klet.podWorkers, klet.getPodsDir(), opts.GroundTruth)
+	return klet, nil
+}
+
+// Run starts the kubelet's loops (volume manager, PLEG) and the sync loop
+// that reads pod updates; it returns when ctx is cancelled and every loop
+// has stopped.
+func (kl *Kubelet) Run(ctx context.Context, updates <-chan kubetypes.PodUpdate) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		kl.volumeManager.Run(ctx, kl.sourcesReady)
+	}()
+	kl.pleg.Start()
+
+	kl.syncLoop(ctx, updates)
+
+	kl.pleg.Stop()
+	kl.podWorkers.Stop()
+	wg.Wait()
+}
+
+// syncLoop is the main loop for processing changes (here: pod additions and
+// PLEG events, which are drained).
+func (kl *Kubelet) syncLoop(ctx context.Context, updates <-chan kubetypes.PodUpdate) {
+	plegCh := kl.pleg.Watch()
+	for {
+		if !kl.syncLoopIteration(ctx, updates, plegCh) {
+			return
+		}
+	}
+}
+
+func (kl *Kubelet) syncLoopIteration(ctx context.Context, configCh <-chan kubetypes.PodUpdate, plegCh chan *pleg.PodLifecycleEvent) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case u, open := <-configCh:
+		if !open {
+			<-ctx.Done()
+			return false
+		}
+		switch u.Op {
+		case kubetypes.ADD:
+			kl.HandlePodAdditions(u.Pods)
+		}
+	case <-plegCh:
+		// A real kubelet re-syncs the pod on a PLEG event; the workload
+		// only syncs each pod once.
+	}
+	return true
+}
+
+// HandlePodAdditions is the callback in SyncHandler for pods being added from
+// a config source.
+func (kl *Kubelet) HandlePodAdditions(pods []*v1.Pod) {
+	start := groundtruth.MonoNow()
+	for _, pod := range pods {
+		// Always add the pod to the pod manager. Kubelet relies on the pod
+		// manager as the source of truth for the desired state. If a pod does
+		// not exist in the pod manager, it means that it has been deleted in
+		// the apiserver and no action (other than cleanup) is required.
+		kl.podManager.AddPod(pod)
+
+		kl.podWorkers.UpdatePod(UpdatePodOptions{
+			Pod:        pod,
+			MirrorPod:  nil,
+			UpdateType: kubetypes.SyncPodCreate,
+			StartTime:  time.Now(),
+		})
+		if kl.gt != nil {
+			kl.gt.Add(groundtruth.Record{
+				Stage:     "pod_added",
+				PodUID:    string(pod.UID),
+				PodName:   pod.Name,
+				Namespace: pod.Namespace,
+				StartMono: start,
+				EndMono:   start,
+			})
+		}
+	}
+}
+
+// SyncPod is the transaction script for the sync of a single pod (setting up)
+// a pod. This method is reentrant and expected to converge a pod towards the
+// desired state of the spec. The reverse (teardown) is handled in
+// SyncTerminatingPod and SyncTerminatedPod. If SyncPod exits without error,
+// then the pod runtime state is in sync with the desired configuration state
+// (pod is running). If SyncPod exits with a transient error, the next
+// invocation of SyncPod is expected to make progress towards reaching the
+// desired state. SyncPod exits with isTerminal when the pod was detected to
+// have reached a terminal lifecycle phase due to container exits (for
+// RestartNever or RestartOnFailure) and the next method invoked will be
+// SyncTerminatingPod. If the pod terminates for any other reason, SyncPod
+// will receive a context cancellation and should exit as soon as possible.
+//
+// The workflow is (the workload keeps the steps marked *):
+//   - If the pod is being created, record pod worker start latency
+//   - Call generateAPIPodStatus to prepare an v1.PodStatus for the pod
+//   - If the pod is being seen as running for the first time, record pod
+//     start latency
+//   - Update the status of the pod in the status manager
+//   - Stop the pod's containers if it should not be running due to soft
+//     admission
+//   - Ensure any background tracking for a runnable pod is started
+//   - * Create a mirror pod if the pod is a static pod / create cgroups
+//     (a sleep of --prep-latency)
+//   - * Create the data directories for the pod if they do not exist
+//   - * Wait for volumes to attach/mount
+//   - * Fetch the pull secrets for the pod
+//   - * Call the container runtime's SyncPod callback
+//   - Update the traffic shaping for the pod's ingress and egress limits
+//
+// Entry (amd64): RAX=kl, RBX/RCX=ctx (itab, data), RDI=updateType
+// (0 sync, 1 update, 2 create, 3 kill), RSI=pod, R8=mirrorPod, R9=podStatus.
+// Returns isTerminal in AL, err in RBX/RCX.
+//
+// noinline: kubelet's SyncPod is far too large to inline; it is only called
+// through the podSyncer interface, but keep it a real call regardless.
+//
+//go:noinline
+func (kl *Kubelet) SyncPod(ctx context.Context, updateType kubetypes.SyncPodType, pod, mirrorPod *v1.Pod, podStatus *kubecontainer.PodStatus) (isTerminal bool, err error) {
+	// Create Cgroups for the pod and apply resource parameters
+	// to them if cgroups-per-qos flag is enabled; create a mirror pod for a
+	// static pod: stands as a sleep here.
+	if kl.podPrepareLatency > 0 {
+		time.Sleep(kl.podPrepareLatency)
+	}
+
+	// Make data directories for the pod
+	if err := kl.makePodDataDirs(pod); err != nil {
+		return false, fmt.Errorf("unable to make pod data directories for pod %q: %w", pod.Name, err)
+	}
+
+	// Wait for volumes to attach/mount
+	mwStart := kl.monoNow()
+	err = kl.volumeManager.WaitForAttachAndMount(ctx, pod)
+	if kl.gt != nil {
+		mwEnd := groundtruth.MonoNow()
+		errStr := ""
+		if err != nil {
+			errStr = err.Error()
+		}
+		kl.gt.Add(groundtruth.Record{
+			Stage:     "mount_wait",
+			PodUID:    string(pod.UID),
+			PodName:   pod.Name,
+			Namespace: pod.Namespace,
+			StartMono: mwStart,
+			EndMono:   mwEnd,
+			Goid:      groundtruth.GoidFrom(ctx),
+			Extra: []groundtruth.KV{
+				{K: "poll_checks", V: kl.gt.PollChecks(string(pod.UID))},
+				{K: "error", V: errStr},
+			},
+		})
+	}
+	if err != nil {
+		return false, fmt.Errorf("unable to attach or mount volumes for pod %q: %w", pod.Name, err)
+	}
+
+	// Fetch the pull secrets for the pod
+	pullSecrets := kl.getPullSecretsForPod(pod)
+
+	// Call the container runtime's SyncPod callback
+	rsStart := kl.monoNow()
+	result := kl.containerRuntime.SyncPod(ctx, pod, podStatus, pullSecrets, kl.crashLoopBackOff)
+	if kl.gt != nil {
+		rsEnd := groundtruth.MonoNow()
+		errStr := ""
+		if e := result.Error(); e != nil {
+			errStr = e.Error()
+		}
+		kl.gt.Add(groundtruth.Record{
+			Stage:     "runtime_sync",
+			PodUID:    string(pod.UID),
+			PodName:   pod.Name,
+			Namespace: pod.Namespace,
+			StartMono: rsStart,
+			EndMono:   rsEnd,
+			Goid:      groundtruth.GoidFrom(ctx),
+			Extra:     []groundtruth.KV{{K: "error", V: errStr}},
+		})
+	}
+	if err := result.Error(); err != nil {
+		return false, err
+	}
+
+	return false, nil
+}
+
+func (kl *Kubelet) monoNow() int64 {
+	if kl.gt == nil {
+		return 0
+	}
+	return groundtruth.MonoNow()
+}
+
+// getPullSecretsForPod inspects the Pod and retrieves the referenced pull
+// secrets (there is no API server: an empty Secret per reference).
+func (kl *Kubelet) getPullSecretsForPod(pod *v1.Pod) []v1.Secret {
+	pullSecrets := []v1.Secret{}
+	for _, secretRef := range pod.Spec.ImagePullSecrets {
+		if len(secretRef.Name) == 0 {
+			continue
+		}
+		s := v1.Secret{}
+		s.Name = secretRef.Name
+		s.Namespace = pod.Namespace
+		pullSecrets = append(pullSecrets, s)
+	}
+	return pullSecrets
+}
+
+// setupDataDirs creates:
+// 1.  the root directory
+// 2.  the pods directory
+func (kl *Kubelet) setupDataDirs() error {
+	if err := os.MkdirAll(kl.getRootDir(), 0750); err != nil {
+		return fmt.Errorf("error creating root directory: %v", err)
+	}
+	if err := os.MkdirAll(kl.getPodsDir(), 0750); err != nil {
+		return fmt.Errorf("error creating pods directory: %v", err)
+	}
+	return nil
+}
+
+// makePodDataDirs creates the dirs for the pod datas.
+func (kl *Kubelet) makePodDataDirs(pod *v1.Pod) error {
+	uid := pod.UID
+	if err := os.MkdirAll(kl.getPodDir(uid), 0750); err != nil && !os.IsExist(err) {
+		return err
+	}
+	if err := os.MkdirAll(kl.getPodVolumesDir(uid), 0750); err != nil && !os.IsExist(err) {
+		return err
+	}
+	if err := os.MkdirAll(kl.getPodPluginsDir(uid), 0750); err != nil && !os.IsExist(err) {
+		return err
+	}
+	return nil
+}
+
+// getRootDir returns the full path to the directory under which kubelet can
+// store data.
+func (kl *Kubelet) getRootDir() string {
+	return kl.rootDirectory
+}
+
+// getPodsDir returns the full path to the directory under which pod
+// directories are created.
+func (kl *Kubelet) getPodsDir() string {
+	return filepath.Join(kl.getRootDir(), "pods")
+}
+
+// getPodDir returns the full path to the per-pod directory for the pod with
+// the given UID.
+func (kl *Kubelet) getPodDir(podUID types.UID) string {
+	return filepath.Join(kl.getPodsDir(), string(podUID))
+}
+
+// getPodVolumesDir returns the full path to the per-pod data directory under
+// which volumes are created for the specified pod.
+func (kl *Kubelet) getPodVolumesDir(podUID types.UID) string {
+	return filepath.Join(kl.getPodDir(podUID), "volumes")
+}
+
+// getPodPluginsDir returns the full path to the per-pod data directory under
+// which plugins may store data for the specified pod.
+func (kl *Kubelet) getPodPluginsDir(podUID types.UID) string {
+	return filepath.Join(kl.getPodDir(podUID), "plugins")
+}
