@@ -41,6 +41,7 @@ fn bad_binaries_get_clear_errors() {
         &["probes", "--kubelet", go.to_str().unwrap()],
         "no probe of the kubelet catalogue",
     );
+    assert_clean_error(&["probes"], "--kubelet");
     assert_clean_error(
         &[
             "record",
@@ -106,7 +107,7 @@ fn probe_sites(bin: &std::path::Path) -> Vec<(u64, u64)> {
     assert!(o.status.success(), "probes: {}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let mut sites = Vec::new();
-    for p in v["probes"].as_array().unwrap() {
+    for p in v["binaries"][0]["probes"].as_array().unwrap() {
         for t in p["targets"].as_array().unwrap() {
             sites.push((
                 t["entry_site_vaddr"].as_u64().unwrap(),
@@ -183,8 +184,15 @@ fn sigint_detaches_every_uprobe_and_completes_the_trace() {
     let mut got: Vec<u64> = links.iter().map(|l| l.offset).collect();
     want.sort();
     got.sort();
-    assert_eq!(got, want, "one uprobe link per probe site, at its file offset");
-    assert!(links.iter().all(|l| Path::new(&l.path) == bin), "links on {}: {links:?}", bin.display());
+    assert_eq!(
+        got, want,
+        "one uprobe link per probe site, at its file offset"
+    );
+    assert!(
+        links.iter().all(|l| Path::new(&l.path) == bin),
+        "links on {}: {links:?}",
+        bin.display()
+    );
     assert!(
         in_memory(wl.id()).iter().all(|&b| b == 0xcc),
         "every probe site holds the uprobe breakpoint while recording"
@@ -199,8 +207,15 @@ fn sigint_detaches_every_uprobe_and_completes_the_trace() {
         out.status
     );
     for l in &links {
-        assert!(!bpf_object_exists("link", l.id), "uprobe link {l:?} left after SIGINT");
-        assert!(!bpf_object_exists("prog", l.prog_id), "eBPF program {} left after SIGINT", l.prog_id);
+        assert!(
+            !bpf_object_exists("link", l.id),
+            "uprobe link {l:?} left after SIGINT"
+        );
+        assert!(
+            !bpf_object_exists("prog", l.prog_id),
+            "eBPF program {} left after SIGINT",
+            l.prog_id
+        );
     }
 
     // A new process of the binary runs clean: no breakpoint is left anywhere.

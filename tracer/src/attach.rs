@@ -101,9 +101,6 @@ pub fn plan(
             let Some(def) = t.catalogue.probes.iter().find(|p| p.name == res.probe) else {
                 continue;
             };
-            let Some(variant) = res.variant.and_then(|v| def.variants.get(v)) else {
-                continue;
-            };
             for target in &res.targets {
                 let id = probes.len() as u32;
                 if 2 * id + 2 > MAX_SPECS {
@@ -117,11 +114,11 @@ pub fn plan(
                     symbol: target.symbol.clone(),
                     entry_site: target.entry_site,
                     rets: target.ret_offsets.len(),
-                    entry_captures: variant.entry.clone(),
-                    exit_captures: variant.exit.clone(),
+                    entry_captures: res.entry_captures.clone(),
+                    exit_captures: res.exit_captures.clone(),
                 });
-                specs.push(spec(id, KIND_ENTRY, goid_offset, &variant.entry));
-                specs.push(spec(id, KIND_EXIT, goid_offset, &variant.exit));
+                specs.push(spec(id, KIND_ENTRY, goid_offset, &res.entry_captures));
+                specs.push(spec(id, KIND_EXIT, goid_offset, &res.exit_captures));
                 let pids: Vec<Option<u32>> = if t.pids.is_empty() {
                     vec![None]
                 } else {

@@ -11,7 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::resolve::{EntrySite, Function, FunctionSites, GoBinary};
 
-const BUILTIN: &[(&str, &str)] = &[("kubelet.toml", include_str!("../catalogue/kubelet.toml"))];
+const BUILTIN: &[(&str, &str)] = &[
+    ("kubelet.toml", include_str!("../catalogue/kubelet.toml")),
+    (
+        "containerd.toml",
+        include_str!("../catalogue/containerd.toml"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
@@ -40,6 +46,8 @@ pub enum Role {
     VolumeMounted,
     Loop,
     Stage,
+    /// A CRI handler in the container runtime.
+    Cri,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +74,11 @@ pub struct ProbeDef {
     pub role: Role,
     #[serde(default)]
     pub help: String,
+    /// Captures used by variants that define none of their own.
+    #[serde(default)]
+    pub entry: Vec<CaptureDef>,
+    #[serde(default)]
+    pub exit: Vec<CaptureDef>,
     #[serde(rename = "variant")]
     pub variants: Vec<Variant>,
 }
@@ -73,15 +86,100 @@ pub struct ProbeDef {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Variant {
-    pub symbol: String,
+    /// One symbol, or `symbols`: alternatives, the first present is used.
+    #[serde(default)]
+    pub symbol: Option<String>,
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    /// Only if this function calls that one (checks the signature version).
     #[serde(default)]
     pub when_calls: Option<String>,
+    /// Only if .go.buildinfo has this module at this version, e.g.
+    /// `"k8s.io/cri-api >= v0.34.0"` or `"k8s.io/cri-api < v0.34.0"`.
+    #[serde(default)]
+    pub when_module: Option<String>,
+    /// Only if a function matching this glob exists (e.g. a generated method
+    /// that tells which protobuf generator built the request types).
+    #[serde(default)]
+    pub when_symbol: Option<String>,
+    /// Added to every path offset of the captures (a layout where each
+    /// struct gained a leading field, as protobuf-go's MessageState).
+    #[serde(default)]
+    pub path_shift: u32,
     #[serde(default)]
     pub note: String,
     #[serde(default)]
-    pub entry: Vec<CaptureDef>,
+    pub entry: Option<Vec<CaptureDef>>,
     #[serde(default)]
-    pub exit: Vec<CaptureDef>,
+    pub exit: Option<Vec<CaptureDef>>,
+}
+
+impl Variant {
+    pub fn symbols(&self) -> impl Iterator<Item = &str> {
+        self.symbol
+            .iter()
+            .chain(self.symbols.iter())
+            .map(String::as_str)
+    }
+
+    /// Effective (entry, exit) captures, with `path_shift` applied.
+    pub fn captures(&self, probe: &ProbeDef) -> (Vec<CaptureDef>, Vec<CaptureDef>) {
+        let shift = |caps: &Vec<CaptureDef>| -> Vec<CaptureDef> {
+            caps.iter()
+                .map(|c| CaptureDef {
+                    path: c.path.iter().map(|o| o + self.path_shift).collect(),
+                    ..c.clone()
+                })
+                .collect()
+        };
+        (
+            shift(self.entry.as_ref().unwrap_or(&probe.entry)),
+            shift(self.exit.as_ref().unwrap_or(&probe.exit)),
+        )
+    }
+}
+
+/// Parses `"path OP version"` with OP one of >=, >, <, <=, ==.
+fn parse_module_cond(cond: &str) -> Option<(&str, &str, &str)> {
+    let mut it = cond.split_whitespace();
+    let (path, op, ver) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() || !matches!(op, ">=" | ">" | "<" | "<=" | "==") {
+        return None;
+    }
+    Some((path, op, ver))
+}
+
+/// Numeric parts of a Go module version (`v0.34.1-rc.0` → [0, 34, 1]).
+fn version_key(v: &str) -> Vec<u64> {
+    v.trim_start_matches('v')
+        .split(['-', '+'])
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .map(|p| p.parse().unwrap_or(0))
+        .collect()
+}
+
+/// Whether the binary's module satisfies `cond`; false if the module (or its
+/// version) is unknown, so unconditioned variants after it apply.
+pub fn module_matches(bin: &GoBinary, cond: &str) -> bool {
+    let Some((path, op, want)) = parse_module_cond(cond) else {
+        return false;
+    };
+    let Some(have) = bin.module_version(path) else {
+        return false;
+    };
+    if !have.starts_with('v') || have.starts_with("v0.0.0") {
+        return false;
+    }
+    let (h, w) = (version_key(have), version_key(want));
+    match op {
+        ">=" => h >= w,
+        ">" => h > w,
+        "<" => h < w,
+        "<=" => h <= w,
+        _ => h == w,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +198,8 @@ pub struct CaptureDef {
 #[serde(rename_all = "snake_case")]
 pub enum CaptureKind {
     U64,
+    /// The low 4 bytes of a u64 read (a uint32 field).
+    U32,
     Str,
     Strregs,
     Nonzero,
@@ -141,7 +241,7 @@ impl CaptureDef {
             c.offs[i] = *off;
         }
         let (kind, nderef) = match self.kind {
-            CaptureKind::U64 => (cap::U64, self.path.len()),
+            CaptureKind::U64 | CaptureKind::U32 => (cap::U64, self.path.len()),
             CaptureKind::Nonzero => (cap::NONZERO, self.path.len()),
             CaptureKind::Str => (cap::STR_HDR, self.path.len().saturating_sub(1)),
             CaptureKind::Strregs => (cap::STR_REGS, 0),
@@ -228,17 +328,27 @@ impl Catalogue {
                 return Err(invalid("has no [[probe.variant]]".into()));
             }
             for v in &p.variants {
-                for caps in [&v.entry, &v.exit] {
+                let name = v.symbols().next().unwrap_or("").to_string();
+                if name.is_empty() {
+                    return Err(invalid("a variant has no symbol".into()));
+                }
+                if let Some(c) = &v.when_module {
+                    if parse_module_cond(c).is_none() {
+                        return Err(invalid(format!(
+                            "{name}: when_module `{c}` is not `module OP version`"
+                        )));
+                    }
+                }
+                let (entry, exit) = v.captures(p);
+                for caps in [&entry, &exit] {
                     if caps.len() > MAX_CAPTURES {
                         return Err(invalid(format!(
-                            "{}: {} captures, at most {MAX_CAPTURES}",
-                            v.symbol,
+                            "{name}: {} captures, at most {MAX_CAPTURES}",
                             caps.len()
                         )));
                     }
                     for c in caps {
-                        c.check()
-                            .map_err(|m| invalid(format!("{}: {m}", v.symbol)))?;
+                        c.check().map_err(|m| invalid(format!("{name}: {m}")))?;
                     }
                 }
             }
@@ -281,6 +391,9 @@ pub struct Resolution {
     /// Variant used (index into the probe's variants) and what it says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<usize>,
+    /// What the probe reads at entry and at each RET (that variant's).
+    pub entry_captures: Vec<CaptureDef>,
+    pub exit_captures: Vec<CaptureDef>,
     pub targets: Vec<Target>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub detail: String,
@@ -349,15 +462,30 @@ fn resolve_probe(p: &ProbeDef, bin: &GoBinary) -> Resolution {
         role: p.role,
         status: Status::Missing,
         variant: None,
+        entry_captures: Vec::new(),
+        exit_captures: Vec::new(),
         targets: Vec::new(),
         detail: String::new(),
     };
     let mut problems = Vec::new();
     for (vi, v) in p.variants.iter().enumerate() {
-        let funcs = matching_functions(bin, &v.symbol);
-        if funcs.is_empty() {
-            continue;
+        if let Some(cond) = &v.when_module {
+            if !module_matches(bin, cond) {
+                continue;
+            }
         }
+        if let Some(pat) = &v.when_symbol {
+            if matching_functions(bin, pat).is_empty() {
+                continue;
+            }
+        }
+        let Some(funcs) = v
+            .symbols()
+            .map(|sym| matching_functions(bin, sym))
+            .find(|f| !f.is_empty())
+        else {
+            continue;
+        };
         let mut targets = Vec::new();
         for f in funcs {
             let sites = match bin.sites(f) {
@@ -382,13 +510,14 @@ fn resolve_probe(p: &ProbeDef, bin: &GoBinary) -> Resolution {
         if !targets.is_empty() {
             res.status = Status::Ok;
             res.variant = Some(vi);
+            (res.entry_captures, res.exit_captures) = v.captures(p);
             res.targets = targets;
             res.detail = v.note.clone();
             return res;
         }
     }
     if res.status == Status::Missing && problems.is_empty() {
-        let mut tried: Vec<&str> = p.variants.iter().map(|v| v.symbol.as_str()).collect();
+        let mut tried: Vec<&str> = p.variants.iter().flat_map(|v| v.symbols()).collect();
         tried.dedup();
         res.detail = format!("not in binary: {}", tried.join(", "));
     } else {

@@ -64,10 +64,14 @@ enum Format {
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("bins").required(true).multiple(true).args(["kubelet", "containerd"])))]
 struct ProbesArgs {
     /// kubelet binary to inspect.
     #[arg(long, value_name = "PATH")]
-    kubelet: PathBuf,
+    kubelet: Option<PathBuf>,
+    /// containerd binary to inspect.
+    #[arg(long, value_name = "PATH")]
+    containerd: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     /// Use this catalogue file instead of the built-in one.
@@ -78,11 +82,15 @@ struct ProbesArgs {
 #[derive(clap::Args)]
 struct RecordArgs {
     /// kubelet binary: trace every process running it.
-    #[arg(long, value_name = "PATH", conflicts_with = "pid")]
+    #[arg(long, value_name = "PATH")]
     kubelet: Option<PathBuf>,
-    /// Trace only this running kubelet process.
+    /// containerd binary: trace its CRI handlers in every process running it.
+    #[arg(long, value_name = "PATH")]
+    containerd: Option<PathBuf>,
+    /// Trace only this running process (kubelet or containerd, told apart by
+    /// which catalogue resolves); repeat for several.
     #[arg(long, value_name = "PID")]
-    pid: Option<u32>,
+    pid: Vec<u32>,
     /// Stop after this long (e.g. 500ms, 30s, 5m). Default: until Ctrl-C.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
@@ -180,52 +188,110 @@ fn load_catalogue(path: Option<&Path>) -> Result<Catalogue> {
     }
 }
 
-/// The kubelet catalogue, or the only binary of a `--catalogue` file.
-fn kubelet_catalogue(cat: &Catalogue) -> Result<&BinaryCatalogue> {
-    match (cat.binary("kubelet"), cat.binaries.as_slice()) {
-        (Some(k), _) => Ok(k),
-        (None, [only]) => Ok(only),
-        _ => bail!("the catalogue has no [binary] named kubelet"),
-    }
-}
-
 fn probes(a: ProbesArgs) -> Result<ExitCode> {
     let cat = load_catalogue(a.catalogue.as_deref())?;
-    let kc = kubelet_catalogue(&cat)?;
-    let bin = GoBinary::open(&a.kubelet)?;
-    let res = kc.resolve(&bin);
-    match a.format {
-        Format::Json => {
-            let v = serde_json::json!({
+    let mut code = ExitCode::SUCCESS;
+    let mut json = Vec::new();
+    let wanted = [("kubelet", &a.kubelet), ("containerd", &a.containerd)];
+    for (name, path) in wanted {
+        let Some(path) = path else { continue };
+        let bc = cat
+            .binary(name)
+            .or_else(|| (cat.binaries.len() == 1).then(|| &cat.binaries[0]))
+            .with_context(|| format!("the catalogue has no [binary] named {name}"))?;
+        let bin = GoBinary::open(path)?;
+        let res = bc.resolve(&bin);
+        match a.format {
+            Format::Json => json.push(serde_json::json!({
                 "binary": bin.path(),
-                "catalogue": kc.binary.name,
+                "catalogue": bc.binary.name,
                 "go_version": bin.go_version(),
                 "main_module": bin.build_info().and_then(|b| b.main.as_ref()).map(|m| (&m.path, &m.version)),
+                "versions": detected_versions(&bin),
                 "symbol_source": format!("{:?}", bin.symbol_source()),
                 "goid_offset": bin.goid_offset(),
+                "layout": res.iter().find(|r| r.status == Status::Ok).map(|r| &r.detail),
                 "probes": res,
-            });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            })),
+            Format::Table => {
+                print!("{}", probes_table(&bin, &res));
+                // Which version family the handler symbols belong to.
+                if let Some(note) = res.iter().find(|r| r.status == Status::Ok).map(|r| &r.detail) {
+                    if !note.is_empty() {
+                        println!("layout      {note}");
+                    }
+                }
+                println!();
+            }
         }
-        Format::Table => print!("{}", probes_table(&bin, &res)),
+        if !res.iter().any(|r| r.status == Status::Ok) {
+            eprintln!(
+                "podtrace: no probe of the {} catalogue resolves in {} (is it a {}?)",
+                bc.binary.name,
+                path.display(),
+                bc.binary.name
+            );
+            code = ExitCode::from(2);
+        }
     }
-    let ok = res.iter().filter(|r| r.status == Status::Ok).count();
-    Ok(if ok == 0 {
-        eprintln!(
-            "podtrace: no probe of the kubelet catalogue resolves in {} (is it a kubelet?)",
-            a.kubelet.display()
+    if matches!(a.format, Format::Json) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "binaries": json }))?
         );
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    }
+    Ok(code)
+}
+
+/// Versions that decide probe layouts, as far as the binary tells them.
+fn detected_versions(bin: &GoBinary) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    if let Some(g) = bin.go_version() {
+        v.push(("go".to_string(), g.to_string()));
+    }
+    if let Some(m) = bin.build_info().and_then(|b| b.main.as_ref()) {
+        v.push((m.path.clone(), m.version.clone()));
+    }
+    for module in [
+        "k8s.io/cri-api",
+        "github.com/containerd/containerd",
+        "k8s.io/kubernetes",
+    ] {
+        if let Some(ver) = bin.module_version(module) {
+            v.push((module.to_string(), ver.to_string()));
+        }
+    }
+    let cri = bin
+        .functions()
+        .iter()
+        .find(|f| {
+            f.name
+                .ends_with("cri-api/pkg/apis/runtime/v1.(*RunPodSandboxRequest).Reset")
+        })
+        .map(|_| {
+            let protobuf_go = bin.functions().iter().any(|f| {
+                f.name
+                    .ends_with("cri-api/pkg/apis/runtime/v1.(*RunPodSandboxRequest).ProtoReflect")
+            });
+            if protobuf_go {
+                "protobuf-go (cri-api >= v0.34)"
+            } else {
+                "gogo (cri-api <= v0.33)"
+            }
+        });
+    if let Some(layout) = cri {
+        v.push(("cri-api layout".to_string(), layout.to_string()));
+    }
+    v
 }
 
 fn probes_table(bin: &GoBinary, res: &[Resolution]) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let _ = writeln!(o, "binary      {}", bin.path().display());
-    let _ = writeln!(o, "go          {}", bin.go_version().unwrap_or("unknown"));
+    for (what, ver) in detected_versions(bin) {
+        let _ = writeln!(o, "  {what:<28} {ver}");
+    }
     if let Some(bi) = bin.build_info() {
         if let Some(m) = &bi.main {
             let _ = writeln!(o, "module      {} {}", m.path, m.version);
@@ -315,61 +381,149 @@ fn which(cmd: &str) -> Option<PathBuf> {
     })
 }
 
-fn record(a: RecordArgs) -> Result<ExitCode> {
-    let cat = load_catalogue(a.catalogue.as_deref())?;
-    let kc = kubelet_catalogue(&cat)?;
-    let (path, pids) = if let Some(p) = &a.kubelet {
-        (p.clone(), vec![])
-    } else if let Some(pid) = a.pid {
+/// A binary to trace: its path, the processes (empty = all) and which
+/// catalogue it is for.
+struct Chosen<'c> {
+    path: PathBuf,
+    pids: Vec<u32>,
+    catalogue: &'c BinaryCatalogue,
+    binary: GoBinary,
+}
+
+/// The catalogue whose probes resolve best in `bin` (at least one).
+fn identify<'c>(cat: &'c Catalogue, bin: &GoBinary) -> Option<&'c BinaryCatalogue> {
+    cat.binaries
+        .iter()
+        .map(|b| {
+            let ok = b
+                .resolve(bin)
+                .iter()
+                .filter(|r| r.status == Status::Ok)
+                .count();
+            (ok, b)
+        })
+        .filter(|(ok, _)| *ok > 0)
+        .max_by_key(|(ok, _)| *ok)
+        .map(|(_, b)| b)
+}
+
+fn choose_targets<'c>(a: &RecordArgs, cat: &'c Catalogue) -> Result<Vec<Chosen<'c>>> {
+    let mut out = Vec::new();
+    let mut add = |path: PathBuf, pids: Vec<u32>, want: Option<&str>| -> Result<()> {
+        let binary = GoBinary::open(&path)?;
+        let catalogue = match want {
+            Some(name) => cat
+                .binary(name)
+                .or_else(|| (cat.binaries.len() == 1).then(|| &cat.binaries[0]))
+                .with_context(|| format!("the catalogue has no [binary] named {name}"))?,
+            None => identify(cat, &binary).with_context(|| {
+                format!(
+                    "{}: none of the catalogue's functions ({}) resolve in it ({})",
+                    path.display(),
+                    cat.binaries
+                        .iter()
+                        .map(|b| b.binary.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    binary.go_version().unwrap_or("no Go version")
+                )
+            })?,
+        };
+        out.push(Chosen {
+            path,
+            pids,
+            catalogue,
+            binary,
+        });
+        Ok(())
+    };
+    if let Some(p) = &a.kubelet {
+        add(p.clone(), vec![], Some("kubelet"))?;
+    }
+    if let Some(p) = &a.containerd {
+        add(p.clone(), vec![], Some("containerd"))?;
+    }
+    for &pid in &a.pid {
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).with_context(|| {
             format!("no process {pid} (or not allowed to read /proc/{pid}/exe)")
         })?;
         eprintln!("podtrace: process {pid} runs {}", exe.display());
-        (PathBuf::from(format!("/proc/{pid}/exe")), vec![pid])
-    } else if let Some(cmd) = a.command.first() {
-        let p = which(cmd).with_context(|| format!("command `{cmd}` not found on PATH"))?;
-        (p, vec![])
-    } else {
-        let found = find_processes(&kc.binary.process_names);
-        match found.as_slice() {
-            [] => bail!(
-                "no running {} found; pass --kubelet PATH or --pid PID, or a command after --",
-                kc.binary.process_names.join("/")
-            ),
-            [(pid, exe), ..] => {
+        add(PathBuf::from(format!("/proc/{pid}/exe")), vec![pid], None)?;
+    }
+    if let Some(cmd) = a.command.first() {
+        if a.kubelet.is_none() && a.containerd.is_none() && a.pid.is_empty() {
+            let p = which(cmd).with_context(|| format!("command `{cmd}` not found on PATH"))?;
+            add(p, vec![], None)?;
+        }
+    }
+    if a.kubelet.is_none() && a.containerd.is_none() && a.pid.is_empty() && a.command.is_empty() {
+        for b in &cat.binaries {
+            for (pid, exe) in find_processes(&b.binary.process_names) {
                 eprintln!("podtrace: found {} (pid {pid})", exe.display());
-                (
+                add(
                     PathBuf::from(format!("/proc/{pid}/exe")),
-                    found.iter().map(|f| f.0).collect(),
-                )
+                    vec![pid],
+                    Some(&b.binary.name),
+                )?;
             }
         }
-    };
-    let bin = GoBinary::open(&path)?;
-    let resolutions = kc.resolve(&bin);
-    let unresolved: Vec<String> = resolutions
-        .iter()
-        .filter(|r| r.status != Status::Ok)
-        .map(|r| format!("{}: {}", r.probe, r.detail))
-        .collect();
-    if !unresolved.is_empty() {
-        let names: Vec<&str> = unresolved
-            .iter()
-            .filter_map(|u| u.split(':').next())
-            .collect();
-        eprintln!(
-            "podtrace: {} of {} probes not attached ({}); `podtrace probes` says why",
-            names.len(),
-            kc.probes.len(),
-            names.join(", ")
-        );
+        if out.is_empty() {
+            bail!(
+                "no running kubelet or containerd found; pass --kubelet PATH, --containerd PATH \
+                 or --pid PID, or a command after --"
+            );
+        }
     }
-    let targets = vec![TargetBinary {
-        catalogue: kc,
-        binary: &bin,
-        resolutions,
-        pids: pids.clone(),
-    }];
+    Ok(out)
+}
+
+fn record(a: RecordArgs) -> Result<ExitCode> {
+    let cat = load_catalogue(a.catalogue.as_deref())?;
+    let chosen = choose_targets(&a, &cat)?;
+    let mut targets = Vec::new();
+    let mut records = Vec::new();
+    for c in &chosen {
+        let resolutions = c.catalogue.resolve(&c.binary);
+        let unresolved: Vec<String> = resolutions
+            .iter()
+            .filter(|r| r.status != Status::Ok)
+            .map(|r| format!("{}: {}", r.probe, r.detail))
+            .collect();
+        if !unresolved.is_empty() {
+            let names: Vec<&str> = unresolved
+                .iter()
+                .filter_map(|u| u.split(':').next())
+                .collect();
+            eprintln!(
+                "podtrace: {}: {} of {} probes not attached ({}); `podtrace probes` says why",
+                c.catalogue.binary.name,
+                names.len(),
+                c.catalogue.probes.len(),
+                names.join(", ")
+            );
+        }
+        if !resolutions.iter().any(|r| r.status == Status::Ok) {
+            bail!(
+                "{}: none of the {} catalogue's functions resolve ({}); see `podtrace probes`",
+                c.path.display(),
+                c.catalogue.binary.name,
+                c.binary.go_version().unwrap_or("?")
+            );
+        }
+        records.push(BinaryRecord {
+            name: c.catalogue.binary.name.clone(),
+            path: c.path.display().to_string(),
+            go_version: c.binary.go_version().map(str::to_string),
+            pids: c.pids.clone(),
+            unresolved,
+        });
+        targets.push(TargetBinary {
+            catalogue: c.catalogue,
+            binary: &c.binary,
+            resolutions,
+            pids: c.pids.clone(),
+        });
+    }
     let (probes, specs, sites) = attach::plan(
         &targets,
         attach::PlanOptions {
@@ -377,24 +531,28 @@ fn record(a: RecordArgs) -> Result<ExitCode> {
             entry_at_function_start: a.entry_at_function_start,
         },
     )?;
-    if probes.is_empty() {
-        bail!(
-            "{}: none of the kubelet catalogue's functions resolve ({}); see `podtrace probes`",
-            path.display(),
-            bin.go_version().unwrap_or("?")
-        );
-    }
     if !a.ring_mib.is_power_of_two() {
         bail!("--ring-mib must be a power of two, not {}", a.ring_mib);
     }
     let mut loaded = attach::load(a.ring_mib << 20, &specs)?;
     loaded.attach(&sites, |_, _| {})?;
+    for c in &chosen {
+        let n = probes
+            .iter()
+            .filter(|p| p.binary == c.catalogue.binary.name)
+            .count();
+        eprintln!(
+            "podtrace: {}: {} functions of {} ({})",
+            c.catalogue.binary.name,
+            n,
+            c.path.display(),
+            c.binary.go_version().unwrap_or("?")
+        );
+    }
     eprintln!(
-        "podtrace: attached {} uprobes to {} functions of {} ({})",
+        "podtrace: attached {} uprobes to {} functions",
         loaded.attached,
-        probes.len(),
-        path.display(),
-        bin.go_version().unwrap_or("?")
+        probes.len()
     );
     let header = Header {
         format: trace::FORMAT.into(),
@@ -403,13 +561,7 @@ fn record(a: RecordArgs) -> Result<ExitCode> {
         hostname: hostname(),
         mono_to_unix_ns: trace::mono_to_unix_offset(),
         started_unix_ns: trace::mono_now() as i64 + trace::mono_to_unix_offset(),
-        binaries: vec![BinaryRecord {
-            name: kc.binary.name.clone(),
-            path: path.display().to_string(),
-            go_version: bin.go_version().map(str::to_string),
-            pids,
-            unresolved,
-        }],
+        binaries: records,
         probes: probes.clone(),
     };
     let writer = Writer::create(&a.output, &header)?;

@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _, Result};
 use podtrace_common::{Event, MAX_CAPTURES, STR_CAP};
 use serde::{Deserialize, Serialize};
 
-use crate::attach::ProbeInfo;
+use crate::{attach::ProbeInfo, catalogue::CaptureKind};
 
 pub const FORMAT: &str = "podtrace-trace";
 pub const FORMAT_VERSION: u32 = 1;
@@ -122,11 +122,13 @@ impl Rec {
                 if ev.failed & (1 << i) != 0 {
                     return None;
                 }
-                Some(if c.kind.is_string() {
-                    let n = (ev.vals[i] as usize).min(STR_CAP);
-                    Val::S(String::from_utf8_lossy(&ev.strs[i][..n]).into_owned())
-                } else {
-                    Val::N(ev.vals[i])
+                Some(match c.kind {
+                    k if k.is_string() => {
+                        let n = (ev.vals[i] as usize).min(STR_CAP);
+                        Val::S(String::from_utf8_lossy(&ev.strs[i][..n]).into_owned())
+                    }
+                    CaptureKind::U32 => Val::N(ev.vals[i] & 0xffff_ffff),
+                    _ => Val::N(ev.vals[i]),
                 })
             })
             .collect();

@@ -104,10 +104,15 @@ pub fn workload_dir() -> PathBuf {
 }
 
 fn build() -> Result<()> {
-    step("building podtrace (release, with its eBPF object)");
-    sh(Command::new("cargo")
-        .current_dir(root())
-        .args(["build", "--release", "-p", "podtrace"]))?;
+    step("building podtrace (release, with its eBPF object) and the CRI test client");
+    sh(Command::new("cargo").current_dir(root()).args([
+        "build",
+        "--release",
+        "-p",
+        "podtrace",
+        "-p",
+        "cri-client",
+    ]))?;
     step("building the Go workloads (Go 1.19, Go 1.19 PIE, Go 1.27; stripped)");
     sh(Command::new("bash")
         .arg(root().join("tests/workload/build.sh"))

@@ -59,6 +59,13 @@ pub fn run_setup() -> Result<()> {
         ("golang-go", "/usr/lib/go-1.19/bin/go"),
         ("bpftrace", "/usr/bin/bpftrace"),
         ("bpftool", "/usr/sbin/bpftool"),
+        // containerd end-to-end tests: real containerd, runc, a local
+        // registry, image copies; protoc for the CRI client's bindings.
+        ("containerd", "/usr/bin/containerd"),
+        ("runc", "/usr/sbin/runc"),
+        ("docker-registry", "/usr/bin/docker-registry"),
+        ("skopeo", "/usr/bin/skopeo"),
+        ("protobuf-compiler", "/usr/bin/protoc"),
     ])?;
     bpf_linker()?;
     go_new()?;
