@@ -235,6 +235,7 @@ pub fn spawn_until(cmd: &mut Command, needle: &str, timeout: Duration) -> (Guard
             }
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!(
                     "no stderr line containing {needle:?} within {timeout:?}; saw:\n{}",
                     seen.join("\n")
@@ -276,10 +277,18 @@ pub fn uprobe_links_of(pid: u32) -> Vec<UprobeLink> {
                 None => v.parse().ok(),
             })
         };
-        if let (Some(id), Some(prog_id), Some(path), Some(offset)) =
-            (num("link_id:"), num("prog_id:"), field("name:"), num("offset:"))
-        {
-            out.push(UprobeLink { id, prog_id, path, offset });
+        if let (Some(id), Some(prog_id), Some(path), Some(offset)) = (
+            num("link_id:"),
+            num("prog_id:"),
+            field("name:"),
+            num("offset:"),
+        ) {
+            out.push(UprobeLink {
+                id,
+                prog_id,
+                path,
+                offset,
+            });
         }
     }
     out

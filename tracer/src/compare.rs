@@ -158,9 +158,14 @@ impl Run {
                 None => no_exit += 1,
             }
         };
-        for (uid, ms) in whole_pod_ms(corr) {
-            if report.pods.iter().any(|p| p.uid == uid) {
-                add(&mut order, STAGE_POD, ms);
+        let windows = pod_windows(corr);
+        for w in &windows {
+            if report.pods.iter().any(|p| p.uid == w.uid) {
+                add(
+                    &mut order,
+                    STAGE_POD,
+                    w.end.map(|e| ms(e.saturating_sub(w.start))),
+                );
             }
         }
         let mount_wait_names: Vec<&str> = corr
@@ -170,13 +175,35 @@ impl Run {
             .map(|s| s.name.as_str())
             .collect();
         for p in &report.pods {
-            let mut rows: Vec<_> = p.stages.iter().collect();
-            rows.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+            // (start ms after the first sync's start, stage, duration)
+            let mut rows: Vec<(f64, &str, Option<f64>)> = p
+                .stages
+                .iter()
+                .map(|r| (r.start_ms, r.stage.as_str(), r.duration_ms))
+                .collect();
+            // The container runtime's CRI handlers (another process, joined
+            // to the pod by the report): those during the pod's start, or all
+            // of them for a pod that has no sync in the trace.
+            let until = windows
+                .iter()
+                .find(|w| w.uid == p.uid)
+                .map(|w| w.end.map(|e| ms(e.saturating_sub(w.start))));
+            for call in &p.cri {
+                let in_start = match until {
+                    Some(Some(end)) => call.start_ms >= 0.0 && call.start_ms <= end,
+                    Some(None) => call.start_ms >= 0.0,
+                    None => true,
+                };
+                if in_start {
+                    rows.push((call.start_ms, &call.call, call.duration_ms));
+                }
+            }
+            rows.sort_by(|a, b| a.0.total_cmp(&b.0));
             let mut lost = p.mount_wait.as_ref().and_then(|m| m.lost_to_polling_ms);
-            for row in rows {
-                add(&mut order, &row.stage, row.duration_ms);
+            for (_, stage, dur) in rows {
+                add(&mut order, stage, dur);
                 // The derived row follows its mount wait, once per pod.
-                if mount_wait_names.contains(&row.stage.as_str()) {
+                if mount_wait_names.contains(&stage) {
                     if let Some(l) = lost.take() {
                         add(&mut order, STAGE_LOST, Some(l));
                     }
@@ -196,9 +223,22 @@ impl Run {
     }
 }
 
-/// Per pod UID: first sync start → end of the first sync that returned without
-/// error, in ms (None if no sync of the pod finished cleanly).
-pub fn whole_pod_ms(c: &Correlated) -> Vec<(String, Option<f64>)> {
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// A pod's start: its first sync's start to the end of its first sync that
+/// returned without error (None if none did), CLOCK_MONOTONIC ns.
+#[derive(Debug, Clone)]
+pub struct PodWindow {
+    pub pod: usize,
+    pub uid: String,
+    pub start: u64,
+    pub end: Option<u64>,
+}
+
+/// The start window of every pod that has a sync.
+pub fn pod_windows(c: &Correlated) -> Vec<PodWindow> {
     let mut syncs: Vec<Vec<usize>> = vec![Vec::new(); c.pods.len()];
     for (i, s) in c.spans.iter().enumerate() {
         if let (Role::PodSync, Some(p)) = (s.role, s.pod) {
@@ -210,7 +250,8 @@ pub fn whole_pod_ms(c: &Correlated) -> Vec<(String, Option<f64>)> {
     c.pods
         .iter()
         .zip(syncs)
-        .filter_map(|(pod, mut idx)| {
+        .enumerate()
+        .filter_map(|(pi, (pod, mut idx))| {
             idx.sort_by_key(|&i| c.spans[i].start);
             let start = c.spans[*idx.first()?].start;
             let end = idx
@@ -218,8 +259,21 @@ pub fn whole_pod_ms(c: &Correlated) -> Vec<(String, Option<f64>)> {
                 .map(|&i| &c.spans[i])
                 .find(|s| s.end.is_some() && s.arg_u64("error") != Some(1))
                 .and_then(|s| s.end);
-            Some((pod.uid.clone(), end.map(|e| e.saturating_sub(start) as f64 / 1e6)))
+            Some(PodWindow {
+                pod: pi,
+                uid: pod.uid.clone(),
+                start,
+                end,
+            })
         })
+        .collect()
+}
+
+/// Per pod UID: the whole pod start in ms (see [`PodWindow`]).
+pub fn whole_pod_ms(c: &Correlated) -> Vec<(String, Option<f64>)> {
+    pod_windows(c)
+        .into_iter()
+        .map(|w| (w.uid, w.end.map(|e| ms(e.saturating_sub(w.start)))))
         .collect()
 }
 
@@ -314,12 +368,11 @@ pub struct Comparison {
     pub warnings: Vec<String>,
 }
 
-fn verdict(d: f64, ci: Option<(f64, f64)>, na: usize, nb: usize) -> (bool, &'static str) {
+fn verdict(ci: Option<(f64, f64)>, na: usize, nb: usize) -> (bool, &'static str) {
     match ci {
         _ if na < MIN_N || nb < MIN_N => (false, "too few samples"),
         Some((lo, _)) if lo > 0.0 => (true, "slower"),
         Some((_, hi)) if hi < 0.0 => (true, "faster"),
-        _ if d == 0.0 => (false, "no difference"),
         _ => (false, "no clear difference"),
     }
 }
@@ -331,26 +384,37 @@ pub fn compare(runs: &[Run]) -> Result<Comparison> {
         bail!("nothing to compare: no runs given");
     };
     if runs.len() < 2 {
-        bail!("compare needs at least two traces, got one ({})", base.source);
+        bail!(
+            "compare needs at least two traces, got one ({})",
+            base.source
+        );
     }
     for r in runs {
         if r.report.pods.is_empty() {
             bail!(
-                "{}: no pod syncs in this trace, nothing to compare (was it recorded while pods started?)",
+                "{}: no pods in this trace, nothing to compare (was it recorded while pods started?)",
                 r.source
             );
         }
     }
     for r in &runs[1..] {
-        if !r.order.iter().any(|s| base.samples.contains_key(s)) {
+        // Derived rows (whole pod, lost to polling) exist for any pod start:
+        // only traced functions say that two runs measured the same thing.
+        let traced = |s: &&String| s.as_str() != STAGE_POD && s.as_str() != STAGE_LOST;
+        if !r
+            .order
+            .iter()
+            .filter(traced)
+            .any(|s| base.samples.contains_key(s))
+        {
             bail!(
                 "{} and {} have no stage in common ({}: {}; {}: {}); were they recorded from the same kind of binary?",
                 base.source,
                 r.source,
                 base.label,
-                base.order.join(", "),
+                base.order.iter().filter(traced).cloned().collect::<Vec<_>>().join(", "),
                 r.label,
-                r.order.join(", ")
+                r.order.iter().filter(traced).cloned().collect::<Vec<_>>().join(", ")
             );
         }
     }
@@ -409,7 +473,7 @@ pub fn compare(runs: &[Run]) -> Result<Comparison> {
                         None
                     };
                     let d = b.p50 - a.p50;
-                    let (significant, v) = verdict(d, ci, a.n, b.n);
+                    let (significant, v) = verdict(ci, a.n, b.n);
                     Some(Diff {
                         against: runs[0].label.clone(),
                         p50: d,
@@ -473,7 +537,8 @@ pub fn compare(runs: &[Run]) -> Result<Comparison> {
         podtrace_compare: COMPARE_VERSION,
         method: Method {
             percentile: "nearest-rank",
-            interval: "percentile bootstrap of p50(run) - p50(first run), runs resampled independently",
+            interval:
+                "percentile bootstrap of p50(run) - p50(first run), runs resampled independently",
             resamples: RESAMPLES,
             confidence: CONFIDENCE,
             seed: SEED,
@@ -501,19 +566,34 @@ pub fn compare(runs: &[Run]) -> Result<Comparison> {
 }
 
 fn poll_findings(r: &Run) -> PollFindings {
-    let mws: Vec<_> = r.report.pods.iter().filter_map(|p| p.mount_wait.as_ref()).collect();
+    let mws: Vec<_> = r
+        .report
+        .pods
+        .iter()
+        .filter_map(|p| p.mount_wait.as_ref())
+        .collect();
     PollFindings {
         label: r.label.clone(),
         pods_with_mount_wait: mws.len(),
-        checks_per_pod: summarize(&mws.iter().map(|m| m.checks.len() as f64).collect::<Vec<_>>()),
+        checks_per_pod: summarize(
+            &mws.iter()
+                .map(|m| m.checks.len() as f64)
+                .collect::<Vec<_>>(),
+        ),
         configured_interval_ms: summarize(
-            &mws.iter().filter_map(|m| m.configured_interval_ms).collect::<Vec<_>>(),
+            &mws.iter()
+                .filter_map(|m| m.configured_interval_ms)
+                .collect::<Vec<_>>(),
         ),
         observed_interval_ms: summarize(
-            &mws.iter().filter_map(|m| m.observed_interval_ms).collect::<Vec<_>>(),
+            &mws.iter()
+                .filter_map(|m| m.observed_interval_ms)
+                .collect::<Vec<_>>(),
         ),
         lost_to_polling_ms: summarize(
-            &mws.iter().filter_map(|m| m.lost_to_polling_ms).collect::<Vec<_>>(),
+            &mws.iter()
+                .filter_map(|m| m.lost_to_polling_ms)
+                .collect::<Vec<_>>(),
         ),
     }
 }
@@ -529,7 +609,13 @@ fn signed(v: f64) -> String {
 impl Comparison {
     pub fn to_table(&self) -> String {
         let mut o = String::new();
-        let lw = self.runs.iter().map(|r| r.label.len()).max().unwrap_or(3).max(3);
+        let lw = self
+            .runs
+            .iter()
+            .map(|r| r.label.len())
+            .max()
+            .unwrap_or(3)
+            .max(3);
         let _ = writeln!(o, "runs");
         for r in &self.runs {
             let _ = writeln!(
@@ -540,12 +626,23 @@ impl Comparison {
                 r.pods,
                 r.events,
                 r.drops,
-                if r.complete { "" } else { ", recording interrupted" }
+                if r.complete {
+                    ""
+                } else {
+                    ", recording interrupted"
+                }
             );
         }
         for w in &self.warnings {
             let _ = writeln!(o, "warning: {w}");
         }
+        let sw = self
+            .stages
+            .iter()
+            .map(|s| s.stage.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         let base = self.runs.first().map(|r| r.label.as_str()).unwrap_or("");
         let _ = writeln!(
             o,
@@ -554,19 +651,19 @@ impl Comparison {
         );
         let _ = writeln!(
             o,
-            "  {:<16} {:<lw$} {:>4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>23}  {}",
-            "stage", "run", "n", "p50", "p90", "p99", "mean", "Δp50", "Δp50 %", "CI of Δp50", "verdict"
+            "  {:<sw$} {:<lw$} {:>4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>23}  verdict",
+            "stage", "run", "n", "p50", "p90", "p99", "mean", "Δp50", "Δp50 %", "CI of Δp50",
         );
         for s in &self.stages {
             for (i, r) in self.runs.iter().enumerate() {
                 let name = if i == 0 { s.stage.as_str() } else { "" };
                 let Some(sum) = s.runs.get(i).and_then(Option::as_ref) else {
-                    let _ = writeln!(o, "  {:<16} {:<lw$} {:>4}", name, r.label, 0);
+                    let _ = writeln!(o, "  {:<sw$} {:<lw$} {:>4}", name, r.label, 0);
                     continue;
                 };
                 let _ = write!(
                     o,
-                    "  {:<16} {:<lw$} {:>4} {:>10.3} {:>10.3} {:>10.3} {:>10.3}",
+                    "  {:<sw$} {:<lw$} {:>4} {:>10.3} {:>10.3} {:>10.3} {:>10.3}",
                     name, r.label, sum.n, sum.p50, sum.p90, sum.p99, sum.mean
                 );
                 if let Some(d) = s.diffs.get(i).and_then(Option::as_ref) {
@@ -578,7 +675,9 @@ impl Comparison {
                         o,
                         " {:>10} {:>8} {:>23}  {}",
                         signed(d.p50),
-                        d.p50_rel_pct.map(|p| format!("{p:+.1}%")).unwrap_or_else(|| "-".into()),
+                        d.p50_rel_pct
+                            .map(|p| format!("{p:+.1}%"))
+                            .unwrap_or_else(|| "-".into()),
                         ci,
                         d.verdict
                     );
@@ -587,7 +686,7 @@ impl Comparison {
             }
         }
 
-        let cw = lw.max(12);
+        let cw = lw.max(17);
         let _ = writeln!(o, "\nmount wait polling (over pods: p50)");
         let _ = write!(o, "  {:<28}", "");
         for r in &self.runs {
@@ -595,22 +694,43 @@ impl Comparison {
         }
         let _ = writeln!(o);
         let p50 = |s: &Option<Summary>| f3(s.as_ref().map(|s| s.p50));
-        let rows: [(&str, Box<dyn Fn(&PollFindings) -> String>); 6] = [
-            ("pods with a mount wait", Box::new(|p| p.pods_with_mount_wait.to_string())),
-            ("poll checks per pod", Box::new(|p| {
-                p.checks_per_pod.as_ref().map(|s| format!("{:.0}", s.p50)).unwrap_or_else(|| "-".into())
-            })),
-            ("interval configured ms", Box::new(move |p| p50(&p.configured_interval_ms))),
-            ("interval observed ms", Box::new(move |p| p50(&p.observed_interval_ms))),
-            ("lost to polling p50 ms", Box::new(move |p| p50(&p.lost_to_polling_ms))),
-            ("lost to polling p90 ms", Box::new(|p| {
-                f3(p.lost_to_polling_ms.as_ref().map(|s| s.p90))
-            })),
+        let per_run =
+            |f: &dyn Fn(&PollFindings) -> String| self.polling.iter().map(f).collect::<Vec<_>>();
+        let rows: Vec<(&str, Vec<String>)> = vec![
+            (
+                "pods with a mount wait",
+                per_run(&|p| p.pods_with_mount_wait.to_string()),
+            ),
+            (
+                "poll checks per pod",
+                per_run(&|p| {
+                    p.checks_per_pod
+                        .as_ref()
+                        .map(|s| format!("{:.0}", s.p50))
+                        .unwrap_or_else(|| "-".into())
+                }),
+            ),
+            (
+                "interval configured ms",
+                per_run(&|p| p50(&p.configured_interval_ms)),
+            ),
+            (
+                "interval observed ms",
+                per_run(&|p| p50(&p.observed_interval_ms)),
+            ),
+            (
+                "lost to polling p50 ms",
+                per_run(&|p| p50(&p.lost_to_polling_ms)),
+            ),
+            (
+                "lost to polling p90 ms",
+                per_run(&|p| f3(p.lost_to_polling_ms.as_ref().map(|s| s.p90))),
+            ),
         ];
-        for (name, f) in rows.iter() {
+        for (name, cells) in &rows {
             let _ = write!(o, "  {name:<28}");
-            for p in &self.polling {
-                let _ = write!(o, " {:>cw$}", f(p));
+            for c in cells {
+                let _ = write!(o, " {c:>cw$}");
             }
             let _ = writeln!(o);
         }
@@ -627,8 +747,12 @@ impl Comparison {
                     let cell = match r {
                         Some(f) => format!(
                             "{} / {}",
-                            f.period_p50_ms.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
-                            f.period_p90_ms.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+                            f.period_p50_ms
+                                .map(|v| format!("{v:.1}"))
+                                .unwrap_or_else(|| "-".into()),
+                            f.period_p90_ms
+                                .map(|v| format!("{v:.1}"))
+                                .unwrap_or_else(|| "-".into())
                         ),
                         None => "-".into(),
                     };
@@ -660,7 +784,10 @@ mod tests {
         for _ in 0..50_000 {
             counts[r.below(5)] += 1;
         }
-        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]
@@ -677,7 +804,7 @@ mod tests {
         let ci = bootstrap_median_diff(&a, &b, 2000, 0.95, 1);
         assert_eq!(ci, bootstrap_median_diff(&a, &b, 2000, 0.95, 1));
         let (lo, hi) = ci.unwrap_or_default();
-        assert!(lo <= -50.0 && hi >= -50.0 && hi < 0.0, "{lo} {hi}");
+        assert!(lo <= -50.0 && (-50.0..0.0).contains(&hi), "{lo} {hi}");
         assert_eq!(bootstrap_median_diff(&[], &b, 10, 0.95, 1), None);
     }
 }

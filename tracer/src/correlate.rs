@@ -293,11 +293,33 @@ fn attribute(spans: &mut [Span]) -> Vec<Pod> {
                 if pods[p].name.is_none() {
                     pods[p].name = spans[i].arg_str("pod_name").map(str::to_string);
                 }
+                if pods[p].namespace.is_none() {
+                    pods[p].namespace = spans[i].arg_str("pod_namespace").map(str::to_string);
+                }
                 Some(p)
             }
             None => spans[i].parent.and_then(|p| spans[p].pod),
         };
         spans[i].pod = pod;
+    }
+    // containerd's later calls name only the sandbox or container: follow
+    // the ids that RunPodSandbox and CreateContainer returned for a pod.
+    // One pass in start order: a span joins through ids seen before it, then
+    // lends its own ids to the calls after it.
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    for s in spans.iter_mut() {
+        if s.pod.is_none() {
+            s.pod = ["container_id", "sandbox_id"]
+                .iter()
+                .find_map(|k| s.arg_str(k).and_then(|id| by_id.get(id)).copied());
+        }
+        if let Some(p) = s.pod {
+            for key in ["sandbox_id", "container_id"] {
+                if let Some(id) = s.arg_str(key).filter(|v| !v.is_empty()) {
+                    by_id.entry(id.to_string()).or_insert(p);
+                }
+            }
+        }
     }
     pods
 }
@@ -388,6 +410,51 @@ mod tests {
         assert_eq!(r.spans[1].end, Some(4));
         assert_eq!(r.spans[0].end, Some(5));
         assert_eq!(r.spans[2].end, None);
+    }
+
+    #[test]
+    fn cri_calls_join_by_sandbox_and_container_id() {
+        let cap = |name: &str| CaptureDef {
+            name: name.into(),
+            kind: CaptureKind::Str,
+            reg: "RDI".into(),
+            reg2: None,
+            path: vec![0],
+        };
+        let mut run = probe(0, Role::Cri, "RunPodSandbox");
+        run.exit_captures = vec![cap("sandbox_id")];
+        let mut create = probe(1, Role::Cri, "CreateContainer");
+        create.entry_captures = vec![cap("sandbox_id")];
+        create.exit_captures = vec![cap("container_id")];
+        let mut start = probe(2, Role::Cri, "StartContainer");
+        start.entry_captures = vec![cap("container_id")];
+        let probes = vec![run, create, start];
+        let mut c = Correlator::new(&probes, u64::MAX);
+        let s = |v: &str| vec![Some(Val::S(v.into()))];
+        c.push(&Rec {
+            a: s("uid-1"),
+            ..ev(1, 0, 1, 1, 100, 1, None)
+        });
+        c.push(&Rec {
+            a: s("sb-1"),
+            ..ev(2, 0, 2, 1, 100, 1, None)
+        });
+        c.push(&Rec {
+            a: s("sb-1"),
+            ..ev(3, 1, 1, 2, 100, 1, None)
+        });
+        c.push(&Rec {
+            a: s("ct-1"),
+            ..ev(4, 1, 2, 2, 100, 1, None)
+        });
+        c.push(&Rec {
+            a: s("ct-1"),
+            ..ev(5, 2, 1, 3, 100, 1, None)
+        });
+        c.push(&ev(6, 2, 2, 3, 100, 1, None));
+        let r = c.finish();
+        assert_eq!(r.pods.len(), 1);
+        assert!(r.spans.iter().all(|s| s.pod == Some(0)), "{:?}", r.spans);
     }
 
     #[test]

@@ -57,7 +57,9 @@ pub fn esc(s: &str) -> String {
 
 /// Colour of a stage: fixed for the known ones, from a palette otherwise.
 pub fn stage_color(stage: &str) -> &'static str {
-    const PALETTE: [&str; 6] = ["#b07aa1", "#ff9da7", "#9c755f", "#e15759", "#8cd17d", "#499894"];
+    const PALETTE: [&str; 6] = [
+        "#b07aa1", "#ff9da7", "#9c755f", "#e15759", "#8cd17d", "#499894",
+    ];
     match stage {
         "sync" => "#4e79a7",
         "mount_wait" => "#f28e2b",
@@ -66,15 +68,23 @@ pub fn stage_color(stage: &str) -> &'static str {
         "start_container" => "#edc948",
         "pod" => "#1f3b5c",
         "lost_to_polling" => "#e15759",
+        "RunPodSandbox" => "#499894",
+        "PullImage" => "#9c755f",
+        "CreateContainer" => "#b07aa1",
+        "StartContainer" => "#d4a017",
         other => {
-            let h = other.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+            let h = other
+                .bytes()
+                .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
             PALETTE[h % PALETTE.len()]
         }
     }
 }
 
 /// Run colours in comparison pictures.
-const RUN_COLORS: [&str; 6] = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#e15759", "#76b7b2"];
+const RUN_COLORS: [&str; 6] = [
+    "#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#e15759", "#76b7b2",
+];
 
 fn ms(v: f64) -> String {
     let a = v.abs();
@@ -87,8 +97,20 @@ fn ms(v: f64) -> String {
     }
 }
 
+/// With an explicit sign (for differences).
+fn signed_ms(v: f64) -> String {
+    if v > 0.0 {
+        format!("+{}", ms(v))
+    } else if v == 0.0 {
+        "±0".into()
+    } else {
+        ms(v)
+    }
+}
+
 fn opt_ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{} ms", ms(v))).unwrap_or_else(|| "–".into())
+    v.map(|v| format!("{} ms", ms(v)))
+        .unwrap_or_else(|| "–".into())
 }
 
 /// A round axis step giving about `target` ticks over `range`.
@@ -141,6 +163,11 @@ fn pod_title(p: &PodReport) -> String {
 /// Horizontal axis from 0 to `max` ms over [x0, x1]; grid lines down to `bottom`.
 fn axis(o: &mut String, x0: f64, x1: f64, max: f64, top: f64, bottom: f64) {
     let step = nice_step(max, 8.0);
+    let decimals = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10()).ceil() as usize
+    };
     let sx = |v: f64| x0 + v / max * (x1 - x0);
     let mut v = 0.0;
     let mut n = 0;
@@ -148,9 +175,8 @@ fn axis(o: &mut String, x0: f64, x1: f64, max: f64, top: f64, bottom: f64) {
         let x = sx(v);
         let _ = write!(
             o,
-            r##"<line x1="{x:.1}" y1="{top:.1}" x2="{x:.1}" y2="{bottom:.1}" stroke="#e3e7eb"/><text x="{x:.1}" y="{:.1}" font-size="11" fill="#5b6670" text-anchor="middle">{}</text>"##,
+            r##"<line x1="{x:.1}" y1="{top:.1}" x2="{x:.1}" y2="{bottom:.1}" stroke="#e3e7eb"/><text x="{x:.1}" y="{:.1}" font-size="11" fill="#5b6670" text-anchor="middle">{v:.decimals$}</text>"##,
             bottom + 14.0,
-            ms(v)
         );
         v += step;
         n += 1;
@@ -164,10 +190,43 @@ fn axis(o: &mut String, x0: f64, x1: f64, max: f64, top: f64, bottom: f64) {
 }
 
 /// One pod's waterfall as SVG elements at vertical offset `y`; returns the height used.
+/// One bar of a waterfall.
+struct Row<'a> {
+    label: &'a str,
+    depth: usize,
+    start_ms: f64,
+    duration_ms: Option<f64>,
+    error: bool,
+}
+
+/// Space for the label of the container runtime's rows.
+const GROUP_GAP: f64 = 18.0;
+
 fn pod_waterfall(o: &mut String, p: &PodReport, y: f64) -> f64 {
     let mw = p.mount_wait.as_ref();
+    // kubelet's stages, then the container runtime's CRI calls.
+    let rows: Vec<Row> = p
+        .stages
+        .iter()
+        .map(|s| Row {
+            label: &s.stage,
+            depth: s.depth,
+            start_ms: s.start_ms,
+            duration_ms: s.duration_ms,
+            error: s.error,
+        })
+        .chain(p.cri.iter().map(|c| Row {
+            label: &c.call,
+            depth: 0,
+            start_ms: c.start_ms,
+            duration_ms: c.duration_ms,
+            error: c.error,
+        }))
+        .collect();
+    let n_stages = p.stages.len();
+    let gap = if p.cri.is_empty() { 0.0 } else { GROUP_GAP };
     let mut max: f64 = 0.0;
-    for s in &p.stages {
+    for s in &rows {
         max = max.max(s.start_ms + s.duration_ms.unwrap_or(0.0));
     }
     if let Some(m) = mw {
@@ -181,9 +240,11 @@ fn pod_waterfall(o: &mut String, p: &PodReport, y: f64) -> f64 {
     let max = if max > 0.0 { max * 1.03 } else { 1.0 };
     let (x0, x1) = (LABEL_W, WIDTH - RIGHT_PAD);
     let sx = |v: f64| x0 + v.max(0.0) / max * (x1 - x0);
-    let top = y + 22.0;
-    let rows_h = p.stages.len() as f64 * ROW_H;
+    // Title line, then a line for marker labels, then the rows.
+    let top = y + 40.0;
+    let rows_h = rows.len() as f64 * ROW_H + gap;
     let bottom = top + rows_h + 6.0;
+    let row_y = |r: usize| top + r as f64 * ROW_H + if r >= n_stages { gap } else { 0.0 };
 
     let _ = write!(
         o,
@@ -208,30 +269,47 @@ fn pod_waterfall(o: &mut String, p: &PodReport, y: f64) -> f64 {
         );
     }
     axis(o, x0, x1, max, top, bottom);
-    for (r, s) in p.stages.iter().enumerate() {
-        let ry = top + r as f64 * ROW_H;
+    if !p.cri.is_empty() {
+        let gy = row_y(n_stages) - 5.0;
+        let _ = write!(
+            o,
+            r##"<line x1="0" y1="{:.1}" x2="{x1:.1}" y2="{:.1}" stroke="#c9d0d6" stroke-dasharray="2 3"/><text x="4" y="{gy:.1}" font-size="11" fill="#5b6670">container runtime (CRI)</text>"##,
+            gy - 12.0,
+            gy - 12.0
+        );
+    }
+    for (r, s) in rows.iter().enumerate() {
+        let ry = row_y(r);
         let by = ry + (ROW_H - BAR_H) / 2.0;
-        let color = stage_color(&s.stage);
+        let color = stage_color(s.label);
         let _ = write!(
             o,
             r##"<text x="{:.1}" y="{:.1}" font-size="12" fill="#1d232a">{}</text>"##,
             4.0 + 12.0 * s.depth as f64,
             by + BAR_H - 3.0,
-            esc(&s.stage)
+            esc(s.label)
         );
         let (w, extra, label) = match s.duration_ms {
-            Some(d) => ((sx(s.start_ms + d) - sx(s.start_ms)).max(1.5), "", format!("{} ms", ms(d))),
+            Some(d) => (
+                (sx(s.start_ms + d) - sx(s.start_ms)).max(1.5),
+                "",
+                format!("{} ms", ms(d)),
+            ),
             None => (
                 (x1 - sx(s.start_ms)).max(1.5),
                 r##" fill-opacity="0.35" stroke-dasharray="4 3" stroke="#5b6670""##,
                 "no exit".to_string(),
             ),
         };
-        let stroke = if s.error { r##" stroke="#b91c1c" stroke-width="2""## } else { "" };
+        let stroke = if s.error {
+            r##" stroke="#b91c1c" stroke-width="2""##
+        } else {
+            ""
+        };
         let _ = write!(
             o,
             r##"<g class="stage"><title>{}: start {} ms, {}{}</title><rect x="{:.1}" y="{by:.1}" width="{w:.1}" height="{BAR_H}" rx="2" fill="{color}"{extra}{stroke}/></g><text x="{:.1}" y="{:.1}" font-size="11" fill="#39424b">{}</text>"##,
-            esc(&s.stage),
+            esc(s.label),
             ms(s.start_ms),
             esc(&label),
             if s.error { ", returned an error" } else { "" },
@@ -249,7 +327,7 @@ fn pod_waterfall(o: &mut String, p: &PodReport, y: f64) -> f64 {
             .position(|s| s.stage == "mount_wait")
             .or_else(|| p.stages.iter().position(|s| s.depth == 1))
             .unwrap_or(0);
-        let ry = top + row as f64 * ROW_H;
+        let ry = row_y(row);
         for c in &m.checks {
             let x = sx(c.at_ms);
             let color = match c.unmounted {
@@ -266,7 +344,9 @@ fn pod_waterfall(o: &mut String, p: &PodReport, y: f64) -> f64 {
                 r##"<g class="check"><title>poll check at {} ms: {}{}</title><rect x="{:.1}" y="{:.1}" width="7" height="{ROW_H:.1}" fill="#fff" fill-opacity="0"/><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{color}" stroke-width="2"/></g>"##,
                 ms(c.at_ms),
                 what,
-                c.duration_ms.map(|d| format!(" (took {} ms)", ms(d))).unwrap_or_default(),
+                c.duration_ms
+                    .map(|d| format!(" (took {} ms)", ms(d)))
+                    .unwrap_or_default(),
                 x - 3.5,
                 ry,
                 ry + 1.0,
@@ -281,7 +361,7 @@ fn pod_waterfall(o: &mut String, p: &PodReport, y: f64) -> f64 {
                 esc(v.volume.as_deref().unwrap_or("?")),
                 ms(v.at_ms),
                 x,
-                top - 1.0
+                top + 1.0
             );
         }
         let marks = [
@@ -297,62 +377,69 @@ fn pod_waterfall(o: &mut String, p: &PodReport, y: f64) -> f64 {
                 o,
                 r##"<g class="marker"><title>{name} at {} ms</title><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{bottom:.1}" stroke="{color}" stroke-width="1.5" stroke-dasharray="5 3"/><text x="{:.1}" y="{:.1}" font-size="11" fill="{color}" text-anchor="{anchor}">{name}</text></g>"##,
                 ms(*at),
-                top - 8.0,
+                top - 12.0,
                 x + dx,
-                top - 9.0
+                top - 4.0
             );
         }
     }
     bottom + 24.0 - y
 }
 
-fn legend(o: &mut String, names: &[&str], y: f64) -> f64 {
-    let mut x = 0.0;
-    for n in names {
+/// Legend items: (kind, colour, text) with kind 0 swatch, 1 tick, 2 shaded.
+fn legend(o: &mut String, names: &[&str], y0: f64) -> f64 {
+    let mut items: Vec<(u8, &str, &str)> = names.iter().map(|n| (0, stage_color(n), *n)).collect();
+    items.extend([
+        (1, "#1d232a", "poll check (hover: unmounted)"),
+        (1, "#1f5fa8", "volumes mounted"),
+        (1, "#15803d", "noticed"),
+        (2, "#e15759", "lost to polling"),
+    ]);
+    let (mut x, mut y) = (0.0, y0);
+    for (kind, color, text) in items {
+        // Rough text width at 12 px; wrap before the right edge.
+        let w = 26.0 + 6.8 * text.chars().count() as f64;
+        if x > 0.0 && x + w > WIDTH {
+            x = 0.0;
+            y += 18.0;
+        }
+        let mark = match kind {
+            0 => format!(
+                r##"<rect x="{x:.1}" y="{y:.1}" width="12" height="12" rx="2" fill="{color}"/>"##
+            ),
+            1 => format!(
+                r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="2"/>"##,
+                x + 5.0,
+                x + 5.0,
+                y + 12.0
+            ),
+            _ => format!(
+                r##"<rect x="{x:.1}" y="{y:.1}" width="12" height="12" fill="{color}" fill-opacity="0.25"/>"##
+            ),
+        };
         let _ = write!(
             o,
-            r##"<rect x="{x:.1}" y="{:.1}" width="12" height="12" rx="2" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="12" fill="#1d232a">{}</text>"##,
-            y,
-            stage_color(n),
+            r##"{mark}<text x="{:.1}" y="{:.1}" font-size="12" fill="#1d232a">{}</text>"##,
             x + 16.0,
             y + 10.5,
-            esc(n)
+            esc(text)
         );
-        x += 30.0 + 7.0 * n.len() as f64;
+        x += w;
     }
-    let extra = [
-        ("#1d232a", "poll check (hover: unmounted)"),
-        ("#1f5fa8", "volumes mounted"),
-        ("#15803d", "noticed"),
-    ];
-    for (color, name) in extra {
-        let _ = write!(
-            o,
-            r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="2"/><text x="{:.1}" y="{:.1}" font-size="12" fill="#1d232a">{name}</text>"##,
-            x + 5.0,
-            y,
-            x + 5.0,
-            y + 12.0,
-            x + 12.0,
-            y + 10.5
-        );
-        x += 22.0 + 6.6 * name.len() as f64;
-    }
-    let _ = write!(
-        o,
-        r##"<rect x="{x:.1}" y="{y:.1}" width="14" height="12" fill="#e15759" fill-opacity="0.25"/><text x="{:.1}" y="{:.1}" font-size="12" fill="#1d232a">lost to polling</text>"##,
-        x + 18.0,
-        y + 10.5
-    );
-    22.0
+    y - y0 + 22.0
 }
 
 fn stage_names(report: &Report) -> Vec<&str> {
     let mut names: Vec<&str> = Vec::new();
     for p in &report.pods {
-        for s in &p.stages {
-            if !names.contains(&s.stage.as_str()) {
-                names.push(&s.stage);
+        for s in p
+            .stages
+            .iter()
+            .map(|s| &s.stage)
+            .chain(p.cri.iter().map(|c| &c.call))
+        {
+            if !names.contains(&s.as_str()) {
+                names.push(s);
             }
         }
     }
@@ -380,7 +467,11 @@ pub fn report_svg(report: &Report) -> String {
     );
     y += legend(&mut body, &stage_names(report), y) + 8.0;
     if report.pods.is_empty() {
-        let _ = write!(body, r##"<text x="0" y="{:.1}" font-size="14">no pod syncs in this trace</text>"##, y + 14.0);
+        let _ = write!(
+            body,
+            r##"<text x="0" y="{:.1}" font-size="14">no pod syncs in this trace</text>"##,
+            y + 14.0
+        );
         y += 30.0;
     }
     for p in report.pods.iter().take(MAX_PODS_DRAWN) {
@@ -446,8 +537,11 @@ pub fn report_html(report: &Report) -> String {
         b.push_str("</table>");
         b.push_str("<h2>Waterfalls</h2>");
         let mut lg = String::new();
-        legend(&mut lg, &stage_names(report), 2.0);
-        let _ = write!(b, r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="20">{lg}</svg>"##);
+        let lh = legend(&mut lg, &stage_names(report), 2.0);
+        let _ = write!(
+            b,
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{lh:.0}">{lg}</svg>"##
+        );
         for (i, p) in report.pods.iter().take(MAX_PODS_DRAWN).enumerate() {
             let _ = write!(b, "<div id=\"pod-{i}\">{}</div>", pod_svg(p));
         }
@@ -485,12 +579,18 @@ pub fn report_html(report: &Report) -> String {
 }
 
 /// Writes the report's HTML page and/or SVG picture.
-pub fn write_report_pictures(report: &Report, html: Option<&Path>, svg: Option<&Path>) -> Result<()> {
+pub fn write_report_pictures(
+    report: &Report,
+    html: Option<&Path>,
+    svg: Option<&Path>,
+) -> Result<()> {
     if let Some(p) = html {
-        std::fs::write(p, report_html(report)).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, report_html(report))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = svg {
-        std::fs::write(p, report_svg(report)).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, report_svg(report))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }
@@ -498,7 +598,7 @@ pub fn write_report_pictures(report: &Report, html: Option<&Path>, svg: Option<&
 /// Stage distributions, one panel per stage, one row per run; returns height.
 fn compare_panels(o: &mut String, cmp: &Comparison, y0: f64) -> f64 {
     let mut y = y0;
-    let (x0, x1) = (LABEL_W, WIDTH - 260.0);
+    let (x0, x1) = (LABEL_W, WIDTH - 330.0);
     let row_h = 28.0;
     for st in &cmp.stages {
         let max = st
@@ -511,9 +611,10 @@ fn compare_panels(o: &mut String, cmp: &Comparison, y0: f64) -> f64 {
         let sx = |v: f64| x0 + v.max(0.0) / max * (x1 - x0);
         let _ = write!(
             o,
-            r##"<text x="0" y="{:.1}" font-size="14" font-weight="600" fill="{}">{}</text>"##,
-            y + 14.0,
+            r##"<rect x="0" y="{:.1}" width="12" height="12" rx="2" fill="{}"/><text x="18" y="{:.1}" font-size="14" font-weight="600" fill="#1d232a">{}</text>"##,
+            y + 3.0,
             stage_color(&st.stage),
+            y + 14.0,
             esc(&st.stage)
         );
         let top = y + 22.0;
@@ -582,7 +683,9 @@ fn compare_panels(o: &mut String, cmp: &Comparison, y0: f64) -> f64 {
             }
             if let Some(d) = st.diffs.get(r).and_then(Option::as_ref) {
                 let ci = match (d.ci_low, d.ci_high) {
-                    (Some(l), Some(h)) => format!(" [{}, {}]", ms(l), ms(h)),
+                    (Some(l), Some(h)) => {
+                        format!("interval [{}, {}] · ", signed_ms(l), signed_ms(h))
+                    }
                     _ => String::new(),
                 };
                 let fill = match (d.significant, d.verdict.as_str()) {
@@ -592,11 +695,16 @@ fn compare_panels(o: &mut String, cmp: &Comparison, y0: f64) -> f64 {
                 };
                 let _ = write!(
                     o,
-                    r##"<text x="{:.1}" y="{:.1}" font-size="12" fill="{fill}">Δp50 {}{} ms · {}</text>"##,
-                    x1 + 40.0,
-                    cy + 4.0,
-                    if d.p50 >= 0.0 { "+" } else { "" },
-                    ms(d.p50),
+                    r##"<text x="{:.1}" y="{:.1}" font-size="12" fill="{fill}" font-weight="600">Δp50 {} ms{}</text><text x="{:.1}" y="{:.1}" font-size="11" fill="{fill}">{}{}</text>"##,
+                    x1 + 50.0,
+                    cy - 2.0,
+                    signed_ms(d.p50),
+                    d.p50_rel_pct
+                        .filter(|_| d.p50 != 0.0)
+                        .map(|p| format!(" ({p:+.0}%)"))
+                        .unwrap_or_default(),
+                    x1 + 50.0,
+                    cy + 11.0,
                     esc(&ci),
                     esc(&d.verdict)
                 );
@@ -635,7 +743,11 @@ pub fn compare_html(cmp: &Comparison) -> String {
             r.pods,
             r.events,
             r.drops,
-            if r.complete { "" } else { " · recording interrupted" }
+            if r.complete {
+                ""
+            } else {
+                " · recording interrupted"
+            }
         );
     }
     for w in &cmp.warnings {
@@ -678,8 +790,9 @@ pub fn compare_html(cmp: &Comparison) -> String {
                 ms(s.p90),
                 ms(s.p99),
                 ms(s.mean),
-                d.map(|d| format!("{}{}", if d.p50 >= 0.0 { "+" } else { "" }, ms(d.p50))).unwrap_or_default(),
-                d.and_then(|d| Some(format!("[{}, {}]", ms(d.ci_low?), ms(d.ci_high?)))).unwrap_or_default(),
+                d.map(|d| signed_ms(d.p50)).unwrap_or_default(),
+                d.and_then(|d| Some(format!("[{}, {}]", signed_ms(d.ci_low?), signed_ms(d.ci_high?))))
+                    .unwrap_or_default(),
                 d.map(|d| esc(&d.verdict)).unwrap_or_default()
             );
         }
@@ -692,20 +805,52 @@ pub fn compare_html(cmp: &Comparison) -> String {
     b.push_str("</tr>");
     let p50 = |s: &Option<crate::compare::Summary>| opt_ms(s.as_ref().map(|s| s.p50));
     let rows: Vec<(&str, Vec<String>)> = vec![
-        ("pods with a mount wait", cmp.polling.iter().map(|p| p.pods_with_mount_wait.to_string()).collect()),
+        (
+            "pods with a mount wait",
+            cmp.polling
+                .iter()
+                .map(|p| p.pods_with_mount_wait.to_string())
+                .collect(),
+        ),
         (
             "poll checks per pod (p50)",
             cmp.polling
                 .iter()
-                .map(|p| p.checks_per_pod.as_ref().map(|s| format!("{:.0}", s.p50)).unwrap_or_else(|| "–".into()))
+                .map(|p| {
+                    p.checks_per_pod
+                        .as_ref()
+                        .map(|s| format!("{:.0}", s.p50))
+                        .unwrap_or_else(|| "–".into())
+                })
                 .collect(),
         ),
-        ("interval configured (p50)", cmp.polling.iter().map(|p| p50(&p.configured_interval_ms)).collect()),
-        ("interval observed (p50)", cmp.polling.iter().map(|p| p50(&p.observed_interval_ms)).collect()),
-        ("lost to polling (p50)", cmp.polling.iter().map(|p| p50(&p.lost_to_polling_ms)).collect()),
+        (
+            "interval configured (p50)",
+            cmp.polling
+                .iter()
+                .map(|p| p50(&p.configured_interval_ms))
+                .collect(),
+        ),
+        (
+            "interval observed (p50)",
+            cmp.polling
+                .iter()
+                .map(|p| p50(&p.observed_interval_ms))
+                .collect(),
+        ),
+        (
+            "lost to polling (p50)",
+            cmp.polling
+                .iter()
+                .map(|p| p50(&p.lost_to_polling_ms))
+                .collect(),
+        ),
         (
             "lost to polling (p90)",
-            cmp.polling.iter().map(|p| opt_ms(p.lost_to_polling_ms.as_ref().map(|s| s.p90))).collect(),
+            cmp.polling
+                .iter()
+                .map(|p| opt_ms(p.lost_to_polling_ms.as_ref().map(|s| s.p90)))
+                .collect(),
         ),
     ];
     for (name, cells) in rows {
@@ -735,7 +880,17 @@ pub fn compare_html(cmp: &Comparison) -> String {
         }
         b.push_str("</table>");
     }
-    page(&format!("podtrace compare: {}", cmp.runs.iter().map(|r| r.label.as_str()).collect::<Vec<_>>().join(" vs ")), &b)
+    page(
+        &format!(
+            "podtrace compare: {}",
+            cmp.runs
+                .iter()
+                .map(|r| r.label.as_str())
+                .collect::<Vec<_>>()
+                .join(" vs ")
+        ),
+        &b,
+    )
 }
 
 #[cfg(test)]
@@ -745,7 +900,10 @@ mod tests {
     #[test]
     fn iso_dates() {
         assert_eq!(iso_utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_utc(1_767_225_600_123_000_000), "2026-01-01T00:00:00.123Z");
+        assert_eq!(
+            iso_utc(1_767_225_600_123_000_000),
+            "2026-01-01T00:00:00.123Z"
+        );
         assert_eq!(iso_utc(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
     }
 

@@ -8,7 +8,12 @@
 pub mod attach;
 pub mod catalogue;
 pub mod collect;
+pub mod commands;
+pub mod compare;
 pub mod correlate;
+pub mod export;
+pub mod html;
+pub mod journal;
 pub mod report;
 pub mod resolve;
 pub mod trace;

@@ -12,7 +12,6 @@ use podtrace::{
     attach::{self, TargetBinary},
     catalogue::{BinaryCatalogue, Catalogue, Resolution, Status},
     collect,
-    correlate::Correlator,
     report::Report,
     resolve::GoBinary,
     trace::{self, BinaryRecord, Header, Trace, Writer},
@@ -55,6 +54,13 @@ enum Cmd {
     /// Per-pod stage tables, the mount wait's poll checks and the loop periods
     /// of a recorded trace.
     Report(ReportArgs),
+    /// Compare runs (e.g. default vs tuned): per stage count, p50/p90/p99, mean,
+    /// differences against the first run with bootstrap confidence intervals,
+    /// and the polling and loop findings side by side.
+    Compare(podtrace::commands::compare::CompareArgs),
+    /// Export a trace as Chrome trace-event JSON (Perfetto), OTLP traces
+    /// (JSON file or OTLP/HTTP push) or CSV.
+    Export(podtrace::commands::export::ExportArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -122,6 +128,16 @@ struct RecordArgs {
 struct ReportArgs {
     /// Trace written by `podtrace record`.
     trace: PathBuf,
+    /// Also write a self-contained HTML page with a waterfall per pod.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Also write the waterfalls as one standalone SVG picture.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Print the CRI calls as containerd's log lines would (journalctl -u
+    /// containerd), instead of the tables.
+    #[arg(long)]
+    journal: bool,
     /// A call still open after this long is taken to have ended without a
     /// RET (panic, tail call, goroutine exit) and counted as aged out.
     #[arg(long, value_parser = parse_duration, default_value = "10m")]
@@ -165,6 +181,8 @@ fn main() -> ExitCode {
         Cmd::Probes(a) => probes(a),
         Cmd::Record(a) => record(a),
         Cmd::Report(a) => report(a),
+        Cmd::Compare(a) => podtrace::commands::compare::run(a),
+        Cmd::Export(a) => podtrace::commands::export::run(a),
     };
     match res {
         Ok(code) => code,
@@ -312,8 +330,8 @@ fn probes_table(bin: &GoBinary, res: &[Resolution]) -> String {
     );
     let _ = writeln!(
         o,
-        "\n{:<16} {:<8} {:<14} {:>10} {:>10} {:>5}  {}",
-        "probe", "status", "entry site", "address", "offset", "rets", "symbol"
+        "\n{:<16} {:<8} {:<14} {:>10} {:>10} {:>5}  symbol",
+        "probe", "status", "entry site", "address", "offset", "rets"
     );
     for r in res {
         if r.targets.is_empty() {
@@ -607,17 +625,16 @@ fn hostname() -> String {
 
 fn report(a: ReportArgs) -> Result<ExitCode> {
     let t = Trace::read(&a.trace)?;
-    let mut c = Correlator::new(&t.header.probes, a.max_open.as_nanos() as u64);
-    let mut events = t.events.clone();
-    events.sort_by_key(|e| e.t);
-    for e in &events {
-        c.push(e);
+    let corr = podtrace::commands::correlate_with(&t, a.max_open.as_nanos() as u64);
+    if a.journal {
+        print!("{}", podtrace::journal::journal(&t, &corr));
+        return Ok(ExitCode::SUCCESS);
     }
-    let corr = c.finish();
     let r = Report::build(&t, &corr);
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
         Format::Table => print!("{}", r.to_table()),
     }
+    podtrace::html::write_report_pictures(&r, a.html.as_deref(), a.svg.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -47,8 +47,28 @@ pub struct PodReport {
     /// Stages of the first sync, in start order; times relative to its start.
     pub stages: Vec<StageRow>,
     pub mount_wait: Option<MountWait>,
+    /// The container runtime's CRI handlers for this pod (containerd),
+    /// joined by pod UID, sandbox id and container id; times relative to the
+    /// same start as `stages`.
+    pub cri: Vec<CriCall>,
     /// Syncs of this pod after the first (updates, status syncs).
     pub later_syncs: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CriCall {
+    pub call: String,
+    pub start_ms: f64,
+    pub duration_ms: Option<f64>,
+    /// Since the end of this pod's previous CRI call (time spent in kubelet
+    /// between the calls); for the first call, since the mount wait ended.
+    pub gap_ms: Option<f64>,
+    pub error: bool,
+    pub sandbox_id: Option<String>,
+    pub container_id: Option<String>,
+    pub container_name: Option<String>,
+    pub image: Option<String>,
+    pub image_ref: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,19 +174,31 @@ impl Report {
             let syncs: Vec<usize> = (0..c.spans.len())
                 .filter(|&i| c.spans[i].pod == Some(pi) && c.spans[i].role == Role::PodSync)
                 .collect();
-            let Some(&first) = syncs.first() else {
-                continue;
+            let cri_spans: Vec<&Span> = c
+                .spans
+                .iter()
+                .filter(|s| s.pod == Some(pi) && s.role == Role::Cri)
+                .collect();
+            let base = match (syncs.first(), cri_spans.first()) {
+                (Some(&first), _) => c.spans[first].start,
+                (None, Some(s)) => s.start,
+                (None, None) => continue,
             };
-            let base = c.spans[first].start;
-            let mut stages = vec![StageRow {
-                stage: c.spans[first].name.clone(),
-                depth: 0,
-                start_ms: 0.0,
-                duration_ms: c.spans[first].duration().map(ms),
-                error: c.spans[first].arg_u64("error") == Some(1),
-            }];
+            let mut stages = Vec::new();
             let mut mount_wait_span = None;
+            if let Some(&first) = syncs.first() {
+                stages.push(StageRow {
+                    stage: c.spans[first].name.clone(),
+                    depth: 0,
+                    start_ms: 0.0,
+                    duration_ms: c.spans[first].duration().map(ms),
+                    error: c.spans[first].arg_u64("error") == Some(1),
+                });
+            }
             for (i, s) in c.spans.iter().enumerate() {
+                let Some(first) = syncs.first().copied() else {
+                    break;
+                };
                 let Some(depth) = is_descendant(&c.spans, i, first) else {
                     continue;
                 };
@@ -187,6 +219,27 @@ impl Report {
                 }
             }
             let mount_wait = mount_wait_span.map(|mw| mount_wait(c, pi, mw, base));
+            let mut prev_end = mount_wait_span.and_then(|mw| c.spans[mw].end);
+            let cri = cri_spans
+                .iter()
+                .map(|s| {
+                    let gap = prev_end.map(|e| rel(s.start, e));
+                    prev_end = s.end.or(prev_end);
+                    let arg = |k: &str| s.arg_str(k).map(str::to_string);
+                    CriCall {
+                        call: s.name.clone(),
+                        start_ms: rel(s.start, base),
+                        duration_ms: s.duration().map(ms),
+                        gap_ms: gap,
+                        error: s.arg_u64("error") == Some(1),
+                        sandbox_id: arg("sandbox_id"),
+                        container_id: arg("container_id"),
+                        container_name: arg("container_name"),
+                        image: arg("image"),
+                        image_ref: arg("image_ref"),
+                    }
+                })
+                .collect();
             pods.push(PodReport {
                 uid: pod.uid.clone(),
                 name: pod.name.clone(),
@@ -194,7 +247,8 @@ impl Report {
                 start_unix_ns: base as i64 + off,
                 stages,
                 mount_wait,
-                later_syncs: syncs.len() - 1,
+                cri,
+                later_syncs: syncs.len().saturating_sub(1),
             });
         }
         pods.sort_by_key(|p| p.start_unix_ns);
@@ -292,7 +346,7 @@ impl Report {
             let _ = writeln!(o, "warning: {w}");
         }
         if self.pods.is_empty() {
-            let _ = writeln!(o, "\nno pod syncs in this trace");
+            let _ = writeln!(o, "\nno pod in this trace");
         }
         for p in &self.pods {
             let _ = writeln!(
@@ -353,6 +407,42 @@ impl Report {
                     f(m.noticed_ms),
                     f(m.lost_to_polling_ms)
                 );
+            }
+            if !p.cri.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "  {:<32} {:>10} {:>12} {:>9}  ids",
+                    "containerd CRI", "start ms", "duration ms", "gap ms"
+                );
+                for c in &p.cri {
+                    let dur = c
+                        .duration_ms
+                        .map(|d| format!("{d:.3}"))
+                        .unwrap_or_else(|| "(no exit)".into());
+                    let gap = c.gap_ms.map(|g| format!("{g:.3}")).unwrap_or_default();
+                    let short = |v: &Option<String>| {
+                        v.as_deref().map(|s| s.chars().take(12).collect::<String>())
+                    };
+                    let ids = [
+                        short(&c.sandbox_id).map(|s| format!("sandbox {s}")),
+                        short(&c.container_id).map(|s| format!("container {s}")),
+                        c.image.clone(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                    let _ = writeln!(
+                        o,
+                        "  {:<32} {:>10.3} {:>12} {:>9}  {}{}",
+                        c.call,
+                        c.start_ms,
+                        dur,
+                        gap,
+                        ids,
+                        if c.error { "  error" } else { "" }
+                    );
+                }
             }
             if p.later_syncs > 0 {
                 let _ = writeln!(o, "  ({} later syncs not shown)", p.later_syncs);

@@ -66,6 +66,8 @@ pub fn run_setup() -> Result<()> {
         ("docker-registry", "/usr/bin/docker-registry"),
         ("skopeo", "/usr/bin/skopeo"),
         ("protobuf-compiler", "/usr/bin/protoc"),
+        // HTML report tests render the page in headless Chromium.
+        ("chromium", "/usr/bin/chromium"),
     ])?;
     bpf_linker()?;
     go_new()?;

@@ -3,6 +3,7 @@
 //! the polling and loop findings side by side.
 
 use std::{
+    io::Write as _,
     path::{Path, PathBuf},
     process::ExitCode,
 };
@@ -62,7 +63,11 @@ pub fn labels_for(traces: &[PathBuf], given: &[String]) -> Result<Vec<String>> {
                     bail!(
                         "--label {g}: {} is not one of the traces given ({})",
                         file.display(),
-                        traces.iter().map(|t| t.display().to_string()).collect::<Vec<_>>().join(", ")
+                        traces
+                            .iter()
+                            .map(|t| t.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                 };
                 labels[i] = Some(label.to_string());
@@ -114,15 +119,24 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
         runs.push(Run::new(label, &path.display().to_string(), &trace, &corr));
     }
     let cmp = compare(&runs)?;
-    match args.format {
-        CompareFormat::Table => print!("{}", cmp.to_table()),
-        CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&cmp)?),
+    let text = match args.format {
+        CompareFormat::Table => cmp.to_table(),
+        CompareFormat::Json => serde_json::to_string_pretty(&cmp)? + "\n",
+    };
+    // Closed early (`| head`): not an error.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(e).context("writing standard output")
+        }
+        _ => {}
     }
     if let Some(p) = &args.html {
-        std::fs::write(p, html::compare_html(&cmp)).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, html::compare_html(&cmp))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &args.svg {
-        std::fs::write(p, html::compare_svg(&cmp)).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, html::compare_svg(&cmp))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -133,13 +147,21 @@ mod tests {
 
     #[test]
     fn labels_default_to_file_stems_and_can_be_given() -> Result<()> {
-        let t = vec![PathBuf::from("a/default.trace"), PathBuf::from("b/tuned.trace")];
+        let t = vec![
+            PathBuf::from("a/default.trace"),
+            PathBuf::from("b/tuned.trace"),
+        ];
         assert_eq!(labels_for(&t, &[])?, ["default", "tuned"]);
-        assert_eq!(labels_for(&t, &["x=b/tuned.trace".into()])?, ["default", "x"]);
+        assert_eq!(
+            labels_for(&t, &["x=b/tuned.trace".into()])?,
+            ["default", "x"]
+        );
         assert_eq!(labels_for(&t, &["p".into(), "q".into()])?, ["p", "q"]);
         let same = vec![PathBuf::from("a/run.trace"), PathBuf::from("b/run.trace")];
         assert_eq!(labels_for(&same, &[])?, ["run", "run#2"]);
-        let e = labels_for(&t, &["x=nope.trace".into()]).err().map(|e| e.to_string());
+        let e = labels_for(&t, &["x=nope.trace".into()])
+            .err()
+            .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("not one of the traces")));
         assert!(labels_for(&t, &["a".into(), "b".into(), "c".into()]).is_err());
         Ok(())

@@ -59,7 +59,25 @@ fn output(path: Option<&PathBuf>) -> Result<Box<dyn Write>> {
     })
 }
 
+/// True if the output was closed early (`| head`), which is not a failure.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                .is_some_and(|k| k == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
+    match export(args) {
+        Err(e) if broken_pipe(&e) => Ok(ExitCode::SUCCESS),
+        r => r,
+    }
+}
+
+fn export(args: ExportArgs) -> Result<ExitCode> {
     if args.format != ExportFormat::Otlp && (args.endpoint.is_some() || !args.headers.is_empty()) {
         bail!("--endpoint and --header are for --format otlp");
     }
@@ -117,7 +135,12 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
                             .with_context(|| format!("--header {h}: expected NAME=VALUE"))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let res = otlp::push(ep, &req, &headers, Duration::from_secs(args.timeout_secs.max(1)))?;
+                let res = otlp::push(
+                    ep,
+                    &req,
+                    &headers,
+                    Duration::from_secs(args.timeout_secs.max(1)),
+                )?;
                 eprintln!("podtrace: pushed {spans} spans to {ep} ({})", res.status);
                 if res.rejected_spans > 0 || !res.message.is_empty() {
                     eprintln!(

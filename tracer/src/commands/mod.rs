@@ -20,10 +20,15 @@ pub const MAX_SPAN_AGE_NS: u64 = 600 * 1_000_000_000;
 
 /// Pairs a trace's events into spans and pods (events in time order).
 pub fn correlate(trace: &Trace) -> Correlated {
+    correlate_with(trace, MAX_SPAN_AGE_NS)
+}
+
+/// As [`correlate`], with calls open longer than `max_open_ns` aged out.
+pub fn correlate_with(trace: &Trace, max_open_ns: u64) -> Correlated {
     let mut order: Vec<usize> = (0..trace.events.len()).collect();
     // Stable: equal timestamps keep file order (entry before exit of a call).
     order.sort_by_key(|&i| trace.events[i].t);
-    let mut c = Correlator::new(&trace.header.probes, MAX_SPAN_AGE_NS);
+    let mut c = Correlator::new(&trace.header.probes, max_open_ns);
     for i in order {
         c.push(&trace.events[i]);
     }

@@ -74,6 +74,9 @@ pub struct SynthSpec {
     pub reconcile_ms: Option<f64>,
     /// PLEG relist period; None: no relist.
     pub relist_ms: Option<f64>,
+    /// Also trace containerd (this pid): its CRI handlers run inside
+    /// kubelet's create_sandbox and start_container calls.
+    pub containerd_pid: Option<u32>,
 }
 
 impl SynthSpec {
@@ -84,6 +87,7 @@ impl SynthSpec {
             hostname: "node-1".into(),
             reconcile_ms: Some(100.0),
             relist_ms: Some(1000.0),
+            containerd_pid: None,
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct PodTruth {
     pub runtime_sync: (u64, u64),
     pub sandbox: (u64, u64),
     pub containers: Vec<(u64, u64)>,
+    /// Containerd CRI handlers: (name, start, end).
+    pub cri: Vec<(String, u64, u64)>,
     /// Spans written for this pod (its syncs' trees and its volume marks).
     pub spans: usize,
 }
@@ -122,28 +128,38 @@ fn ns(ms: f64) -> u64 {
     (ms.max(0.0) * 1e6).round() as u64
 }
 
-/// The kubelet catalogue as a probe table (first variant of each probe).
-pub fn kubelet_probes() -> Result<Vec<ProbeInfo>> {
+/// A built-in catalogue binary as a probe table (the last variant of each
+/// probe, the oldest layout), ids from `first_id`.
+pub fn catalogue_probes(binary: &str, first_id: u32) -> Result<Vec<ProbeInfo>> {
     let cat = Catalogue::builtin()?;
-    let k = cat.binary("kubelet").context("built-in catalogue has no kubelet")?;
-    Ok(k.probes
+    let b = cat
+        .binary(binary)
+        .with_context(|| format!("built-in catalogue has no {binary}"))?;
+    Ok(b.probes
         .iter()
+        .filter_map(|p| {
+            let v = p.variants.last()?;
+            let (entry, exit) = v.captures(p);
+            Some((p, v.symbols().next()?.to_string(), entry, exit))
+        })
         .enumerate()
-        .filter_map(|(i, p)| {
-            let v = p.variants.first()?;
-            Some(ProbeInfo {
-                id: i as u32,
-                binary: "kubelet".into(),
-                probe: p.name.clone(),
-                role: p.role,
-                symbol: v.symbol.clone(),
-                entry_site: SiteKind::PrologueJump,
-                rets: 1,
-                entry_captures: v.entry.clone(),
-                exit_captures: v.exit.clone(),
-            })
+        .map(|(i, (p, symbol, entry, exit))| ProbeInfo {
+            id: first_id + i as u32,
+            binary: binary.into(),
+            probe: p.name.clone(),
+            role: p.role,
+            symbol,
+            entry_site: SiteKind::PrologueJump,
+            rets: 1,
+            entry_captures: entry,
+            exit_captures: exit,
         })
         .collect())
+}
+
+/// The kubelet catalogue as a probe table.
+pub fn kubelet_probes() -> Result<Vec<ProbeInfo>> {
+    catalogue_probes("kubelet", 0)
 }
 
 /// Writes probe hits goroutine by goroutine, in call order.
@@ -151,6 +167,7 @@ struct Gen<'a> {
     probes: &'a [ProbeInfo],
     by_name: HashMap<&'a str, usize>,
     pid: u32,
+    containerd_pid: u32,
     events: Vec<Rec>,
     /// Open frames per goroutine, for SP values that look like a real stack.
     depth: HashMap<u64, u64>,
@@ -159,13 +176,17 @@ struct Gen<'a> {
 
 impl<'a> Gen<'a> {
     fn id(&self, probe: &str) -> Result<usize> {
-        self.by_name
-            .get(probe)
-            .copied()
-            .with_context(|| format!("synthetic trace: no probe `{probe}` in the kubelet catalogue"))
+        self.by_name.get(probe).copied().with_context(|| {
+            format!("synthetic trace: no probe `{probe}` in the kubelet catalogue")
+        })
     }
 
     fn rec(&mut self, t: u64, id: usize, kind: u8, goid: u64, args: &[(&str, Val)]) {
+        let pid = if self.probes[id].binary == "containerd" {
+            self.containerd_pid
+        } else {
+            self.pid
+        };
         let p = &self.probes[id];
         let caps = if kind == podtrace_common::KIND_ENTRY {
             &p.entry_captures
@@ -174,13 +195,17 @@ impl<'a> Gen<'a> {
         };
         let a = caps
             .iter()
-            .map(|c| args.iter().find(|(n, _)| *n == c.name).map(|(_, v)| v.clone()))
+            .map(|c| {
+                args.iter()
+                    .find(|(n, _)| *n == c.name)
+                    .map(|(_, v)| v.clone())
+            })
             .collect();
         let depth = self.depth.entry(goid).or_insert(0);
         if kind != podtrace_common::KIND_ENTRY {
             *depth = depth.saturating_sub(1);
         }
-        let sp = 0xc000_0800_00 - *depth * 0x100;
+        let sp = 0x00c0_0008_0000 - *depth * 0x100;
         if kind == podtrace_common::KIND_ENTRY {
             *depth += 1;
         }
@@ -188,9 +213,9 @@ impl<'a> Gen<'a> {
             t,
             p: id as u32,
             k: kind,
-            pid: self.pid,
-            tid: self.pid + (goid % 8) as u32,
-            g: 0xc000_1000_00 + goid * 0x1000,
+            pid,
+            tid: pid + (goid % 8) as u32,
+            g: 0x00c0_0010_0000 + goid * 0x1000,
             goid,
             sp,
             ra: 0x40_0000 + id as u64 * 0x40,
@@ -218,11 +243,19 @@ fn s(v: &str) -> Val {
 
 /// Builds the trace of `spec` and the truth it encodes.
 pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
-    let probes = kubelet_probes()?;
+    let mut probes = kubelet_probes()?;
+    if spec.containerd_pid.is_some() {
+        probes.extend(catalogue_probes("containerd", probes.len() as u32)?);
+    }
     let mut g = Gen {
         probes: &probes,
-        by_name: probes.iter().enumerate().map(|(i, p)| (p.probe.as_str(), i)).collect(),
+        by_name: probes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.probe.as_str(), i))
+            .collect(),
         pid: spec.pid,
+        containerd_pid: spec.containerd_pid.unwrap_or(0),
         events: Vec::new(),
         depth: HashMap::new(),
         spans: 0,
@@ -252,7 +285,12 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         g.open("mount_wait", mw, goid, &who(false))?;
         let ph = mw + 10_000;
         let interval = ns(pod.poll_interval_ms).max(1_000);
-        g.open("poll_helper", ph, goid, &[("interval_ns", Val::N(interval))])?;
+        g.open(
+            "poll_helper",
+            ph,
+            goid,
+            &[("interval_ns", Val::N(interval))],
+        )?;
         let mounted: Vec<u64> = pod.volumes_ms.iter().map(|v| mw + ns(*v)).collect();
         for (v, &m) in mounted.iter().enumerate() {
             // MarkVolumeAsMounted runs on an operation executor goroutine.
@@ -260,7 +298,10 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
             let args = [
                 ("pod_unique_name", s(&pod.uid)),
                 ("pod_uid", s(&pod.uid)),
-                ("volume", s(&format!("kubernetes.io/configmap/{}-vol{v}", pod.uid))),
+                (
+                    "volume",
+                    s(&format!("kubernetes.io/configmap/{}-vol{v}", pod.uid)),
+                ),
             ];
             g.open("volume_mounted", m, vg, &args)?;
             g.close("volume_mounted", m + 20_000, vg, &[])?;
@@ -287,18 +328,64 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         }
         g.close("poll_helper", t + 5_000, goid, &[])?;
         pt.mount_wait_end = t + 10_000;
-        g.close("mount_wait", pt.mount_wait_end, goid, &[("error", Val::N(0))])?;
+        g.close(
+            "mount_wait",
+            pt.mount_wait_end,
+            goid,
+            &[("error", Val::N(0))],
+        )?;
         let rs = pt.mount_wait_end + 100_000;
         g.open("runtime_sync", rs, goid, &[])?;
         let mut t = rs + 10_000;
         g.open("create_sandbox", t, goid, &[])?;
         pt.sandbox = (t, t + ns(pod.sandbox_ms));
+        // containerd's handlers run on its own goroutine, inside kubelet's calls.
+        let cg = 20_000 + 8 * i as u64;
+        let sandbox_id = format!("sb{i:062}");
+        if spec.containerd_pid.is_some() {
+            let (a, b) = (
+                t + 200_000,
+                (pt.sandbox.1.saturating_sub(200_000)).max(t + 200_000),
+            );
+            let args = [
+                ("pod_name", s(&pod.name)),
+                ("pod_uid", s(&pod.uid)),
+                ("pod_namespace", s(&pod.namespace)),
+                ("attempt", Val::N(0)),
+            ];
+            g.open("RunPodSandbox", a, cg, &args)?;
+            let ret = [("sandbox_id", s(&sandbox_id)), ("error", Val::N(0))];
+            g.close("RunPodSandbox", b, cg, &ret)?;
+            pt.cri.push(("RunPodSandbox".into(), a, b));
+        }
         t = pt.sandbox.1;
         g.close("create_sandbox", t, goid, &[])?;
-        for c in &pod.containers_ms {
+        for (ci, c) in pod.containers_ms.iter().enumerate() {
             t += 10_000;
             g.open("start_container", t, goid, &[])?;
             pt.containers.push((t, t + ns(*c)));
+            if spec.containerd_pid.is_some() && ns(*c) >= 2_000_000 {
+                let id = format!("ct{i:03}{ci:059}");
+                let (a, m, b) = (t + 300_000, t + ns(*c) / 2, t + ns(*c) - 300_000);
+                let args = [
+                    ("sandbox_id", s(&sandbox_id)),
+                    ("container_name", s(&format!("c{ci}"))),
+                    ("pod_uid", s(&pod.uid)),
+                    ("pod_name", s(&pod.name)),
+                ];
+                g.open("CreateContainer", a, cg, &args)?;
+                let ret = [("container_id", s(&id)), ("error", Val::N(0))];
+                g.close("CreateContainer", m, cg, &ret)?;
+                g.open(
+                    "StartContainer",
+                    m + 50_000,
+                    cg,
+                    &[("container_id", s(&id))],
+                )?;
+                g.close("StartContainer", b, cg, &[("error", Val::N(0))])?;
+                pt.cri.push(("CreateContainer".into(), a, m));
+                pt.cri.push(("StartContainer".into(), m + 50_000, b));
+            }
             t += ns(*c);
             g.close("start_container", t, goid, &[])?;
         }
@@ -360,13 +447,21 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         hostname: spec.hostname.clone(),
         mono_to_unix_ns: T0_UNIX_NS - T0_MONO_NS as i64,
         started_unix_ns: T0_UNIX_NS,
-        binaries: vec![crate::trace::BinaryRecord {
+        binaries: std::iter::once(crate::trace::BinaryRecord {
             name: "kubelet".into(),
             path: "/usr/bin/kubelet".into(),
             go_version: Some("go1.27.0".into()),
             pids: vec![spec.pid],
             unresolved: vec![],
-        }],
+        })
+        .chain(spec.containerd_pid.map(|pid| crate::trace::BinaryRecord {
+            name: "containerd".into(),
+            path: "/usr/bin/containerd".into(),
+            go_version: Some("go1.24.0".into()),
+            pids: vec![pid],
+            unresolved: vec![],
+        }))
+        .collect(),
         probes,
     };
     Ok((
@@ -399,21 +494,30 @@ mod tests {
         let mut p = SynthPod::new(0, 10.0, 250.0, 100.0);
         p.volumes_ms = vec![120.0, 250.0];
         p.later_syncs = 2;
-        let (t, truth) = synth(&SynthSpec::new(vec![p, SynthPod::new(1, 40.0, 30.0, 300.0)]))?;
+        let (t, truth) = synth(&SynthSpec::new(vec![
+            p,
+            SynthPod::new(1, 40.0, 30.0, 300.0),
+        ]))?;
         let c = correlate(&t);
         assert_eq!(c.stats.spans as usize, truth.spans);
-        assert_eq!((c.stats.aged_out, c.stats.unmatched_exits, c.stats.open_at_end), (0, 0, 0));
+        assert_eq!(
+            (
+                c.stats.aged_out,
+                c.stats.unmatched_exits,
+                c.stats.open_at_end
+            ),
+            (0, 0, 0)
+        );
         let r = Report::build(&t, &c);
         assert_eq!(r.pods.len(), 2);
         let (p0, t0) = (&r.pods[0], &truth.pods[0]);
         assert_eq!(p0.later_syncs, 2);
         let mw = p0.mount_wait.as_ref().context("mount wait")?;
         assert_eq!(mw.checks.len(), t0.checks.len());
-        assert_eq!(mw.checks.iter().map(|c| c.unmounted).collect::<Vec<_>>(), t0
-            .checks
-            .iter()
-            .map(|c| Some(c.1))
-            .collect::<Vec<_>>());
+        assert_eq!(
+            mw.checks.iter().map(|c| c.unmounted).collect::<Vec<_>>(),
+            t0.checks.iter().map(|c| Some(c.1)).collect::<Vec<_>>()
+        );
         let lost = (t0.noticed - t0.volumes_mounted.context("mounted")?) as f64 / 1e6;
         assert!((mw.lost_to_polling_ms.context("lost")? - lost).abs() < 1e-9);
         let sync_ms = (t0.sync_end - t0.sync_start) as f64 / 1e6;

@@ -58,6 +58,9 @@ pub struct ChromeTrace {
     pub other_data: Map<String, Value>,
 }
 
+/// Complete events of a track: (start, end, span index).
+type Calls = Vec<(u64, u64, usize)>;
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum TrackKey {
     Pod(usize),
@@ -116,7 +119,9 @@ pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrac
         let s = &c.spans[i];
         if tracks == Tracks::Pod {
             let r = &c.spans[root(c, i)];
-            if r.role == Role::PodSync {
+            // A pod's syncs, and the runtime's handlers for it (a pod track
+            // in the runtime's process).
+            if matches!(r.role, Role::PodSync | Role::Cri) {
                 if let Some(p) = r.pod {
                     return TrackKey::Pod(p);
                 }
@@ -136,7 +141,7 @@ pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrac
     };
 
     // Per (pid, track): the complete events, to be split into nesting lanes.
-    let mut groups: BTreeMap<(u32, TrackKey), Vec<(u64, u64, usize)>> = BTreeMap::new();
+    let mut groups: BTreeMap<(u32, TrackKey), Calls> = BTreeMap::new();
     let mut instants: Vec<(u32, TrackKey, usize)> = Vec::new();
     for (i, s) in c.spans.iter().enumerate() {
         let k = key_of(i);
@@ -150,10 +155,20 @@ pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrac
         groups.entry((pid, k.clone())).or_default();
     }
     // Pod tracks in order of the pod's first sync, then goroutines by id.
-    let first_sync = |p: usize| syncs.get(p).and_then(|v| v.first()).map(|&i| c.spans[i].start);
+    let first_sync = |p: usize| {
+        syncs
+            .get(p)
+            .and_then(|v| v.first())
+            .map(|&i| c.spans[i].start)
+    };
     let mut order: Vec<(u32, TrackKey)> = groups.keys().cloned().collect();
     order.sort_by_key(|(pid, k)| match k {
-        TrackKey::Pod(p) => (0, first_sync(*p).unwrap_or(u64::MAX), *pid as u64, *p as u64),
+        TrackKey::Pod(p) => (
+            0,
+            first_sync(*p).unwrap_or(u64::MAX),
+            *pid as u64,
+            *p as u64,
+        ),
         TrackKey::Goroutine(g) => (1, 0, *pid as u64, *g),
     });
 
@@ -166,7 +181,9 @@ pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrac
         let lane_of = lanes(iv.clone());
         let n_lanes = lane_of.values().max().map(|m| m + 1).unwrap_or(1);
         let base_name = match &key {
-            TrackKey::Pod(p) => format!("pod {}", c.pods.get(*p).map(pod_label).unwrap_or_default()),
+            TrackKey::Pod(p) => {
+                format!("pod {}", c.pods.get(*p).map(pod_label).unwrap_or_default())
+            }
             TrackKey::Goroutine(g) => format!("goroutine {g}"),
         };
         for lane in 0..n_lanes {
@@ -179,7 +196,12 @@ pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrac
                 format!("{base_name} (overlap {})", lane + 1)
             };
             events.push(meta("thread_name", pid, tid, json!({ "name": name })));
-            events.push(meta("thread_sort_index", pid, tid, json!({ "sort_index": tid })));
+            events.push(meta(
+                "thread_sort_index",
+                pid,
+                tid,
+                json!({ "sort_index": tid }),
+            ));
         }
         for (start, end, i) in iv {
             let s = &c.spans[i];
@@ -253,8 +275,18 @@ pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrac
         }
     }
     for (pid, binary) in &pids {
-        events.push(meta("process_name", *pid, 0, json!({ "name": format!("{binary} (pid {pid})") })));
-        events.push(meta("process_labels", *pid, 0, json!({ "labels": trace.header.hostname })));
+        events.push(meta(
+            "process_name",
+            *pid,
+            0,
+            json!({ "name": format!("{binary} (pid {pid})") }),
+        ));
+        events.push(meta(
+            "process_labels",
+            *pid,
+            0,
+            json!({ "labels": trace.header.hostname }),
+        ));
     }
     // Metadata first, then by time: what viewers expect, and stable output.
     events.sort_by(|a, b| {
@@ -264,11 +296,17 @@ pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrac
             .then(b.dur.unwrap_or(0.0).total_cmp(&a.dur.unwrap_or(0.0)))
     });
     let mut other = Map::new();
-    other.insert("podtrace_version".into(), json!(trace.header.podtrace_version));
+    other.insert(
+        "podtrace_version".into(),
+        json!(trace.header.podtrace_version),
+    );
     other.insert("hostname".into(), json!(trace.header.hostname));
     other.insert("t0_mono_ns".into(), json!(t0));
     other.insert("t0_unix_ns".into(), json!(unix_ns(trace, t0)));
-    other.insert("mono_to_unix_ns".into(), json!(trace.header.mono_to_unix_ns));
+    other.insert(
+        "mono_to_unix_ns".into(),
+        json!(trace.header.mono_to_unix_ns),
+    );
     ChromeTrace {
         trace_events: events,
         display_time_unit: "ms",

@@ -58,7 +58,7 @@ pub fn write(trace: &crate::trace::Trace, c: &Correlated, mut out: impl Write) -
         .collect();
     let mut order: Vec<usize> = (0..c.spans.len()).collect();
     order.sort_by_key(|&i| (c.spans[i].start, i));
-    let mut w = || -> std::io::Result<()> {
+    let w = || -> std::io::Result<()> {
         writeln!(out, "{}", COLUMNS.join(","))?;
         for i in order {
             let s = &c.spans[i];
@@ -82,11 +82,15 @@ pub fn write(trace: &crate::trace::Trace, c: &Correlated, mut out: impl Write) -
                 role_name(s.role),
                 function(trace, s).to_string(),
                 unix_ns(trace, s.start).to_string(),
-                s.end.map(|e| unix_ns(trace, e).to_string()).unwrap_or_default(),
+                s.end
+                    .map(|e| unix_ns(trace, e).to_string())
+                    .unwrap_or_default(),
                 s.duration().map(|d| d.to_string()).unwrap_or_default(),
                 offset.unwrap_or_default(),
                 if s.end.is_some() { "1" } else { "0" }.to_string(),
-                s.arg_u64("error").map(|e| e.to_string()).unwrap_or_default(),
+                s.arg_u64("error")
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
                 args,
             ];
             let line: Vec<String> = row.iter().map(|f| field(f)).collect();

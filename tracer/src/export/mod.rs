@@ -36,7 +36,10 @@ pub fn root(c: &Correlated, mut i: usize) -> usize {
 
 /// The traced function's symbol, from the trace's probe table.
 pub fn function<'a>(trace: &'a Trace, s: &'a Span) -> &'a str {
-    trace.probe(s.probe).map(|p| p.symbol.as_str()).unwrap_or(&s.name)
+    trace
+        .probe(s.probe)
+        .map(|p| p.symbol.as_str())
+        .unwrap_or(&s.name)
 }
 
 pub fn val_json(v: &Val) -> serde_json::Value {

@@ -78,10 +78,96 @@ fn unix_u64(trace: &Trace, mono: u64) -> u64 {
     u64::try_from(unix_ns(trace, mono)).unwrap_or(0)
 }
 
-/// Roles that become spans (the rows of the report); the poll machinery
-/// shows up as attributes and events of the mount wait.
+/// Roles that become spans (the rows of the report, the runtime's CRI
+/// handlers); the poll machinery shows up as attributes and events of the
+/// mount wait.
 fn is_span_role(r: Role) -> bool {
-    matches!(r, Role::PodSync | Role::MountWait | Role::Stage)
+    matches!(r, Role::PodSync | Role::MountWait | Role::Stage | Role::Cri)
+}
+
+/// Turns call trees into OTLP spans of one trace.
+struct TreeExport<'a> {
+    trace: &'a Trace,
+    c: &'a Correlated,
+    children: &'a [Vec<usize>],
+    trace_id: Vec<u8>,
+    rng: SplitMix64,
+    pod_attrs: Vec<KeyValue>,
+}
+
+impl TreeExport<'_> {
+    /// The spans of the tree under `top` (skipping roles that are not
+    /// spans), `top` a child of `parent`. Returns (span index, span).
+    fn export(&mut self, top: usize, parent: Option<Vec<u8>>) -> Vec<(usize, Span)> {
+        let c = self.c;
+        let mut stack = vec![(top, parent)];
+        let mut out = Vec::new();
+        while let Some((i, parent)) = stack.pop() {
+            let s = &c.spans[i];
+            let exported = is_span_role(s.role);
+            let span_id = if exported {
+                (self.rng.next_u64() | 1).to_be_bytes().to_vec()
+            } else {
+                Vec::new()
+            };
+            let next_parent = if exported {
+                Some(span_id.clone())
+            } else {
+                parent.clone()
+            };
+            let mut kids = self.children[i].clone();
+            kids.sort_by_key(|&k| std::cmp::Reverse(c.spans[k].start));
+            stack.extend(kids.into_iter().map(|k| (k, next_parent.clone())));
+            if !exported {
+                continue;
+            }
+            let mut attrs = self.pod_attrs.clone();
+            attrs.push(kv_str("code.function.name", function(self.trace, s)));
+            attrs.push(kv_str("podtrace.probe", &s.name));
+            attrs.push(kv_int(
+                "podtrace.goroutine.id",
+                i64::try_from(s.goid).unwrap_or(-1),
+            ));
+            for (k, v) in s.entry.iter().chain(s.exit.iter()) {
+                if !matches!(
+                    k.as_str(),
+                    "pod_name" | "pod_namespace" | "pod_uid" | "error"
+                ) {
+                    attrs.push(kv_val(&format!("podtrace.arg.{k}"), v));
+                }
+            }
+            let end = match s.end {
+                Some(e) => e,
+                None => {
+                    attrs.push(kv("podtrace.exit_seen", any_value::Value::BoolValue(false)));
+                    s.start
+                }
+            };
+            let status = match s.arg_u64("error") {
+                Some(1) => Some(Status {
+                    code: status::StatusCode::Error as i32,
+                    message: format!("{} returned an error", s.name),
+                }),
+                _ => None,
+            };
+            out.push((
+                i,
+                Span {
+                    trace_id: self.trace_id.clone(),
+                    span_id,
+                    parent_span_id: parent.unwrap_or_default(),
+                    name: s.name.clone(),
+                    kind: span::SpanKind::Internal as i32,
+                    start_time_unix_nano: unix_u64(self.trace, s.start),
+                    end_time_unix_nano: unix_u64(self.trace, end),
+                    attributes: attrs,
+                    status,
+                    ..Default::default()
+                },
+            ));
+        }
+        out
+    }
 }
 
 /// Builds the export request: one resource per traced process.
@@ -95,21 +181,41 @@ pub fn otlp_request(trace: &Trace, c: &Correlated) -> ExportTraceServiceRequest 
             children[p].push(i);
         }
     }
+    // Outermost runtime CRI handlers of each pod.
+    let mut cri: Vec<Vec<usize>> = vec![Vec::new(); c.pods.len()];
+    for (i, s) in c.spans.iter().enumerate() {
+        let outermost = s.parent.is_none_or(|pp| c.spans[pp].role != Role::Cri);
+        if let (Role::Cri, Some(p), true) = (s.role, s.pod, outermost) {
+            if let Some(v) = cri.get_mut(p) {
+                v.push(i);
+            }
+        }
+    }
     let mut by_process: BTreeMap<(String, u32), Vec<Span>> = BTreeMap::new();
     for (p, idx) in syncs.iter().enumerate() {
-        let Some(&first) = idx.first() else { continue };
         let pod = &c.pods[p];
+        let mut pod_attrs = vec![kv_str("k8s.pod.uid", &pod.uid)];
+        if let Some(n) = &pod.name {
+            pod_attrs.push(kv_str("k8s.pod.name", n));
+        }
+        if let Some(ns) = &pod.namespace {
+            pod_attrs.push(kv_str("k8s.namespace.name", ns));
+        }
+        let Some(&first) = idx.first() else {
+            // Only the runtime was traced for this pod.
+            let calls = cri.get(p).map(Vec::as_slice).unwrap_or_default();
+            runtime_only(trace, c, &children, calls, pod_attrs, &mut by_process);
+            continue;
+        };
         let root = &c.spans[first];
-        let (trace_id, mut rng) = ids(&pod.uid, root.start);
-        let pod_attrs = {
-            let mut v = vec![kv_str("k8s.pod.uid", &pod.uid)];
-            if let Some(n) = &pod.name {
-                v.push(kv_str("k8s.pod.name", n));
-            }
-            if let Some(ns) = &pod.namespace {
-                v.push(kv_str("k8s.namespace.name", ns));
-            }
-            v
+        let (trace_id, rng) = ids(&pod.uid, root.start);
+        let mut tx = TreeExport {
+            trace,
+            c,
+            children: &children,
+            trace_id,
+            rng,
+            pod_attrs,
         };
         let pr = report.pods.iter().find(|r| r.uid == pod.uid);
         let first_clean_end = idx
@@ -117,75 +223,55 @@ pub fn otlp_request(trace: &Trace, c: &Correlated) -> ExportTraceServiceRequest 
             .map(|&i| &c.spans[i])
             .find(|s| s.end.is_some() && s.arg_u64("error") != Some(1))
             .and_then(|s| s.end);
-        // Depth-first from the sync; `parent` is the nearest exported ancestor.
-        let mut stack = vec![(first, None::<Vec<u8>>)];
-        let mut out = Vec::new();
-        while let Some((i, parent)) = stack.pop() {
-            let s = &c.spans[i];
-            let exported = is_span_role(s.role);
-            let span_id = if exported {
-                (rng.next_u64() | 1).to_be_bytes().to_vec()
-            } else {
-                Vec::new()
-            };
-            let next_parent = if exported { Some(span_id.clone()) } else { parent.clone() };
-            let mut kids = children[i].clone();
-            kids.sort_by_key(|&k| std::cmp::Reverse(c.spans[k].start));
-            stack.extend(kids.into_iter().map(|k| (k, next_parent.clone())));
-            if !exported {
+        let mut spans = tx.export(first, None);
+        for (i, sp) in &mut spans {
+            if *i == first {
+                if let Some(e) = first_clean_end {
+                    sp.attributes.push(kv_f64(
+                        "podtrace.pod_start_ms",
+                        (e - root.start) as f64 / 1e6,
+                    ));
+                }
+                sp.attributes
+                    .push(kv_int("podtrace.later_syncs", idx.len() as i64 - 1));
+            }
+            if c.spans[*i].role == Role::MountWait {
+                mount_wait_details(trace, pr, root.start, &mut sp.attributes, &mut sp.events);
+            }
+        }
+        // The runtime's CRI handlers for this pod during its start, in their
+        // own process: under the innermost call of the sync that encloses
+        // them in time (RunPodSandbox under create_sandbox), else the sync.
+        let window_end = first_clean_end.or(root.end);
+        let enclosing: Vec<(u64, u64, Vec<u8>)> = spans
+            .iter()
+            .map(|(i, sp)| {
+                let s = &c.spans[*i];
+                (s.start, s.end.unwrap_or(s.start), sp.span_id.clone())
+            })
+            .collect();
+        let root_id = enclosing.first().map(|e| e.2.clone());
+        for &ci in cri.get(p).map(Vec::as_slice).unwrap_or_default() {
+            let cs = &c.spans[ci];
+            if cs.start < root.start || window_end.is_some_and(|e| cs.start > e) {
                 continue;
             }
-            let mut attrs = pod_attrs.clone();
-            attrs.push(kv_str("code.function.name", function(trace, s)));
-            attrs.push(kv_str("podtrace.probe", &s.name));
-            attrs.push(kv_int("podtrace.goroutine.id", i64::try_from(s.goid).unwrap_or(-1)));
-            for (k, v) in s.entry.iter().chain(s.exit.iter()) {
-                if !matches!(k.as_str(), "pod_name" | "pod_namespace" | "pod_uid" | "error") {
-                    attrs.push(kv_val(&format!("podtrace.arg.{k}"), v));
-                }
-            }
-            let mut events = Vec::new();
-            if i == first {
-                if let Some(e) = first_clean_end {
-                    attrs.push(kv_f64("podtrace.pod_start_ms", (e - s.start) as f64 / 1e6));
-                }
-                attrs.push(kv_int("podtrace.later_syncs", idx.len() as i64 - 1));
-            }
-            if s.role == Role::MountWait {
-                mount_wait_details(trace, pr, root.start, &mut attrs, &mut events);
-            }
-            let end = match s.end {
-                Some(e) => e,
-                None => {
-                    attrs.push(kv(
-                        "podtrace.exit_seen",
-                        any_value::Value::BoolValue(false),
-                    ));
-                    s.start
-                }
-            };
-            let status = match s.arg_u64("error") {
-                Some(1) => Some(Status {
-                    code: status::StatusCode::Error as i32,
-                    message: format!("{} returned an error", s.name),
-                }),
-                _ => None,
-            };
-            out.push(Span {
-                trace_id: trace_id.clone(),
-                span_id,
-                parent_span_id: parent.unwrap_or_default(),
-                name: s.name.clone(),
-                kind: span::SpanKind::Internal as i32,
-                start_time_unix_nano: unix_u64(trace, s.start),
-                end_time_unix_nano: unix_u64(trace, end),
-                attributes: attrs,
-                events,
-                status,
-                ..Default::default()
-            });
+            let end = cs.end.unwrap_or(cs.start);
+            let parent = enclosing
+                .iter()
+                .filter(|(s, e, _)| *s <= cs.start && end <= *e)
+                .min_by_key(|(s, e, _)| e - s)
+                .map(|e| e.2.clone())
+                .or_else(|| root_id.clone());
+            by_process
+                .entry((cs.binary.clone(), cs.pid))
+                .or_default()
+                .extend(tx.export(ci, parent).into_iter().map(|(_, sp)| sp));
         }
-        by_process.entry((root.binary.clone(), root.pid)).or_default().extend(out);
+        by_process
+            .entry((root.binary.clone(), root.pid))
+            .or_default()
+            .extend(spans.into_iter().map(|(_, sp)| sp));
     }
     let resource_spans = by_process
         .into_iter()
@@ -223,6 +309,80 @@ pub fn otlp_request(trace: &Trace, c: &Correlated) -> ExportTraceServiceRequest 
     ExportTraceServiceRequest { resource_spans }
 }
 
+/// A pod whose start only the container runtime saw (no kubelet sync in the
+/// trace): its CRI calls under one synthetic root span, `pod_start`, from the
+/// first call's start to the last one's end (`podtrace.synthetic = true`).
+fn runtime_only(
+    trace: &Trace,
+    c: &Correlated,
+    children: &[Vec<usize>],
+    calls: &[usize],
+    pod_attrs: Vec<KeyValue>,
+    by_process: &mut BTreeMap<(String, u32), Vec<Span>>,
+) {
+    let Some(first) = calls.iter().map(|&i| &c.spans[i]).min_by_key(|s| s.start) else {
+        return;
+    };
+    let start = first.start;
+    let end = calls
+        .iter()
+        .map(|&i| c.spans[i].end.unwrap_or(c.spans[i].start))
+        .max()
+        .unwrap_or(start);
+    let uid = attr_value(&pod_attrs, "k8s.pod.uid").unwrap_or_default();
+    let (trace_id, mut rng) = ids(&uid, start);
+    let root_id = (rng.next_u64() | 1).to_be_bytes().to_vec();
+    let mut attrs = pod_attrs.clone();
+    attrs.push(kv("podtrace.synthetic", any_value::Value::BoolValue(true)));
+    let root = Span {
+        trace_id: trace_id.clone(),
+        span_id: root_id.clone(),
+        name: "pod_start".into(),
+        kind: span::SpanKind::Internal as i32,
+        start_time_unix_nano: unix_u64(trace, start),
+        end_time_unix_nano: unix_u64(trace, end),
+        attributes: attrs,
+        ..Default::default()
+    };
+    by_process
+        .entry((first.binary.clone(), first.pid))
+        .or_default()
+        .push(root);
+    let mut tx = TreeExport {
+        trace,
+        c,
+        children,
+        trace_id,
+        rng,
+        pod_attrs,
+    };
+    for &i in calls {
+        let s = &c.spans[i];
+        by_process
+            .entry((s.binary.clone(), s.pid))
+            .or_default()
+            .extend(
+                tx.export(i, Some(root_id.clone()))
+                    .into_iter()
+                    .map(|(_, sp)| sp),
+            );
+    }
+}
+
+fn attr_value(attrs: &[KeyValue], key: &str) -> Option<String> {
+    match attrs
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?
+    {
+        any_value::Value::StringValue(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
 /// The report's poll analysis on the mount-wait span.
 fn mount_wait_details(
     trace: &Trace,
@@ -234,11 +394,22 @@ fn mount_wait_details(
     let Some(mw) = pr.and_then(|p| p.mount_wait.as_ref()) else {
         return;
     };
-    let at = |ms: f64| unix_u64(trace, base.saturating_add((ms * 1e6).round().max(0.0) as u64));
+    let at = |ms: f64| {
+        unix_u64(
+            trace,
+            base.saturating_add((ms * 1e6).round().max(0.0) as u64),
+        )
+    };
     attrs.push(kv_int("podtrace.poll.checks", mw.checks.len() as i64));
     for (k, v) in [
-        ("podtrace.poll.interval_configured_ms", mw.configured_interval_ms),
-        ("podtrace.poll.interval_observed_ms", mw.observed_interval_ms),
+        (
+            "podtrace.poll.interval_configured_ms",
+            mw.configured_interval_ms,
+        ),
+        (
+            "podtrace.poll.interval_observed_ms",
+            mw.observed_interval_ms,
+        ),
         ("podtrace.volumes_mounted_ms", mw.volumes_mounted_ms),
         ("podtrace.mount_noticed_ms", mw.noticed_ms),
         ("podtrace.lost_to_polling_ms", mw.lost_to_polling_ms),
@@ -266,7 +437,11 @@ fn mount_wait_details(
         events.push(span::Event {
             time_unix_nano: at(v.at_ms),
             name: "volume_mounted".into(),
-            attributes: v.volume.iter().map(|n| kv_str("podtrace.volume", n)).collect(),
+            attributes: v
+                .volume
+                .iter()
+                .map(|n| kv_str("podtrace.volume", n))
+                .collect(),
             ..Default::default()
         });
     }
@@ -392,8 +567,8 @@ pub fn push(
         .and_then(|_| conn.write_all(&body))
         .and_then(|_| conn.flush())
         .with_context(|| format!("{endpoint}: sending the request"))?;
-    let (status, reason, resp_headers, resp_body) =
-        read_response(&mut BufReader::new(conn)).with_context(|| format!("{endpoint}: reading the answer"))?;
+    let (status, reason, resp_headers, resp_body) = read_response(&mut BufReader::new(conn))
+        .with_context(|| format!("{endpoint}: reading the answer"))?;
     let content_type = resp_headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
@@ -402,7 +577,10 @@ pub fn push(
     if !(200..300).contains(&status) {
         let text = String::from_utf8_lossy(&resp_body);
         let text: String = text.chars().take(500).collect();
-        bail!("{endpoint}: the receiver answered {status} {reason}: {}", text.trim());
+        bail!(
+            "{endpoint}: the receiver answered {status} {reason}: {}",
+            text.trim()
+        );
     }
     let mut out = PushOutcome {
         status,
@@ -434,7 +612,9 @@ fn read_response(r: &mut impl BufRead) -> Result<Response> {
     if !version.starts_with("HTTP/") {
         bail!("not an HTTP answer: {:?}", line.trim_end());
     }
-    let status: u16 = code.parse().with_context(|| format!("bad status line {:?}", line.trim_end()))?;
+    let status: u16 = code
+        .parse()
+        .with_context(|| format!("bad status line {:?}", line.trim_end()))?;
     let reason = parts.next().unwrap_or("").to_string();
     let mut headers = Vec::new();
     loop {
@@ -473,7 +653,9 @@ fn read_response(r: &mut impl BufRead) -> Result<Response> {
             r.read_line(&mut line)?;
         }
     } else if let Some(n) = header("content-length") {
-        let n: usize = n.parse().with_context(|| format!("bad Content-Length {n:?}"))?;
+        let n: usize = n
+            .parse()
+            .with_context(|| format!("bad Content-Length {n:?}"))?;
         body.resize(n.min(16 << 20), 0);
         r.read_exact(&mut body)?;
     } else {
@@ -489,9 +671,15 @@ mod tests {
     #[test]
     fn endpoints() -> Result<()> {
         let u = parse_endpoint("http://127.0.0.1:4318")?;
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 4318, "/v1/traces"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 4318, "/v1/traces")
+        );
         let u = parse_endpoint("http://collector/otlp/v1/traces")?;
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("collector", 80, "/otlp/v1/traces"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("collector", 80, "/otlp/v1/traces")
+        );
         let u = parse_endpoint("http://[::1]:4318/")?;
         assert_eq!((u.host.as_str(), u.port), ("::1", 4318));
         assert!(parse_endpoint("https://x").is_err());
