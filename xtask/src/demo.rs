@@ -109,6 +109,32 @@ pub fn run(pods: u32) -> Result<()> {
             d / t
         );
     }
-    println!("traces and ground truth are in {}", out.display());
+    let (d, t) = (out.join("default.trace"), out.join("tuned.trace"));
+    step("podtrace compare default.trace tuned.trace");
+    let cmp_html = out.join("compare.html");
+    sh(Command::new(podtrace_bin())
+        .arg("compare")
+        .arg(&d)
+        .arg(&t)
+        .arg("--html")
+        .arg(&cmp_html))?;
+    let html = out.join("tuned.html");
+    sh(Command::new(podtrace_bin())
+        .arg("report")
+        .arg(&t)
+        .arg("--html")
+        .arg(&html)
+        .stdout(std::process::Stdio::null()))?;
+    let chrome = out.join("tuned.perfetto.json");
+    sh(Command::new(podtrace_bin())
+        .args(["export", "--format", "chrome", "-o"])
+        .arg(&chrome)
+        .arg(&t))?;
+    println!("\nwritten to {}:", out.display());
+    println!("  default.trace, tuned.trace     the recordings (podtrace report / compare / export)");
+    println!("  compare.html                   stage distributions, default vs tuned");
+    println!("  tuned.html                     per-pod waterfall with poll checks and mount times");
+    println!("  tuned.perfetto.json            open in https://ui.perfetto.dev or chrome://tracing");
+    println!("  *.groundtruth.jsonl            the workload's own log of every stage");
     Ok(())
 }
