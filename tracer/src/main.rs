@@ -19,16 +19,19 @@ use podtrace::{
 
 /// Where does a pod's start-up time go inside kubelet and containerd?
 ///
-/// podtrace attaches eBPF uprobes to unmodified (also stripped) kubelet
-/// binaries, pairs every function entry with its returns per goroutine, and
-/// prints per-pod stage tables: sync, the volume mount wait with every poll
-/// check, the runtime calls, and the periods of kubelet's background loops.
+/// podtrace attaches eBPF uprobes to unmodified (also stripped) kubelet and
+/// containerd binaries, pairs every function entry with its returns per
+/// goroutine, and prints per-pod stage tables: sync, the volume mount wait
+/// with every poll check, containerd's CRI calls, and the periods of
+/// kubelet's background loops.
 ///
 /// Typical session (as root):
 ///
-///   podtrace probes --kubelet /usr/bin/kubelet
-///   podtrace record --kubelet /usr/bin/kubelet --duration 60s -o start.trace
+///   podtrace probes --kubelet /usr/bin/kubelet --containerd /usr/bin/containerd
+///   podtrace record --duration 60s -o start.trace     (finds both running)
 ///   podtrace report start.trace
+///   podtrace compare default.trace tuned.trace --html compare.html
+///   podtrace export start.trace --format chrome -o start.perfetto.json
 #[derive(Parser)]
 #[command(name = "podtrace", version, about, long_about, verbatim_doc_comment)]
 struct Cli {
@@ -41,13 +44,14 @@ enum Cmd {
     /// Show what can be traced in the given binaries: per probe the matched
     /// symbol, address, file offset, entry site kind, RET count and status.
     Probes(ProbesArgs),
-    /// Attach to kubelet and write a trace until --duration, Ctrl-C, or the
-    /// command given after `--` exits.
+    /// Attach to kubelet and/or containerd and write a trace until
+    /// --duration, Ctrl-C, or the command given after `--` exits.
     ///
     /// Examples:
     ///   podtrace record --kubelet /usr/bin/kubelet --duration 30s -o a.trace
     ///   podtrace record --pid $(pidof kubelet) -o a.trace
-    ///   podtrace record -o a.trace            (finds a running kubelet)
+    ///   podtrace record -o a.trace            (finds running kubelet/containerd)
+    ///   podtrace record --kubelet /usr/bin/kubelet --containerd /usr/bin/containerd -o a.trace
     ///   podtrace record -o a.trace -- ./kubelet --preset tuned
     #[command(verbatim_doc_comment)]
     Record(RecordArgs),
@@ -276,7 +280,9 @@ fn detected_versions(bin: &GoBinary) -> Vec<(String, String)> {
         "k8s.io/kubernetes",
     ] {
         if let Some(ver) = bin.module_version(module) {
-            v.push((module.to_string(), ver.to_string()));
+            if !v.iter().any(|(m, _)| m == module) {
+                v.push((module.to_string(), ver.to_string()));
+            }
         }
     }
     let cri = bin
@@ -307,17 +313,16 @@ fn probes_table(bin: &GoBinary, res: &[Resolution]) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let _ = writeln!(o, "binary      {}", bin.path().display());
-    for (what, ver) in detected_versions(bin) {
-        let _ = writeln!(o, "  {what:<28} {ver}");
+    let versions = detected_versions(bin);
+    for (what, ver) in &versions {
+        let _ = writeln!(o, "  {what:<32} {ver}");
     }
     if let Some(bi) = bin.build_info() {
-        if let Some(m) = &bi.main {
-            let _ = writeln!(o, "module      {} {}", m.path, m.version);
-        }
         for d in bi.deps.iter().filter(|d| {
-            d.path.starts_with("k8s.io/") || d.path.starts_with("github.com/containerd/")
+            (d.path.starts_with("k8s.io/") || d.path.starts_with("github.com/containerd/"))
+                && !versions.iter().any(|(m, _)| *m == d.path)
         }) {
-            let _ = writeln!(o, "  dep       {} {}", d.path, d.version);
+            let _ = writeln!(o, "  {:<32} {} (dependency)", d.path, d.version);
         }
     }
     let _ = writeln!(o, "symbols     {:?}", bin.symbol_source());
