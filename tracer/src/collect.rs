@@ -121,7 +121,7 @@ fn drain(
         let probe = probes.get(ev.probe_id as usize);
         let rec = Rec::from_event(&ev, probe);
         if let Some(p) = probe {
-            if p.role == Role::PodSync && ev.kind == KIND_ENTRY {
+            if matches!(p.role, Role::PodSync | Role::Cri) && ev.kind == KIND_ENTRY {
                 if let Some(uid) = p
                     .entry_captures
                     .iter()

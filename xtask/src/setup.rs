@@ -121,7 +121,7 @@ fn apt(pkgs: &[(&str, &str)]) -> Result<()> {
     );
     sh(Command::new("apt-get").arg("update").arg("-qq"))?;
     sh(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(["install", "-y", "-qq"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
@@ -184,7 +184,6 @@ fn bpf_linker() -> Result<()> {
         .args([
             "install",
             "bpf-linker",
-            "--locked",
             "--version",
             "0.13.0",
             "--no-default-features",
