@@ -131,10 +131,14 @@ pub fn run(pods: u32) -> Result<()> {
         .arg(&chrome)
         .arg(&t))?;
     println!("\nwritten to {}:", out.display());
-    println!("  default.trace, tuned.trace     the recordings (podtrace report / compare / export)");
+    println!(
+        "  default.trace, tuned.trace     the recordings (podtrace report / compare / export)"
+    );
     println!("  compare.html                   stage distributions, default vs tuned");
     println!("  tuned.html                     per-pod waterfall with poll checks and mount times");
-    println!("  tuned.perfetto.json            open in https://ui.perfetto.dev or chrome://tracing");
+    println!(
+        "  tuned.perfetto.json            open in https://ui.perfetto.dev or chrome://tracing"
+    );
     println!("  *.groundtruth.jsonl            the workload's own log of every stage");
     Ok(())
 }

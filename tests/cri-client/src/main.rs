@@ -7,6 +7,11 @@
 //! timestamps taken right around the gRPC call: the ground truth podtrace's
 //! numbers are checked against.
 //!
+//! `run-sandbox` and `start-container` split `start-pod` in two (RunPodSandbox;
+//! PullImage → CreateContainer → StartContainer) for a caller that makes the
+//! calls from different places, as the kubelet-shaped test workload does
+//! (`--cri-client`: createPodSandbox and startContainer).
+//!
 //! Bindings: the `k8s-cri` crate (cri-api `runtime.v1`, tonic 0.14), over a
 //! Unix socket via a tower `service_fn` connector.
 
@@ -109,6 +114,51 @@ enum Cmd {
         uid: String,
         #[arg(long)]
         ground_truth: PathBuf,
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+    },
+    /// RunPodSandbox only (what kubelet's createPodSandbox does); prints
+    /// {"sandbox_id":..,"error":..}. Pair with start-container.
+    RunSandbox {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        #[arg(long)]
+        uid: String,
+        /// JSONL file the per-call record is appended to (default: none)
+        #[arg(long)]
+        ground_truth: Option<PathBuf>,
+        /// pod log directories go under here (default: pod-logs next to the
+        /// ground truth); give start-container the same
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+    },
+    /// PullImage → CreateContainer → StartContainer in a sandbox made by
+    /// run-sandbox (what kubelet's startContainer does); prints
+    /// {"sandbox_id":..,"container_id":..,"error":..}. Pod name, namespace,
+    /// uid and log dir must be those given to run-sandbox: the sandbox
+    /// config sent with PullImage and CreateContainer is rebuilt from them.
+    StartContainer {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        sandbox_id: String,
+        #[arg(long)]
+        image: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        #[arg(long)]
+        uid: String,
+        /// the container's name (CRI metadata); unique within the pod
+        #[arg(long, default_value = CONTAINER_NAME)]
+        container_name: String,
+        #[arg(long)]
+        ground_truth: Option<PathBuf>,
         #[arg(long)]
         log_dir: Option<PathBuf>,
     },
@@ -291,6 +341,22 @@ async fn connect(c: &Conn) -> Result<Cri, String> {
     })
 }
 
+/// `connect`, then one untimed Version call, so that the recorded calls run
+/// on a connection whose HTTP/2 set-up is done, as kubelet's long-lived one
+/// is (on a fresh connection the first call takes ~0.5 ms more).
+async fn connect_warm(c: &Conn) -> Result<Cri, String> {
+    let cri = connect(c).await?;
+    // An error here shows again in the real call.
+    let _ = cri
+        .rt
+        .clone()
+        .version(VersionRequest {
+            version: "v1".into(),
+        })
+        .await;
+    Ok(cri)
+}
+
 /// One pod and what has been created for it so far.
 struct Pod {
     name: String,
@@ -299,6 +365,9 @@ struct Pod {
     image: String,
     log_dir: PathBuf,
     sandbox_config: PodSandboxConfig,
+    /// Name of the pod's container (CRI metadata, label, log path); the
+    /// process it runs is always the image's /app.
+    container_name: String,
     sandbox_id: Option<String>,
     container_id: Option<String>,
 }
@@ -364,6 +433,7 @@ impl Pod {
             image: image.into(),
             log_dir,
             sandbox_config,
+            container_name: CONTAINER_NAME.into(),
             sandbox_id: None,
             container_id: None,
         }
@@ -373,7 +443,7 @@ impl Pod {
         let labels = HashMap::from([
             (
                 "io.kubernetes.container.name".to_string(),
-                CONTAINER_NAME.to_string(),
+                self.container_name.clone(),
             ),
             ("io.kubernetes.pod.name".to_string(), self.name.clone()),
             (
@@ -394,7 +464,7 @@ impl Pod {
         ]);
         ContainerConfig {
             metadata: Some(ContainerMetadata {
-                name: CONTAINER_NAME.into(),
+                name: self.container_name.clone(),
                 attempt: 0,
             }),
             // kubelet passes the image ref PullImage returned.
@@ -407,7 +477,7 @@ impl Pod {
             labels,
             annotations,
             // kubelet: <container name>/<restart count>.log, under the sandbox's log dir
-            log_path: format!("{CONTAINER_NAME}/0.log"),
+            log_path: format!("{}/0.log", self.container_name),
             linux: Some(LinuxContainerConfig {
                 // BestEffort pod, as kubelet would set it. oom_score_adj is
                 // only ever raised here (this VM cannot lower it).
@@ -452,8 +522,13 @@ impl Ctx {
 
     /// RunPodSandbox → PullImage → CreateContainer → StartContainer.
     async fn start_pod(&self, pod: &mut Pod) -> Result<(), String> {
+        self.run_sandbox(pod).await?;
+        self.start_container(pod).await
+    }
+
+    /// RunPodSandbox (kubelet's createPodSandbox); sets `pod.sandbox_id`.
+    async fn run_sandbox(&self, pod: &mut Pod) -> Result<(), String> {
         let mut rt = self.cri.rt.clone();
-        let mut img = self.cri.img.clone();
         // kubelet creates the pod's log directory before RunPodSandbox.
         std::fs::create_dir_all(&pod.log_dir)
             .map_err(|e| format!("creating {}: {e}", pod.log_dir.display()))?;
@@ -476,7 +551,14 @@ impl Ctx {
                 return Err(format!("RunPodSandbox: {m}"));
             }
         }
+        Ok(())
+    }
 
+    /// PullImage → CreateContainer → StartContainer in the sandbox
+    /// `pod.sandbox_id` (kubelet's startContainer); sets `pod.container_id`.
+    async fn start_container(&self, pod: &mut Pod) -> Result<(), String> {
+        let mut rt = self.cri.rt.clone();
+        let mut img = self.cri.img.clone();
         let req = PullImageRequest {
             image: Some(ImageSpec {
                 image: pod.image.clone(),
@@ -614,6 +696,18 @@ fn default_log_dir(gt: &Path) -> PathBuf {
         .unwrap_or(Path::new("."));
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     dir.join("pod-logs")
+}
+
+/// Log root of run-sandbox / start-container: --log-dir, else pod-logs next
+/// to the ground truth.
+fn step_log_root(log_dir: Option<PathBuf>, gt: Option<&Path>) -> Result<PathBuf, String> {
+    match (log_dir, gt) {
+        (Some(d), _) => Ok(d),
+        (None, Some(gt)) => Ok(default_log_dir(gt)),
+        (None, None) => {
+            Err("give --log-dir (or --ground-truth, whose directory gets pod-logs/)".into())
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -917,6 +1011,58 @@ async fn run(cmd: Cmd) -> Result<(), String> {
             );
             res
         }
+        Cmd::RunSandbox {
+            conn,
+            name,
+            namespace,
+            uid,
+            ground_truth,
+            log_dir,
+        } => {
+            let log_root = step_log_root(log_dir, ground_truth.as_deref())?;
+            let gt = GroundTruth::open(ground_truth.as_deref())?;
+            let cri = connect_warm(&conn).await?;
+            let ctx = Ctx { cri, gt };
+            let mut pod = Pod::new(&name, &uid, &namespace, "", &log_root);
+            let res = ctx.run_sandbox(&mut pod).await;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "sandbox_id": pod.sandbox_id,
+                    "error": res.as_ref().err(),
+                })
+            );
+            res
+        }
+        Cmd::StartContainer {
+            conn,
+            sandbox_id,
+            image,
+            name,
+            namespace,
+            uid,
+            container_name,
+            ground_truth,
+            log_dir,
+        } => {
+            let log_root = step_log_root(log_dir, ground_truth.as_deref())?;
+            let gt = GroundTruth::open(ground_truth.as_deref())?;
+            let cri = connect_warm(&conn).await?;
+            let ctx = Ctx { cri, gt };
+            let mut pod = Pod::new(&name, &uid, &namespace, &image, &log_root);
+            pod.container_name = container_name;
+            pod.sandbox_id = Some(sandbox_id);
+            let res = ctx.start_container(&mut pod).await;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "sandbox_id": pod.sandbox_id,
+                    "container_id": pod.container_id,
+                    "error": res.as_ref().err(),
+                })
+            );
+            res
+        }
         Cmd::StopPod {
             conn,
             sandbox_id,
@@ -972,11 +1118,22 @@ async fn run(cmd: Cmd) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // run-sandbox and start-container make their calls one after another:
+    // on one thread, the hops between the caller, tonic's buffer task and
+    // the HTTP/2 connection task inside a timed call need no cross-thread
+    // wake-ups, which keeps the recorded times close to containerd's.
+    let single = matches!(cli.cmd, Cmd::RunSandbox { .. } | Cmd::StartContainer { .. });
+    let built = if single {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cri-client: starting tokio: {e}");

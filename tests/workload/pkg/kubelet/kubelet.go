@@ -62,6 +62,9 @@ type Options struct {
 	PodPrepareLatency time.Duration
 	// CRILatency is the duration of each fake CRI call.
 	CRILatency time.Duration
+	// CRIClient, if set, makes the CRI calls on a real runtime instead of
+	// the CRILatency sleeps.
+	CRIClient *kuberuntime.CRIClient
 	// OnSyncDone is called after each SyncPod returned.
 	OnSyncDone SyncDoneFunc
 	// GroundTruth receives records (may be nil).
@@ -129,8 +132,12 @@ func NewMainKubelet(opts Options) (*Kubelet, error) {
 	if err := klet.setupDataDirs(); err != nil {
 		return nil, err
 	}
+	rs := kuberuntime.NewLatencyRuntimeService(opts.CRILatency)
+	if opts.CRIClient != nil {
+		rs = opts.CRIClient
+	}
 	klet.containerRuntime = kuberuntime.NewKubeGenericRuntimeManager(
-		kuberuntime.NewLatencyRuntimeService(opts.CRILatency),
+		rs,
 		filepath.Join(klet.rootDirectory, "logs", "pods"),
 		opts.GroundTruth)
 	klet.pleg = pleg.NewGenericPLEG(klet.getPodsDir(), make(chan *pleg.PodLifecycleEvent, plegChannelCapacity),

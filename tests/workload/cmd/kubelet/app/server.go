@@ -27,6 +27,7 @@ import (
 	"k8s.io/kubernetes/internal/groundtruth"
 	"k8s.io/kubernetes/internal/torture"
 	"k8s.io/kubernetes/pkg/kubelet"
+	"k8s.io/kubernetes/pkg/kubelet/kuberuntime"
 	kubetypes "k8s.io/kubernetes/pkg/kubelet/types"
 	"k8s.io/kubernetes/pkg/kubelet/volumemanager"
 )
@@ -65,6 +66,11 @@ type options struct {
 	tortureN         int
 	verbose          bool
 	jitter           bool
+	criClient        string
+	criSocket        string
+	image            string
+	criGroundTruth   string
+	stopPods         bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -92,6 +98,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.tortureN, "torture-goroutines", 2000, "goroutines in the torture phase")
 	fs.BoolVar(&o.verbose, "verbose", false, "also print a line per pod on stderr (default: only the summary)")
 	fs.BoolVar(&o.jitter, "arrival-jitter", true, "pod i arrives at a random point of [i/rate, (i+1)/rate) instead of exactly at i/rate")
+	fs.StringVar(&o.criClient, "cri-client", "", "make the CRI calls on a real containerd through this cri-client binary (tests/cri-client) instead of sleeping; needs --cri-socket and --image")
+	fs.StringVar(&o.criSocket, "cri-socket", "", "with --cri-client: containerd's CRI socket")
+	fs.StringVar(&o.image, "image", "", "with --cri-client: image of every container (full reference)")
+	fs.StringVar(&o.criGroundTruth, "cri-ground-truth", "", "with --cri-client: cri-client's per-CRI-call JSONL ground truth (emptied at start, appended to by each cri-client run)")
+	fs.BoolVar(&o.stopPods, "stop-pods", true, "with --cri-client: stop and remove the pods started at exit (false: leave them running)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -131,6 +142,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("--torture-goroutines must be >= 0")
 	case o.namespace == "":
 		return nil, errors.New("--namespace must not be empty")
+	case o.criClient == "" && (o.criSocket != "" || o.image != "" || o.criGroundTruth != ""):
+		return nil, errors.New("--cri-socket, --image and --cri-ground-truth need --cri-client")
+	case o.criClient != "" && (o.criSocket == "" || o.image == ""):
+		return nil, errors.New("--cri-client needs --cri-socket and --image")
 	}
 	return o, nil
 }
@@ -165,8 +180,23 @@ func run(o *options) (retErr error) {
 		defer os.RemoveAll(dir)
 	}
 
+	var cri *kuberuntime.CRIClient
+	if o.criClient != "" {
+		if o.criGroundTruth != "" {
+			// cri-client appends: start from an empty file.
+			if err := os.WriteFile(o.criGroundTruth, nil, 0o644); err != nil {
+				return fmt.Errorf("creating CRI ground truth: %w", err)
+			}
+		}
+		cri = kuberuntime.NewCRIClient(kuberuntime.CRIClientOptions{
+			Binary:      o.criClient,
+			Socket:      o.criSocket,
+			GroundTruth: o.criGroundTruth,
+		})
+	}
+
 	exe, _ := os.Executable()
-	gt.Add(groundtruth.Record{Stage: "config", Extra: []groundtruth.KV{
+	config := []groundtruth.KV{
 		{K: "preset", V: o.preset},
 		{K: "poll_interval_ns", V: int64(o.pollInterval)},
 		{K: "poll_timeout_ns", V: int64(o.pollTimeout)},
@@ -190,7 +220,15 @@ func run(o *options) (retErr error) {
 		{K: "exe", V: exe},
 		{K: "mono_ns", V: groundtruth.MonoNow()},
 		{K: "unix_minus_mono_ns", V: gt.UnixOffset()},
-	}})
+	}
+	if cri != nil {
+		config = append(config,
+			groundtruth.KV{K: "cri_client", V: o.criClient},
+			groundtruth.KV{K: "cri_socket", V: o.criSocket},
+			groundtruth.KV{K: "image", V: o.image},
+			groundtruth.KV{K: "cri_ground_truth", V: o.criGroundTruth})
+	}
+	gt.Add(groundtruth.Record{Stage: "config", Extra: config})
 
 	// Write whatever we have on every exit path.
 	defer func() {
@@ -238,6 +276,7 @@ func run(o *options) (retErr error) {
 		},
 		PodPrepareLatency: o.prepLatency,
 		CRILatency:        o.criLatency,
+		CRIClient:         cri,
 		GroundTruth:       gt,
 		OnSyncDone: func(pod *v1.Pod, _ bool, err error) {
 			done <- result{pod: pod, err: err, at: time.Now()}
@@ -245,6 +284,31 @@ func run(o *options) (retErr error) {
 	})
 	if err != nil {
 		return err
+	}
+
+	// Stop the pods started on the real runtime on every exit path: every
+	// return below comes after stopKubelet, and this runs before the deferred
+	// removal of the root directory (which holds the pods' log directories).
+	criSummary := ""
+	if cri != nil {
+		defer func() {
+			if !o.stopPods {
+				return
+			}
+			sctx, scancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer scancel()
+			n, err := cri.StopPods(sctx)
+			if o.verbose {
+				fmt.Fprintf(os.Stderr, "podtrace workload: stopped %d pods through cri-client\n", n)
+			}
+			if err != nil && retErr == nil {
+				retErr = fmt.Errorf("stopping pods: %w", err)
+			}
+		}()
+		criSummary = fmt.Sprintf("; CRI: containerd at %s via %s", o.criSocket, o.criClient)
+		if o.stopPods {
+			criSummary += " (pods stopped at exit)"
+		}
 	}
 
 	updates := make(chan kubetypes.PodUpdate)
@@ -361,7 +425,7 @@ func run(o *options) (retErr error) {
 	intErr := interrupted
 	intMu.Unlock()
 
-	fmt.Fprintln(os.Stderr, summary(gt, o, len(pods), failed, lastSync.Sub(firstPod), time.Since(began), tortureSummary))
+	fmt.Fprintln(os.Stderr, summary(gt, o, len(pods), failed, lastSync.Sub(firstPod), time.Since(began), tortureSummary)+criSummary)
 	switch {
 	case intErr != nil:
 		return intErr
@@ -522,9 +586,13 @@ func newPod(i int, o *options) *v1.Pod {
 		if c > 0 {
 			cname = fmt.Sprintf("sidecar-%d", c)
 		}
+		image := "registry.k8s.io/pause:3.10"
+		if o.image != "" {
+			image = o.image
+		}
 		pod.Spec.Containers = append(pod.Spec.Containers, v1.Container{
 			Name:                     cname,
-			Image:                    "registry.k8s.io/pause:3.10",
+			Image:                    image,
 			VolumeMounts:             mounts,
 			TerminationMessagePath:   "/dev/termination-log",
 			TerminationMessagePolicy: "File",

@@ -114,3 +114,28 @@ func TestRunGroundTruth(t *testing.T) {
 		}
 	}
 }
+
+func TestCRIClientFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"--cri-client", "/bin/cri-client", "--cri-socket", "/s", "--image", "r/app:1"}, true},
+		{[]string{"--cri-client", "/bin/cri-client", "--cri-socket", "/s", "--image", "r/app:1", "--cri-ground-truth", "/g", "--stop-pods=false"}, true},
+		{[]string{"--cri-client", "/bin/cri-client", "--image", "r/app:1"}, false},
+		{[]string{"--cri-client", "/bin/cri-client", "--cri-socket", "/s"}, false},
+		{[]string{"--cri-socket", "/s"}, false},
+		{[]string{"--image", "r/app:1"}, false},
+		{[]string{"--cri-ground-truth", "/g"}, false},
+	} {
+		var buf bytes.Buffer
+		o, err := parseFlags(c.args, &buf)
+		if (err == nil) != c.ok {
+			t.Errorf("%q: error %v, want ok=%v", c.args, err, c.ok)
+		}
+		if err == nil && len(c.args) == 0 && (o.criClient != "" || !o.stopPods) {
+			t.Errorf("defaults: cri-client %q, stop-pods %v", o.criClient, o.stopPods)
+		}
+	}
+}

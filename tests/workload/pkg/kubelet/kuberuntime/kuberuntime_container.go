@@ -50,7 +50,8 @@ func containerStartSpec(c *v1.Container) *startSpec {
 func (m *kubeGenericRuntimeManager) startContainer(ctx context.Context, podSandboxID string, podSandboxConfig *runtimeapi.PodSandboxConfig, spec *startSpec, pod *v1.Pod, podStatus *kubecontainer.PodStatus, pullSecrets []v1.Secret, podIP string, podIPs []string) (string, error) {
 	container := spec.container
 
-	// Step 1: pull the image. (Not modelled: the image is "present".)
+	// Step 1: pull the image. (Not modelled: the image is "present"; a
+	// runtimeService that is an imageAwareRuntime pulls it below.)
 
 	// Step 2: create the container.
 	// For a new container, the RestartCount should be 0
@@ -58,6 +59,14 @@ func (m *kubeGenericRuntimeManager) startContainer(ctx context.Context, podSandb
 	containerConfig, err := m.generateContainerConfig(ctx, container, pod, restartCount, podIP, podIPs)
 	if err != nil {
 		return fmt.Sprintf("CreateContainerConfigError: %v", err), err
+	}
+	// A real runtime behind cri-client: pull, create and start in one go.
+	if r, ok := m.runtimeService.(imageAwareRuntime); ok {
+		containerID, err := r.PullCreateAndStartContainer(ctx, podSandboxID, containerConfig, podSandboxConfig)
+		if err != nil {
+			return fmt.Sprintf("RunContainerError: %v", err), err
+		}
+		return containerID, nil
 	}
 	containerID, err := m.runtimeService.CreateContainer(ctx, podSandboxID, containerConfig, podSandboxConfig)
 	if err != nil {

@@ -16,9 +16,9 @@ import (
 // gRPC client in k8s.io/cri-client (kubelet/cri/remote before 1.31); the
 // method signatures here are the real ones.
 //
-// Today the only implementation is latencyRuntimeService, which sleeps. To
-// drive a real containerd, add an implementation of this interface and
-// select it in NewKubeGenericRuntimeManager's caller.
+// Implementations: latencyRuntimeService (the default), which sleeps; and
+// CRIClient (cri_client.go), which drives a real containerd through the test
+// tree's cri-client tool and also implements imageAwareRuntime.
 type runtimeService interface {
 	// RunPodSandbox creates and starts a pod-level sandbox. Runtimes should ensure
 	// the sandbox is in ready state.
@@ -27,6 +27,16 @@ type runtimeService interface {
 	CreateContainer(ctx context.Context, podSandboxID string, config *runtimeapi.ContainerConfig, sandboxConfig *runtimeapi.PodSandboxConfig) (string, error)
 	// StartContainer starts the container.
 	StartContainer(ctx context.Context, containerID string) error
+}
+
+// imageAwareRuntime is implemented by a runtimeService that does a
+// container's whole start — PullImage (kubelet: imagePuller.EnsureImageExists
+// through the image service), CreateContainer and StartContainer — in one
+// round trip of its own (CRIClient: one cri-client process). startContainer
+// uses it instead of CreateContainer + StartContainer when present, so the
+// three CRI calls still happen inside startContainer.
+type imageAwareRuntime interface {
+	PullCreateAndStartContainer(ctx context.Context, podSandboxID string, config *runtimeapi.ContainerConfig, sandboxConfig *runtimeapi.PodSandboxConfig) (string, error)
 }
 
 // NewLatencyRuntimeService returns a runtimeService whose calls each take
