@@ -28,22 +28,13 @@ use std::{
 };
 
 use podtrace_tests::{
-    containerd::Env, median, podtrace_bin, read_gt, report_json, workload, Gt, TempDir,
+    check_pod_stages, containerd::Env, median, podtrace_bin, read_gt, report_json, workload, Gt,
+    TempDir, STAGES, TOLERANCE_MS,
 };
 use serde_json::Value;
 
 const VARIANT: &str = "go1.27";
 const PODS: usize = 3;
-/// Kubelet stages checked against the workload's ground truth.
-const STAGES: &[&str] = &[
-    "sync",
-    "mount_wait",
-    "runtime_sync",
-    "create_sandbox",
-    "start_container",
-];
-/// Kubelet stages: every stage of every pod. CRI calls: see below.
-const TOLERANCE_MS: f64 = 1.0;
 
 // A CRI call's client-side duration (cri-client's ground truth) includes the
 // gRPC round trip around containerd's handler: request and response through
@@ -535,57 +526,11 @@ fn check_join(source: &str, calls: &[CriCall], gt: &[Gt]) {
 // Kubelet stages (as tests/e2e/kubelet.rs).
 
 fn check_kubelet_stages(report: &Value, gt: &[Gt]) {
-    let pods = report["pods"].as_array().expect("pods array");
-    let gt_syncs: Vec<&Gt> = gt.iter().filter(|g| g.stage == "sync").collect();
-    assert_eq!(gt_syncs.len(), PODS, "synced pods in the ground truth");
-    assert_eq!(
-        pods.len(),
-        gt_syncs.len(),
-        "pods in report vs ground truth\n{report:#}"
-    );
-    for p in pods {
+    let checked = check_pod_stages("joined", report, gt);
+    assert_eq!(checked.len(), PODS, "synced pods");
+    for (p, g_sync) in checked {
         let uid = p["uid"].as_str().expect("uid");
-        let g_sync = gt_syncs
-            .iter()
-            .find(|g| g.pod_uid == uid)
-            .unwrap_or_else(|| panic!("pod uid {uid} not in ground truth"));
-        assert_eq!(
-            p["name"].as_str(),
-            Some(g_sync.pod_name.as_str()),
-            "pod name"
-        );
-        assert_eq!(
-            p["namespace"].as_str(),
-            Some(g_sync.namespace.as_str()),
-            "namespace"
-        );
         let rows = p["stages"].as_array().expect("stages");
-        for stage in STAGES {
-            let gts: Vec<&Gt> = gt
-                .iter()
-                .filter(|g| g.stage == *stage && g.pod_uid == uid)
-                .collect();
-            let ours: Vec<&Value> = rows.iter().filter(|r| r["stage"] == *stage).collect();
-            assert_eq!(
-                ours.len(),
-                gts.len(),
-                "pod {uid}: `{stage}` spans seen vs ground truth"
-            );
-            for (o, g) in ours.iter().zip(&gts) {
-                let d = f(&o["duration_ms"]);
-                assert!(
-                    (d - g.duration_ms()).abs() <= TOLERANCE_MS,
-                    "pod {uid} `{stage}`: podtrace {d:.3} ms, ground truth {:.3} ms",
-                    g.duration_ms()
-                );
-                let start = ms(g.start_mono_ns as f64 - g_sync.start_mono_ns as f64);
-                let s = f(&o["start_ms"]);
-                assert!(
-                    (s - start).abs() <= TOLERANCE_MS,
-                    "pod {uid} `{stage}` start: podtrace {s:.3} ms, ground truth {start:.3} ms"
-                );
-            }
-        }
         eprintln!(
             "pod {} {uid}: {}",
             g_sync.pod_name,

@@ -4,18 +4,10 @@
 
 use std::collections::HashMap;
 
-use podtrace_tests::{median, record_workload, report_json, Gt, TempDir, VARIANTS};
+use podtrace_tests::{
+    check_pod_stages, median, record_workload, report_json, Gt, TempDir, TOLERANCE_MS, VARIANTS,
+};
 use serde_json::Value;
-
-/// Stage names shared by the catalogue and the workload's ground truth.
-const STAGES: &[&str] = &[
-    "sync",
-    "mount_wait",
-    "runtime_sync",
-    "create_sandbox",
-    "start_container",
-];
-const TOLERANCE_MS: f64 = 1.0;
 
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
@@ -24,64 +16,9 @@ fn f(v: &Value) -> f64 {
 /// Checks one recording against its ground truth; returns per pod the mount
 /// wait (ms) and how many volumes the first poll check found unmounted.
 fn check_run(variant: &str, preset: &str, report: &Value, gt: &[Gt]) -> Vec<(f64, u64)> {
-    let pods = report["pods"].as_array().expect("pods array");
-    let gt_syncs: Vec<&Gt> = gt.iter().filter(|g| g.stage == "sync").collect();
-    assert!(
-        !gt_syncs.is_empty(),
-        "{variant}/{preset}: ground truth has no sync"
-    );
-    assert_eq!(
-        pods.len(),
-        gt_syncs.len(),
-        "{variant}/{preset}: pods in report vs ground truth\n{report:#}"
-    );
     let mut waits = Vec::new();
-    for p in pods {
+    for (p, g_sync) in check_pod_stages(&format!("{variant}/{preset}"), report, gt) {
         let uid = p["uid"].as_str().expect("uid");
-        let g_sync = gt_syncs
-            .iter()
-            .find(|g| g.pod_uid == uid)
-            .unwrap_or_else(|| panic!("{variant}/{preset}: pod uid {uid} not in ground truth"));
-        assert_eq!(
-            p["name"].as_str(),
-            Some(g_sync.pod_name.as_str()),
-            "pod name"
-        );
-        assert_eq!(
-            p["namespace"].as_str(),
-            Some(g_sync.namespace.as_str()),
-            "namespace"
-        );
-
-        // Every stage: duration and start (relative to the sync) within 1 ms.
-        let rows = p["stages"].as_array().expect("stages");
-        for stage in STAGES {
-            let gts: Vec<&Gt> = gt
-                .iter()
-                .filter(|g| g.stage == *stage && g.pod_uid == uid)
-                .collect();
-            let ours: Vec<&Value> = rows.iter().filter(|r| r["stage"] == *stage).collect();
-            assert_eq!(
-                ours.len(),
-                gts.len(),
-                "{variant}/{preset} pod {uid}: `{stage}` spans seen vs ground truth"
-            );
-            for (o, g) in ours.iter().zip(&gts) {
-                let d = f(&o["duration_ms"]);
-                assert!(
-                    (d - g.duration_ms()).abs() <= TOLERANCE_MS,
-                    "{variant}/{preset} pod {uid} `{stage}`: podtrace {d:.3} ms, ground truth {:.3} ms",
-                    g.duration_ms()
-                );
-                let start = (g.start_mono_ns as f64 - g_sync.start_mono_ns as f64) / 1e6;
-                let s = f(&o["start_ms"]);
-                assert!(
-                    (s - start).abs() <= TOLERANCE_MS,
-                    "{variant}/{preset} pod {uid} `{stage}` start: podtrace {s:.3} ms, ground truth {start:.3} ms"
-                );
-            }
-        }
-
         // Every poll check seen, with what it returned.
         let mw = &p["mount_wait"];
         let checks = mw["checks"].as_array().expect("checks");

@@ -314,6 +314,85 @@ pub fn read_process_mem(pid: u32, addr: u64, len: usize) -> Vec<u8> {
     buf
 }
 
+/// Kubelet stages that both the catalogue and the workload's ground truth name.
+pub const STAGES: &[&str] = &[
+    "sync",
+    "mount_wait",
+    "runtime_sync",
+    "create_sandbox",
+    "start_container",
+];
+
+/// How far a measured stage may be from the workload's ground truth.
+pub const TOLERANCE_MS: f64 = 1.0;
+
+/// Checks every pod of a `podtrace report --format json` against the
+/// workload's ground truth: identity, and every stage's start (relative to
+/// the sync) and duration within [`TOLERANCE_MS`]. Returns, per pod, its
+/// report object and its ground-truth sync line.
+pub fn check_pod_stages<'a>(
+    label: &str,
+    report: &'a Value,
+    gt: &'a [Gt],
+) -> Vec<(&'a Value, &'a Gt)> {
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let pods = report["pods"].as_array().expect("pods array");
+    let gt_syncs: Vec<&Gt> = gt.iter().filter(|g| g.stage == "sync").collect();
+    assert!(!gt_syncs.is_empty(), "{label}: ground truth has no sync");
+    assert_eq!(
+        pods.len(),
+        gt_syncs.len(),
+        "{label}: pods in report vs ground truth\n{report:#}"
+    );
+    let mut out = Vec::new();
+    for p in pods {
+        let uid = p["uid"].as_str().expect("uid");
+        let g_sync = gt_syncs
+            .iter()
+            .find(|g| g.pod_uid == uid)
+            .unwrap_or_else(|| panic!("{label}: pod uid {uid} not in ground truth"));
+        assert_eq!(
+            p["name"].as_str(),
+            Some(g_sync.pod_name.as_str()),
+            "{label}: pod name"
+        );
+        assert_eq!(
+            p["namespace"].as_str(),
+            Some(g_sync.namespace.as_str()),
+            "{label}: namespace"
+        );
+        let rows = p["stages"].as_array().expect("stages");
+        for stage in STAGES {
+            let gts: Vec<&Gt> = gt
+                .iter()
+                .filter(|g| g.stage == *stage && g.pod_uid == uid)
+                .collect();
+            let ours: Vec<&Value> = rows.iter().filter(|r| r["stage"] == *stage).collect();
+            assert_eq!(
+                ours.len(),
+                gts.len(),
+                "{label} pod {uid}: `{stage}` spans seen vs ground truth"
+            );
+            for (o, g) in ours.iter().zip(&gts) {
+                let d = f(&o["duration_ms"]);
+                assert!(
+                    (d - g.duration_ms()).abs() <= TOLERANCE_MS,
+                    "{label} pod {uid} `{stage}`: podtrace {d:.3} ms, ground truth {:.3} ms",
+                    g.duration_ms()
+                );
+                let start = (g.start_mono_ns as f64 - g_sync.start_mono_ns as f64) / 1e6;
+                let s = f(&o["start_ms"]);
+                assert!(
+                    (s - start).abs() <= TOLERANCE_MS,
+                    "{label} pod {uid} `{stage}` start: podtrace {s:.3} ms, ground truth {start:.3} ms"
+                );
+            }
+        }
+        out.push((p, *g_sync));
+    }
+    out
+}
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     assert!(!v.is_empty(), "median of nothing");
     v.sort_by(f64::total_cmp);
