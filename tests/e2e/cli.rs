@@ -148,7 +148,6 @@ fn sigint_detaches_every_uprobe_and_completes_the_trace() {
                 "2",
                 "--start-delay",
                 "4s",
-                "--quiet",
                 "--ground-truth",
             ])
             .arg(&gt)
@@ -221,15 +220,7 @@ fn sigint_detaches_every_uprobe_and_completes_the_trace() {
     // A new process of the binary runs clean: no breakpoint is left anywhere.
     let wl2 = Guard::new(
         Command::new(&bin)
-            .args([
-                "--preset",
-                "tuned",
-                "--pods",
-                "1",
-                "--start-delay",
-                "2s",
-                "--quiet",
-            ])
+            .args(["--preset", "tuned", "--pods", "1", "--start-delay", "2s"])
             .spawn()
             .unwrap(),
     );
