@@ -139,26 +139,34 @@ fn every_cri_call_of_real_containerd_is_seen() {
             }
         }
         assert_eq!(c["error"], false, "{call} of {uid}");
-        let d = c["duration_ms"].as_f64().expect("duration");
+        let handler = c["duration_ms"].as_f64().expect("duration");
+        // The call as containerd's gRPC server saw it encloses the handler.
+        let d = c["rpc_duration_ms"].as_f64().expect("rpc_duration_ms");
         let client = ms(g, "start_mono_ns", "end_mono_ns");
         assert!(
-            d <= client,
-            "pod {uid} {call}: containerd {d:.3} ms > client {client:.3} ms"
+            handler <= d && d <= client,
+            "pod {uid} {call}: handler {handler:.3} ms, gRPC {d:.3} ms, client {client:.3} ms"
         );
         eprintln!(
-            "{call:<18} containerd {d:9.3} ms  client {client:9.3} ms  diff {:.3}",
+            "{call:<18} handler {handler:9.3} ms  gRPC {d:9.3} ms  client {client:9.3} ms  diff {:.3}",
             client - d
         );
         worst = worst.max(client - d);
         diffs.push(client - d);
     }
-    // The client also pays for gRPC/HTTP-2 outside containerd's handler:
-    // typically 0.5-1 ms here, with a tail under load on 2 cores.
+    // What the client sees beyond containerd's gRPC server: HTTP/2 framing,
+    // the socket and the client's own encode/decode.
     let med = podtrace_tests::median(diffs.clone());
-    eprintln!("client − containerd handler time: median {med:.3} ms, at most {worst:.3} ms");
-    assert!(med <= 1.0, "median client − handler {med:.3} ms: {diffs:?}");
+    eprintln!("client − containerd gRPC time: median {med:.3} ms, at most {worst:.3} ms");
+    let within = diffs.iter().filter(|d| **d <= 1.0).count();
+    assert!(med <= 1.0, "median client − gRPC {med:.3} ms: {diffs:?}");
     assert!(
-        worst <= 3.0,
+        within * 10 >= diffs.len() * 9,
+        "only {within} of {} calls within 1 ms of the client: {diffs:?}",
+        diffs.len()
+    );
+    assert!(
+        worst <= 10.0,
         "a CRI call took the client {worst:.3} ms longer: {diffs:?}"
     );
     // The ids carried by the spans are the ones the client got back.

@@ -48,6 +48,10 @@ pub enum Role {
     Stage,
     /// A CRI handler in the container runtime.
     Cri,
+    /// The RPC server's handling of one call (encloses a Cri span): request
+    /// decoding through the response written, i.e. the call as the runtime's
+    /// gRPC server saw it.
+    Rpc,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -58,8 +58,13 @@ pub struct PodReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct CriCall {
     pub call: String,
+    /// containerd's CRI handler.
     pub start_ms: f64,
     pub duration_ms: Option<f64>,
+    /// The enclosing gRPC server call (request decoded → response written),
+    /// when the gRPC probe resolved: what a client sees, less the transport.
+    pub rpc_start_ms: Option<f64>,
+    pub rpc_duration_ms: Option<f64>,
     /// Since the end of this pod's previous CRI call (time spent in kubelet
     /// between the calls); for the first call, since the mount wait ended.
     pub gap_ms: Option<f64>,
@@ -154,6 +159,18 @@ fn median_of(mut v: Vec<f64>) -> Option<f64> {
     percentile(&v, 50.0)
 }
 
+/// The nearest ancestor of `s` with this role.
+fn enclosing<'a>(spans: &'a [Span], s: &Span, role: Role) -> Option<&'a Span> {
+    let mut p = s.parent;
+    while let Some(i) = p {
+        if spans[i].role == role {
+            return Some(&spans[i]);
+        }
+        p = spans[i].parent;
+    }
+    None
+}
+
 fn is_descendant(spans: &[Span], mut i: usize, ancestor: usize) -> Option<usize> {
     let mut depth = 0;
     while let Some(p) = spans[i].parent {
@@ -226,10 +243,13 @@ impl Report {
                     let gap = prev_end.map(|e| rel(s.start, e));
                     prev_end = s.end.or(prev_end);
                     let arg = |k: &str| s.arg_str(k).map(str::to_string);
+                    let rpc = enclosing(&c.spans, s, Role::Rpc);
                     CriCall {
                         call: s.name.clone(),
                         start_ms: rel(s.start, base),
                         duration_ms: s.duration().map(ms),
+                        rpc_start_ms: rpc.map(|r| rel(r.start, base)),
+                        rpc_duration_ms: rpc.and_then(|r| r.duration().map(ms)),
                         gap_ms: gap,
                         error: s.arg_u64("error") == Some(1),
                         sandbox_id: arg("sandbox_id"),
