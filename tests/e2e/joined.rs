@@ -706,6 +706,10 @@ fn kubelet_and_containerd_joined_against_both_ground_truths() {
     check_join("cri-client ground truth", &truth, &gt);
 
     // Kubelet side, from the report.
+    // Keep the recording for a look (e.g. the README's example output).
+    if let Some(keep) = std::env::var_os("PODTRACE_KEEP_TRACE") {
+        std::fs::copy(&trace, &keep).expect("copying the trace to PODTRACE_KEEP_TRACE");
+    }
     let report = report_json(&trace);
     assert_eq!(report["trace"]["drops"], 0, "no events dropped");
     check_kubelet_stages(&report, &gt);

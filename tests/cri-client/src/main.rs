@@ -734,7 +734,7 @@ async fn run_pods(
     stop_timeout: i64,
 ) -> Result<(), String> {
     let gt = GroundTruth::open(Some(&ground_truth))?;
-    let cri = connect(&conn).await?;
+    let cri = connect_warm(&conn).await?;
     let ctx = Arc::new(Ctx { cri, gt });
     let log_root = log_dir.unwrap_or_else(|| default_log_dir(&ground_truth));
 
@@ -858,7 +858,7 @@ async fn stop_pod_cmd(
     stop_timeout: i64,
 ) -> Result<(), String> {
     let gt = GroundTruth::open(ground_truth.as_deref())?;
-    let cri = connect(&conn).await?;
+    let cri = connect_warm(&conn).await?;
     let Some(mut pod) = list_sandbox_pod(&cri, &sandbox_id).await? else {
         return Err(format!("no pod sandbox {sandbox_id}"));
     };
@@ -891,7 +891,7 @@ async fn stop_pod_cmd(
 }
 
 async fn cleanup_cmd(conn: Conn, stop_timeout: i64) -> Result<(), String> {
-    let cri = connect(&conn).await?;
+    let cri = connect_warm(&conn).await?;
     let mut rt = cri.rt.clone();
     let mut errors = Vec::new();
     let containers = containers_of(&cri, None).await?;
@@ -1118,21 +1118,13 @@ async fn run(cmd: Cmd) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // run-sandbox and start-container make their calls one after another:
-    // on one thread, the hops between the caller, tonic's buffer task and
-    // the HTTP/2 connection task inside a timed call need no cross-thread
-    // wake-ups, which keeps the recorded times close to containerd's.
-    let single = matches!(cli.cmd, Cmd::RunSandbox { .. } | Cmd::StartContainer { .. });
-    let built = if single {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-    };
+    // One thread: the hops between the caller, tonic's buffer task and the
+    // HTTP/2 connection task inside a timed call then need no cross-thread
+    // wake-ups, which keeps the recorded times close to containerd's. Pods
+    // started at a rate still overlap: they are tasks on this thread.
+    let built = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
