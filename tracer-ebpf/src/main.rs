@@ -2,7 +2,7 @@
 //!
 //! It is attached many times, at function entries (the prologue's stack-check
 //! jump, which x86 uprobes emulate instead of single-stepping) and at every RET
-//! of a function (never uretprobes: they crash Go when stacks move). The attach
+//! of a function (never kernel return probes: they crash Go when stacks move). The attach
 //! cookie selects a `ProbeSpec` that says which probe this is and which
 //! registers/memory to capture, so the catalogue lives in userspace as data.
 #![no_std]
