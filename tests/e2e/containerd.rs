@@ -139,29 +139,30 @@ fn every_cri_call_of_real_containerd_is_seen() {
             }
         }
         assert_eq!(c["error"], false, "{call} of {uid}");
-        let handler = c["duration_ms"].as_f64().expect("duration");
-        // The call as containerd's gRPC server saw it encloses the handler.
-        let d = c["rpc_duration_ms"].as_f64().expect("rpc_duration_ms");
+        let d = c["duration_ms"].as_f64().expect("duration");
+        // grpc-go's processUnaryRPC encloses the handler (its return can come
+        // after the response is on the wire, so it is no bound on the client).
+        let rpc = c["rpc_duration_ms"].as_f64().expect("rpc_duration_ms");
         let client = ms(g, "start_mono_ns", "end_mono_ns");
         assert!(
-            handler <= d && d <= client,
-            "pod {uid} {call}: handler {handler:.3} ms, gRPC {d:.3} ms, client {client:.3} ms"
+            d <= rpc && d <= client,
+            "pod {uid} {call}: handler {d:.3} ms, gRPC {rpc:.3} ms, client {client:.3} ms"
         );
         eprintln!(
-            "{call:<18} handler {handler:9.3} ms  gRPC {d:9.3} ms  client {client:9.3} ms  diff {:.3}",
+            "{call:<18} handler {d:9.3} ms  gRPC {rpc:9.3} ms  client {client:9.3} ms  diff {:.3}",
             client - d
         );
         worst = worst.max(client - d);
         diffs.push(client - d);
     }
-    // What the client sees beyond containerd's gRPC server: HTTP/2 framing,
-    // the socket and the client's own encode/decode.
+    // What the client sees beyond containerd's handler: gRPC, HTTP/2
+    // framing, the socket and the client's own encode/decode.
     let med = podtrace_tests::median(diffs.clone());
-    eprintln!("client − containerd gRPC time: median {med:.3} ms, at most {worst:.3} ms");
+    eprintln!("client − containerd handler time: median {med:.3} ms, at most {worst:.3} ms");
     // Per call the client's extra time is noise from outside containerd (a
     // busy 2-core VM adds up to a few ms to single calls); a tracer error
     // would move the median.
-    assert!(med <= 1.0, "median client − gRPC {med:.3} ms: {diffs:?}");
+    assert!(med <= 1.0, "median client − handler {med:.3} ms: {diffs:?}");
     assert!(
         worst <= 10.0,
         "a CRI call took the client {worst:.3} ms longer: {diffs:?}"

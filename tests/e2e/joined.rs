@@ -305,11 +305,7 @@ fn cri_calls_from_report(report: &Value, mono_to_unix_ns: i64) -> Option<Vec<Cri
     for p in pods {
         let base = (p["start_unix_ns"].as_i64().expect("start_unix_ns") - mono_to_unix_ns) as f64;
         for c in p["cri"].as_array().into_iter().flatten() {
-            // The gRPC server's view of the call when the report has it.
-            let (start, dur) = match c["rpc_start_ms"].as_f64() {
-                Some(s) => (s, c["rpc_duration_ms"].as_f64()),
-                None => (f(&c["start_ms"]), c["duration_ms"].as_f64()),
-            };
+            let (start, dur) = (f(&c["start_ms"]), c["duration_ms"].as_f64());
             let start_ns = base + start * 1e6;
             out.push(CriCall {
                 call: c["call"].as_str().expect("call").to_string(),
@@ -717,8 +713,8 @@ fn kubelet_and_containerd_joined_against_both_ground_truths() {
     // containerd side, from the raw trace.
     let raw = read_raw_trace(&trace);
     let seen = cri_calls_from_trace(&raw, env.containerd_pid);
-    // Handler spans: the client also pays for gRPC around the handler.
-    let matches = check_cri_calls("raw trace", &seen, &truth, 0.0, 2.0);
+    // Handler spans; the client also pays for gRPC around the handler.
+    let matches = check_cri_calls("raw trace", &seen, &truth, 0.0, TOLERANCE_MS);
     check_join("raw trace", &seen, &gt);
     let worst = matches.iter().map(|m| m.diff_ms.abs()).fold(0.0, f64::max);
     eprintln!(
