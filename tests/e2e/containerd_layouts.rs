@@ -429,6 +429,7 @@ fn compare(b: &Build, run: &Run) -> Outcome {
     let trace = &run.trace;
     let mut used = vec![false; trace.spans.len()];
     let mut failures = Vec::new();
+    let mut noisy: Vec<String> = Vec::new();
     // per handler: (ground-truth calls, matched)
     let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut max_diff: i64 = 0;
@@ -471,7 +472,26 @@ fn compare(b: &Build, run: &Run) -> Outcome {
         counts.entry(call).or_default().1 += 1;
         let diff = (s.exit_t - s.entry_t) - (end - start);
         max_diff = max_diff.max(diff.abs());
-        if diff.abs() > TOLERANCE_NS || s.entry_t < start || s.exit_t > end {
+        let msg = || {
+            format!(
+                "{call} of {}: traced [{}, {}] = {:.3} ms, ground truth [{start}, {end}] = {:.3} ms",
+                g["pod_name"],
+                s.entry_t,
+                s.exit_t,
+                (s.exit_t - s.entry_t) as f64 / 1e6,
+                (end - start) as f64 / 1e6
+            )
+        };
+        // The ground truth brackets the call from the caller: the span is
+        // always inside it; a deschedule between stamp and call on a busy
+        // VM only widens the ground truth, so a few may be > 1 ms off.
+        if diff.abs() > TOLERANCE_NS
+            && diff.abs() <= 5 * TOLERANCE_NS
+            && s.entry_t >= start
+            && s.exit_t <= end
+        {
+            noisy.push(msg());
+        } else if diff.abs() > TOLERANCE_NS || s.entry_t < start || s.exit_t > end {
             failures.push(format!(
                 "{call} of {}: traced [{}, {}] = {:.3} ms, ground truth [{start}, {end}] = {:.3} ms",
                 g["pod_name"],
@@ -483,6 +503,9 @@ fn compare(b: &Build, run: &Run) -> Outcome {
         }
     }
     let matched = counts.values().map(|c| c.1).sum::<usize>();
+    if noisy.len() * 20 > matched {
+        failures.append(&mut noisy);
+    }
     let extra = used.iter().filter(|u| !**u).count();
     let per_call: Vec<String> = counts
         .iter()
