@@ -43,6 +43,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let tty = std::io::stderr().is_terminal();
     let mut pods = HashSet::new();
+    let uid_slots = pod_uid_slots(probes);
     let mut last_status = Instant::now();
     let mut last_events = 0u64;
     let mut child_status = None;
@@ -52,7 +53,7 @@ pub async fn run(
             _ = sigint.recv() => break "SIGINT".to_string(),
             _ = sigterm.recv() => break "SIGTERM".to_string(),
         }
-        drain(loaded, probes, &mut writer, &mut pods)?;
+        drain(loaded, probes, &uid_slots, &mut writer, &mut pods)?;
         if let Some(c) = child.as_mut() {
             if let Some(st) = c.try_wait().context("waiting for the traced command")? {
                 child_status = Some(st);
@@ -90,7 +91,7 @@ pub async fn run(
         eprintln!();
     }
     // Whatever the kernel wrote before we stopped.
-    drain(loaded, probes, &mut writer, &mut pods)?;
+    drain(loaded, probes, &uid_slots, &mut writer, &mut pods)?;
     let (drops, hits) = loaded.counters();
     let footer = Footer {
         events: writer.events,
@@ -103,9 +104,23 @@ pub async fn run(
     Ok((footer, child_status))
 }
 
+/// Per probe id: which entry capture names the pod (for the live pod
+/// count), worked out once instead of per event.
+fn pod_uid_slots(probes: &[ProbeInfo]) -> Vec<Option<usize>> {
+    probes
+        .iter()
+        .map(|p| {
+            matches!(p.role, Role::PodSync | Role::Cri)
+                .then(|| p.entry_captures.iter().position(|c| c.name == "pod_uid"))
+                .flatten()
+        })
+        .collect()
+}
+
 fn drain(
     loaded: &mut Loaded,
     probes: &[ProbeInfo],
+    uid_slots: &[Option<usize>],
     writer: &mut Writer,
     pods: &mut HashSet<String>,
 ) -> Result<()> {
@@ -120,19 +135,17 @@ fn drain(
         drop(item);
         let probe = probes.get(ev.probe_id as usize);
         let rec = Rec::from_event(&ev, probe);
-        if let Some(p) = probe {
-            if matches!(p.role, Role::PodSync | Role::Cri) && ev.kind == KIND_ENTRY {
-                if let Some(uid) = p
-                    .entry_captures
-                    .iter()
-                    .position(|c| c.name == "pod_uid")
-                    .and_then(|i| rec.a.get(i))
-                    .and_then(|v| v.as_ref())
-                    .and_then(|v| v.as_str())
-                {
-                    if !pods.contains(uid) {
-                        pods.insert(uid.to_string());
-                    }
+        if ev.kind == KIND_ENTRY {
+            if let Some(uid) = uid_slots
+                .get(ev.probe_id as usize)
+                .copied()
+                .flatten()
+                .and_then(|i| rec.a.get(i))
+                .and_then(|v| v.as_ref())
+                .and_then(|v| v.as_str())
+            {
+                if !pods.contains(uid) {
+                    pods.insert(uid.to_string());
                 }
             }
         }

@@ -210,6 +210,14 @@ fn load_catalogue(path: Option<&Path>) -> Result<Catalogue> {
     }
 }
 
+/// The catalogue's `[binary]` of this name, or the only one of a
+/// single-binary `--catalogue` file.
+fn catalogue_for<'c>(cat: &'c Catalogue, name: &str) -> Result<&'c BinaryCatalogue> {
+    cat.binary(name)
+        .or_else(|| (cat.binaries.len() == 1).then(|| &cat.binaries[0]))
+        .with_context(|| format!("the catalogue has no [binary] named {name}"))
+}
+
 fn probes(a: ProbesArgs) -> Result<ExitCode> {
     let cat = load_catalogue(a.catalogue.as_deref())?;
     let mut code = ExitCode::SUCCESS;
@@ -217,10 +225,7 @@ fn probes(a: ProbesArgs) -> Result<ExitCode> {
     let wanted = [("kubelet", &a.kubelet), ("containerd", &a.containerd)];
     for (name, path) in wanted {
         let Some(path) = path else { continue };
-        let bc = cat
-            .binary(name)
-            .or_else(|| (cat.binaries.len() == 1).then(|| &cat.binaries[0]))
-            .with_context(|| format!("the catalogue has no [binary] named {name}"))?;
+        let bc = catalogue_for(&cat, name)?;
         let bin = GoBinary::open(path)?;
         let res = bc.resolve(&bin);
         match a.format {
@@ -435,10 +440,7 @@ fn choose_targets<'c>(a: &RecordArgs, cat: &'c Catalogue) -> Result<Vec<Chosen<'
     let mut add = |path: PathBuf, pids: Vec<u32>, want: Option<&str>| -> Result<()> {
         let binary = GoBinary::open(&path)?;
         let catalogue = match want {
-            Some(name) => cat
-                .binary(name)
-                .or_else(|| (cat.binaries.len() == 1).then(|| &cat.binaries[0]))
-                .with_context(|| format!("the catalogue has no [binary] named {name}"))?,
+            Some(name) => catalogue_for(cat, name)?,
             None => identify(cat, &binary).with_context(|| {
                 format!(
                     "{}: none of the catalogue's functions ({}) resolve in it ({})",

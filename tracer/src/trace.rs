@@ -275,22 +275,23 @@ impl Trace {
     }
 }
 
+fn clock_ns(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the pointer we own.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
 /// CLOCK_REALTIME − CLOCK_MONOTONIC, from the tightest of a few bracketed reads.
 pub fn mono_to_unix_offset() -> i64 {
-    fn now(clock: libc::clockid_t) -> i64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes one timespec into the pointer we own.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
-        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-    }
     let mut best = (i64::MAX, 0);
     for _ in 0..16 {
-        let m0 = now(libc::CLOCK_MONOTONIC);
-        let r = now(libc::CLOCK_REALTIME);
-        let m1 = now(libc::CLOCK_MONOTONIC);
+        let m0 = clock_ns(libc::CLOCK_MONOTONIC);
+        let r = clock_ns(libc::CLOCK_REALTIME);
+        let m1 = clock_ns(libc::CLOCK_MONOTONIC);
         if m1 - m0 < best.0 {
             best = (m1 - m0, r - (m0 + (m1 - m0) / 2));
         }
@@ -300,11 +301,5 @@ pub fn mono_to_unix_offset() -> i64 {
 
 /// CLOCK_MONOTONIC now, in ns (the clock of bpf_ktime_get_ns).
 pub fn mono_now() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: as above.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
 }
