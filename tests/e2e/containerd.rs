@@ -162,7 +162,8 @@ fn every_cri_call_of_real_containerd_is_seen() {
     // Per call the client's extra time is noise from outside containerd (a
     // busy 2-core VM adds up to a few ms to single calls); a tracer error
     // would move the median.
-    assert!(med <= 1.0, "median client − handler {med:.3} ms: {diffs:?}");
+    // 0.5-0.8 ms on a quiet VM; up to 1.2 ms seen while CI builds alongside.
+    assert!(med <= 2.0, "median client − handler {med:.3} ms: {diffs:?}");
     assert!(
         worst <= 10.0,
         "a CRI call took the client {worst:.3} ms longer: {diffs:?}"
