@@ -4,7 +4,10 @@
 
 use std::{collections::HashMap, process::Command};
 
-use podtrace_tests::{containerd::Env, podtrace, podtrace_bin, report_json, TempDir};
+use podtrace_tests::{
+    containerd::{Env, CRI_CLIENT_RT_PRIORITY},
+    podtrace, podtrace_bin, report_json, systematic_cri_errors, TempDir,
+};
 use serde_json::Value;
 
 fn gt_lines(p: &std::path::Path) -> Vec<Value> {
@@ -29,6 +32,7 @@ fn record(
     let trace = dir.join(&format!("{name}.trace"));
     let gt = dir.join(&format!("{name}.gt.jsonl"));
     let out = Command::new(podtrace_bin())
+        .env("CRI_CLIENT_RT_PRIORITY", CRI_CLIENT_RT_PRIORITY)
         .args(["record", "-q", "--containerd"])
         .arg(&env.containerd_bin)
         .arg("-o")
@@ -115,7 +119,6 @@ fn every_cri_call_of_real_containerd_is_seen() {
         .map(|p| (p["uid"].as_str().unwrap_or("").to_string(), p))
         .collect();
     assert_eq!(pods.len(), 3, "pods in report: {report:#}");
-    let mut worst: f64 = 0.0;
     let mut diffs = Vec::new();
     for g in &gt {
         let uid = g["pod_uid"].as_str().expect("pod_uid");
@@ -152,21 +155,16 @@ fn every_cri_call_of_real_containerd_is_seen() {
             "{call:<18} handler {d:9.3} ms  gRPC {rpc:9.3} ms  client {client:9.3} ms  diff {:.3}",
             client - d
         );
-        worst = worst.max(client - d);
-        diffs.push(client - d);
+        diffs.push((call, client - d));
     }
     // What the client sees beyond containerd's handler: gRPC, HTTP/2
-    // framing, the socket and the client's own encode/decode.
-    let med = podtrace_tests::median(diffs.clone());
-    eprintln!("client − containerd handler time: median {med:.3} ms, at most {worst:.3} ms");
-    // Per call the client's extra time is noise from outside containerd (a
-    // busy 2-core VM adds up to a few ms to single calls); a tracer error
-    // would move the median.
-    // 0.5-0.8 ms on a quiet VM; up to 1.2 ms seen while CI builds alongside.
-    assert!(med <= 2.0, "median client − handler {med:.3} ms: {diffs:?}");
+    // framing, the socket and the client's own encode/decode; and on single
+    // calls any wait for a CPU (see systematic_cri_errors).
+    let problems = systematic_cri_errors(&diffs, 1.0);
     assert!(
-        worst <= 10.0,
-        "a CRI call took the client {worst:.3} ms longer: {diffs:?}"
+        problems.is_empty(),
+        "{}\nclient − handler per call: {diffs:?}",
+        problems.join("\n")
     );
     // The ids carried by the spans are the ones the client got back.
     for p in pods.values() {

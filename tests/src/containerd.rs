@@ -57,6 +57,38 @@ const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
 /// containerd's default spec asks runc for: /k8s.io/<id>.
 const CGROUP_PARENT: &str = "k8s.io";
 
+/// Real-time priorities of the two processes whose clocks the containerd
+/// tests compare: containerd (its handler, seen by podtrace) and cri-client
+/// (ground truth around each call). On a busy 2-core VM a normal-priority
+/// process can wait 10+ ms for a CPU after its socket became readable, and
+/// that wait, not containerd, would then be in the client's numbers. Both use
+/// SCHED_RESET_ON_FORK so the shims and runc they start run as usual.
+/// Pass as `.env("CRI_CLIENT_RT_PRIORITY", CRI_CLIENT_RT_PRIORITY)` to
+/// whatever ends up running cri-client (podtrace and the workload pass their
+/// environment on).
+pub const CRI_CLIENT_RT_PRIORITY: &str = "20";
+const CONTAINERD_RT_PRIORITY: i32 = 10;
+
+/// Make `cmd`'s process run at SCHED_FIFO `prio` (reset on fork).
+fn realtime(cmd: &mut Command, prio: i32) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure runs between fork and exec and only makes one
+    // async-signal-safe system call on a stack value.
+    unsafe {
+        cmd.pre_exec(move || {
+            let param = libc::sched_param {
+                sched_priority: prio,
+            };
+            if libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param)
+                != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+}
+
 /// A running containerd + registry, owned by one test.
 pub struct Env {
     /// The temporary directory everything lives under.
@@ -487,7 +519,9 @@ impl Env {
         std::fs::write(&cfg, substitute(CONTAINERD_CONFIG, &pairs))
             .expect("write containerd config");
         let log = std::fs::File::create(&env.containerd_log).expect("create containerd log");
-        let child = Command::new(&env.containerd_bin)
+        let mut cmd = Command::new(&env.containerd_bin);
+        realtime(&mut cmd, CONTAINERD_RT_PRIORITY);
+        let child = cmd
             .arg("--config")
             .arg(&cfg)
             .stdin(Stdio::null())
@@ -555,6 +589,7 @@ impl Env {
     /// `cri-client SUBCOMMAND --socket <socket>`; add the rest.
     pub fn cri(&self, subcommand: &str) -> Command {
         let mut c = Command::new(&self.cri_client);
+        c.env("CRI_CLIENT_RT_PRIORITY", CRI_CLIENT_RT_PRIORITY);
         c.arg(subcommand).arg("--socket").arg(&self.socket);
         c
     }

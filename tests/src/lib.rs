@@ -422,4 +422,50 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
+/// The rule for comparing traced CRI handler durations with a client's own
+/// measurement of the same calls, given `(call name, |traced − client| ms)`.
+///
+/// The client's duration holds the gRPC round trip around the handler (0.4–0.9
+/// ms on the test VM when the CPUs are free), plus, when the CPUs are busy
+/// (the pods' own runc and shim work, other load, hypervisor steal), any time
+/// a wake-up waits for a CPU: single calls then take the client several ms
+/// longer. So: per call type the closest call within `tolerance_ms`, and the
+/// median over all calls within `tolerance_ms`. A systematic tracer error
+/// (wrong RET, wrong pairing, an offset, a tail call cutting the span short)
+/// fails one of these; scheduling noise on single calls does not. Returns the
+/// problems found (empty when the rule holds).
+pub fn systematic_cri_errors(diffs: &[(&str, f64)], tolerance_ms: f64) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut best: std::collections::BTreeMap<&str, f64> = Default::default();
+    for &(call, d) in diffs {
+        let b = best.entry(call).or_insert(f64::INFINITY);
+        *b = b.min(d.abs());
+    }
+    for (call, b) in best {
+        if b > tolerance_ms {
+            problems.push(format!(
+                "every {call} call is more than {tolerance_ms} ms off (closest {b:.3} ms)"
+            ));
+        }
+    }
+    if !diffs.is_empty() {
+        let m = median(diffs.iter().map(|&(_, d)| d.abs()).collect());
+        eprintln!(
+            "median |containerd − client| {:.0} µs; {} of {} calls within {tolerance_ms} ms",
+            m * 1e3,
+            diffs
+                .iter()
+                .filter(|&&(_, d)| d.abs() <= tolerance_ms)
+                .count(),
+            diffs.len()
+        );
+        if m > tolerance_ms {
+            problems.push(format!(
+                "median |containerd − client| {m:.3} ms > {tolerance_ms} ms"
+            ));
+        }
+    }
+    problems
+}
+
 pub mod containerd;

@@ -1116,8 +1116,42 @@ async fn run(cmd: Cmd) -> Result<(), String> {
     }
 }
 
+/// With `CRI_CLIENT_RT_PRIORITY=N` (1-99) the client runs at SCHED_FIFO
+/// priority N, so that on a busy machine its stamps are not late by the time
+/// it waits for a CPU after containerd's reply arrived: ground truth should
+/// measure containerd, not the scheduler. Children get the normal policy back.
+fn realtime_from_env() -> Result<(), String> {
+    let Ok(v) = std::env::var("CRI_CLIENT_RT_PRIORITY") else {
+        return Ok(());
+    };
+    let prio: i32 = v
+        .parse()
+        .ok()
+        .filter(|p| (1..=99).contains(p))
+        .ok_or_else(|| format!("CRI_CLIENT_RT_PRIORITY={v}: want 1..99"))?;
+    let param = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: pid 0 is this thread (the only one yet: tokio starts after);
+    // `param` is a valid sched_param for the duration of the call.
+    let rc = unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param)
+    };
+    if rc != 0 {
+        return Err(format!(
+            "CRI_CLIENT_RT_PRIORITY={prio}: sched_setscheduler: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = realtime_from_env() {
+        eprintln!("cri-client: {e}");
+        return ExitCode::FAILURE;
+    }
     // One thread: the hops between the caller, tonic's buffer task and the
     // HTTP/2 connection task inside a timed call then need no cross-thread
     // wake-ups, which keeps the recorded times close to containerd's. Pods
