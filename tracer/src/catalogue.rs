@@ -411,6 +411,9 @@ pub enum Status {
     Missing,
     /// The symbol exists but its expected callee is not called (inlined or other version).
     Mismatch,
+    /// The compiler inlined the function into every caller: its name is in
+    /// the binary's tables, its code only inside other functions.
+    Inlined,
 }
 
 /// One function to attach to (a pattern may match several closures).
@@ -521,6 +524,14 @@ fn resolve_probe(p: &ProbeDef, bin: &GoBinary) -> Resolution {
         }
     }
     if res.status == Status::Missing && problems.is_empty() {
+        if let Some(name) = inlined_match(p, bin) {
+            res.status = Status::Inlined;
+            res.detail = format!(
+                "{name} was inlined into its callers: no code of its own to attach to \
+                 (probe a caller, or build with -gcflags=all=-l)"
+            );
+            return res;
+        }
         let mut tried: Vec<&str> = p.variants.iter().flat_map(|v| v.symbols()).collect();
         tried.dedup();
         res.detail = format!("not in binary: {}", tried.join(", "));
@@ -528,6 +539,33 @@ fn resolve_probe(p: &ProbeDef, bin: &GoBinary) -> Resolution {
         res.detail = problems.join("; ");
     }
     res
+}
+
+/// First name, over the variants that apply to `bin`, that the compiler
+/// inlined away (see GoBinary::inlined_functions).
+fn inlined_match(p: &ProbeDef, bin: &GoBinary) -> Option<String> {
+    let inlined = bin.inlined_functions();
+    if inlined.is_empty() {
+        return None;
+    }
+    p.variants
+        .iter()
+        .filter(|v| {
+            v.when_module
+                .as_ref()
+                .is_none_or(|c| module_matches(bin, c))
+        })
+        .flat_map(|v| v.symbols())
+        .find_map(|sym| {
+            if sym.contains('*') {
+                inlined.iter().find(|n| glob_match(sym, n)).cloned()
+            } else {
+                inlined
+                    .binary_search_by(|n| n.as_str().cmp(sym))
+                    .ok()
+                    .map(|i| inlined[i].clone())
+            }
+        })
 }
 
 fn make_target(bin: &GoBinary, f: &Function, sites: &FunctionSites) -> Option<Target> {

@@ -43,6 +43,12 @@ struct Cli {
 enum Cmd {
     /// Show what can be traced in the given binaries: per probe the matched
     /// symbol, address, file offset, entry site kind, RET count and status.
+    ///
+    /// Status: ok (attachable); missing (no variant's symbol in the binary:
+    /// another version, or not a kubelet/containerd); mismatch (the symbol is
+    /// there but does not call what that version's layout expects); inlined
+    /// (the compiler inlined the function into its callers, so it has no
+    /// code of its own: probe a caller or build with -gcflags=all=-l).
     Probes(ProbesArgs),
     /// Attach to kubelet and/or containerd and write a trace until
     /// --duration, Ctrl-C, or the command given after `--` exits.

@@ -23,7 +23,10 @@ pub use buildinfo::{BuildInfo, Module};
 use elf::{Elf, ElfError, FuncSym};
 use pclntab::PclnError;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -152,6 +155,11 @@ pub struct GoBinary {
     /// Indices into `functions`, sorted by name.
     by_name: Vec<u32>,
     goid: Option<GoidOffset>,
+    /// File range of the pclntab (from its pcHeader to the end of its
+    /// section or segment), when one was found.
+    pclntab: Option<std::ops::Range<usize>>,
+    /// Sorted names with no code of their own, computed on first use.
+    inlined: OnceLock<Vec<String>>,
 }
 
 impl std::fmt::Debug for GoBinary {
@@ -192,13 +200,18 @@ impl GoBinary {
         let build_info = buildinfo::read(&elf, &data);
 
         let mut text_start = None;
+        let mut pclntab = pclntab_section(&elf).map(|s| {
+            let (bytes, off) = elf.section_bytes(&data, s);
+            off as usize..off as usize + bytes.len()
+        });
         let (source, mut functions) = if let Some(f) = go_symbols(&elf.symtab) {
             (SymbolSource::Symtab, f)
         } else if let Some(f) = go_symbols(&elf.dynsym) {
             (SymbolSource::Dynsym, f)
         } else {
-            let (funcs, text) = pclntab_functions(&elf, &data, &path, build_info.is_some())?;
+            let (funcs, text, range) = pclntab_functions(&elf, &data, &path, build_info.is_some())?;
             text_start = Some(text);
+            pclntab = Some(range);
             (SymbolSource::Pclntab, funcs)
         };
         functions.sort_by(|a, b| (a.entry, &a.name).cmp(&(b.entry, &b.name)));
@@ -219,6 +232,8 @@ impl GoBinary {
             functions,
             by_name,
             goid: None,
+            pclntab,
+            inlined: OnceLock::new(),
         };
         bin.goid = bin.find_goid();
         Ok(bin)
@@ -226,6 +241,33 @@ impl GoBinary {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Functions the compiler inlined into every caller, sorted: their names
+    /// are in the pclntab's name table (inline trees refer to them, for
+    /// tracebacks) but no function entry has them, so there is no code to
+    /// attach to. Empty when the binary has no pclntab we can read. A
+    /// function inlined into its callers whose body cannot fault may leave
+    /// no name at all; it is then simply absent.
+    pub fn inlined_functions(&self) -> &[String] {
+        self.inlined.get_or_init(|| {
+            let Some(bytes) = self.pclntab.clone().and_then(|r| self.data.get(r)) else {
+                return Vec::new();
+            };
+            let Ok(table) = pclntab::funcnametab(bytes) else {
+                return Vec::new();
+            };
+            let mut names: Vec<String> = table
+                .split(|&b| b == 0)
+                .filter(|n| !n.is_empty())
+                .filter_map(|n| std::str::from_utf8(n).ok())
+                .filter(|n| self.function(n).is_none())
+                .map(str::to_owned)
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+        })
     }
 
     /// e.g. "go1.19.8", from `.go.buildinfo`.
@@ -439,7 +481,14 @@ fn pclntab_functions(
     data: &[u8],
     path: &Path,
     has_buildinfo: bool,
-) -> Result<(Vec<Function>, (u64, TextStartSource)), ResolveError> {
+) -> Result<
+    (
+        Vec<Function>,
+        (u64, TextStartSource),
+        std::ops::Range<usize>,
+    ),
+    ResolveError,
+> {
     let pcln_err = |e: PclnError, file_off: u64| match e {
         PclnError::Truncated(rel) => ResolveError::PclntabTruncated {
             path: path.to_path_buf(),
@@ -456,14 +505,10 @@ fn pclntab_functions(
         },
     };
 
-    let section = elf
-        .sections
-        .iter()
-        .find(|s| s.name.ends_with(".gopclntab") && !s.nobits && s.size > 0);
-    let (vaddr, table) = if let Some(s) = section {
+    let (vaddr, table, range) = if let Some(s) = pclntab_section(elf) {
         let (bytes, off) = elf.section_bytes(data, s);
         let table = pclntab::parse(bytes).map_err(|e| pcln_err(e, off))?;
-        (s.addr, table)
+        (s.addr, table, off as usize..off as usize + bytes.len())
     } else {
         scan_pclntab(elf, data).map_err(|err| match err {
             Some((e, off)) => pcln_err(e, off),
@@ -523,13 +568,22 @@ fn pclntab_functions(
             });
         }
     }
-    Ok((functions, (base, how)))
+    Ok((functions, (base, how), range))
+}
+
+/// The `.gopclntab` section (`.data.rel.ro.gopclntab` in PIE builds).
+fn pclntab_section(elf: &Elf) -> Option<&elf::Section> {
+    elf.sections
+        .iter()
+        .find(|s| s.name.ends_with(".gopclntab") && !s.nobits && s.size > 0)
 }
 
 /// Scan the loadable segments (data before code) for a pcHeader that
 /// decodes. On failure, the most telling error seen (a truncation beats
 /// other errors), with the candidate's file offset; None if no candidate.
-fn scan_pclntab(elf: &Elf, data: &[u8]) -> Result<(u64, pclntab::Table), Option<(PclnError, u64)>> {
+type Found = (u64, pclntab::Table, std::ops::Range<usize>);
+
+fn scan_pclntab(elf: &Elf, data: &[u8]) -> Result<Found, Option<(PclnError, u64)>> {
     let mut best: Option<(PclnError, u64)> = None;
     let segs = elf
         .segments
@@ -550,7 +604,14 @@ fn scan_pclntab(elf: &Elf, data: &[u8]) -> Result<(u64, pclntab::Table), Option<
             }
             let pos = at;
             match pclntab::parse(&bytes[pos..]) {
-                Ok(table) => return Ok((seg.vaddr + pos as u64, table)),
+                Ok(table) => {
+                    let start = seg.offset as usize + pos;
+                    return Ok((
+                        seg.vaddr + pos as u64,
+                        table,
+                        start..seg.offset as usize + bytes.len(),
+                    ));
+                }
                 Err(e) => {
                     let off = seg.offset + pos as u64;
                     let better = match (&best, &e) {

@@ -62,8 +62,8 @@ pub(crate) struct Table {
 
 struct Reader<'a>(&'a [u8]);
 
-impl Reader<'_> {
-    fn bytes(&self, off: u64, len: u64) -> Result<&[u8], PclnError> {
+impl<'a> Reader<'a> {
+    fn bytes(&self, off: u64, len: u64) -> Result<&'a [u8], PclnError> {
         let end = off.checked_add(len).ok_or(PclnError::Truncated(off))?;
         let (s, e) = (usize::try_from(off), usize::try_from(end));
         match (s, e) {
@@ -223,6 +223,24 @@ pub(crate) fn parse(data: &[u8]) -> Result<Table, PclnError> {
         return malformed("end of text before the last function");
     }
     Ok(Table { header, funcs, end })
+}
+
+/// The function name table (`[funcnameOffset, cuOffset)`): NUL-terminated
+/// names of every function with code and of every function inlined
+/// somewhere (inline trees name their functions by an offset into it).
+pub(crate) fn funcnametab(data: &[u8]) -> Result<&[u8], PclnError> {
+    let header = parse_header(data)?;
+    let first = if header.version == Version::Go116 {
+        24
+    } else {
+        32
+    };
+    let r = Reader(data);
+    let (start, end) = (r.u64(first)?, r.u64(first + 8)?);
+    if end < start {
+        return malformed("function name table ends before it starts");
+    }
+    r.bytes(start, end - start)
 }
 
 /// NUL-terminated name at `base + off`, which must lie in `[base, limit)`.
