@@ -99,7 +99,8 @@ fn bad_traces_get_clear_errors() {
 #[test]
 fn probes_say_inlined_when_the_compiler_inlined_a_probe_point() {
     // tests/inlined: pleg.(*GenericPLEG).Relist is small and inlined into
-    // its one caller, (*Kubelet).SyncPod is kept out of line.
+    // its one caller, (*Kubelet).SyncPod is kept out of line, and
+    // getUnmountedVolumes is both (see tests/inlined/README.md).
     let src = podtrace_tests::root().join("tests/inlined");
     let dir = TempDir::new("inlined");
     for (go, tag, flags) in [
@@ -153,6 +154,27 @@ fn probes_say_inlined_when_the_compiler_inlined_a_probe_point() {
             "{tag}: {detail}"
         );
         assert_eq!(status("sync").0, "ok", "{tag}: sync");
+        // Attached, but one caller runs an inlined copy the probe cannot see.
+        let check = probes
+            .iter()
+            .find(|p| p["probe"] == "poll_check")
+            .expect("poll_check");
+        assert_eq!(check["status"], "ok", "{tag}: poll_check {check:#}");
+        assert_eq!(
+            check["targets"][0]["inlined_into"],
+            serde_json::json!([
+                "k8s.io/kubernetes/pkg/kubelet/volumemanager.(*volumeManager).WaitForAttachAndMount"
+            ]),
+            "{tag}: poll_check {check:#}"
+        );
+        assert!(
+            probes
+                .iter()
+                .filter(|p| p["probe"] != "poll_check")
+                .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+                .all(|t| t.get("inlined_into").is_none()),
+            "{tag}: only getUnmountedVolumes is inlined somewhere"
+        );
         // Absent altogether (not even inlined) stays "missing".
         assert_eq!(status("runtime_sync").0, "missing", "{tag}: runtime_sync");
         // The table says so too.
@@ -162,6 +184,12 @@ fn probes_say_inlined_when_the_compiler_inlined_a_probe_point() {
             table
                 .lines()
                 .any(|l| l.starts_with("relist") && l.contains(" inlined ")),
+            "{tag}:\n{table}"
+        );
+        assert!(
+            table.contains(
+                "also inlined into k8s.io/kubernetes/pkg/kubelet/volumemanager.(*volumeManager).WaitForAttachAndMount: calls there are not seen"
+            ),
             "{tag}:\n{table}"
         );
     }

@@ -427,6 +427,10 @@ pub struct Target {
     pub ret_vaddrs: Vec<u64>,
     pub ret_offsets: Vec<u64>,
     pub tail_jumps: usize,
+    /// Functions holding an inlined copy of this one: calls made there run
+    /// that copy and are not seen by the probe.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inlined_into: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -526,8 +530,14 @@ fn resolve_probe(p: &ProbeDef, bin: &GoBinary) -> Resolution {
     if res.status == Status::Missing && problems.is_empty() {
         if let Some(name) = inlined_match(p, bin) {
             res.status = Status::Inlined;
+            let callers = bin.inlined_into(&name);
+            let into = if callers.is_empty() {
+                "its callers".to_string()
+            } else {
+                list_some(callers)
+            };
             res.detail = format!(
-                "{name} was inlined into its callers: no code of its own to attach to \
+                "{name} was inlined into {into}: no code of its own to attach to \
                  (probe a caller, or build with -gcflags=all=-l)"
             );
             return res;
@@ -539,6 +549,21 @@ fn resolve_probe(p: &ProbeDef, bin: &GoBinary) -> Resolution {
         res.detail = problems.join("; ");
     }
     res
+}
+
+/// `a, b, c and 4 more`: a list for one line of output.
+pub fn list_some(names: &[String]) -> String {
+    const SHOW: usize = 3;
+    let mut s = names
+        .iter()
+        .take(SHOW)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOW {
+        s.push_str(&format!(" and {} more", names.len() - SHOW));
+    }
+    s
 }
 
 /// First name, over the variants that apply to `bin`, that the compiler
@@ -587,6 +612,7 @@ fn make_target(bin: &GoBinary, f: &Function, sites: &FunctionSites) -> Option<Ta
         ret_vaddrs: sites.rets.clone(),
         ret_offsets,
         tail_jumps: sites.tail_jumps.len(),
+        inlined_into: bin.inlined_into(&f.name).to_vec(),
     })
 }
 

@@ -378,6 +378,16 @@ fn probes_table(bin: &GoBinary, res: &[Resolution]) -> String {
                 t.ret_offsets.len(),
                 t.symbol
             );
+            if !t.inlined_into.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "{:<16} {:<8} {:<50}  also inlined into {}: calls there are not seen",
+                    "",
+                    "",
+                    "",
+                    podtrace::catalogue::list_some(&t.inlined_into)
+                );
+            }
         }
     }
     o
@@ -532,6 +542,17 @@ fn record(a: RecordArgs) -> Result<ExitCode> {
                 c.catalogue.probes.len(),
                 names.join(", ")
             );
+        }
+        for r in &resolutions {
+            for t in r.targets.iter().filter(|t| !t.inlined_into.is_empty()) {
+                eprintln!(
+                    "podtrace: {}: probe {} ({}) is also inlined into {}: calls there are not traced",
+                    c.catalogue.binary.name,
+                    r.probe,
+                    t.symbol,
+                    podtrace::catalogue::list_some(&t.inlined_into)
+                );
+            }
         }
         if !resolutions.iter().any(|r| r.status == Status::Ok) {
             bail!(

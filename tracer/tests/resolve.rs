@@ -81,6 +81,20 @@ func bigFrame(x int) byte {
 	return big[(x*7)%len(big)]
 }
 
+// Small enough to be inlined into callsTiny; tinyRef keeps its own code too.
+func tiny(xs []int, i int) int { return xs[i%len(xs)] }
+
+//go:noinline
+func callsTiny(xs []int) int { return tiny(xs, 3) + tiny(xs, 5) }
+
+var tinyRef = tiny
+
+// Only ever inlined: no code of its own, its name only in inline trees.
+func onlyInlined(xs []int, i int) int { return xs[(i+1)%len(xs)] }
+
+//go:noinline
+func callsOnlyInlined(xs []int) int { return onlyInlined(xs, 2) }
+
 type number interface{ ~int | ~float64 }
 
 //go:noinline
@@ -96,6 +110,7 @@ func main() {
 	s := &server{n: len(os.Args)}
 	r, err := manyReturns(len(os.Args), "x")
 	fmt.Println(r, err, leaf(r, 3), s.Handle(r), mediumFrame(r), bigFrame(r), Sum([]int{r, 2}))
+	fmt.Println(callsTiny([]int{r, 2, 3}), tinyRef([]int{r}, 1), callsOnlyInlined([]int{r, 4}))
 }
 "#;
 
@@ -670,6 +685,60 @@ fn goid_offset_from_runtime_code_matches_dwarf() {
     }
 }
 
+/// Inline trees: which functions hold an inlined copy of which.
+#[test]
+fn inline_trees_name_the_callers() {
+    for b in all_builds() {
+        for path in [
+            &b.unstripped,
+            &b.stripped,
+            &b.pie_unstripped,
+            &b.pie_stripped,
+        ] {
+            let bin = open(path);
+            let at = format!("Go {} {}", b.label, path.display());
+            // Out of line (a func value refers to it) and inlined once.
+            assert!(bin.function("main.tiny").is_some(), "{at}");
+            assert_eq!(bin.inlined_into("main.tiny"), ["main.callsTiny"], "{at}");
+            assert!(
+                !bin.inlined_functions().iter().any(|n| n == "main.tiny"),
+                "{at}"
+            );
+            // Inlined everywhere: no code, name only in the trees.
+            assert!(bin.function("main.onlyInlined").is_none(), "{at}");
+            assert!(
+                bin.inlined_functions()
+                    .iter()
+                    .any(|n| n == "main.onlyInlined"),
+                "{at}"
+            );
+            assert_eq!(
+                bin.inlined_into("main.onlyInlined"),
+                ["main.callsOnlyInlined"],
+                "{at}"
+            );
+            // Never inlined.
+            assert!(bin.inlined_into("main.manyReturns").is_empty(), "{at}");
+            assert!(bin.inlined_into("main.callsTiny").is_empty(), "{at}");
+        }
+    }
+    // Release builds (moduledata.gofunc moves between Go versions): the
+    // runtime's small helpers are inlined all over every Go program.
+    let mut real: Vec<PathBuf> = kubectls().into_iter().map(|(_, p)| p).collect();
+    real.push(PathBuf::from("/usr/bin/containerd"));
+    for path in real.iter().filter(|p| p.exists()) {
+        let bin = open(path);
+        let into = bin.inlined_into("sync.(*Mutex).Lock");
+        assert!(
+            into.len() > 50,
+            "{} ({:?}): sync.(*Mutex).Lock inlined into {} functions",
+            path.display(),
+            bin.go_version(),
+            into.len()
+        );
+    }
+}
+
 fn kubectls() -> Vec<(u32, PathBuf)> {
     let found: Vec<(u32, PathBuf)> = (27..=33)
         .map(|v| (v, PathBuf::from(format!("{KUBECTL_DIR}/kubectl.1.{v}"))))
@@ -1013,6 +1082,8 @@ fn fuzz_truncations_and_flips_never_panic() {
             bin.goid_offset(),
             bin.go_version(),
             bin.module_version("k8s.io/fakedep"),
+            bin.inlined_functions().len(),
+            bin.inlined_into("main.tiny").len(),
         );
     };
     for b in all_builds() {

@@ -15,6 +15,7 @@
 
 mod buildinfo;
 mod elf;
+mod inline;
 mod pclntab;
 mod sites;
 
@@ -156,10 +157,12 @@ pub struct GoBinary {
     by_name: Vec<u32>,
     goid: Option<GoidOffset>,
     /// File range of the pclntab (from its pcHeader to the end of its
-    /// section or segment), when one was found.
-    pclntab: Option<std::ops::Range<usize>>,
+    /// section or segment) and its address, when one was found.
+    pclntab: Option<PclntabAt>,
     /// Sorted names with no code of their own, computed on first use.
     inlined: OnceLock<Vec<String>>,
+    /// Inlined function → functions it was inlined into, on first use.
+    inlined_into: OnceLock<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl std::fmt::Debug for GoBinary {
@@ -202,16 +205,16 @@ impl GoBinary {
         let mut text_start = None;
         let mut pclntab = pclntab_section(&elf).map(|s| {
             let (bytes, off) = elf.section_bytes(&data, s);
-            off as usize..off as usize + bytes.len()
+            (off as usize..off as usize + bytes.len(), s.addr)
         });
         let (source, mut functions) = if let Some(f) = go_symbols(&elf.symtab) {
             (SymbolSource::Symtab, f)
         } else if let Some(f) = go_symbols(&elf.dynsym) {
             (SymbolSource::Dynsym, f)
         } else {
-            let (funcs, text, range) = pclntab_functions(&elf, &data, &path, build_info.is_some())?;
+            let (funcs, text, found) = pclntab_functions(&elf, &data, &path, build_info.is_some())?;
             text_start = Some(text);
-            pclntab = Some(range);
+            pclntab = Some(found);
             (SymbolSource::Pclntab, funcs)
         };
         functions.sort_by(|a, b| (a.entry, &a.name).cmp(&(b.entry, &b.name)));
@@ -234,6 +237,7 @@ impl GoBinary {
             goid: None,
             pclntab,
             inlined: OnceLock::new(),
+            inlined_into: OnceLock::new(),
         };
         bin.goid = bin.find_goid();
         Ok(bin)
@@ -241,6 +245,44 @@ impl GoBinary {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Functions the compiler inlined into the given function's callers:
+    /// the names of the functions whose code holds an inlined copy of
+    /// `name` (from the inline trees of Go 1.18+ binaries). A uprobe on
+    /// `name` does not see those calls. Empty when none, or when the
+    /// tables cannot be read.
+    pub fn inlined_into(&self, name: &str) -> &[String] {
+        let map = self.inlined_into.get_or_init(|| {
+            let Some((range, vaddr)) = self.pclntab.clone() else {
+                return Default::default();
+            };
+            let Some(pcln) = self.data.get(range) else {
+                return Default::default();
+            };
+            let Ok(h) = pclntab::parse_header(pcln) else {
+                return Default::default();
+            };
+            let candidates: Vec<u64> = find_moduledata(&self.elf, &self.data, vaddr, &h)
+                .map(|md| {
+                    (pclntab::moduledata::GOFUNC_FIRST..=pclntab::moduledata::GOFUNC_LAST)
+                        .step_by(8)
+                        .filter_map(|o| {
+                            let b = md.get(o as usize..o as usize + 8)?;
+                            Some(u64::from_le_bytes(b.try_into().ok()?))
+                        })
+                        .filter(|&w| w != 0 && !self.elf.is_executable(w))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let read = |vaddr: u64, len: u64| -> Option<&[u8]> {
+                let off = usize::try_from(self.elf.file_offset(vaddr)?).ok()?;
+                self.data
+                    .get(off..off.checked_add(usize::try_from(len).ok()?)?)
+            };
+            inline::inlined_into(pcln, read, &candidates).unwrap_or_default()
+        });
+        map.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// Functions the compiler inlined into every caller, sorted: their names
@@ -251,7 +293,7 @@ impl GoBinary {
     /// no name at all; it is then simply absent.
     pub fn inlined_functions(&self) -> &[String] {
         self.inlined.get_or_init(|| {
-            let Some(bytes) = self.pclntab.clone().and_then(|r| self.data.get(r)) else {
+            let Some(bytes) = self.pclntab.clone().and_then(|(r, _)| self.data.get(r)) else {
                 return Vec::new();
             };
             let Ok(table) = pclntab::funcnametab(bytes) else {
@@ -473,6 +515,12 @@ fn go_symbols(syms: &[FuncSym]) -> Option<Vec<Function>> {
     )
 }
 
+/// Where the pclntab is: its file range (pcHeader to the end of its section
+/// or segment) and its address.
+type PclntabAt = (std::ops::Range<usize>, u64);
+/// The text start the pclntab's entries are relative to, and its source.
+type TextBase = (u64, TextStartSource);
+
 /// Locate and decode the pclntab: the `.gopclntab` section (also named
 /// `.data.rel.ro.gopclntab` in PIE builds), else a scan of the loadable
 /// segments for a pcHeader that decodes.
@@ -481,14 +529,7 @@ fn pclntab_functions(
     data: &[u8],
     path: &Path,
     has_buildinfo: bool,
-) -> Result<
-    (
-        Vec<Function>,
-        (u64, TextStartSource),
-        std::ops::Range<usize>,
-    ),
-    ResolveError,
-> {
+) -> Result<(Vec<Function>, TextBase, PclntabAt), ResolveError> {
     let pcln_err = |e: PclnError, file_off: u64| match e {
         PclnError::Truncated(rel) => ResolveError::PclntabTruncated {
             path: path.to_path_buf(),
@@ -568,7 +609,7 @@ fn pclntab_functions(
             });
         }
     }
-    Ok((functions, (base, how), range))
+    Ok((functions, (base, how), (range, vaddr)))
 }
 
 /// The `.gopclntab` section (`.data.rel.ro.gopclntab` in PIE builds).
@@ -641,6 +682,24 @@ fn align_offset(vaddr: u64, align: u64) -> usize {
 /// pclntab's address), check the next fields agree, read `text`. Go 1.26+
 /// puts it in a `.go.module` section; otherwise scan writable segments.
 fn moduledata_text(elf: &Elf, data: &[u8], pcln_vaddr: u64, h: &pclntab::Header) -> Option<u64> {
+    let b = find_moduledata(elf, data, pcln_vaddr, h)?;
+    let word = |off: u64| -> Option<u64> {
+        let s = b.get(off as usize..off as usize + 8)?;
+        Some(u64::from_le_bytes(s.try_into().ok()?))
+    };
+    word(pclntab::moduledata::TEXT)
+}
+
+/// `runtime.moduledata` (from its start to the end of its section or
+/// segment): found by its first word (the pclntab's address), checked by
+/// the next fields. Go 1.26+ puts it in a `.go.module` section; otherwise
+/// scan writable segments.
+fn find_moduledata<'d>(
+    elf: &Elf,
+    data: &'d [u8],
+    pcln_vaddr: u64,
+    h: &pclntab::Header,
+) -> Option<&'d [u8]> {
     use pclntab::moduledata as md;
     let check = |b: &[u8]| -> Option<u64> {
         let word = |off: u64| -> Option<u64> {
@@ -658,8 +717,9 @@ fn moduledata_text(elf: &Elf, data: &[u8], pcln_vaddr: u64, h: &pclntab::Header)
         (text < etext && elf.is_executable(text)).then_some(text)
     };
     if let Some(s) = elf.section(".go.module") {
-        if let Some(text) = check(elf.section_bytes(data, s).0) {
-            return Some(text);
+        let b = elf.section_bytes(data, s).0;
+        if check(b).is_some() {
+            return Some(b);
         }
     }
     let needle = pcln_vaddr.to_le_bytes();
@@ -667,10 +727,11 @@ fn moduledata_text(elf: &Elf, data: &[u8], pcln_vaddr: u64, h: &pclntab::Header)
         let bytes = elf.segment_bytes(data, seg);
         let mut pos = align_offset(seg.vaddr, 8);
         while pos + 8 <= bytes.len() {
-            if bytes[pos] == needle[0] && bytes[pos..pos + 8] == needle {
-                if let Some(text) = check(&bytes[pos..]) {
-                    return Some(text);
-                }
+            if bytes[pos] == needle[0]
+                && bytes[pos..pos + 8] == needle
+                && check(&bytes[pos..]).is_some()
+            {
+                return Some(&bytes[pos..]);
             }
             pos += 8;
         }

@@ -269,6 +269,11 @@ pub(crate) mod moduledata {
     pub const TEXT: u64 = 176;
     pub const ETEXT: u64 = 184;
     pub const MIN_LEN: u64 = 192;
+    /// Where `gofunc` may be: after `rodata`, at 304 (Go 1.18–1.19), 320
+    /// (1.20+, with covctrs) or 344 (1.26+, with typedesclen and itab
+    /// fields); a few words either side for versions in between.
+    pub const GOFUNC_FIRST: u64 = 280;
+    pub const GOFUNC_LAST: u64 = 392;
 }
 
 #[cfg(test)]

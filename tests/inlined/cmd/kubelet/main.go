@@ -1,5 +1,5 @@
 // Command kubelet is a test binary for `podtrace probes`: one catalogue
-// function inlined away, one kept (see tests/e2e/cli.rs).
+// function inlined away, one kept, one both (see tests/e2e/cli.rs).
 package main
 
 import (
@@ -8,9 +8,10 @@ import (
 
 	"k8s.io/kubernetes/pkg/kubelet"
 	"k8s.io/kubernetes/pkg/kubelet/pleg"
+	"k8s.io/kubernetes/pkg/kubelet/volumemanager"
 )
 
 func main() {
 	kl := kubelet.Kubelet{PLEG: pleg.New(len(os.Args))}
-	fmt.Println(kl.SyncPod(len(os.Args)))
+	fmt.Println(kl.SyncPod(len(os.Args)), volumemanager.Check(volumemanager.New(2), len(os.Args)))
 }

@@ -1,0 +1,26 @@
+// Package volumemanager has getUnmountedVolumes both ways at once: inlined
+// into WaitForAttachAndMount, and kept out of line for the call through an
+// interface. A probe on it attaches ("ok") but does not see the inlined
+// calls; `podtrace probes` must say where they are.
+package volumemanager
+
+type volumeManager struct{ unmounted []int }
+
+func New(n int) *volumeManager { return &volumeManager{unmounted: make([]int, n)} }
+
+func (vm *volumeManager) getUnmountedVolumes(i int) int {
+	return vm.unmounted[i%len(vm.unmounted)]
+}
+
+//go:noinline
+func (vm *volumeManager) WaitForAttachAndMount(i int) int { return vm.getUnmountedVolumes(i) }
+
+type unmounted interface{ getUnmountedVolumes(int) int }
+
+// ViaInterface cannot be devirtualised: the method keeps its own code.
+//
+//go:noinline
+func ViaInterface(u unmounted, i int) int { return u.getUnmountedVolumes(i) }
+
+// Check calls both ways.
+func Check(vm *volumeManager, i int) int { return vm.WaitForAttachAndMount(i) + ViaInterface(vm, i) }
