@@ -248,3 +248,49 @@ func GoidFrom(ctx context.Context) int64 {
 	}
 	return 0
 }
+
+// Stages whose measured function also stamps itself (see Enter).
+const (
+	InSync = iota
+	InMountWait
+	InRuntimeSync
+	InCreateSandbox
+	InStartContainer
+	nInner
+)
+
+// Inner holds the callee-side stamps of one pod sync's stages. The caller's
+// stamps (StartMono/EndMono) bracket the call, so the traced span lies inside
+// them; these, taken by the function itself as it starts and just before it
+// returns, lie inside the traced span. A deschedule between a stamp and the
+// probe widens one bracket, never both: the tracer must be within 1 ms of the
+// caller's or the callee's numbers, and always between them.
+type Inner struct{ start, end [nInner]int64 }
+
+type innerKey struct{}
+
+// WithInner returns ctx carrying a fresh Inner for one sync's stages.
+func WithInner(ctx context.Context) context.Context {
+	return context.WithValue(ctx, innerKey{}, &Inner{})
+}
+
+// Enter stamps the start of stage s from inside its function; defer the
+// returned func to stamp the end. A ctx without Inner costs nothing more.
+func Enter(ctx context.Context, s int) func() {
+	in, _ := ctx.Value(innerKey{}).(*Inner)
+	if in == nil {
+		return func() {}
+	}
+	in.start[s] = MonoNow()
+	return func() { in.end[s] = MonoNow() }
+}
+
+// InnerKV returns stage s's callee-side stamps as record fields (none when
+// ctx carries no Inner).
+func InnerKV(ctx context.Context, s int) []KV {
+	in, _ := ctx.Value(innerKey{}).(*Inner)
+	if in == nil || in.start[s] == 0 || in.end[s] == 0 {
+		return nil
+	}
+	return []KV{{K: "inner_start_mono_ns", V: in.start[s]}, {K: "inner_end_mono_ns", V: in.end[s]}}
+}

@@ -267,6 +267,7 @@ func (kl *Kubelet) HandlePodAdditions(pods []*v1.Pod) {
 //
 //go:noinline
 func (kl *Kubelet) SyncPod(ctx context.Context, updateType kubetypes.SyncPodType, pod, mirrorPod *v1.Pod, podStatus *kubecontainer.PodStatus) (isTerminal bool, err error) {
+	defer groundtruth.Enter(ctx, groundtruth.InSync)() // the workload's, not kubelet's
 	// Create Cgroups for the pod and apply resource parameters
 	// to them if cgroups-per-qos flag is enabled; create a mirror pod for a
 	// static pod: stands as a sleep here.
@@ -296,10 +297,10 @@ func (kl *Kubelet) SyncPod(ctx context.Context, updateType kubetypes.SyncPodType
 			StartMono: mwStart,
 			EndMono:   mwEnd,
 			Goid:      groundtruth.GoidFrom(ctx),
-			Extra: []groundtruth.KV{
+			Extra: append([]groundtruth.KV{
 				{K: "poll_checks", V: kl.gt.PollChecks(string(pod.UID))},
 				{K: "error", V: errStr},
-			},
+			}, groundtruth.InnerKV(ctx, groundtruth.InMountWait)...),
 		})
 	}
 	if err != nil {
@@ -326,7 +327,7 @@ func (kl *Kubelet) SyncPod(ctx context.Context, updateType kubetypes.SyncPodType
 			StartMono: rsStart,
 			EndMono:   rsEnd,
 			Goid:      groundtruth.GoidFrom(ctx),
-			Extra:     []groundtruth.KV{{K: "error", V: errStr}},
+			Extra:     append([]groundtruth.KV{{K: "error", V: errStr}}, groundtruth.InnerKV(ctx, groundtruth.InRuntimeSync)...),
 		})
 	}
 	if err := result.Error(); err != nil {

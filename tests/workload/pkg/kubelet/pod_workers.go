@@ -269,6 +269,7 @@ func (p *podWorkers) podWorkerLoop(podUID types.UID, podUpdates <-chan struct{})
 			// made further down this goroutine can be tagged cheaply.
 			if p.gt != nil {
 				ctx = groundtruth.ContextWithGoid(ctx, goid)
+				ctx = groundtruth.WithInner(ctx)
 				ctx = volumemanager.WithPodRef(ctx, update.Options.Pod)
 			}
 
@@ -289,10 +290,10 @@ func (p *podWorkers) podWorkerLoop(podUID types.UID, podUpdates <-chan struct{})
 					StartMono: start,
 					EndMono:   end,
 					Goid:      goid,
-					Extra: []groundtruth.KV{
+					Extra: append([]groundtruth.KV{
 						{K: "update_type", V: update.Options.UpdateType.String()},
 						{K: "error", V: errStr},
-					},
+					}, groundtruth.InnerKV(ctx, groundtruth.InSync)...),
 				})
 			}
 

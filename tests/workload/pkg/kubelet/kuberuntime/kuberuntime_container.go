@@ -8,6 +8,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"k8s.io/kubernetes/internal/groundtruth"
 	kubecontainer "k8s.io/kubernetes/pkg/kubelet/container"
 )
 
@@ -48,6 +49,7 @@ func containerStartSpec(c *v1.Container) *startSpec {
 //
 //go:noinline
 func (m *kubeGenericRuntimeManager) startContainer(ctx context.Context, podSandboxID string, podSandboxConfig *runtimeapi.PodSandboxConfig, spec *startSpec, pod *v1.Pod, podStatus *kubecontainer.PodStatus, pullSecrets []v1.Secret, podIP string, podIPs []string) (string, error) {
+	defer groundtruth.Enter(ctx, groundtruth.InStartContainer)() // the workload's, not kubelet's
 	container := spec.container
 
 	// Step 1: pull the image. (Not modelled: the image is "present"; a

@@ -116,6 +116,7 @@ func (m *kubeGenericRuntimeManager) computePodActions(ctx context.Context, pod *
 //
 //go:noinline
 func (m *kubeGenericRuntimeManager) SyncPod(ctx context.Context, pod *v1.Pod, podStatus *kubecontainer.PodStatus, pullSecrets []v1.Secret, backOff *flowcontrol.Backoff) (result kubecontainer.PodSyncResult) {
+	defer groundtruth.Enter(ctx, groundtruth.InRuntimeSync)() // the workload's, not kubelet's
 	// Step 1: Compute sandbox and container changes.
 	podContainerChanges := m.computePodActions(ctx, pod, podStatus)
 
@@ -140,10 +141,10 @@ func (m *kubeGenericRuntimeManager) SyncPod(ctx context.Context, pod *v1.Pod, po
 				StartMono: start,
 				EndMono:   end,
 				Goid:      groundtruth.GoidFrom(ctx),
-				Extra: []groundtruth.KV{
+				Extra: append([]groundtruth.KV{
 					{K: "sandbox_id", V: podSandboxID},
 					{K: "attempt", V: podContainerChanges.Attempt},
-				},
+				}, groundtruth.InnerKV(ctx, groundtruth.InCreateSandbox)...),
 			})
 		}
 		if err != nil {
@@ -186,11 +187,11 @@ func (m *kubeGenericRuntimeManager) SyncPod(ctx context.Context, pod *v1.Pod, po
 				StartMono: t0,
 				EndMono:   t1,
 				Goid:      groundtruth.GoidFrom(ctx),
-				Extra: []groundtruth.KV{
+				Extra: append([]groundtruth.KV{
 					{K: "container", V: spec.container.Name},
 					{K: "container_id", V: msg},
 					{K: "sandbox_id", V: podSandboxID},
-				},
+				}, groundtruth.InnerKV(ctx, groundtruth.InStartContainer)...),
 			})
 		}
 		if err != nil {

@@ -180,6 +180,7 @@ func (vm *volumeManager) Run(ctx context.Context, sourcesReady config.SourcesRea
 //
 //go:noinline
 func (vm *volumeManager) WaitForAttachAndMount(ctx context.Context, pod *v1.Pod) error {
+	defer groundtruth.Enter(ctx, groundtruth.InMountWait)() // the workload's, not kubelet's
 	if pod == nil {
 		return nil
 	}
