@@ -35,6 +35,10 @@ func Check(calls []*Call, pods int) error {
 		if d < time.Millisecond || d > 50*time.Millisecond {
 			return fmt.Errorf("%s of %s took %v, want 1-3 ms", c.Call, c.PodName, d)
 		}
+		if c.InnerStartMono == 0 || c.InnerStartMono < c.StartMono || c.InnerEndMono < c.InnerStartMono || c.InnerEndMono > c.EndMono {
+			return fmt.Errorf("%s of %s: the handler's own stamps [%d, %d] are not inside the call [%d, %d]",
+				c.Call, c.PodName, c.InnerStartMono, c.InnerEndMono, c.StartMono, c.EndMono)
+		}
 		if c.Error {
 			failed++
 			if c.Call != "PullImage" || c.Image != MissingImage || c.ImageRef != "" {

@@ -62,6 +62,26 @@ type Call struct {
 	ErrorText        string `json:"error_text,omitempty"`
 	StartMono        int64  `json:"start_mono_ns"`
 	EndMono          int64  `json:"end_mono_ns"`
+	// The handler's own stamps (Enter): on entry and just before it
+	// returns, so inside the traced span, while StartMono/EndMono, taken
+	// around the call, are outside it.
+	InnerStartMono int64 `json:"inner_start_mono_ns"`
+	InnerEndMono   int64 `json:"inner_end_mono_ns"`
+}
+
+type innerKey struct{}
+
+type inner struct{ start, end int64 }
+
+// Enter stamps the start of the traced handler from inside it; defer the
+// returned func to stamp its end. Without the driver's ctx it does nothing.
+func Enter(ctx context.Context) func() {
+	in, _ := ctx.Value(innerKey{}).(*inner)
+	if in == nil {
+		return func() {}
+	}
+	in.start = MonoNow()
+	return func() { in.end = MonoNow() }
 }
 
 // MonoNow is clock_gettime(CLOCK_MONOTONIC) in nanoseconds, by a real
@@ -154,6 +174,7 @@ type reply struct {
 	data       []byte
 	err        error
 	start, end int64
+	inner      inner
 }
 
 // unary is one CRI call of a gRPC client to the server: encode, decode on a
@@ -175,6 +196,8 @@ func unary[Req, Resp runtime.ProtoMessage](c *client, rec *Call, req Req, newReq
 			done <- reply{err: err}
 			return
 		}
+		stamps := &inner{}
+		ctx = context.WithValue(ctx, innerKey{}, stamps)
 		start := MonoNow()
 		resp, err := handler(ctx, in)
 		end := MonoNow()
@@ -182,10 +205,11 @@ func unary[Req, Resp runtime.ProtoMessage](c *client, rec *Call, req Req, newReq
 		if err == nil {
 			out, err = runtime.Marshal(resp)
 		}
-		done <- reply{out, err, start, end}
+		done <- reply{out, err, start, end, *stamps}
 	}()
 	r := <-done
 	rec.StartMono, rec.EndMono = r.start, r.end
+	rec.InnerStartMono, rec.InnerEndMono = r.inner.start, r.inner.end
 	var resp Resp
 	if r.err == nil {
 		resp = newResp()

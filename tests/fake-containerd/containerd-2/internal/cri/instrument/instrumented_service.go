@@ -5,6 +5,8 @@
 package instrument
 
 import (
+	"podtrace.test/fake-containerd/driver"
+
 	"context"
 	"errors"
 
@@ -47,6 +49,7 @@ func (in *instrumentedService) checkInitialized() error {
 
 //go:noinline
 func (in *instrumentedService) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxRequest) (res *runtime.RunPodSandboxResponse, err error) {
+	defer driver.Enter(ctx)() // ground truth from inside the handler (the test's, not containerd's)
 	if err := in.checkInitialized(); err != nil {
 		return nil, err
 	}
@@ -64,6 +67,7 @@ func (in *instrumentedService) RunPodSandbox(ctx context.Context, r *runtime.Run
 
 //go:noinline
 func (in *instrumentedService) StopPodSandbox(ctx context.Context, r *runtime.StopPodSandboxRequest) (_ *runtime.StopPodSandboxResponse, err error) {
+	defer driver.Enter(ctx)() // ground truth from inside the handler (the test's, not containerd's)
 	if err := in.checkInitialized(); err != nil {
 		return nil, err
 	}
@@ -81,6 +85,7 @@ func (in *instrumentedService) StopPodSandbox(ctx context.Context, r *runtime.St
 
 //go:noinline
 func (in *instrumentedService) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSandboxRequest) (_ *runtime.RemovePodSandboxResponse, err error) {
+	defer driver.Enter(ctx)() // ground truth from inside the handler (the test's, not containerd's)
 	if err := in.checkInitialized(); err != nil {
 		return nil, err
 	}
@@ -98,6 +103,7 @@ func (in *instrumentedService) RemovePodSandbox(ctx context.Context, r *runtime.
 
 //go:noinline
 func (in *instrumentedService) CreateContainer(ctx context.Context, r *runtime.CreateContainerRequest) (res *runtime.CreateContainerResponse, err error) {
+	defer driver.Enter(ctx)() // ground truth from inside the handler (the test's, not containerd's)
 	if err := in.checkInitialized(); err != nil {
 		return nil, err
 	}
@@ -118,6 +124,7 @@ func (in *instrumentedService) CreateContainer(ctx context.Context, r *runtime.C
 
 //go:noinline
 func (in *instrumentedService) StartContainer(ctx context.Context, r *runtime.StartContainerRequest) (_ *runtime.StartContainerResponse, err error) {
+	defer driver.Enter(ctx)() // ground truth from inside the handler (the test's, not containerd's)
 	if err := in.checkInitialized(); err != nil {
 		return nil, err
 	}
@@ -135,6 +142,7 @@ func (in *instrumentedService) StartContainer(ctx context.Context, r *runtime.St
 
 //go:noinline
 func (in *instrumentedService) StopContainer(ctx context.Context, r *runtime.StopContainerRequest) (res *runtime.StopContainerResponse, err error) {
+	defer driver.Enter(ctx)() // ground truth from inside the handler (the test's, not containerd's)
 	if err := in.checkInitialized(); err != nil {
 		return nil, err
 	}
@@ -152,6 +160,7 @@ func (in *instrumentedService) StopContainer(ctx context.Context, r *runtime.Sto
 
 //go:noinline
 func (in *instrumentedService) RemoveContainer(ctx context.Context, r *runtime.RemoveContainerRequest) (res *runtime.RemoveContainerResponse, err error) {
+	defer driver.Enter(ctx)() // ground truth from inside the handler (the test's, not containerd's)
 	if err := in.checkInitialized(); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,8 @@
 package images
 
 import (
+	"podtrace.test/fake-containerd/driver"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -49,6 +51,7 @@ func (c *CRIImageService) GRPCService() runtime.ImageServiceServer {
 //
 //go:noinline
 func (c *GRPCCRIImageService) PullImage(ctx context.Context, r *runtime.PullImageRequest) (_ *runtime.PullImageResponse, err error) {
+	defer driver.Enter(ctx)() // ground truth from inside the handler (the test's, not containerd's)
 	imageRef := r.GetImage().GetImage()
 	credentials := func(host string) (string, string, error) {
 		auth := r.GetAuth()
