@@ -365,18 +365,43 @@ impl Catalogue {
     }
 }
 
-/// Glob match where `*` stands for any run of characters.
+/// Pattern parts between wildcards. A `*` is a wildcard (any run of
+/// characters) except right after `(`, where it is Go's pointer receiver:
+/// `pkg.(*T).M` names that one method, not `pkg.(*OtherT).M` too.
+fn glob_parts(pattern: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut from = 0;
+    for (i, _) in pattern.match_indices('*') {
+        if pattern[..i].ends_with('(') {
+            continue;
+        }
+        parts.push(&pattern[from..i]);
+        from = i + 1;
+    }
+    parts.push(&pattern[from..]);
+    parts
+}
+
+/// Whether `pattern` has a wildcard (see [`glob_match`]).
+pub fn is_glob(pattern: &str) -> bool {
+    glob_parts(pattern).len() > 1
+}
+
+/// Glob match where `*` stands for any run of characters, except in `(*`.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let Some((first, rest)) = pattern.split_once('*') else {
-        return pattern == text;
+    let parts = glob_parts(pattern);
+    let Some((first, rest)) = parts.split_first() else {
+        return false;
     };
+    if rest.is_empty() {
+        return pattern == text;
+    }
     let Some(mut t) = text.strip_prefix(first) else {
         return false;
     };
-    let parts: Vec<&str> = rest.split('*').collect();
-    for (i, part) in parts.iter().enumerate() {
-        if i == parts.len() - 1 {
-            return t.ends_with(part);
+    for (i, part) in rest.iter().enumerate() {
+        if i == rest.len() - 1 {
+            return t.len() >= part.len() && t.ends_with(part);
         }
         match t.find(part) {
             Some(at) => t = &t[at + part.len()..],
@@ -450,7 +475,7 @@ impl BinaryCatalogue {
 }
 
 fn matching_functions<'a>(bin: &'a GoBinary, pattern: &str) -> Vec<&'a Function> {
-    if pattern.contains('*') {
+    if is_glob(pattern) {
         bin.functions()
             .iter()
             .filter(|f| glob_match(pattern, &f.name))
@@ -582,7 +607,7 @@ fn inlined_match(p: &ProbeDef, bin: &GoBinary) -> Option<String> {
         })
         .flat_map(|v| v.symbols())
         .find_map(|sym| {
-            if sym.contains('*') {
+            if is_glob(sym) {
                 inlined.iter().find(|n| glob_match(sym, n)).cloned()
             } else {
                 inlined
@@ -635,6 +660,13 @@ mod tests {
         assert!(!glob_match("a.(*b).f.func*", "a.(*b).g.func1"));
         assert!(glob_match("*x*", "abxcd"));
         assert!(glob_match("plain", "plain"));
+        // `(*` is a pointer receiver, not a wildcard.
+        assert!(!is_glob("sync.(*Mutex).Lock"));
+        assert!(glob_match("sync.(*Mutex).Lock", "sync.(*Mutex).Lock"));
+        assert!(!glob_match("sync.(*Mutex).Lock", "sync.(*RWMutex).Lock"));
+        assert!(is_glob("a.(*b).f.func*"));
+        assert!(!glob_match("a.(*b).f.func*", "a.(*xb).f.func1"));
+        assert!(glob_match("a.*.f", "a.(*b).f"));
         assert!(!glob_match("plain", "plainer"));
     }
 
