@@ -69,7 +69,9 @@ const CGROUP_PARENT: &str = "k8s.io";
 pub const CRI_CLIENT_RT_PRIORITY: &str = "20";
 const CONTAINERD_RT_PRIORITY: i32 = 10;
 
-/// Make `cmd`'s process run at SCHED_FIFO `prio` (reset on fork).
+/// Make `cmd`'s process run at SCHED_FIFO `prio` (reset on fork), if the
+/// machine lets it (a cgroup without real-time budget does not): best
+/// effort, the tests' rules hold without it, just with noisier clients.
 fn realtime(cmd: &mut Command, prio: i32) {
     use std::os::unix::process::CommandExt as _;
     // SAFETY: the closure runs between fork and exec and only makes one
@@ -79,11 +81,9 @@ fn realtime(cmd: &mut Command, prio: i32) {
             let param = libc::sched_param {
                 sched_priority: prio,
             };
-            if libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param)
-                != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
+            // Failure is fine (see above); nothing can be printed here.
+            let _ =
+                libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param);
             Ok(())
         })
     };
