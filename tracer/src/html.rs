@@ -131,25 +131,11 @@ fn nice_step(range: f64, target: f64) -> f64 {
 
 /// UTC date and time of Unix ns, ISO 8601 with ms.
 fn iso_utc(unix_ns: i64) -> String {
-    let secs = unix_ns.div_euclid(1_000_000_000);
-    let millis = unix_ns.rem_euclid(1_000_000_000) / 1_000_000;
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days to civil date (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    // "…SS.nnnnnnnnnZ" cut to "…SS.mmmZ".
+    let mut s = crate::journal::rfc3339_utc(unix_ns);
+    s.truncate(s.len() - "nnnnnnZ".len());
+    s.push('Z');
+    s
 }
 
 fn pod_title(p: &PodReport) -> String {
