@@ -5,7 +5,7 @@
 use std::{collections::HashMap, process::Command};
 
 use podtrace_tests::{
-    containerd::{Env, CRI_CLIENT_RT_PRIORITY},
+    containerd::{Env, CRI_CALLS, CRI_CLIENT_RT_PRIORITY},
     podtrace, podtrace_bin, report_json, systematic_cri_errors, TempDir,
 };
 use serde_json::Value;
@@ -67,16 +67,7 @@ fn every_cri_call_of_real_containerd_is_seen() {
     ]);
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{table}");
-    for call in [
-        "RunPodSandbox",
-        "PullImage",
-        "CreateContainer",
-        "StartContainer",
-        "StopContainer",
-        "RemoveContainer",
-        "StopPodSandbox",
-        "RemovePodSandbox",
-    ] {
+    for call in CRI_CALLS {
         assert!(
             table
                 .lines()

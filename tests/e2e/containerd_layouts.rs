@@ -23,20 +23,8 @@ use std::{
     time::SystemTime,
 };
 
-use podtrace_tests::{podtrace, podtrace_bin, root, TempDir};
+use podtrace_tests::{containerd::CRI_CALLS, podtrace, podtrace_bin, root, TempDir};
 use serde_json::{Map, Value};
-
-/// The CRI handlers of the catalogue, as the fake programs call them.
-const HANDLERS: &[&str] = &[
-    "RunPodSandbox",
-    "PullImage",
-    "CreateContainer",
-    "StartContainer",
-    "StopContainer",
-    "RemoveContainer",
-    "StopPodSandbox",
-    "RemovePodSandbox",
-];
 
 /// Fake builds (tests/fake-containerd/build.sh): directory, what the
 /// catalogue's variant note must say, the package of the handlers.
@@ -176,7 +164,7 @@ fn check_probes(b: &Build) {
         b.note
     );
     let probes = binfo["probes"].as_array().expect("probes array");
-    for h in HANDLERS {
+    for h in &CRI_CALLS {
         let p = probes
             .iter()
             .find(|p| p["probe"] == *h)
@@ -405,7 +393,7 @@ fn record(b: &Build, dir: &TempDir, catalogue: Option<&Path>, args: &[&str]) -> 
         .map(|l| serde_json::from_str(l).expect("ground-truth JSON line"))
         .collect();
     let trace = read_trace(&trace_path);
-    for h in HANDLERS {
+    for h in &CRI_CALLS {
         assert!(
             trace.probes.values().any(|p| p.name == *h),
             "{}: no probe {h} in the trace header",
@@ -533,7 +521,7 @@ fn check_record(b: &Build, pods: usize, parallel: bool) {
     let run = record(b, &dir, None, &args);
     assert_eq!(
         run.gt.len(),
-        HANDLERS.len() * pods + 1,
+        CRI_CALLS.len() * pods + 1,
         "{}: ground-truth calls",
         b.dir
     );

@@ -29,7 +29,7 @@ use std::{
 
 use podtrace_tests::{
     check_pod_stages,
-    containerd::{Env, CRI_CLIENT_RT_PRIORITY},
+    containerd::{Env, CRI_CALLS, CRI_CLIENT_RT_PRIORITY},
     podtrace_bin, read_gt, report_json, systematic_cri_errors, workload, Gt, TempDir, STAGES,
     TOLERANCE_MS,
 };
@@ -45,17 +45,6 @@ const PODS: usize = 3;
 // call; the 1 ms rule is podtrace_tests::systematic_cri_errors (closest call
 // of each type, and the median).
 
-/// The CRI calls of one pod: started by the workload, stopped at its exit.
-const POD_CALLS: &[&str] = &[
-    "RunPodSandbox",
-    "PullImage",
-    "CreateContainer",
-    "StartContainer",
-    "StopContainer",
-    "RemoveContainer",
-    "StopPodSandbox",
-    "RemovePodSandbox",
-];
 /// Which kubelet stage (workload ground truth) each start-up call nests in.
 const NESTING: &[(&str, &str)] = &[
     ("RunPodSandbox", "create_sandbox"),
@@ -420,7 +409,7 @@ fn check_cri_calls(
     matches
 }
 
-/// Per pod (of the workload's ground truth): each of POD_CALLS exactly once
+/// Per pod (of the workload's ground truth): each of CRI_CALLS exactly once
 /// in `calls` (joined to the pod by UID, or by its sandbox/container ids);
 /// start-up calls nested in the kubelet stage of NESTING with the IDs that
 /// stage reported; teardown after the pod's sync.
@@ -468,7 +457,7 @@ fn check_join(source: &str, calls: &[CriCall], gt: &[Gt]) {
                     || c.container_id.as_deref() == Some(container.as_str())
             })
             .collect();
-        for call in POD_CALLS {
+        for call in CRI_CALLS {
             let n = mine.iter().filter(|c| c.call == *call).count();
             assert_eq!(n, 1, "{source}: pod {uid}: {n} {call} calls, want 1");
         }
@@ -661,7 +650,7 @@ fn kubelet_and_containerd_joined_against_both_ground_truths() {
     let truth = cri_calls_from_ground_truth(&cgt_path);
     assert_eq!(
         truth.len(),
-        PODS * POD_CALLS.len(),
+        PODS * CRI_CALLS.len(),
         "cri-client ground truth: {:#?}",
         truth.iter().map(CriCall::show).collect::<Vec<_>>()
     );

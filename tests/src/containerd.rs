@@ -51,6 +51,19 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "golang-go",
 ];
 
+/// The CRI calls kubelet makes for one pod, in order: the ones podtrace's
+/// containerd catalogue traces, cri-client makes, and the fakes play.
+pub const CRI_CALLS: [&str; 8] = [
+    "RunPodSandbox",
+    "PullImage",
+    "CreateContainer",
+    "StartContainer",
+    "StopContainer",
+    "RemoveContainer",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+];
+
 /// Where containerd 1.6 puts shim sockets, whatever the config says.
 const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
 /// Parent cgroup (under every hierarchy) of the per-container cgroups

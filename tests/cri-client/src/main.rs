@@ -520,6 +520,33 @@ impl Ctx {
         });
     }
 
+    /// One CRI call as ground truth: CLOCK_MONOTONIC right around it, then
+    /// `on_ok` (which may set the pod ids the record carries), then one
+    /// record. Err is the call's status message.
+    async fn timed<T, R>(
+        &self,
+        call: &str,
+        pod: &mut Pod,
+        rpc: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+        on_ok: impl FnOnce(&mut Pod, T) -> R,
+    ) -> Result<R, String> {
+        let t0 = mono_ns();
+        let r = rpc.await;
+        let t1 = mono_ns();
+        match r {
+            Ok(resp) => {
+                let out = on_ok(pod, resp.into_inner());
+                self.record(call, pod, t0, t1, None);
+                Ok(out)
+            }
+            Err(s) => {
+                let m = status_msg(&s);
+                self.record(call, pod, t0, t1, Some(m.clone()));
+                Err(m)
+            }
+        }
+    }
+
     /// RunPodSandbox → PullImage → CreateContainer → StartContainer.
     async fn start_pod(&self, pod: &mut Pod) -> Result<(), String> {
         self.run_sandbox(pod).await?;
@@ -537,21 +564,11 @@ impl Ctx {
             config: Some(pod.sandbox_config.clone()),
             runtime_handler: String::new(),
         };
-        let t0 = mono_ns();
-        let r = rt.run_pod_sandbox(req).await;
-        let t1 = mono_ns();
-        match r {
-            Ok(resp) => {
-                pod.sandbox_id = Some(resp.into_inner().pod_sandbox_id);
-                self.record("RunPodSandbox", pod, t0, t1, None);
-            }
-            Err(s) => {
-                let m = status_msg(&s);
-                self.record("RunPodSandbox", pod, t0, t1, Some(m.clone()));
-                return Err(format!("RunPodSandbox: {m}"));
-            }
-        }
-        Ok(())
+        self.timed("RunPodSandbox", pod, rt.run_pod_sandbox(req), |pod, r| {
+            pod.sandbox_id = Some(r.pod_sandbox_id);
+        })
+        .await
+        .map_err(|m| format!("RunPodSandbox: {m}"))
     }
 
     /// PullImage → CreateContainer → StartContainer in the sandbox
@@ -567,20 +584,10 @@ impl Ctx {
             auth: None,
             sandbox_config: Some(pod.sandbox_config.clone()),
         };
-        let t0 = mono_ns();
-        let r = img.pull_image(req).await;
-        let t1 = mono_ns();
-        let image_ref = match r {
-            Ok(resp) => {
-                self.record("PullImage", pod, t0, t1, None);
-                resp.into_inner().image_ref
-            }
-            Err(s) => {
-                let m = status_msg(&s);
-                self.record("PullImage", pod, t0, t1, Some(m.clone()));
-                return Err(format!("PullImage {}: {m}", pod.image));
-            }
-        };
+        let image_ref = self
+            .timed("PullImage", pod, img.pull_image(req), |_, r| r.image_ref)
+            .await
+            .map_err(|m| format!("PullImage {}: {m}", pod.image))?;
 
         let req = CreateContainerRequest {
             pod_sandbox_id: pod.sandbox_id.clone().unwrap_or_default(),
@@ -591,33 +598,23 @@ impl Ctx {
             })),
             sandbox_config: Some(pod.sandbox_config.clone()),
         };
-        let t0 = mono_ns();
-        let r = rt.create_container(req).await;
-        let t1 = mono_ns();
-        match r {
-            Ok(resp) => {
-                pod.container_id = Some(resp.into_inner().container_id);
-                self.record("CreateContainer", pod, t0, t1, None);
-            }
-            Err(s) => {
-                let m = status_msg(&s);
-                self.record("CreateContainer", pod, t0, t1, Some(m.clone()));
-                return Err(format!("CreateContainer: {m}"));
-            }
-        }
+        self.timed(
+            "CreateContainer",
+            pod,
+            rt.create_container(req),
+            |pod, r| {
+                pod.container_id = Some(r.container_id);
+            },
+        )
+        .await
+        .map_err(|m| format!("CreateContainer: {m}"))?;
 
         let req = StartContainerRequest {
             container_id: pod.container_id.clone().unwrap_or_default(),
         };
-        let t0 = mono_ns();
-        let r = rt.start_container(req).await;
-        let t1 = mono_ns();
-        let err = r.err().map(|s| status_msg(&s));
-        self.record("StartContainer", pod, t0, t1, err.clone());
-        match err {
-            Some(m) => Err(format!("StartContainer: {m}")),
-            None => Ok(()),
-        }
+        self.timed("StartContainer", pod, rt.start_container(req), |_, _| ())
+            .await
+            .map_err(|m| format!("StartContainer: {m}"))
     }
 
     /// StopContainer → RemoveContainer (if there is a container), then
@@ -632,54 +629,47 @@ impl Ctx {
             }
         };
         if let Some(cid) = pod.container_id.clone() {
-            let t0 = mono_ns();
-            let r = rt
-                .stop_container(StopContainerRequest {
-                    container_id: cid.clone(),
-                    timeout: stop_timeout,
-                })
-                .await;
-            let t1 = mono_ns();
-            let err = r.err().map(|s| status_msg(&s));
-            self.record("StopContainer", pod, t0, t1, err.clone());
-            if let Some(m) = &err {
-                note("StopContainer", m);
+            let req = StopContainerRequest {
+                container_id: cid.clone(),
+                timeout: stop_timeout,
+            };
+            if let Err(m) = self
+                .timed("StopContainer", pod, rt.stop_container(req), |_, _| ())
+                .await
+            {
+                note("StopContainer", &m);
             }
-            let t0 = mono_ns();
-            let r = rt
-                .remove_container(RemoveContainerRequest { container_id: cid })
-                .await;
-            let t1 = mono_ns();
-            let err = r.err().map(|s| status_msg(&s));
-            self.record("RemoveContainer", pod, t0, t1, err.clone());
-            if let Some(m) = &err {
-                note("RemoveContainer", m);
+            let req = RemoveContainerRequest { container_id: cid };
+            if let Err(m) = self
+                .timed("RemoveContainer", pod, rt.remove_container(req), |_, _| ())
+                .await
+            {
+                note("RemoveContainer", &m);
             }
         }
         if let Some(sid) = pod.sandbox_id.clone() {
-            let t0 = mono_ns();
-            let r = rt
-                .stop_pod_sandbox(StopPodSandboxRequest {
-                    pod_sandbox_id: sid.clone(),
-                })
-                .await;
-            let t1 = mono_ns();
-            let err = r.err().map(|s| status_msg(&s));
-            self.record("StopPodSandbox", pod, t0, t1, err.clone());
-            if let Some(m) = &err {
-                note("StopPodSandbox", m);
+            let req = StopPodSandboxRequest {
+                pod_sandbox_id: sid.clone(),
+            };
+            if let Err(m) = self
+                .timed("StopPodSandbox", pod, rt.stop_pod_sandbox(req), |_, _| ())
+                .await
+            {
+                note("StopPodSandbox", &m);
             }
-            let t0 = mono_ns();
-            let r = rt
-                .remove_pod_sandbox(RemovePodSandboxRequest {
-                    pod_sandbox_id: sid,
-                })
-                .await;
-            let t1 = mono_ns();
-            let err = r.err().map(|s| status_msg(&s));
-            self.record("RemovePodSandbox", pod, t0, t1, err.clone());
-            if let Some(m) = &err {
-                note("RemovePodSandbox", m);
+            let req = RemovePodSandboxRequest {
+                pod_sandbox_id: sid,
+            };
+            if let Err(m) = self
+                .timed(
+                    "RemovePodSandbox",
+                    pod,
+                    rt.remove_pod_sandbox(req),
+                    |_, _| (),
+                )
+                .await
+            {
+                note("RemovePodSandbox", &m);
             }
         }
         match first {

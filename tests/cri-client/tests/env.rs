@@ -14,19 +14,8 @@ use std::{
     process::Output,
 };
 
-use containerd::Env;
+use containerd::{Env, CRI_CALLS as CALLS};
 use serde_json::Value;
-
-const CALLS: [&str; 8] = [
-    "RunPodSandbox",
-    "PullImage",
-    "CreateContainer",
-    "StartContainer",
-    "StopContainer",
-    "RemoveContainer",
-    "StopPodSandbox",
-    "RemovePodSandbox",
-];
 
 fn read_gt(p: &Path) -> Vec<Value> {
     std::fs::read_to_string(p)
