@@ -607,14 +607,12 @@ fn inlined_match(p: &ProbeDef, bin: &GoBinary) -> Option<String> {
         })
         .flat_map(|v| v.symbols())
         .find_map(|sym| {
-            if is_glob(sym) {
-                inlined.iter().find(|n| glob_match(sym, n)).cloned()
+            let hit = if is_glob(sym) {
+                inlined.iter().find(|n| glob_match(sym, n))
             } else {
-                inlined
-                    .binary_search_by(|n| n.as_str().cmp(sym))
-                    .ok()
-                    .map(|i| inlined[i].clone())
-            }
+                inlined.binary_search(&sym).ok().map(|i| &inlined[i])
+            };
+            hit.map(|n| n.to_string())
         })
 }
 

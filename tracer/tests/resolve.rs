@@ -700,16 +700,11 @@ fn inline_trees_name_the_callers() {
             // Out of line (a func value refers to it) and inlined once.
             assert!(bin.function("main.tiny").is_some(), "{at}");
             assert_eq!(bin.inlined_into("main.tiny"), ["main.callsTiny"], "{at}");
-            assert!(
-                !bin.inlined_functions().iter().any(|n| n == "main.tiny"),
-                "{at}"
-            );
+            assert!(!bin.inlined_functions().contains(&"main.tiny"), "{at}");
             // Inlined everywhere: no code, name only in the trees.
             assert!(bin.function("main.onlyInlined").is_none(), "{at}");
             assert!(
-                bin.inlined_functions()
-                    .iter()
-                    .any(|n| n == "main.onlyInlined"),
+                bin.inlined_functions().contains(&"main.onlyInlined"),
                 "{at}"
             );
             assert_eq!(

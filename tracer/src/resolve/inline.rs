@@ -36,13 +36,6 @@ fn u32_at(b: &[u8], off: u64) -> Option<u32> {
     ))
 }
 
-fn u64_at(b: &[u8], off: u64) -> Option<u64> {
-    let off = usize::try_from(off).ok()?;
-    Some(u64::from_le_bytes(
-        b.get(off..off.checked_add(8)?)?.try_into().ok()?,
-    ))
-}
-
 fn varint(b: &[u8], pos: &mut usize) -> Option<u32> {
     let mut v: u32 = 0;
     for shift in (0..35).step_by(7) {
@@ -57,21 +50,19 @@ fn varint(b: &[u8], pos: &mut usize) -> Option<u32> {
 }
 
 /// Largest value of a pc-value table (runtime.step), None if it has none.
+/// Entries are (value delta, pc delta) varint pairs from -1; a zero byte
+/// ends the table, except as the very first value delta.
 fn max_value(pctab: &[u8], start: usize) -> Option<i32> {
     let (mut pos, mut val, mut max) = (start, -1i32, None);
-    for first in std::iter::once(true).chain(std::iter::repeat(false)) {
-        if !first && *pctab.get(pos)? == 0 {
+    loop {
+        if max.is_some() && *pctab.get(pos)? == 0 {
             return max;
         }
         let uv = varint(pctab, &mut pos)?;
         val = val.wrapping_add((-((uv & 1) as i32)) ^ (uv >> 1) as i32);
-        varint(pctab, &mut pos)?;
+        varint(pctab, &mut pos)?; // the pc delta: not needed
         max = Some(max.map_or(val, |m: i32| m.max(val)));
-        if pos > pctab.len() {
-            return None;
-        }
     }
-    None
 }
 
 /// One function's inline tree: where it is (offset from gofunc) and how
@@ -98,9 +89,12 @@ pub(crate) fn inlined_into<'d>(
         Version::Go118 => (39u64, 40u64, 20u64, 12u64),
         Version::Go120 => (43, 44, 16, 4),
     };
-    let [funcname, cu, _filetab, pctab, pcln_off] =
-        [32u64, 40, 48, 56, 64].map(|o| u64_at(pcln, o));
-    let (funcname, cu, pctab, pcln_off) = (funcname?, cu?, pctab?, pcln_off?);
+    let (funcname, cu, pctab, pcln_off) = (
+        h.funcname_offset,
+        h.cu_offset,
+        h.pctab_offset,
+        h.pcln_offset,
+    );
     let names = pcln.get(usize::try_from(funcname).ok()?..usize::try_from(cu).ok()?)?;
     let pctab_b = pcln.get(usize::try_from(pctab).ok()?..usize::try_from(pcln_off).ok()?)?;
     let name_at_off = |off: u32| -> Option<&str> {

@@ -159,8 +159,6 @@ pub struct GoBinary {
     /// File range of the pclntab (from its pcHeader to the end of its
     /// section or segment) and its address, when one was found.
     pclntab: Option<PclntabAt>,
-    /// Sorted names with no code of their own, computed on first use.
-    inlined: OnceLock<Vec<String>>,
     /// Inlined function → functions it was inlined into, on first use.
     inlined_into: OnceLock<std::collections::BTreeMap<String, Vec<String>>>,
 }
@@ -236,7 +234,6 @@ impl GoBinary {
             by_name,
             goid: None,
             pclntab,
-            inlined: OnceLock::new(),
             inlined_into: OnceLock::new(),
         };
         bin.goid = bin.find_goid();
@@ -253,7 +250,13 @@ impl GoBinary {
     /// `name` does not see those calls. Empty when none, or when the
     /// tables cannot be read.
     pub fn inlined_into(&self, name: &str) -> &[String] {
-        let map = self.inlined_into.get_or_init(|| {
+        self.inline_map().get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Inlined function → functions holding a copy, from the inline trees
+    /// (read once, on first use).
+    fn inline_map(&self) -> &std::collections::BTreeMap<String, Vec<String>> {
+        self.inlined_into.get_or_init(|| {
             let Some((range, vaddr)) = self.pclntab.clone() else {
                 return Default::default();
             };
@@ -267,10 +270,7 @@ impl GoBinary {
                 .map(|md| {
                     (pclntab::moduledata::GOFUNC_FIRST..=pclntab::moduledata::GOFUNC_LAST)
                         .step_by(8)
-                        .filter_map(|o| {
-                            let b = md.get(o as usize..o as usize + 8)?;
-                            Some(u64::from_le_bytes(b.try_into().ok()?))
-                        })
+                        .filter_map(|o| word(md, o))
                         .filter(|&w| w != 0 && !self.elf.is_executable(w))
                         .collect()
                 })
@@ -281,35 +281,20 @@ impl GoBinary {
                     .get(off..off.checked_add(usize::try_from(len).ok()?)?)
             };
             inline::inlined_into(pcln, read, &candidates).unwrap_or_default()
-        });
-        map.get(name).map_or(&[], Vec::as_slice)
+        })
     }
 
-    /// Functions the compiler inlined into every caller, sorted: their names
-    /// are in the pclntab's name table (inline trees refer to them, for
-    /// tracebacks) but no function entry has them, so there is no code to
-    /// attach to. Empty when the binary has no pclntab we can read. A
-    /// function inlined into its callers whose body cannot fault may leave
-    /// no name at all; it is then simply absent.
-    pub fn inlined_functions(&self) -> &[String] {
-        self.inlined.get_or_init(|| {
-            let Some(bytes) = self.pclntab.clone().and_then(|(r, _)| self.data.get(r)) else {
-                return Vec::new();
-            };
-            let Ok(table) = pclntab::funcnametab(bytes) else {
-                return Vec::new();
-            };
-            let mut names: Vec<String> = table
-                .split(|&b| b == 0)
-                .filter(|n| !n.is_empty())
-                .filter_map(|n| std::str::from_utf8(n).ok())
-                .filter(|n| self.function(n).is_none())
-                .map(str::to_owned)
-                .collect();
-            names.sort_unstable();
-            names.dedup();
-            names
-        })
+    /// Functions the compiler inlined into every caller, sorted: inline
+    /// trees name them but no function entry has them, so there is no code
+    /// to attach to. Empty when the inline trees cannot be read. A function
+    /// inlined into its callers whose body cannot fault may leave no name
+    /// at all; it is then simply absent.
+    pub fn inlined_functions(&self) -> Vec<&str> {
+        self.inline_map()
+            .keys()
+            .map(String::as_str)
+            .filter(|n| self.function(n).is_none())
+            .collect()
     }
 
     /// e.g. "go1.19.8", from `.go.buildinfo`.
@@ -682,12 +667,18 @@ fn align_offset(vaddr: u64, align: u64) -> usize {
 /// pclntab's address), check the next fields agree, read `text`. Go 1.26+
 /// puts it in a `.go.module` section; otherwise scan writable segments.
 fn moduledata_text(elf: &Elf, data: &[u8], pcln_vaddr: u64, h: &pclntab::Header) -> Option<u64> {
-    let b = find_moduledata(elf, data, pcln_vaddr, h)?;
-    let word = |off: u64| -> Option<u64> {
-        let s = b.get(off as usize..off as usize + 8)?;
-        Some(u64::from_le_bytes(s.try_into().ok()?))
-    };
-    word(pclntab::moduledata::TEXT)
+    word(
+        find_moduledata(elf, data, pcln_vaddr, h)?,
+        pclntab::moduledata::TEXT,
+    )
+}
+
+/// The little-endian u64 at `off` in `b`, if it is there.
+fn word(b: &[u8], off: u64) -> Option<u64> {
+    let off = usize::try_from(off).ok()?;
+    Some(u64::from_le_bytes(
+        b.get(off..off.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// `runtime.moduledata` (from its start to the end of its section or
@@ -701,20 +692,16 @@ fn find_moduledata<'d>(
     h: &pclntab::Header,
 ) -> Option<&'d [u8]> {
     use pclntab::moduledata as md;
-    let check = |b: &[u8]| -> Option<u64> {
-        let word = |off: u64| -> Option<u64> {
-            let s = b.get(off as usize..off as usize + 8)?;
-            Some(u64::from_le_bytes(s.try_into().ok()?))
-        };
+    let check = |b: &[u8]| -> Option<()> {
         if b.len() < md::MIN_LEN as usize
-            || word(0)? != pcln_vaddr
-            || word(md::FUNCNAMETAB)? != pcln_vaddr.wrapping_add(h.funcname_offset)
-            || word(md::FTAB_LEN)? != h.nfunc + 1
+            || word(b, 0)? != pcln_vaddr
+            || word(b, md::FUNCNAMETAB)? != pcln_vaddr.wrapping_add(h.funcname_offset)
+            || word(b, md::FTAB_LEN)? != h.nfunc + 1
         {
             return None;
         }
-        let (text, etext) = (word(md::TEXT)?, word(md::ETEXT)?);
-        (text < etext && elf.is_executable(text)).then_some(text)
+        let (text, etext) = (word(b, md::TEXT)?, word(b, md::ETEXT)?);
+        (text < etext && elf.is_executable(text)).then_some(())
     };
     if let Some(s) = elf.section(".go.module") {
         let b = elf.section_bytes(data, s).0;

@@ -47,7 +47,12 @@ pub(crate) struct Header {
     pub nfunc: u64,
     /// 0 when not recorded (Go 1.16–1.17, Go 1.26+).
     pub text_start: u64,
+    /// Sub-table offsets from the pcHeader, in the order the linker lays
+    /// them out (checked ascending).
     pub funcname_offset: u64,
+    pub cu_offset: u64,
+    pub pctab_offset: u64,
+    pub pcln_offset: u64,
 }
 
 #[derive(Debug)]
@@ -129,28 +134,9 @@ pub(crate) fn parse_header(data: &[u8]) -> Result<Header, PclnError> {
     if nfunc == 0 || nfunc > MAX_FUNCS {
         return malformed(format!("function count {nfunc}"));
     }
-    let (text_start, funcname_offset) = match version {
-        Version::Go116 => (0, r.u64(24)?),
-        Version::Go118 | Version::Go120 => (r.u64(24)?, r.u64(32)?),
-    };
-    Ok(Header {
-        version,
-        nfunc,
-        text_start,
-        funcname_offset,
-    })
-}
-
-/// Decode the whole function table. `data` starts at the pcHeader and runs
-/// to the end of what the file holds (it may be longer than the table).
-pub(crate) fn parse(data: &[u8]) -> Result<Table, PclnError> {
-    let header = parse_header(data)?;
-    let r = Reader(data);
-    // Offsets of the sub-tables, in the order the linker lays them out.
-    let first = if header.version == Version::Go116 {
-        24
-    } else {
-        32
+    let (text_start, first) = match version {
+        Version::Go116 => (0, 24),
+        Version::Go118 | Version::Go120 => (r.u64(24)?, 32),
     };
     let [funcname, cu, filetab, pctab, pcln] = [0u64, 8, 16, 24, 32].map(|i| r.u64(first + i));
     let (funcname, cu, filetab, pctab, pcln) = (funcname?, cu?, filetab?, pctab?, pcln?);
@@ -163,6 +149,23 @@ pub(crate) fn parse(data: &[u8]) -> Result<Table, PclnError> {
     {
         return malformed("sub-table offsets out of order");
     }
+    Ok(Header {
+        version,
+        nfunc,
+        text_start,
+        funcname_offset: funcname,
+        cu_offset: cu,
+        pctab_offset: pctab,
+        pcln_offset: pcln,
+    })
+}
+
+/// Decode the whole function table. `data` starts at the pcHeader and runs
+/// to the end of what the file holds (it may be longer than the table).
+pub(crate) fn parse(data: &[u8]) -> Result<Table, PclnError> {
+    let header = parse_header(data)?;
+    let r = Reader(data);
+    let (funcname, cu, pcln) = (header.funcname_offset, header.cu_offset, header.pcln_offset);
 
     let n = header.nfunc;
     // Width of one functab field: u32 offsets from Go 1.18, pointers before.
@@ -223,24 +226,6 @@ pub(crate) fn parse(data: &[u8]) -> Result<Table, PclnError> {
         return malformed("end of text before the last function");
     }
     Ok(Table { header, funcs, end })
-}
-
-/// The function name table (`[funcnameOffset, cuOffset)`): NUL-terminated
-/// names of every function with code and of every function inlined
-/// somewhere (inline trees name their functions by an offset into it).
-pub(crate) fn funcnametab(data: &[u8]) -> Result<&[u8], PclnError> {
-    let header = parse_header(data)?;
-    let first = if header.version == Version::Go116 {
-        24
-    } else {
-        32
-    };
-    let r = Reader(data);
-    let (start, end) = (r.u64(first)?, r.u64(first + 8)?);
-    if end < start {
-        return malformed("function name table ends before it starts");
-    }
-    r.bytes(start, end - start)
 }
 
 /// NUL-terminated name at `base + off`, which must lie in `[base, limit)`.
