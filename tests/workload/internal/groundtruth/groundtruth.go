@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	v1 "k8s.io/api/core/v1"
 )
 
 const clockMonotonic = 1 // CLOCK_MONOTONIC: the clock bpf_ktime_get_ns() reads
@@ -293,4 +295,28 @@ func InnerKV(ctx context.Context, s int) []KV {
 		return nil
 	}
 	return []KV{{K: "inner_start_mono_ns", V: in.start[s]}, {K: "inner_end_mono_ns", V: in.end[s]}}
+}
+
+// AddStage adds the record of one pod stage: start and end stamped by the
+// caller around the call, the goroutine id from ctx, extra, then the
+// callee's own stamps of slot in (see Enter) when ctx carries them.
+func (r *Recorder) AddStage(ctx context.Context, stage string, in int, pod *v1.Pod, start, end int64, extra ...KV) {
+	r.Add(Record{
+		Stage:     stage,
+		PodUID:    string(pod.UID),
+		PodName:   pod.Name,
+		Namespace: pod.Namespace,
+		StartMono: start,
+		EndMono:   end,
+		Goid:      GoidFrom(ctx),
+		Extra:     append(extra, InnerKV(ctx, in)...),
+	})
+}
+
+// ErrString is err's message, "" for nil.
+func ErrString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

@@ -285,23 +285,9 @@ func (kl *Kubelet) SyncPod(ctx context.Context, updateType kubetypes.SyncPodType
 	err = kl.volumeManager.WaitForAttachAndMount(ctx, pod)
 	if kl.gt != nil {
 		mwEnd := groundtruth.MonoNow()
-		errStr := ""
-		if err != nil {
-			errStr = err.Error()
-		}
-		kl.gt.Add(groundtruth.Record{
-			Stage:     "mount_wait",
-			PodUID:    string(pod.UID),
-			PodName:   pod.Name,
-			Namespace: pod.Namespace,
-			StartMono: mwStart,
-			EndMono:   mwEnd,
-			Goid:      groundtruth.GoidFrom(ctx),
-			Extra: append([]groundtruth.KV{
-				{K: "poll_checks", V: kl.gt.PollChecks(string(pod.UID))},
-				{K: "error", V: errStr},
-			}, groundtruth.InnerKV(ctx, groundtruth.InMountWait)...),
-		})
+		kl.gt.AddStage(ctx, "mount_wait", groundtruth.InMountWait, pod, mwStart, mwEnd,
+			groundtruth.KV{K: "poll_checks", V: kl.gt.PollChecks(string(pod.UID))},
+			groundtruth.KV{K: "error", V: groundtruth.ErrString(err)})
 	}
 	if err != nil {
 		return false, fmt.Errorf("unable to attach or mount volumes for pod %q: %w", pod.Name, err)
@@ -315,20 +301,8 @@ func (kl *Kubelet) SyncPod(ctx context.Context, updateType kubetypes.SyncPodType
 	result := kl.containerRuntime.SyncPod(ctx, pod, podStatus, pullSecrets, kl.crashLoopBackOff)
 	if kl.gt != nil {
 		rsEnd := groundtruth.MonoNow()
-		errStr := ""
-		if e := result.Error(); e != nil {
-			errStr = e.Error()
-		}
-		kl.gt.Add(groundtruth.Record{
-			Stage:     "runtime_sync",
-			PodUID:    string(pod.UID),
-			PodName:   pod.Name,
-			Namespace: pod.Namespace,
-			StartMono: rsStart,
-			EndMono:   rsEnd,
-			Goid:      groundtruth.GoidFrom(ctx),
-			Extra:     append([]groundtruth.KV{{K: "error", V: errStr}}, groundtruth.InnerKV(ctx, groundtruth.InRuntimeSync)...),
-		})
+		kl.gt.AddStage(ctx, "runtime_sync", groundtruth.InRuntimeSync, pod, rsStart, rsEnd,
+			groundtruth.KV{K: "error", V: groundtruth.ErrString(result.Error())})
 	}
 	if err := result.Error(); err != nil {
 		return false, err

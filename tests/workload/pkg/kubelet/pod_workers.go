@@ -277,24 +277,9 @@ func (p *podWorkers) podWorkerLoop(podUID types.UID, podUpdates <-chan struct{})
 			isTerminal, err = p.podSyncer.SyncPod(ctx, update.Options.UpdateType, update.Options.Pod, update.Options.MirrorPod, status)
 			if p.gt != nil {
 				end := groundtruth.MonoNow()
-				pod := update.Options.Pod
-				errStr := ""
-				if err != nil {
-					errStr = err.Error()
-				}
-				p.gt.Add(groundtruth.Record{
-					Stage:     "sync",
-					PodUID:    string(pod.UID),
-					PodName:   pod.Name,
-					Namespace: pod.Namespace,
-					StartMono: start,
-					EndMono:   end,
-					Goid:      goid,
-					Extra: append([]groundtruth.KV{
-						{K: "update_type", V: update.Options.UpdateType.String()},
-						{K: "error", V: errStr},
-					}, groundtruth.InnerKV(ctx, groundtruth.InSync)...),
-				})
+				p.gt.AddStage(ctx, "sync", groundtruth.InSync, update.Options.Pod, start, end,
+					groundtruth.KV{K: "update_type", V: update.Options.UpdateType.String()},
+					groundtruth.KV{K: "error", V: groundtruth.ErrString(err)})
 			}
 
 			lastSyncTime = time.Now()

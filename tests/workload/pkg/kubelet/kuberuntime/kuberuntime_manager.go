@@ -133,19 +133,9 @@ func (m *kubeGenericRuntimeManager) SyncPod(ctx context.Context, pod *v1.Pod, po
 		podSandboxID, msg, err = m.createPodSandbox(ctx, pod, podContainerChanges.Attempt)
 		if m.gt != nil {
 			end := groundtruth.MonoNow()
-			m.gt.Add(groundtruth.Record{
-				Stage:     "create_sandbox",
-				PodUID:    string(pod.UID),
-				PodName:   pod.Name,
-				Namespace: pod.Namespace,
-				StartMono: start,
-				EndMono:   end,
-				Goid:      groundtruth.GoidFrom(ctx),
-				Extra: append([]groundtruth.KV{
-					{K: "sandbox_id", V: podSandboxID},
-					{K: "attempt", V: podContainerChanges.Attempt},
-				}, groundtruth.InnerKV(ctx, groundtruth.InCreateSandbox)...),
-			})
+			m.gt.AddStage(ctx, "create_sandbox", groundtruth.InCreateSandbox, pod, start, end,
+				groundtruth.KV{K: "sandbox_id", V: podSandboxID},
+				groundtruth.KV{K: "attempt", V: podContainerChanges.Attempt})
 		}
 		if err != nil {
 			createSandboxResult.Fail(err, msg)
@@ -179,20 +169,10 @@ func (m *kubeGenericRuntimeManager) SyncPod(ctx context.Context, pod *v1.Pod, po
 		msg, err := m.startContainer(ctx, podSandboxID, podSandboxConfig, spec, pod, podStatus, pullSecrets, podIP, podIPs)
 		if m.gt != nil {
 			t1 := groundtruth.MonoNow()
-			m.gt.Add(groundtruth.Record{
-				Stage:     "start_container",
-				PodUID:    string(pod.UID),
-				PodName:   pod.Name,
-				Namespace: pod.Namespace,
-				StartMono: t0,
-				EndMono:   t1,
-				Goid:      groundtruth.GoidFrom(ctx),
-				Extra: append([]groundtruth.KV{
-					{K: "container", V: spec.container.Name},
-					{K: "container_id", V: msg},
-					{K: "sandbox_id", V: podSandboxID},
-				}, groundtruth.InnerKV(ctx, groundtruth.InStartContainer)...),
-			})
+			m.gt.AddStage(ctx, "start_container", groundtruth.InStartContainer, pod, t0, t1,
+				groundtruth.KV{K: "container", V: spec.container.Name},
+				groundtruth.KV{K: "container_id", V: msg},
+				groundtruth.KV{K: "sandbox_id", V: podSandboxID})
 		}
 		if err != nil {
 			startContainerResult.Fail(err, msg)
