@@ -151,7 +151,7 @@ fn every_cri_call_of_real_containerd_is_seen() {
     // What the client sees beyond containerd's handler: gRPC, HTTP/2
     // framing, the socket and the client's own encode/decode; and on single
     // calls any wait for a CPU (see systematic_cri_errors).
-    let problems = systematic_cri_errors(&diffs, 1.0);
+    let problems = systematic_cri_errors("containerd", &diffs, 1.0);
     assert!(
         problems.is_empty(),
         "{}\nclient − handler per call: {diffs:?}",

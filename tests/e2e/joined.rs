@@ -392,7 +392,7 @@ fn check_cri_calls(
         .iter()
         .map(|m| (m.truth.call.as_str(), m.diff_ms))
         .collect();
-    let mut systematic = systematic_cri_errors(&diffs, tolerance_ms);
+    let mut systematic = systematic_cri_errors(source, &diffs, tolerance_ms);
     let systematic_found = !systematic.is_empty();
     problems.append(&mut systematic);
     if systematic_found {

@@ -481,7 +481,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 /// (wrong RET, wrong pairing, an offset, a tail call cutting the span short)
 /// fails one of these; scheduling noise on single calls does not. Returns the
 /// problems found (empty when the rule holds).
-pub fn systematic_cri_errors(diffs: &[(&str, f64)], tolerance_ms: f64) -> Vec<String> {
+pub fn systematic_cri_errors(label: &str, diffs: &[(&str, f64)], tolerance_ms: f64) -> Vec<String> {
     let mut problems = Vec::new();
     let mut best: std::collections::BTreeMap<&str, f64> = Default::default();
     for &(call, d) in diffs {
@@ -498,7 +498,7 @@ pub fn systematic_cri_errors(diffs: &[(&str, f64)], tolerance_ms: f64) -> Vec<St
     if !diffs.is_empty() {
         let m = median(diffs.iter().map(|&(_, d)| d.abs()).collect());
         eprintln!(
-            "median |containerd − client| {:.0} µs; {} of {} calls within {tolerance_ms} ms",
+            "{label}: median |containerd − client| {:.0} µs; {} of {} calls within {tolerance_ms} ms",
             m * 1e3,
             diffs
                 .iter()
