@@ -119,6 +119,17 @@ pub struct Variant {
 }
 
 impl Variant {
+    /// Whether its `when_module` and `when_symbol` conditions hold in `bin`.
+    fn applies(&self, bin: &GoBinary) -> bool {
+        self.when_module
+            .as_ref()
+            .is_none_or(|c| module_matches(bin, c))
+            && self
+                .when_symbol
+                .as_ref()
+                .is_none_or(|pat| !matching_functions(bin, pat).is_empty())
+    }
+
     pub fn symbols(&self) -> impl Iterator<Item = &str> {
         self.symbol
             .iter()
@@ -401,7 +412,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     };
     for (i, part) in rest.iter().enumerate() {
         if i == rest.len() - 1 {
-            return t.len() >= part.len() && t.ends_with(part);
+            return t.ends_with(part);
         }
         match t.find(part) {
             Some(at) => t = &t[at + part.len()..],
@@ -505,15 +516,8 @@ fn resolve_probe(p: &ProbeDef, bin: &GoBinary) -> Resolution {
     };
     let mut problems = Vec::new();
     for (vi, v) in p.variants.iter().enumerate() {
-        if let Some(cond) = &v.when_module {
-            if !module_matches(bin, cond) {
-                continue;
-            }
-        }
-        if let Some(pat) = &v.when_symbol {
-            if matching_functions(bin, pat).is_empty() {
-                continue;
-            }
+        if !v.applies(bin) {
+            continue;
         }
         let Some(funcs) = v
             .symbols()
@@ -600,11 +604,7 @@ fn inlined_match(p: &ProbeDef, bin: &GoBinary) -> Option<String> {
     }
     p.variants
         .iter()
-        .filter(|v| {
-            v.when_module
-                .as_ref()
-                .is_none_or(|c| module_matches(bin, c))
-        })
+        .filter(|v| v.applies(bin))
         .flat_map(|v| v.symbols())
         .find_map(|sym| {
             let hit = if is_glob(sym) {
