@@ -69,6 +69,36 @@ pub struct BinaryInfo {
     pub module: String,
     #[serde(default)]
     pub process_names: Vec<String>,
+    /// Modules whose versions decide layouts: `podtrace probes` shows them.
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// Facts `podtrace probes` shows, told by which symbols exist: per
+    /// label, the first entry whose symbol (glob) resolves.
+    #[serde(default, rename = "detect")]
+    pub detects: Vec<Detect>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Detect {
+    pub label: String,
+    pub symbol: String,
+    pub value: String,
+}
+
+impl BinaryInfo {
+    /// (label, value) of every `detect` that holds in `bin`, first per label.
+    pub fn detected(&self, bin: &GoBinary) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for d in &self.detects {
+            if !out.iter().any(|(l, _)| *l == d.label)
+                && !matching_functions(bin, &d.symbol).is_empty()
+            {
+                out.push((d.label.clone(), d.value.clone()));
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use podtrace::{
     attach::{self, TargetBinary},
-    catalogue::{BinaryCatalogue, Catalogue, Resolution, Status},
+    catalogue::{BinaryCatalogue, BinaryInfo, Catalogue, Resolution, Status},
     collect,
     report::Report,
     resolve::GoBinary,
@@ -240,14 +240,14 @@ fn probes(a: ProbesArgs) -> Result<ExitCode> {
                 "catalogue": bc.binary.name,
                 "go_version": bin.go_version(),
                 "main_module": bin.build_info().and_then(|b| b.main.as_ref()).map(|m| (&m.path, &m.version)),
-                "versions": detected_versions(&bin),
+                "versions": detected_versions(&bin, &bc.binary),
                 "symbol_source": format!("{:?}", bin.symbol_source()),
                 "goid_offset": bin.goid_offset(),
                 "layout": res.iter().find(|r| r.status == Status::Ok).map(|r| &r.detail),
                 "probes": res,
             })),
             Format::Table => {
-                print!("{}", probes_table(&bin, &res));
+                print!("{}", probes_table(&bin, &bc.binary, &res));
                 // Which version family the handler symbols belong to.
                 if let Some(note) = res.iter().find(|r| r.status == Status::Ok).map(|r| &r.detail) {
                     if !note.is_empty() {
@@ -276,8 +276,9 @@ fn probes(a: ProbesArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// Versions that decide probe layouts, as far as the binary tells them.
-fn detected_versions(bin: &GoBinary) -> Vec<(String, String)> {
+/// Versions that decide probe layouts, as far as the binary tells them:
+/// Go, the main module, the catalogue's `modules` and `detect` facts.
+fn detected_versions(bin: &GoBinary, info: &BinaryInfo) -> Vec<(String, String)> {
     let mut v = Vec::new();
     if let Some(g) = bin.go_version() {
         v.push(("go".to_string(), g.to_string()));
@@ -285,46 +286,22 @@ fn detected_versions(bin: &GoBinary) -> Vec<(String, String)> {
     if let Some(m) = bin.build_info().and_then(|b| b.main.as_ref()) {
         v.push((m.path.clone(), m.version.clone()));
     }
-    for module in [
-        "k8s.io/cri-api",
-        "github.com/containerd/containerd",
-        "k8s.io/kubernetes",
-    ] {
+    for module in &info.modules {
         if let Some(ver) = bin.module_version(module) {
             if !v.iter().any(|(m, _)| m == module) {
-                v.push((module.to_string(), ver.to_string()));
+                v.push((module.clone(), ver.to_string()));
             }
         }
     }
-    let cri = bin
-        .functions()
-        .iter()
-        .find(|f| {
-            f.name
-                .ends_with("cri-api/pkg/apis/runtime/v1.(*RunPodSandboxRequest).Reset")
-        })
-        .map(|_| {
-            let protobuf_go = bin.functions().iter().any(|f| {
-                f.name
-                    .ends_with("cri-api/pkg/apis/runtime/v1.(*RunPodSandboxRequest).ProtoReflect")
-            });
-            if protobuf_go {
-                "protobuf-go (cri-api >= v0.34)"
-            } else {
-                "gogo (cri-api <= v0.33)"
-            }
-        });
-    if let Some(layout) = cri {
-        v.push(("cri-api layout".to_string(), layout.to_string()));
-    }
+    v.extend(info.detected(bin));
     v
 }
 
-fn probes_table(bin: &GoBinary, res: &[Resolution]) -> String {
+fn probes_table(bin: &GoBinary, info: &BinaryInfo, res: &[Resolution]) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let _ = writeln!(o, "binary      {}", bin.path().display());
-    let versions = detected_versions(bin);
+    let versions = detected_versions(bin, info);
     for (what, ver) in &versions {
         let _ = writeln!(o, "  {what:<32} {ver}");
     }
