@@ -9,6 +9,7 @@
 mod bench;
 mod demo;
 mod setup;
+mod upstream;
 
 use std::{
     path::{Path, PathBuf},

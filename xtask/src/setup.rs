@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _, Result};
 use crate::{sh, step};
 
 /// Where set-up keeps what it builds outside the repo (shared by clones).
-fn home() -> PathBuf {
+pub fn home() -> PathBuf {
     std::env::var_os("PODTRACE_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -71,6 +71,7 @@ pub fn run_setup() -> Result<()> {
     ])?;
     bpf_linker()?;
     go_new()?;
+    crate::upstream::run()?;
     Ok(())
 }
 
