@@ -516,3 +516,4 @@ pub fn systematic_cri_errors(label: &str, diffs: &[(&str, f64)], tolerance_ms: f
 }
 
 pub mod containerd;
+pub mod otlp;

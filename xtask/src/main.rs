@@ -105,7 +105,7 @@ pub fn workload_dir() -> PathBuf {
 }
 
 fn build() -> Result<()> {
-    step("building podtrace (release, with its eBPF object) and the CRI test client");
+    step("building podtrace (release, with its eBPF object), the CRI test client and the OTLP test sink");
     sh(Command::new("cargo").current_dir(root()).args([
         "build",
         "--release",
@@ -113,6 +113,8 @@ fn build() -> Result<()> {
         "podtrace",
         "-p",
         "cri-client",
+        "-p",
+        "otlp-sink",
     ]))?;
     step("building the Go workloads (Go 1.19, Go 1.19 PIE, Go 1.27; stripped)");
     sh(Command::new("bash")
