@@ -199,6 +199,10 @@ impl Guard {
     pub fn take(mut self) -> Child {
         self.0.take().expect("child taken twice")
     }
+    /// The exit status if the child has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
     pub fn wait_ok(mut self) -> bool {
         let mut c = self.0.take().expect("child taken twice");
         c.wait().map(|s| s.success()).unwrap_or(false)

@@ -2,7 +2,7 @@
 //!
 //! - `setup`: install what podtrace needs, idempotently
 //! - `build`: the tracer (with its eBPF object) and the Go test workloads
-//! - `demo`:  record the kubelet-shaped workload, default vs tuned, and report
+//! - `demo`:  record the real kubelet, default vs tuned build, and report
 //! - `test`:  the whole suite (unit, real-eBPF end-to-end, Go tests, lints)
 //! - `bench`: probe cost per hit vs bpftrace, sustained event rate
 
@@ -31,16 +31,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install rust-src, bpf-linker, Go 1.19 and Go 1.27, bpftrace (idempotent).
+    /// Install rust-src, bpf-linker, Go 1.19 and Go 1.27, bpftrace, containerd,
+    /// and build the real kubelets and containerd 2.x (idempotent).
     Setup,
     /// Build podtrace (release) and the Go workloads into target/.
     Build,
-    /// Record the bundled kubelet-shaped workload with default and tuned
-    /// intervals and print both reports and the comparison.
+    /// Record a real kubelet (standalone, static pods, on containerd 2.x)
+    /// built with default and with tuned intervals, and print both reports
+    /// and the comparison.
     Demo {
-        /// Pods per run.
-        #[arg(long, default_value_t = 5)]
+        /// Pod starts per run.
+        #[arg(long, default_value_t = 12)]
         pods: u32,
+        /// Record the kubelet-shaped test workload instead of the real
+        /// kubelet (fast: no containers, no node).
+        #[arg(long)]
+        workload: bool,
     },
     /// Run the whole test suite (needs root: it loads eBPF programs).
     Test {
@@ -60,9 +66,9 @@ fn main() {
     let res = match cli.cmd {
         Cmd::Setup => setup::run(),
         Cmd::Build => setup::run().and_then(|_| build()),
-        Cmd::Demo { pods } => setup::run()
+        Cmd::Demo { pods, workload } => setup::run()
             .and_then(|_| build())
-            .and_then(|_| demo::run(pods)),
+            .and_then(|_| demo::run(pods, workload)),
         Cmd::Test { no_lint, filter } => setup::run()
             .and_then(|_| build())
             .and_then(|_| test(no_lint, filter.as_deref())),

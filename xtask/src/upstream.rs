@@ -269,13 +269,19 @@ fn kubelet_ldflags(version: &str) -> String {
 }
 
 /// What a binary was built from; rebuilt when it changes.
+/// `path` + `.suffix` (not `with_extension`: `kubelet-v1.36.3` has dots).
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
 fn recipe_ok(bin: &Path, recipe: &str) -> bool {
-    bin.exists()
-        && std::fs::read_to_string(bin.with_extension("recipe")).is_ok_and(|r| r == recipe)
+    bin.exists() && std::fs::read_to_string(suffixed(bin, ".recipe")).is_ok_and(|r| r == recipe)
 }
 
 fn write_recipe(bin: &Path, recipe: &str) -> Result<()> {
-    std::fs::write(bin.with_extension("recipe"), recipe)
+    std::fs::write(suffixed(bin, ".recipe"), recipe)
         .with_context(|| format!("writing {}.recipe", bin.display()))
 }
 
@@ -339,7 +345,7 @@ fn build_kubelet(version: &str, tuned: bool, gover: &str) -> Result<()> {
         tune_kubelet_source(&dir.join("vendor/k8s.io/kubernetes"))?;
         args.push("-mod=vendor");
     }
-    let out = bin.with_extension("tmp");
+    let out = suffixed(&bin, ".tmp");
     let out_s = out.to_str().context("PODTRACE_HOME is not UTF-8")?.to_string();
     args.extend(["-o", &out_s, "k8s.io/kubernetes/cmd/kubelet"]);
     progress(

@@ -1,0 +1,315 @@
+//! podtrace on the real kubelet: upstream kubelet v1.34.4 and v1.36.3
+//! (stripped release-style builds from the k8s.io/kubernetes module) and a
+//! v1.36.3 rebuilt with the field notes' shorter intervals, each in
+//! standalone mode on a real containerd 2.2.9, static pods started one at a
+//! time while `podtrace record` is attached.
+//!
+//! Ground truth is kubelet's own account of the same pods:
+//! - its klog lines at -v=4: "Waiting for volumes to attach and mount for
+//!   pod" / "All volumes are attached and mounted for pod" (logged inside
+//!   WaitForAttachAndMount, right after entry and right before return),
+//!   "MountVolume.SetUp succeeded" (the reconciler, just before
+//!   MarkVolumeAsMounted), "SyncPod enter" (the pod UID);
+//! - its OpenTelemetry spans: `syncPod` (started and ended inside SyncPod)
+//!   and the CRI client's gRPC spans (around each call to containerd).
+//!
+//! Clocks: klog and OTel stamp CLOCK_REALTIME (Go's time.Now, µs in klog);
+//! podtrace stamps CLOCK_MONOTONIC in eBPF and its trace stores
+//! REALTIME − MONOTONIC read when recording began (bracketed reads, < 1 µs
+//! apart), which the report applies. Both sides therefore use the same
+//! clock; the only error is a clock step or slew during the test.
+
+use std::time::Duration;
+
+use podtrace_tests::{
+    bpf_object_exists,
+    node::{self, Klog, Node, NodeOpts},
+    otlp, podtrace_bin, report_json, TempDir,
+};
+use serde_json::Value;
+
+/// Pods per run: each waits for its container, then a gap, so the populator
+/// and reconciler ticks fall at different phases of each pod's wait.
+const PODS: usize = 4;
+const GAP: Duration = Duration::from_millis(1200);
+/// podtrace vs kubelet's own log lines and spans.
+const TOLERANCE_MS: f64 = 1.0;
+
+fn ms(ns: i64) -> f64 {
+    ns as f64 / 1e6
+}
+
+struct Stage {
+    start_unix_ns: i64,
+    end_unix_ns: i64,
+}
+
+/// A stage of a report pod, in wall-clock ns.
+fn stage(pod: &Value, name: &str) -> Stage {
+    let base = pod["start_unix_ns"].as_i64().expect("start_unix_ns");
+    let s = pod["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| s["stage"] == name)
+        .unwrap_or_else(|| panic!("pod {} has no {name} stage: {pod:#}", pod["name"]));
+    let start = base + (s["start_ms"].as_f64().expect("start_ms") * 1e6) as i64;
+    let dur = s["duration_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{name} of {} has no exit", pod["name"]));
+    Stage {
+        start_unix_ns: start,
+        end_unix_ns: start + (dur * 1e6) as i64,
+    }
+}
+
+/// The first klog line `msg` logged for pod `full` (the create sync's).
+fn first_log<'a>(log: &'a [Klog], msg: &str, full: &str) -> &'a Klog {
+    let want = format!("default/{full}");
+    log.iter()
+        .find(|l| l.msg == msg && l.field("pod").as_deref() == Some(want.as_str()))
+        .unwrap_or_else(|| panic!("kubelet never logged {msg:?} for {want}"))
+}
+
+#[derive(Default)]
+struct Agreement {
+    /// |podtrace − kubelet| per comparison, µs.
+    diffs_us: Vec<f64>,
+}
+
+impl Agreement {
+    fn add(&mut self, what: &str, podtrace_ns: i64, kubelet_ns: i64) {
+        let d = ms(podtrace_ns - kubelet_ns);
+        assert!(
+            d.abs() <= TOLERANCE_MS,
+            "{what}: podtrace {podtrace_ns} vs kubelet {kubelet_ns}: {d:.3} ms apart (> {TOLERANCE_MS} ms)"
+        );
+        self.diffs_us.push(d.abs() * 1000.0);
+    }
+
+    fn summary(&mut self) -> String {
+        self.diffs_us.sort_by(f64::total_cmp);
+        let n = self.diffs_us.len();
+        let at = |q: f64| self.diffs_us[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
+        format!(
+            "n {n}, median {:.0} µs, p99 {:.0} µs, worst {:.0} µs",
+            at(0.5),
+            at(0.99),
+            self.diffs_us[n - 1]
+        )
+    }
+}
+
+/// Runs PODS static pods on a kubelet under podtrace and checks every pod
+/// against kubelet's log and spans; returns the pods' mount waits (ms) of
+/// those whose volumes were not yet mounted at the first check.
+fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<f64> {
+    let label = format!("kubelet {version}{}", if tuned { " tuned" } else { "" });
+    let dir = TempDir::new("real-kubelet");
+    let node = Node::start(NodeOpts::new(node::kubelet(version, tuned)));
+    let names: Vec<String> = (0..PODS).map(|i| format!("e2e-{i:02}")).collect();
+    let rec = node.record_pods(&podtrace_bin(), &dir.join("real.trace"), &names, GAP);
+
+    // Detached: no uprobe link left, and kubelet still starts pods.
+    assert!(!rec.links.is_empty(), "{label}: podtrace held no uprobe links while recording");
+    for id in &rec.links {
+        assert!(
+            !bpf_object_exists("link", *id),
+            "{label}: uprobe link {id} still exists after podtrace exited"
+        );
+    }
+    let after = node.add_pod("after-detach");
+    node.wait_running(&after, Duration::from_secs(60));
+    assert!(node.kubelet_alive(), "{label}: kubelet died after podtrace detached");
+
+    let report = report_json(&rec.trace);
+    let log = node.klog();
+    let uids: Vec<String> = rec
+        .pods
+        .iter()
+        .map(|full| {
+            first_log(&log, "SyncPod enter", full)
+                .field("podUID")
+                .expect("SyncPod enter has podUID")
+        })
+        .collect();
+    // kubelet exports spans in batches (every 5 s by default).
+    let sink: &otlp::Sink = &node.sink;
+    let spans = wait_spans(sink, &uids);
+
+    let mut agree = Agreement::default();
+    let mut cri_inside = 0;
+    let mut mount_vs_setup_us = Vec::new();
+    let mut waits = Vec::new();
+    let pods = report["pods"].as_array().expect("pods");
+    for (full, uid) in rec.pods.iter().zip(&uids) {
+        let pod = pods
+            .iter()
+            .find(|p| p["name"] == full.as_str())
+            .unwrap_or_else(|| panic!("{label}: {full} not in the report: {report:#}"));
+        assert_eq!(pod["uid"], uid.as_str(), "{label}: {full}'s UID");
+        assert_eq!(pod["namespace"], "default", "{label}: {full}'s namespace");
+        for s in ["sync", "mount_wait", "runtime_sync", "create_sandbox", "start_container"] {
+            stage(pod, s);
+        }
+
+        // The mount wait against kubelet's two V(3) lines.
+        let mw = stage(pod, "mount_wait");
+        let waiting = first_log(&log, "Waiting for volumes to attach and mount for pod", full);
+        let mounted = first_log(&log, "All volumes are attached and mounted for pod", full);
+        agree.add(&format!("{label} {full} mount wait start"), mw.start_unix_ns, waiting.unix_ns);
+        agree.add(&format!("{label} {full} mount wait end"), mw.end_unix_ns, mounted.unix_ns);
+
+        // The sync against kubelet's own syncPod span.
+        let sync = stage(pod, "sync");
+        let span = spans
+            .iter()
+            .find(|s| s.name == "syncPod" && s.attr("k8s.pod.uid") == Some(uid.as_str()))
+            .expect("syncPod span (waited for above)");
+        agree.add(&format!("{label} {full} sync start"), sync.start_unix_ns, span.start_unix_nano as i64);
+        agree.add(&format!("{label} {full} sync end"), sync.end_unix_ns, span.end_unix_nano as i64);
+
+        // Each CRI call containerd handled inside kubelet's client span.
+        let base = pod["start_unix_ns"].as_i64().expect("start_unix_ns");
+        let cri = pod["cri"].as_array().expect("cri");
+        for want in ["RunPodSandbox", "CreateContainer", "StartContainer"] {
+            assert!(
+                cri.iter().any(|c| c["call"] == want),
+                "{label}: {full} has no {want} call: {cri:#?}"
+            );
+        }
+        for c in cri {
+            let call = c["call"].as_str().expect("call");
+            let start = base + (c["start_ms"].as_f64().expect("start_ms") * 1e6) as i64;
+            let end = start + (c["duration_ms"].as_f64().expect("CRI call ended") * 1e6) as i64;
+            let client = spans
+                .iter()
+                .filter(|s| {
+                    s.trace_id == span.trace_id
+                        && s.kind == "client"
+                        && s.name.ends_with(&format!("/{call}"))
+                })
+                .find(|s| s.start_unix_nano as i64 <= start && end <= s.end_unix_nano as i64)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{label}: {full}'s {call} ({start}..{end}) is inside none of kubelet's client spans for it: {:#?}",
+                        spans
+                            .iter()
+                            .filter(|s| s.name.ends_with(&format!("/{call}")))
+                            .map(|s| (s.start_unix_nano, s.end_unix_nano, &s.trace_id))
+                            .collect::<Vec<_>>()
+                    )
+                });
+            assert!(client.duration_ms() >= (end - start) as f64 / 1e6);
+            cri_inside += 1;
+        }
+
+        // Polling: the configured interval, checks at that period, and when
+        // the volumes were marked mounted vs the reconciler's log lines.
+        let w = &pod["mount_wait"];
+        let configured = w["configured_interval_ms"].as_f64().expect("poll interval read");
+        assert!(
+            (configured - interval_ms).abs() < 0.001,
+            "{label}: {full} poll interval {configured} ms, built with {interval_ms} ms"
+        );
+        let checks = w["checks"].as_array().expect("checks");
+        assert!(!checks.is_empty(), "{label}: {full}: no poll check seen: {w:#}");
+        assert_eq!(
+            checks.last().and_then(|c| c["unmounted"].as_u64()),
+            Some(0),
+            "{label}: {full}: the last check must find every volume mounted: {w:#}"
+        );
+        if checks.len() >= 2 {
+            let observed = w["observed_interval_ms"].as_f64().expect("observed interval");
+            assert!(
+                (observed - interval_ms).abs() <= 0.1 * interval_ms,
+                "{label}: {full}: checks {observed:.2} ms apart, configured {interval_ms} ms"
+            );
+        }
+        let vols = w["volumes"].as_array().expect("volumes");
+        for name in ["host", "scratch"] {
+            let v = vols
+                .iter()
+                .find(|v| v["volume"].as_str().is_some_and(|s| s.ends_with(&format!("-{name}"))))
+                .unwrap_or_else(|| panic!("{label}: {full}: volume {name} not seen mounted: {w:#}"));
+            let at = base + (v["at_ms"].as_f64().expect("at_ms") * 1e6) as i64;
+            let setup = log
+                .iter()
+                .find(|l| {
+                    l.msg.starts_with(&format!("MountVolume.SetUp succeeded for volume \"{name}\""))
+                        && l.field("pod").as_deref() == Some(format!("default/{full}").as_str())
+                })
+                .unwrap_or_else(|| panic!("{label}: kubelet never logged SetUp of {name} for {full}"));
+            let d = ms(at - setup.unix_ns);
+            assert!(
+                (-0.05..=TOLERANCE_MS).contains(&d),
+                "{label}: {full}: {name} marked mounted {d:.3} ms after kubelet logged SetUp succeeded"
+            );
+            mount_vs_setup_us.push(d * 1000.0);
+        }
+        let unmounted_first = checks[0]["unmounted"].as_u64().unwrap_or(0);
+        if unmounted_first > 0 {
+            waits.push(w["duration_ms"].as_f64().expect("mount wait"));
+        }
+    }
+    mount_vs_setup_us.sort_by(f64::total_cmp);
+    eprintln!(
+        "{label}: podtrace vs kubelet's log lines and spans: {}; {cri_inside} CRI calls inside kubelet's client spans; \
+         volume marked mounted after SetUp log: median {:.0} µs, worst {:.0} µs; waits {waits:.1?} ms",
+        agree.summary(),
+        mount_vs_setup_us[mount_vs_setup_us.len() / 2],
+        mount_vs_setup_us[mount_vs_setup_us.len() - 1],
+    );
+    node.remove_all_pods(Duration::from_secs(30));
+    waits
+}
+
+/// Waits until kubelet's syncPod span of every pod arrived.
+fn wait_spans(sink: &otlp::Sink, uids: &[String]) -> Vec<otlp::Span> {
+    let t = std::time::Instant::now();
+    loop {
+        let spans = sink.spans();
+        let all = uids.iter().all(|u| {
+            spans
+                .iter()
+                .any(|s| s.name == "syncPod" && s.attr("k8s.pod.uid") == Some(u.as_str()))
+        });
+        if all {
+            return spans;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "kubelet's syncPod spans for {uids:?} did not all arrive in 30 s; got {:?}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[test]
+fn kubelet_1_34_default() {
+    let waits = run("v1.34.4", false, 300.0);
+    assert!(!waits.is_empty(), "no pod waited for a poll tick");
+    for w in &waits {
+        assert!((250.0..=320.0).contains(w), "mount wait {w:.1} ms outside 250-320 ms");
+    }
+}
+
+#[test]
+fn kubelet_1_36_default_and_tuned() {
+    let default = run("v1.36.3", false, 300.0);
+    let tuned = run("v1.36.3", true, 30.0);
+    assert!(!default.is_empty() && !tuned.is_empty(), "no pod waited for a poll tick");
+    for w in &default {
+        assert!((250.0..=320.0).contains(w), "default mount wait {w:.1} ms outside 250-320 ms");
+    }
+    let (d, t) = (median(default), median(tuned));
+    let ratio = d / t;
+    eprintln!("kubelet v1.36.3: median mount wait default {d:.1} ms, tuned {t:.1} ms ({ratio:.1}x)");
+    assert!((7.0..=13.0).contains(&ratio), "tuned build cut the mount wait {ratio:.1}x, expected about 10x");
+}

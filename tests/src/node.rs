@@ -1,0 +1,821 @@
+//! A real node for tests: a real kubelet (built from the `k8s.io/kubernetes`
+//! module by `cargo xtask setup`) in standalone mode, on the real containerd
+//! of [`crate::containerd::Env`] (registry, runc, images), with static pods.
+//!
+//! Standalone means no API server: pods come from manifests in
+//! `staticPodPath`, webhook authentication is off and authorization is
+//! `AlwaysAllow`, cgroup v1 is allowed (`failCgroupV1: false`), and nothing
+//! listens but kubelet's healthz on a free 127.0.0.1 port. kubelet logs at
+//! `-v=4` (SyncPod enter/exit, the volume wait's V(3) lines, the
+//! reconciler's "MountVolume.SetUp succeeded") and sends its own
+//! OpenTelemetry spans (`syncPod`, the CRI client's gRPC spans) to an
+//! OTLP/gRPC receiver started here; containerd 2.x sends its spans there too.
+//!
+//! Everything the node creates stays under its own paths: a temporary dir
+//! (kubelet root, certs, manifests, pod logs, volume plugins, hostPath
+//! volumes) and its own cgroup root `/podtrace-node-<rand>` in every
+//! hierarchy; `Drop` stops kubelet, lets the containerd env remove every pod,
+//! kills what is left in those cgroups, unmounts, and removes both — also
+//! when a test panics.
+//!
+//! Which binaries: `PODTRACE_KUBELET` (or the path given to
+//! [`Node::start`]) and `PODTRACE_CONTAINERD` / `PODTRACE_CONTAINERD_SHIM`,
+//! so the same tests run against a user's own builds.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use crate::containerd::{self, Env};
+use crate::otlp;
+
+/// The node name kubelet runs as: static pods are named `<name>-<node>`.
+pub const NODE_NAME: &str = "podtrace-node";
+
+/// `$PODTRACE_HOME` (default `~/.podtrace`), where `cargo xtask setup` builds
+/// the upstream binaries.
+pub fn podtrace_home() -> PathBuf {
+    std::env::var_os("PODTRACE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+                .join(".podtrace")
+        })
+}
+
+/// A kubelet built by `cargo xtask setup`: `kubelet("v1.34.4", false)`.
+/// Panics with what to run when it is missing.
+pub fn kubelet(version: &str, tuned: bool) -> PathBuf {
+    let p = podtrace_home().join("bin").join(format!(
+        "kubelet-{version}{}",
+        if tuned { "-tuned" } else { "" }
+    ));
+    assert!(
+        p.exists(),
+        "{} does not exist: `cargo xtask setup` builds the real kubelets from the k8s.io/kubernetes module",
+        p.display()
+    );
+    p
+}
+
+/// The containerd 2.x that `cargo xtask setup` builds (dir with
+/// `containerd`, `containerd-shim-runc-v2`, `ctr`).
+pub fn containerd2_dir() -> PathBuf {
+    let p = podtrace_home().join("bin/containerd-v2.2.9");
+    assert!(
+        p.join("containerd").exists(),
+        "{} does not exist: `cargo xtask setup` builds containerd 2.x from the Go module proxy",
+        p.display()
+    );
+    p
+}
+
+/// A parsed klog line: `I1129 11:40:01.123456  1234 file.go:42] "msg" k="v" …`.
+#[derive(Debug, Clone)]
+pub struct Klog {
+    /// Wall clock, ns since the Unix epoch (klog prints µs, local time; the
+    /// machines run in UTC, checked in [`parse_klog`]).
+    pub unix_ns: i64,
+    pub severity: char,
+    /// `file.go:42`.
+    pub source: String,
+    /// The quoted message, unquoted.
+    pub msg: String,
+    /// The rest of the line: `key="value"` pairs.
+    pub rest: String,
+}
+
+impl Klog {
+    /// The value of `key="value"` (or `key=value`) after the message.
+    pub fn field(&self, key: &str) -> Option<String> {
+        let pat = format!("{key}=");
+        let mut from = 0;
+        while let Some(i) = self.rest[from..].find(&pat) {
+            let at = from + i;
+            // A whole key, not the end of another one.
+            let whole = at == 0 || self.rest.as_bytes()[at - 1] == b' ';
+            let v = &self.rest[at + pat.len()..];
+            if whole {
+                return Some(if let Some(q) = v.strip_prefix('"') {
+                    unquote_prefix(q).0
+                } else {
+                    v.split_whitespace().next().unwrap_or("").to_string()
+                });
+            }
+            from = at + pat.len();
+        }
+        None
+    }
+}
+
+/// Reads a Go-quoted string body up to its closing quote; returns it and
+/// the byte length consumed (including the quote).
+fn unquote_prefix(s: &str) -> (String, usize) {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return (out, i + 1),
+            '\\' => match chars.next() {
+                Some((_, 'n')) => out.push('\n'),
+                Some((_, 't')) => out.push('\t'),
+                Some((_, other)) => out.push(other),
+                None => break,
+            },
+            c => out.push(c),
+        }
+    }
+    (out, s.len())
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// Parses one klog header line. klog has no year: `year` is the one the
+/// test runs in (a test spanning New Year's Eve would need the next one).
+pub fn parse_klog(line: &str, year: i64) -> Option<Klog> {
+    let b = line.as_bytes();
+    let severity = *b.first()? as char;
+    if !"IWEF".contains(severity) || b.len() < 30 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| line.get(r)?.parse::<i64>().ok();
+    let (mo, d) = (num(1..3)?, num(3..5)?);
+    let (h, mi, s, us) = (num(6..8)?, num(9..11)?, num(12..14)?, num(15..21)?);
+    let close = line.find("] ")?;
+    let head = &line[21..close];
+    let source = head.split_whitespace().last()?.to_string();
+    let body = &line[close + 2..];
+    let (msg, rest) = if let Some(q) = body.strip_prefix('"') {
+        let (m, n) = unquote_prefix(q);
+        (m, q[n..].trim().to_string())
+    } else {
+        (body.to_string(), String::new())
+    };
+    let secs = days_from_civil(year, mo, d) * 86400 + h * 3600 + mi * 60 + s;
+    Some(Klog {
+        unix_ns: secs * 1_000_000_000 + us * 1000,
+        severity,
+        source,
+        msg,
+        rest,
+    })
+}
+
+/// The current year (UTC).
+pub fn this_year() -> i64 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    // Invert days_from_civil by search: cheap and obviously right.
+    let days = secs / 86400;
+    let mut y = 1970 + days / 366;
+    while days_from_civil(y + 1, 1, 1) <= days {
+        y += 1;
+    }
+    y
+}
+
+fn rand_hex() -> String {
+    let mut b = [0u8; 6];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// GET /healthz on kubelet's healthz port; true on "ok".
+fn healthz(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let r = String::from_utf8_lossy(&buf);
+    r.starts_with("HTTP/1.") && r.contains(" 200") && r.trim_end().ends_with("ok")
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let v: Vec<&str> = text.lines().collect();
+    let start = v.len().saturating_sub(lines);
+    format!(
+        "--- last {} lines of {} ---\n{}",
+        v.len() - start,
+        path.display(),
+        v[start..].join("\n")
+    )
+}
+
+/// Cgroup v1 hierarchies (and the hybrid `unified`), or the v2 root.
+fn cgroup_roots() -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    if base.join("cgroup.procs").exists() {
+        return vec![base.to_path_buf()];
+    }
+    let mut v: Vec<PathBuf> = std::fs::read_dir(base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Every cgroup directory under `dir`, deepest first.
+fn cgroup_tree(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            cgroup_tree(&e.path(), out);
+        }
+    }
+    out.push(dir.to_path_buf());
+}
+
+/// The options of a node: which kubelet and which containerd.
+pub struct NodeOpts {
+    pub kubelet: PathBuf,
+    /// containerd 2.x by default (it sends its own spans too).
+    pub containerd: containerd::Options,
+    /// Extra `key: value` lines for the KubeletConfiguration.
+    pub extra_config: Vec<String>,
+}
+
+impl NodeOpts {
+    pub fn new(kubelet: PathBuf) -> NodeOpts {
+        NodeOpts {
+            kubelet,
+            containerd: containerd::Options::v2(),
+            extra_config: Vec::new(),
+        }
+    }
+}
+
+/// A running standalone kubelet on a running containerd.
+pub struct Node {
+    /// kubelet's own files: root dir, config, manifests, pod logs.
+    pub dir: PathBuf,
+    pub kubelet_bin: PathBuf,
+    pub kubelet_pid: u32,
+    /// kubelet's stderr (klog, -v=4).
+    pub kubelet_log: PathBuf,
+    /// Where static pod manifests go.
+    pub manifests: PathBuf,
+    /// Host directory mounted into every pod as a hostPath volume.
+    pub host_volume: PathBuf,
+    pub healthz_port: u16,
+    /// The OTLP/gRPC receiver kubelet (and containerd 2.x) send spans to.
+    pub sink: otlp::Sink,
+    /// Name of the node's cgroup root under every hierarchy.
+    pub cgroup_root: String,
+    kubelet: Option<Child>,
+    // Dropped last: containerd removes the pods kubelet left behind.
+    pub env: Env,
+}
+
+impl Node {
+    /// containerd (from `PODTRACE_CONTAINERD`, else Debian's) + registry +
+    /// OTLP receiver + kubelet; returns once kubelet's healthz says ok.
+    pub fn start(opts: NodeOpts) -> Node {
+        let t0 = Instant::now();
+        let kubelet_bin = std::env::var_os("PODTRACE_KUBELET")
+            .map(PathBuf::from)
+            .unwrap_or(opts.kubelet);
+        assert!(
+            kubelet_bin.exists(),
+            "kubelet binary {} does not exist",
+            kubelet_bin.display()
+        );
+        let dir = std::env::temp_dir().join(format!("podtrace-node-{}", rand_hex()));
+        for d in ["manifests", "root", "pod-logs", "volume-plugins", "hostpath", "otlp"] {
+            std::fs::create_dir_all(dir.join(d)).expect("create node dir");
+        }
+        let sink = otlp::Sink::start(&dir.join("otlp"));
+        let env = Env::start_with(opts.containerd.otlp_endpoint(&sink.endpoint));
+        let cgroup_root = format!("podtrace-node-{}", rand_hex());
+        let mut node = Node {
+            manifests: dir.join("manifests"),
+            kubelet_log: dir.join("kubelet.log"),
+            host_volume: dir.join("hostpath"),
+            dir,
+            kubelet_bin,
+            kubelet_pid: 0,
+            healthz_port: free_port(),
+            sink,
+            cgroup_root,
+            kubelet: None,
+            env,
+        };
+        std::fs::write(node.host_volume.join("hello"), "podtrace\n").expect("write hostPath file");
+        // kubelet checks that its cgroup root exists in every hierarchy.
+        for r in cgroup_roots() {
+            let _ = std::fs::create_dir_all(r.join(&node.cgroup_root));
+        }
+        let cfg = node.dir.join("kubelet.yaml");
+        std::fs::write(&cfg, node.config(&opts.extra_config)).expect("write kubelet config");
+        node.spawn_kubelet();
+        node.wait_healthy(t0);
+        node
+    }
+
+    /// The KubeletConfiguration (see the module doc for why each line).
+    fn config(&self, extra: &[String]) -> String {
+        let d = self.dir.display();
+        let mut c = format!(
+            "apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+staticPodPath: {d}/manifests
+fileCheckFrequency: 5s
+containerRuntimeEndpoint: unix://{sock}
+cgroupDriver: cgroupfs
+cgroupRoot: /{cgroot}
+failCgroupV1: false
+failSwapOn: false
+authentication:
+  anonymous: {{enabled: false}}
+  webhook: {{enabled: false}}
+authorization: {{mode: AlwaysAllow}}
+enableServer: false
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: {port}
+podLogsDir: {d}/pod-logs
+volumePluginDir: {d}/volume-plugins
+makeIPTablesUtilChains: false
+oomScoreAdj: 0
+resolvConf: /etc/resolv.conf
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {{memory.available: \"1Mi\"}}
+logging: {{format: text}}
+tracing:
+  endpoint: {sink}
+  samplingRatePerMillion: 1000000
+",
+            sock = self.env.socket.display(),
+            cgroot = self.cgroup_root,
+            port = self.healthz_port,
+            sink = self.sink.endpoint,
+        );
+        for l in extra {
+            c.push_str(l);
+            c.push('\n');
+        }
+        c
+    }
+
+    fn spawn_kubelet(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.kubelet_log)
+            .expect("open kubelet log");
+        let child = Command::new(&self.kubelet_bin)
+            .arg(format!("--config={}", self.dir.join("kubelet.yaml").display()))
+            .arg(format!("--hostname-override={NODE_NAME}"))
+            .arg(format!("--root-dir={}", self.dir.join("root").display()))
+            .arg(format!("--cert-dir={}", self.dir.join("root/pki").display()))
+            .arg("-v=4")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.kubelet_bin.display()));
+        self.kubelet_pid = child.id();
+        self.kubelet = Some(child);
+    }
+
+    fn wait_healthy(&mut self, t0: Instant) {
+        let t = Instant::now();
+        loop {
+            if let Some(st) = self.kubelet.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!(
+                    "kubelet {} exited during start-up ({st})\n{}",
+                    self.kubelet_bin.display(),
+                    tail(&self.kubelet_log, 60)
+                );
+            }
+            if healthz(self.healthz_port) {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                panic!(
+                    "kubelet's healthz on 127.0.0.1:{} did not say ok within 60 s\n{}",
+                    self.healthz_port,
+                    tail(&self.kubelet_log, 60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!(
+            "node: kubelet {} up in {:.1}s (pid {}, dir {}, containerd {})",
+            self.kubelet_bin.display(),
+            t0.elapsed().as_secs_f64(),
+            self.kubelet_pid,
+            self.dir.display(),
+            self.env.containerd_bin.display()
+        );
+    }
+
+    /// The static pod's full name as kubelet and podtrace see it.
+    pub fn pod_name(name: &str) -> String {
+        format!("{name}-{NODE_NAME}")
+    }
+
+    /// Writes a static pod manifest (one container from the test registry,
+    /// an emptyDir and a hostPath volume, host network) and returns the
+    /// pod's full name. Written to a dot-file and renamed, so kubelet never
+    /// reads half a manifest.
+    pub fn add_pod(&self, name: &str) -> String {
+        let manifest = format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: default
+  labels: {{app: podtrace-test}}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    volumeMounts:
+    - {{name: scratch, mountPath: /scratch}}
+    - {{name: host, mountPath: /host, readOnly: true}}
+  volumes:
+  - name: scratch
+    emptyDir: {{}}
+  - name: host
+    hostPath: {{path: {host}, type: Directory}}
+",
+            image = self.env.image,
+            host = self.host_volume.display(),
+        );
+        let tmp = self.manifests.join(format!(".{name}.yaml.tmp"));
+        std::fs::write(&tmp, manifest).expect("write manifest");
+        std::fs::rename(&tmp, self.manifests.join(format!("{name}.yaml"))).expect("rename manifest");
+        Node::pod_name(name)
+    }
+
+    /// Removes a static pod's manifest (kubelet then stops the pod).
+    pub fn remove_pod(&self, name: &str) {
+        let _ = std::fs::remove_file(self.manifests.join(format!("{name}.yaml")));
+    }
+
+    /// kubelet's log lines so far, parsed.
+    pub fn klog(&self) -> Vec<Klog> {
+        let year = this_year();
+        std::fs::read(&self.kubelet_log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| parse_klog(l, year))
+            .collect()
+    }
+
+    /// Waits until kubelet logged `msg` for pod `full_name` (`pod="default/NAME"`).
+    pub fn wait_for_log(&self, msg: &str, full_name: &str, timeout: Duration) -> Klog {
+        let want = format!("default/{full_name}");
+        let t = Instant::now();
+        loop {
+            if let Some(l) = self
+                .klog()
+                .into_iter()
+                .find(|l| l.msg == msg && l.field("pod").as_deref() == Some(want.as_str()))
+            {
+                return l;
+            }
+            assert!(
+                self.kubelet_alive(),
+                "kubelet exited while waiting for {msg:?} for {want}\n{}",
+                tail(&self.kubelet_log, 60)
+            );
+            assert!(
+                t.elapsed() < timeout,
+                "kubelet did not log {msg:?} for {want} within {timeout:?}\n{}\n{}",
+                tail(&self.kubelet_log, 40),
+                tail(&self.env.containerd_log, 20)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the pod's app container wrote its first line to its CRI
+    /// log: it runs, so kubelet's create sync is over.
+    pub fn wait_running(&self, full_name: &str, timeout: Duration) {
+        let t = Instant::now();
+        let prefix = format!("default_{full_name}_");
+        loop {
+            let started = std::fs::read_dir(self.dir.join("pod-logs"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .any(|e| {
+                    std::fs::read_to_string(e.path().join("app/0.log"))
+                        .is_ok_and(|s| s.contains("app started"))
+                });
+            if started {
+                return;
+            }
+            assert!(
+                self.kubelet_alive(),
+                "kubelet exited while waiting for {full_name}\n{}",
+                tail(&self.kubelet_log, 60)
+            );
+            assert!(
+                t.elapsed() < timeout,
+                "pod {full_name} did not start within {timeout:?}\n{}\n{}",
+                tail(&self.kubelet_log, 60),
+                tail(&self.env.containerd_log, 30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kubelet_alive(&self) -> bool {
+        // SAFETY: kill(pid, 0) only checks that the process exists.
+        self.kubelet_pid > 0 && unsafe { libc::kill(self.kubelet_pid as libc::pid_t, 0) } == 0
+            && !std::fs::read_to_string(format!("/proc/{}/stat", self.kubelet_pid))
+                .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+    }
+
+    /// Removes every manifest and waits (up to `timeout`) until kubelet has
+    /// stopped every pod's containers (no app process left in the node's
+    /// cgroups besides the pause processes kubelet removes lazily).
+    pub fn remove_all_pods(&self, timeout: Duration) {
+        let names: Vec<String> = std::fs::read_dir(&self.manifests)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".yaml"))
+                    .map(str::to_string)
+            })
+            .collect();
+        for n in &names {
+            self.remove_pod(n);
+        }
+        let t = Instant::now();
+        while t.elapsed() < timeout {
+            let log = std::fs::read_to_string(&self.kubelet_log).unwrap_or_default();
+            let all_killed = names.iter().all(|n| {
+                let full = Node::pod_name(n);
+                log.lines().any(|l| {
+                    l.contains("SyncTerminatedPod exit") && l.contains(&format!("default/{full}\""))
+                })
+            });
+            if all_killed {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM kubelet and wait for it (SIGKILL after 10 s).
+    pub fn stop_kubelet(&mut self) {
+        if let Some(mut c) = self.kubelet.take() {
+            // SAFETY: plain kill(2) on our child.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(10) {
+                if c.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn cleanup(&mut self) {
+        self.stop_kubelet();
+        // The containerd env's own drop removes every pod through CRI; do
+        // it now so the cgroups below are empty before they are removed.
+        self.env.remove_all_pods();
+        // Anything left in the node's cgroups (a container whose shim was
+        // killed) goes, then the cgroups, deepest first.
+        for _ in 0..50 {
+            let mut pids = Vec::new();
+            let mut dirs = Vec::new();
+            for r in cgroup_roots() {
+                let root = r.join(&self.cgroup_root);
+                if root.exists() {
+                    cgroup_tree(&root, &mut dirs);
+                }
+            }
+            for d in &dirs {
+                if let Ok(s) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                    pids.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+                }
+            }
+            for p in &pids {
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(*p, libc::SIGKILL) };
+            }
+            let mut left = 0;
+            for d in &dirs {
+                if std::fs::remove_dir(d).is_err() && d.exists() {
+                    left += 1;
+                }
+            }
+            if left == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        containerd::unmount_under(&self.dir);
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("node: removing {}: {e}", self.dir.display());
+        }
+    }
+
+    /// What the node left behind (should be empty after drop): cgroups,
+    /// mounts, its directory, a kubelet process.
+    pub fn leftovers(dir: &Path, cgroup_root: &str, kubelet_pid: u32) -> Vec<String> {
+        let mut v = Vec::new();
+        for r in cgroup_roots() {
+            let p = r.join(cgroup_root);
+            if p.exists() {
+                v.push(format!("cgroup {}", p.display()));
+            }
+        }
+        for m in containerd::mounts_under(dir) {
+            v.push(format!("mount {}", m.display()));
+        }
+        if dir.exists() {
+            v.push(format!("directory {}", dir.display()));
+        }
+        if Path::new(&format!("/proc/{kubelet_pid}")).exists()
+            && std::fs::read_to_string(format!("/proc/{kubelet_pid}/cmdline"))
+                .is_ok_and(|c| c.contains(&dir.display().to_string()))
+        {
+            v.push(format!("process {kubelet_pid} (kubelet)"));
+        }
+        v
+    }
+}
+
+/// A `podtrace record` of a node while pods start, and kubelet's own
+/// account of the same time.
+pub struct Recording {
+    pub trace: PathBuf,
+    /// Full static pod names, in start order.
+    pub pods: Vec<String>,
+    /// podtrace's stderr.
+    pub podtrace_log: PathBuf,
+    /// The uprobe bpf links podtrace held while recording.
+    pub links: Vec<u64>,
+}
+
+impl Node {
+    /// Attaches `podtrace record` to this node's kubelet and containerd
+    /// binaries, starts `names` one at a time (each waits until its
+    /// container runs, then `gap`), stops podtrace with SIGINT and returns
+    /// the trace. Pods stay; [`Node::remove_all_pods`] removes them.
+    pub fn record_pods(&self, podtrace: &Path, out: &Path, names: &[String], gap: Duration) -> Recording {
+        let log = suffixed(out, ".log");
+        let f = std::fs::File::create(&log).expect("create podtrace log");
+        let mut child = crate::Guard::new(Command::new(podtrace)
+            .arg("record")
+            .arg("--kubelet")
+            .arg(&self.kubelet_bin)
+            .arg("--containerd")
+            .arg(&self.env.containerd_bin)
+            .arg("-q")
+            .arg("-o")
+            .arg(out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", podtrace.display())));
+        let t = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("recording to") {
+                break;
+            }
+            if let Some(st) = child.try_wait() {
+                panic!("podtrace record exited before recording ({st}):\n{text}");
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                panic!("podtrace record did not start recording within 60 s:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let links: Vec<u64> = crate::uprobe_links_of(child.id())
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        let mut pods = Vec::new();
+        for n in names {
+            let full = self.add_pod(n);
+            self.wait_running(&full, Duration::from_secs(60));
+            eprintln!("    {full} running ({}/{})", pods.len() + 1, names.len());
+            pods.push(full);
+            std::thread::sleep(gap);
+        }
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        let t = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait() {
+                break st;
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                panic!(
+                    "podtrace record did not stop within 30 s of SIGINT:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            status.success(),
+            "podtrace record failed ({status}):\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Recording {
+            trace: out.to_path_buf(),
+            pods,
+            podtrace_log: log,
+            links,
+        }
+    }
+}
+
+/// `path` + `suffix`.
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn klog_lines_parse() {
+        let l = parse_klog(
+            r#"I1129 11:40:01.123456    4242 volume_manager.go:440] "All volumes are attached and mounted for pod" pod="default/web-0-podtrace-node" podUID="a b""#,
+            2026,
+        )
+        .expect("parses");
+        assert_eq!(l.severity, 'I');
+        assert_eq!(l.source, "volume_manager.go:440");
+        assert_eq!(l.msg, "All volumes are attached and mounted for pod");
+        assert_eq!(l.field("pod").as_deref(), Some("default/web-0-podtrace-node"));
+        assert_eq!(l.field("podUID").as_deref(), Some("a b"));
+        assert_eq!(l.field("UID"), None);
+        // 2026-11-29T11:40:01.123456Z
+        assert_eq!(l.unix_ns, 1_795_952_401_123_456_000);
+        assert!(parse_klog("not a klog line", 2026).is_none());
+    }
+}
