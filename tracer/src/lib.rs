@@ -16,4 +16,5 @@ pub mod html;
 pub mod journal;
 pub mod report;
 pub mod resolve;
+pub mod test_support;
 pub mod trace;

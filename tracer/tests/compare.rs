@@ -10,9 +10,9 @@ use podtrace::{
     commands::{
         compare::{run, CompareArgs, CompareFormat},
         correlate, load_correlated,
-        synth::{synth, write_trace, SynthPod, SynthSpec, SynthTruth},
     },
     compare::{bootstrap_median_diff, compare, Run, Summary, CONFIDENCE, MIN_N, RESAMPLES},
+    test_support::synth::{synth, write_trace, SynthPod, SynthSpec, SynthTruth},
     trace::Trace,
 };
 

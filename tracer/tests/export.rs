@@ -25,13 +25,13 @@ use podtrace::{
     commands::{
         correlate,
         export::{run, ExportArgs, ExportFormat},
-        synth::{synth, write_trace, SynthPod, SynthSpec, SynthTruth},
     },
     correlate::Correlated,
     export::{
         chrome::{self, Tracks},
         csv as csv_export, otlp,
     },
+    test_support::synth::{synth, write_trace, SynthPod, SynthSpec, SynthTruth},
     trace::{Trace, Val},
 };
 use prost::Message as _;

@@ -14,13 +14,11 @@ use std::{
 };
 
 use podtrace::{
-    commands::{
-        correlate,
-        synth::{synth, SynthPod, SynthSpec, SynthTruth},
-    },
+    commands::correlate,
     compare::{compare, Run},
     html::{self, stage_color},
     report::Report,
+    test_support::synth::{synth, SynthPod, SynthSpec, SynthTruth},
 };
 
 fn tmp(name: &str) -> PathBuf {
