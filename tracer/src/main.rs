@@ -46,7 +46,9 @@ enum Cmd {
     ///
     /// Status: ok (attachable); missing (no variant's symbol in the binary:
     /// another version, or not a kubelet/containerd); mismatch (the symbol is
-    /// there but does not call what that version's layout expects); inlined
+    /// there but no variant's condition holds for it, e.g. it lacks the
+    /// callee or the result shape of every known version: `record` does not
+    /// attach it); inlined
     /// (the compiler inlined the function into its callers, so it has no
     /// code of its own: probe a caller or build with -gcflags=all=-l).
     Probes(ProbesArgs),
@@ -355,6 +357,17 @@ fn probes_table(bin: &GoBinary, info: &BinaryInfo, res: &[Resolution]) -> String
                 t.ret_offsets.len(),
                 t.symbol
             );
+            // Which version's shape it was taken for, and the fact that said so.
+            let _ = writeln!(
+                o,
+                "{:<16} {:<8} variant {} ({}){}{}",
+                "",
+                "",
+                t.variant + 1,
+                t.matched_by,
+                if t.note.is_empty() { "" } else { ": " },
+                t.note
+            );
             if !t.inlined_into.is_empty() {
                 let _ = writeln!(
                     o,
@@ -507,6 +520,17 @@ fn record(a: RecordArgs) -> Result<ExitCode> {
             .filter(|r| r.status != Status::Ok)
             .map(|r| format!("{}: {}", r.probe, r.detail))
             .collect();
+        // A mismatch is a function of another version's shape: reading its
+        // registers with this catalogue would record garbage, so it is left
+        // out, loudly.
+        for r in resolutions.iter().filter(|r| r.status == Status::Mismatch) {
+            eprintln!(
+                "podtrace: warning: {}: probe {} not attached: {}",
+                c.path.display(),
+                r.probe,
+                r.detail
+            );
+        }
         if !unresolved.is_empty() {
             let names: Vec<&str> = unresolved
                 .iter()
