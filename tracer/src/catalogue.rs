@@ -113,6 +113,16 @@ pub struct ProbeDef {
     pub entry: Vec<CaptureDef>,
     #[serde(default)]
     pub exit: Vec<CaptureDef>,
+    /// Said after the reasons when no variant's condition holds: what that
+    /// usually means (a known version whose shape has no probe here).
+    #[serde(default)]
+    pub mismatch_note: String,
+    /// Attach every variant whose condition holds, not just the first:
+    /// for functions a binary compiles in side by side (one picked at run
+    /// time, e.g. kubelet 1.28-1.30's `reconcile` and `reconcileNew`).
+    /// Their captures must be the same.
+    #[serde(default)]
+    pub every_variant: bool,
     #[serde(rename = "variant")]
     pub variants: Vec<Variant>,
 }
@@ -125,15 +135,17 @@ pub struct Variant {
     pub symbol: Option<String>,
     #[serde(default)]
     pub symbols: Vec<String>,
-    /// Only if this function calls that one (checks the signature version).
+    /// Positive conditions: the variant is used only if one of them holds
+    /// (each a table whose keys must all hold, see [`Cond`]). A variant is
+    /// never chosen just because the ones before it did not apply.
+    #[serde(default)]
+    pub when: Vec<Cond>,
+    /// Shorthands for one more `when` entry (all given must hold):
+    /// `calls`, `module`, `symbol`.
     #[serde(default)]
     pub when_calls: Option<String>,
-    /// Only if .go.buildinfo has this module at this version, e.g.
-    /// `"k8s.io/cri-api >= v0.34.0"` or `"k8s.io/cri-api < v0.34.0"`.
     #[serde(default)]
     pub when_module: Option<String>,
-    /// Only if a function matching this glob exists (e.g. a generated method
-    /// that tells which protobuf generator built the request types).
     #[serde(default)]
     pub when_symbol: Option<String>,
     /// Added to every path offset of the captures (a layout where each
@@ -148,16 +160,193 @@ pub struct Variant {
     pub exit: Option<Vec<CaptureDef>>,
 }
 
-impl Variant {
-    /// Whether its `when_module` and `when_symbol` conditions hold in `bin`.
-    fn applies(&self, bin: &GoBinary) -> bool {
-        self.when_module
-            .as_ref()
-            .is_none_or(|c| module_matches(bin, c))
+/// One positive fact about the binary or the probed function; every key
+/// given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cond {
+    /// `"path OP version[, OP version]"` with OP one of >=, >, <, <=, ==:
+    /// .go.buildinfo has the module at a version in that range (false when
+    /// the version is unknown, e.g. `(devel)` of an in-tree build).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// A function matching this glob exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    /// And no function matches this glob (only beside a positive key: it
+    /// tells two generations apart, it never decides alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub without: Option<String>,
+    /// The probed function (or every function matching `from`, at least
+    /// one) calls this one: a direct CALL, or an inlined copy of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The probed function fills exactly this many integer result
+    /// registers (see `GoBinary::result_regs`): its result shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_regs: Option<usize>,
+}
+
+impl Cond {
+    fn check(&self) -> Result<(), String> {
+        if self.module.is_none()
+            && self.symbol.is_none()
+            && self.calls.is_none()
+            && self.result_regs.is_none()
+        {
+            return Err("a `when` entry needs module, symbol, calls or result_regs".into());
+        }
+        if self.from.is_some() && self.calls.is_none() {
+            return Err("`from` only goes with `calls`".into());
+        }
+        if let Some(c) = &self.module {
+            if parse_module_cond(c).is_none() {
+                return Err(format!(
+                    "module `{c}` is not `module OP version[, OP version]`"
+                ));
+            }
+        }
+        if self.result_regs == Some(0) {
+            return Err("result_regs must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Whether it holds for `f` (the probed function) in `bin`: Ok(what
+    /// held) or Err(what did not).
+    fn holds(&self, bin: &GoBinary, f: &Function, sites: &FunctionSites) -> Result<String, String> {
+        let mut held = Vec::new();
+        if let Some(c) = &self.module {
+            module_cond(bin, c).map(|m| held.push(m))?;
+        }
+        if let Some(pat) = &self.symbol {
+            if matching_functions(bin, pat).is_empty() {
+                return Err(format!("no function {}", short(pat)));
+            }
+            held.push(format!("has {}", short(pat)));
+        }
+        if let Some(pat) = &self.without {
+            if let Some(g) = matching_functions(bin, pat).first() {
+                return Err(format!("has {}", g.name));
+            }
+            held.push(format!("no {}", short(pat)));
+        }
+        if let Some(callee) = &self.calls {
+            match &self.from {
+                None => {
+                    if !calls_or_inlines(bin, f, sites, callee) {
+                        return Err(format!(
+                            "{} neither calls {} nor holds an inlined copy",
+                            short(&f.name),
+                            short(callee)
+                        ));
+                    }
+                    held.push(format!("calls {}", short(callee)));
+                }
+                Some(from) => {
+                    let callers = matching_functions(bin, from);
+                    let hit = callers.iter().find(|c| {
+                        bin.sites(c)
+                            .is_ok_and(|s| calls_or_inlines(bin, c, &s, callee))
+                    });
+                    match hit {
+                        Some(c) => held.push(format!("{} calls {}", short(&c.name), short(callee))),
+                        None if callers.is_empty() => {
+                            return Err(format!("no function {}", short(from)))
+                        }
+                        None => {
+                            return Err(format!(
+                                "no {} calls {} (nor holds an inlined copy)",
+                                short(from),
+                                short(callee)
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(want) = self.result_regs {
+            let have = bin.result_regs(f).map_err(|e| e.to_string())?;
+            if have != Some(want) {
+                return Err(format!(
+                    "{} fills {} result registers, not {want}",
+                    short(&f.name),
+                    have.map_or("no".to_string(), |n| n.to_string())
+                ));
+            }
+            held.push(format!("{want} result registers"));
+        }
+        Ok(held.join(", "))
+    }
+
+    /// Holds without looking at a function (module, symbol, without only).
+    fn holds_for_binary(&self, bin: &GoBinary) -> bool {
+        self.calls.is_none()
+            && self.result_regs.is_none()
             && self
-                .when_symbol
+                .module
                 .as_ref()
-                .is_none_or(|pat| !matching_functions(bin, pat).is_empty())
+                .is_none_or(|c| module_cond(bin, c).is_ok())
+            && self.symbol.as_ref().is_none_or(|p| {
+                // A name the compiler inlined away still tells the version.
+                !matching_functions(bin, p).is_empty()
+                    || bin.inlined_functions().iter().any(|n| glob_match(p, n))
+            })
+            && self
+                .without
+                .as_ref()
+                .is_none_or(|p| matching_functions(bin, p).is_empty())
+    }
+}
+
+/// The last path element of a symbol, for one-line messages.
+fn short(sym: &str) -> &str {
+    let pkg_end = sym.rfind('/').map_or(0, |i| i + 1);
+    &sym[pkg_end..]
+}
+
+impl Variant {
+    /// Its conditions: `when`, plus the `when_*` shorthands as one entry.
+    pub fn conditions(&self) -> Vec<Cond> {
+        let mut c = self.when.clone();
+        if self.when_calls.is_some() || self.when_module.is_some() || self.when_symbol.is_some() {
+            c.push(Cond {
+                calls: self.when_calls.clone(),
+                module: self.when_module.clone(),
+                symbol: self.when_symbol.clone(),
+                ..Cond::default()
+            });
+        }
+        c
+    }
+
+    /// The first condition that holds for `f`: Ok(what held), or Err(why
+    /// none did).
+    fn applies_to(
+        &self,
+        bin: &GoBinary,
+        f: &Function,
+        sites: &FunctionSites,
+    ) -> Result<String, String> {
+        let mut why = Vec::new();
+        for c in self.conditions() {
+            match c.holds(bin, f, sites) {
+                Ok(held) => return Ok(held),
+                Err(e) => why.push(e),
+            }
+        }
+        Err(why.join("; "))
+    }
+
+    /// Whether a condition can hold in `bin` at all, judged without the
+    /// function (for names the compiler inlined away): conditions about
+    /// the function itself count as possible.
+    fn may_apply(&self, bin: &GoBinary) -> bool {
+        self.conditions()
+            .iter()
+            .any(|c| c.calls.is_some() || c.result_regs.is_some() || c.holds_for_binary(bin))
     }
 
     pub fn symbols(&self) -> impl Iterator<Item = &str> {
@@ -184,14 +373,23 @@ impl Variant {
     }
 }
 
-/// Parses `"path OP version"` with OP one of >=, >, <, <=, ==.
-fn parse_module_cond(cond: &str) -> Option<(&str, &str, &str)> {
-    let mut it = cond.split_whitespace();
-    let (path, op, ver) = (it.next()?, it.next()?, it.next()?);
-    if it.next().is_some() || !matches!(op, ">=" | ">" | "<" | "<=" | "==") {
-        return None;
+/// Parses `"path OP version[, OP version]"` with OP one of >=, >, <, <=, ==.
+fn parse_module_cond(cond: &str) -> Option<(&str, Vec<(&str, &str)>)> {
+    let cond = cond.trim();
+    let (path, rest) = cond.split_once(char::is_whitespace)?;
+    let mut bounds = Vec::new();
+    for part in rest.split(',') {
+        let mut it = part.split_whitespace();
+        let (op, ver) = (it.next()?, it.next()?);
+        if it.next().is_some()
+            || !matches!(op, ">=" | ">" | "<" | "<=" | "==")
+            || !ver.starts_with('v')
+        {
+            return None;
+        }
+        bounds.push((op, ver));
     }
-    Some((path, op, ver))
+    Some((path, bounds))
 }
 
 /// Numeric parts of a Go module version (`v0.34.1-rc.0` → [0, 34, 1]).
@@ -206,25 +404,36 @@ fn version_key(v: &str) -> Vec<u64> {
 }
 
 /// Whether the binary's module satisfies `cond`; false if the module (or its
-/// version) is unknown, so unconditioned variants after it apply.
+/// version) is unknown.
 pub fn module_matches(bin: &GoBinary, cond: &str) -> bool {
-    let Some((path, op, want)) = parse_module_cond(cond) else {
-        return false;
-    };
-    let Some(have) = bin.module_version(path) else {
-        return false;
-    };
+    module_cond(bin, cond).is_ok()
+}
+
+/// Ok("path version") if the binary's module version is in range, else why not.
+fn module_cond(bin: &GoBinary, cond: &str) -> Result<String, String> {
+    let (path, bounds) =
+        parse_module_cond(cond).ok_or_else(|| format!("bad module condition `{cond}`"))?;
+    let have = bin
+        .module_version(path)
+        .ok_or_else(|| format!("no {path} in the build info"))?;
     if !have.starts_with('v') || have.starts_with("v0.0.0") {
-        return false;
+        return Err(format!("{path} version unknown ({have})"));
     }
-    let (h, w) = (version_key(have), version_key(want));
-    match op {
-        ">=" => h >= w,
-        ">" => h > w,
-        "<" => h < w,
-        "<=" => h <= w,
-        _ => h == w,
+    let h = version_key(have);
+    for (op, want) in bounds {
+        let w = version_key(want);
+        let ok = match op {
+            ">=" => h >= w,
+            ">" => h > w,
+            "<" => h < w,
+            "<=" => h <= w,
+            _ => h == w,
+        };
+        if !ok {
+            return Err(format!("{path} {have} is not {op} {want}"));
+        }
     }
+    Ok(format!("{path} {have}"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,6 +454,9 @@ pub enum CaptureKind {
     U64,
     /// The low 4 bytes of a u64 read (a uint32 field).
     U32,
+    /// 1 if the low byte of a u64 read is nonzero, else 0: a Go bool (in a
+    /// register only its low byte is defined).
+    Bool,
     Str,
     Strregs,
     Nonzero,
@@ -286,7 +498,7 @@ impl CaptureDef {
             c.offs[i] = *off;
         }
         let (kind, nderef) = match self.kind {
-            CaptureKind::U64 | CaptureKind::U32 => (cap::U64, self.path.len()),
+            CaptureKind::U64 | CaptureKind::U32 | CaptureKind::Bool => (cap::U64, self.path.len()),
             CaptureKind::Nonzero => (cap::NONZERO, self.path.len()),
             CaptureKind::Str => (cap::STR_HDR, self.path.len().saturating_sub(1)),
             CaptureKind::Strregs => (cap::STR_REGS, 0),
@@ -377,12 +589,21 @@ impl Catalogue {
                 if name.is_empty() {
                     return Err(invalid("a variant has no symbol".into()));
                 }
-                if let Some(c) = &v.when_module {
-                    if parse_module_cond(c).is_none() {
-                        return Err(invalid(format!(
-                            "{name}: when_module `{c}` is not `module OP version`"
-                        )));
-                    }
+                let conds = v.conditions();
+                if conds.is_empty() {
+                    return Err(invalid(format!(
+                        "{name}: the variant states no condition (`when`): every variant needs a \
+                         positive one, it is never chosen just because others did not apply"
+                    )));
+                }
+                for c in &conds {
+                    c.check().map_err(|m| invalid(format!("{name}: {m}")))?;
+                }
+                let (entry, exit) = v.captures(p);
+                if p.every_variant && (entry, exit) != p.variants[0].captures(p) {
+                    return Err(invalid(format!(
+                        "{name}: every_variant needs the same captures in every variant"
+                    )));
                 }
                 let (entry, exit) = v.captures(p);
                 for caps in [&entry, &exit] {
@@ -475,7 +696,9 @@ pub enum Status {
     Ok,
     /// No variant's symbol is in the binary.
     Missing,
-    /// The symbol exists but its expected callee is not called (inlined or other version).
+    /// A variant's function exists, but no variant's condition holds for
+    /// it (another version's shape): attaching would read the wrong
+    /// registers, so the probe is not attached.
     Mismatch,
     /// The compiler inlined the function into every caller: its name is in
     /// the binary's tables, its code only inside other functions.
@@ -497,6 +720,12 @@ pub struct Target {
     /// that copy and are not seen by the probe.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inlined_into: Vec<String>,
+    /// The variant used for this function (index), its note, and the
+    /// condition that held.
+    pub variant: usize,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    pub matched_by: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -526,11 +755,18 @@ fn matching_functions<'a>(bin: &'a GoBinary, pattern: &str) -> Vec<&'a Function>
     }
 }
 
-fn calls_named(bin: &GoBinary, sites: &FunctionSites, callee: &str) -> bool {
-    let Some(target) = bin.function(callee) else {
-        return false;
-    };
-    sites.calls.iter().any(|&(_, to)| to == target.entry)
+/// Whether `caller` calls `callee` directly, or the compiler inlined a copy
+/// of `callee` into it (then no CALL exists, but the shape is the same).
+fn calls_or_inlines(
+    bin: &GoBinary,
+    caller: &Function,
+    sites: &FunctionSites,
+    callee: &str,
+) -> bool {
+    let direct = bin
+        .function(callee)
+        .is_some_and(|t| sites.calls.iter().any(|&(_, to)| to == t.entry));
+    direct || bin.inlined_into(callee).contains(&caller.name)
 }
 
 fn resolve_probe(p: &ProbeDef, bin: &GoBinary) -> Resolution {
@@ -544,11 +780,10 @@ fn resolve_probe(p: &ProbeDef, bin: &GoBinary) -> Resolution {
         targets: Vec::new(),
         detail: String::new(),
     };
+    // Why each variant whose function exists was not used.
     let mut problems = Vec::new();
+    let mut found_any = false;
     for (vi, v) in p.variants.iter().enumerate() {
-        if !v.applies(bin) {
-            continue;
-        }
         let Some(funcs) = v
             .symbols()
             .map(|sym| matching_functions(bin, sym))
@@ -556,57 +791,72 @@ fn resolve_probe(p: &ProbeDef, bin: &GoBinary) -> Resolution {
         else {
             continue;
         };
+        found_any = true;
         let mut targets = Vec::new();
+        let mut why = Vec::new();
         for f in funcs {
             let sites = match bin.sites(f) {
                 Ok(s) => s,
                 Err(e) => {
-                    problems.push(format!("{}: {e}", f.name));
+                    why.push(format!("{}: {e}", f.name));
                     continue;
                 }
             };
-            if let Some(callee) = &v.when_calls {
-                if !calls_named(bin, &sites, callee) {
-                    res.status = Status::Mismatch;
-                    problems.push(format!("{} does not call {callee}", f.name));
+            let held = match v.applies_to(bin, f, &sites) {
+                Ok(h) => h,
+                Err(e) => {
+                    why.push(e);
                     continue;
                 }
-            }
-            match make_target(bin, f, &sites) {
+            };
+            match make_target(bin, f, &sites, (vi, &v.note), held) {
                 Some(t) => targets.push(t),
-                None => problems.push(format!("{}: address outside every PT_LOAD segment", f.name)),
+                None => why.push(format!("{}: address outside every PT_LOAD segment", f.name)),
             }
         }
-        if !targets.is_empty() {
+        if targets.is_empty() {
+            problems.push(format!("variant {}: {}", vi + 1, why.join("; ")));
+            continue;
+        }
+        if res.variant.is_none() {
             res.status = Status::Ok;
             res.variant = Some(vi);
             (res.entry_captures, res.exit_captures) = v.captures(p);
-            res.targets = targets;
             res.detail = v.note.clone();
+        }
+        res.targets.extend(targets);
+        if !p.every_variant {
             return res;
         }
     }
-    if res.status == Status::Missing && problems.is_empty() {
-        if let Some(name) = inlined_match(p, bin) {
-            res.status = Status::Inlined;
-            let callers = bin.inlined_into(&name);
-            let into = if callers.is_empty() {
-                "its callers".to_string()
-            } else {
-                list_some(callers)
-            };
-            res.detail = format!(
-                "{name} was inlined into {into}: no code of its own to attach to \
-                 (probe a caller, or build with -gcflags=all=-l)"
-            );
-            return res;
-        }
-        let mut tried: Vec<&str> = p.variants.iter().flat_map(|v| v.symbols()).collect();
-        tried.dedup();
-        res.detail = format!("not in binary: {}", tried.join(", "));
-    } else {
-        res.detail = problems.join("; ");
+    if res.status == Status::Ok {
+        return res;
     }
+    if found_any {
+        res.status = Status::Mismatch;
+        res.detail = format!("no variant's condition holds: {}", problems.join(" | "));
+        if !p.mismatch_note.is_empty() {
+            res.detail = format!("{} ({})", res.detail, p.mismatch_note);
+        }
+        return res;
+    }
+    if let Some(name) = inlined_match(p, bin) {
+        res.status = Status::Inlined;
+        let callers = bin.inlined_into(&name);
+        let into = if callers.is_empty() {
+            "its callers".to_string()
+        } else {
+            list_some(callers)
+        };
+        res.detail = format!(
+            "{name} was inlined into {into}: no code of its own to attach to \
+             (probe a caller, or build with -gcflags=all=-l)"
+        );
+        return res;
+    }
+    let mut tried: Vec<&str> = p.variants.iter().flat_map(|v| v.symbols()).collect();
+    tried.dedup();
+    res.detail = format!("not in binary: {}", tried.join(", "));
     res
 }
 
@@ -634,7 +884,7 @@ fn inlined_match(p: &ProbeDef, bin: &GoBinary) -> Option<String> {
     }
     p.variants
         .iter()
-        .filter(|v| v.applies(bin))
+        .filter(|v| v.may_apply(bin))
         .flat_map(|v| v.symbols())
         .find_map(|sym| {
             let hit = if is_glob(sym) {
@@ -646,7 +896,13 @@ fn inlined_match(p: &ProbeDef, bin: &GoBinary) -> Option<String> {
         })
 }
 
-fn make_target(bin: &GoBinary, f: &Function, sites: &FunctionSites) -> Option<Target> {
+fn make_target(
+    bin: &GoBinary,
+    f: &Function,
+    sites: &FunctionSites,
+    (variant, note): (usize, &str),
+    matched_by: String,
+) -> Option<Target> {
     let (kind, site) = match sites.entry_site {
         EntrySite::PrologueJump { vaddr } => (SiteKind::PrologueJump, vaddr),
         EntrySite::FunctionStart { vaddr } => (SiteKind::FunctionStart, vaddr),
@@ -666,6 +922,9 @@ fn make_target(bin: &GoBinary, f: &Function, sites: &FunctionSites) -> Option<Ta
         ret_offsets,
         tail_jumps: sites.tail_jumps.len(),
         inlined_into: bin.inlined_into(&f.name).to_vec(),
+        variant,
+        note: note.to_string(),
+        matched_by,
     })
 }
 
@@ -723,11 +982,73 @@ name = "p"
 role = "stage"
 [[probe.variant]]
 symbol = "f"
+when = [{ symbol = "f" }]
 entry = [{ name = "a", kind = "str", reg = "RZZ", path = [1] }]
 "#;
         let e = Catalogue::parse("bad.toml", bad).expect_err("must fail");
         assert!(e.to_string().contains("unknown register RZZ"), "{e}");
         let e = Catalogue::parse("bad.toml", "[binary]\nname=1").expect_err("must fail");
         assert!(e.to_string().starts_with("bad.toml:"), "{e}");
+    }
+
+    fn one_variant(variant: &str) -> String {
+        format!(
+            "[binary]\nname = \"x\"\nmodule = \"m\"\n[[probe]]\nname = \"p\"\nrole = \"stage\"\n\
+             [[probe.variant]]\nsymbol = \"f\"\n{variant}\n"
+        )
+    }
+
+    #[test]
+    fn every_variant_needs_a_positive_condition() {
+        let e = Catalogue::parse("c.toml", &one_variant("")).expect_err("no condition");
+        assert!(e.to_string().contains("states no condition"), "{e}");
+        for (bad, why) in [
+            (
+                "when = [{ without = \"g\" }]",
+                "needs module, symbol, calls or result_regs",
+            ),
+            (
+                "when = [{ symbol = \"f\", from = \"g\" }]",
+                "`from` only goes with `calls`",
+            ),
+            (
+                "when = [{ module = \"k8s.io/kubernetes 1.28\" }]",
+                "is not `module OP version",
+            ),
+            ("when = [{ result_regs = 0 }]", "at least 1"),
+        ] {
+            let e = Catalogue::parse("c.toml", &one_variant(bad)).expect_err(bad);
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+        for good in [
+            "when = [{ calls = \"g\" }]",
+            "when = [{ module = \"k8s.io/kubernetes >= v1.27.0, < v1.36.0\" }, { result_regs = 3 }]",
+            "when_symbol = \"g\"",
+        ] {
+            Catalogue::parse("c.toml", &one_variant(good)).expect(good);
+        }
+    }
+
+    #[test]
+    fn module_ranges() {
+        let (path, b) =
+            parse_module_cond("k8s.io/kubernetes >= v1.27.0, < v1.36.0").expect("range");
+        assert_eq!(path, "k8s.io/kubernetes");
+        assert_eq!(b, vec![(">=", "v1.27.0"), ("<", "v1.36.0")]);
+        assert!(parse_module_cond("k8s.io/kubernetes").is_none());
+        assert!(parse_module_cond("k8s.io/kubernetes >= v1, ").is_none());
+        assert!(parse_module_cond("k8s.io/kubernetes ~ v1").is_none());
+        assert!(version_key("v1.36.0-rc.1") < version_key("v1.36.1"));
+    }
+
+    #[test]
+    fn every_variant_needs_equal_captures() {
+        let t =
+            "[binary]\nname = \"x\"\nmodule = \"m\"\n[[probe]]\nname = \"p\"\nrole = \"loop\"\n\
+                 every_variant = true\n[[probe.variant]]\nsymbol = \"f\"\nwhen_symbol = \"f\"\n\
+                 [[probe.variant]]\nsymbol = \"g\"\nwhen_symbol = \"g\"\n\
+                 entry = [{ name = \"a\", kind = \"u64\", reg = \"RAX\" }]\n";
+        let e = Catalogue::parse("c.toml", t).expect_err("different captures");
+        assert!(e.to_string().contains("same captures"), "{e}");
     }
 }

@@ -34,7 +34,9 @@ enum Cmd {
     ///
     /// Status: ok (attachable); missing (no variant's symbol in the binary:
     /// another version, or not a kubelet/containerd); mismatch (the symbol is
-    /// there but does not call what that version's layout expects); inlined
+    /// there but no variant's condition holds for it, e.g. it lacks the
+    /// callee or the result shape of every known version: `record` does not
+    /// attach it); inlined
     /// (the compiler inlined the function into its callers, so it has no
     /// code of its own: probe a caller or build with -gcflags=all=-l).
     Probes(probes::ProbesArgs),

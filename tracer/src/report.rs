@@ -500,13 +500,21 @@ impl Report {
 
 fn mount_wait(c: &Correlated, pod: usize, mw: usize, base: u64) -> MountWait {
     let span = &c.spans[mw];
-    let mut checks: Vec<&Span> = c
-        .spans
-        .iter()
-        .enumerate()
-        .filter(|(i, s)| s.role == Role::PollCheck && is_descendant(&c.spans, *i, mw).is_some())
-        .map(|(_, s)| s)
-        .collect();
+    let under = |role: Role| -> Vec<&Span> {
+        c.spans
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.role == role && is_descendant(&c.spans, *i, mw).is_some())
+            .map(|(_, s)| s)
+            .collect()
+    };
+    let mut checks = under(Role::PollCheck);
+    if checks.is_empty() {
+        // kubelet 1.32-1.34: the condition closure checks the volumes itself
+        // (getUnmountedVolumes only runs after a timeout), so each of its
+        // calls is a check; its `done` result says when it saw them all.
+        checks = under(Role::PollCond);
+    }
     checks.sort_by_key(|s| s.start);
     let configured = c
         .spans
@@ -523,7 +531,10 @@ fn mount_wait(c: &Correlated, pod: usize, mw: usize, base: u64) -> MountWait {
     );
     let noticed = checks
         .iter()
-        .find(|s| s.arg_u64("unmounted") == Some(0))
+        .find(|s| {
+            s.arg_u64("unmounted") == Some(0)
+                || (s.arg_u64("done") == Some(1) && s.arg_u64("error") != Some(1))
+        })
         .and_then(|s| s.end);
     let mut volumes: Vec<&Span> = c
         .spans

@@ -128,6 +128,7 @@ impl Rec {
                         Val::S(String::from_utf8_lossy(&ev.strs[i][..n]).into_owned())
                     }
                     CaptureKind::U32 => Val::N(ev.vals[i] & 0xffff_ffff),
+                    CaptureKind::Bool => Val::N(u64::from(ev.vals[i] & 0xff != 0)),
                     _ => Val::N(ev.vals[i]),
                 })
             })

@@ -158,6 +158,17 @@ fn probes_table(bin: &GoBinary, info: &BinaryInfo, res: &[Resolution]) -> String
                 t.ret_offsets.len(),
                 t.symbol
             );
+            // Which version's shape it was taken for, and the fact that said so.
+            let _ = writeln!(
+                o,
+                "{:<16} {:<8} variant {} ({}){}{}",
+                "",
+                "",
+                t.variant + 1,
+                t.matched_by,
+                if t.note.is_empty() { "" } else { ": " },
+                t.note
+            );
             if !t.inlined_into.is_empty() {
                 let _ = writeln!(
                     o,

@@ -194,6 +194,17 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
             .filter(|r| r.status != Status::Ok)
             .map(|r| format!("{}: {}", r.probe, r.detail))
             .collect();
+        // A mismatch is a function of another version's shape: reading its
+        // registers with this catalogue would record garbage, so it is left
+        // out, loudly.
+        for r in resolutions.iter().filter(|r| r.status == Status::Mismatch) {
+            eprintln!(
+                "podtrace: warning: {}: probe {} not attached: {}",
+                c.path.display(),
+                r.probe,
+                r.detail
+            );
+        }
         if !unresolved.is_empty() {
             let names: Vec<&str> = unresolved
                 .iter()

@@ -394,6 +394,21 @@ impl GoBinary {
         Ok(sites::decode(self.code(f)?, f.entry, f.end))
     }
 
+    /// How many integer result registers (RAX, RBX, RCX, RDI, …) the
+    /// function fills before its RETs: its result shape in words, e.g. 3
+    /// for `(bool, error)`, 4 for `(bool, func(), error)`. Reliable for
+    /// functions that call something on every return path (any `defer`);
+    /// None if it has no RET.
+    pub fn result_regs(&self, f: &Function) -> Result<Option<usize>, ResolveError> {
+        if self.elf.machine != object::elf::EM_X86_64.0 {
+            return Err(ResolveError::UnsupportedArch {
+                path: self.path.clone(),
+                machine: self.elf.machine,
+            });
+        }
+        Ok(sites::result_regs(self.code(f)?, f.entry, f.end))
+    }
+
     /// Offset of `goid` in `runtime.g` for this binary.
     pub fn goid_offset(&self) -> Option<u32> {
         self.goid.map(|g| g.offset)

@@ -3,7 +3,10 @@
 //! goid offset read out of the runtime's own code.
 
 use super::{EntrySite, FunctionSites};
-use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{
+    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess,
+    OpKind, Register,
+};
 
 /// The stack-check prologue is always at the very start; look no further.
 const PROLOGUE_WINDOW: usize = 8;
@@ -173,6 +176,88 @@ fn last_load(
         return ok.then_some((i, *ins));
     }
     None
+}
+
+/// Go's ABIInternal integer result registers (amd64), in assignment order.
+const RESULT_REGS: [Register; 9] = [
+    Register::RAX,
+    Register::RBX,
+    Register::RCX,
+    Register::RDI,
+    Register::RSI,
+    Register::R8,
+    Register::R9,
+    Register::R10,
+    Register::R11,
+];
+
+/// How many integer result registers the function fills: over every RET,
+/// the highest result register (in ABI order) that the straight-line code
+/// leading to it leaves set for the caller, plus one. Every register is
+/// caller-saved in Go's ABI, so after the last call before a RET the results
+/// must be (re)loaded there; a function with a `defer` (which runs a call on
+/// every return path) therefore shows its full result shape, e.g.
+/// `(bool, error)` 3 and `(bool, func(), error)` 4. A register written and
+/// then read again before the RET is a temporary (building an error value,
+/// say), not a result. A function whose RETs directly follow a call that
+/// produced its results shows fewer. None if the function has no RET.
+pub(crate) fn result_regs(code: &[u8], entry: u64, end: u64) -> Option<usize> {
+    let instrs = decode_all(code, entry);
+    let targets: std::collections::BTreeSet<u64> = instrs
+        .iter()
+        .filter(|i| {
+            matches!(
+                i.flow_control(),
+                FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch
+            ) && i.op0_kind() == OpKind::NearBranch64
+        })
+        .map(Instruction::near_branch_target)
+        .filter(|&t| t >= entry && t < end)
+        .collect();
+    let result_index = |r: Register| RESULT_REGS.iter().position(|&x| x == r.full_register());
+    let mut info = InstructionInfoFactory::new();
+    let mut best = None;
+    for (at, ret) in instrs.iter().enumerate() {
+        if ret.mnemonic() != Mnemonic::Ret {
+            continue;
+        }
+        let (mut highest, mut read_later) = (0, [false; RESULT_REGS.len()]);
+        for ins in instrs[..at].iter().rev() {
+            if ins.flow_control() != FlowControl::Next {
+                break; // a call, jump or return ends the straight line
+            }
+            let used = info.info(ins).used_registers().to_vec();
+            for r in &used {
+                let writes = matches!(
+                    r.access(),
+                    OpAccess::Write
+                        | OpAccess::CondWrite
+                        | OpAccess::ReadWrite
+                        | OpAccess::ReadCondWrite
+                );
+                if let Some(i) = result_index(r.register()).filter(|&i| writes && !read_later[i]) {
+                    highest = highest.max(i + 1);
+                }
+            }
+            for r in &used {
+                let reads = matches!(
+                    r.access(),
+                    OpAccess::Read
+                        | OpAccess::CondRead
+                        | OpAccess::ReadWrite
+                        | OpAccess::ReadCondWrite
+                );
+                if let Some(i) = result_index(r.register()).filter(|_| reads) {
+                    read_later[i] = true;
+                }
+            }
+            if targets.contains(&ins.ip()) {
+                break; // other paths join here
+            }
+        }
+        best = Some(best.map_or(highest, |b: usize| b.max(highest)));
+    }
+    best
 }
 
 /// runtime.g.goid offset by Go version, for when the code cannot be read.
