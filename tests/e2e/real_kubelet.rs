@@ -215,9 +215,13 @@ fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<f64> {
         let checks = w["checks"].as_array().expect("checks");
         assert!(!checks.is_empty(), "{label}: {full}: no poll check seen: {w:#}");
         assert_eq!(
-            checks.last().and_then(|c| c["unmounted"].as_u64()),
-            Some(0),
+            checks.last().and_then(|c| c["mounted"].as_bool()),
+            Some(true),
             "{label}: {full}: the last check must find every volume mounted: {w:#}"
+        );
+        assert!(
+            checks[..checks.len() - 1].iter().all(|c| c["mounted"] == false),
+            "{label}: {full}: only the last check may find the volumes mounted: {w:#}"
         );
         if checks.len() >= 2 {
             let observed = w["observed_interval_ms"].as_f64().expect("observed interval");
@@ -247,8 +251,7 @@ fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<f64> {
             );
             mount_vs_setup_us.push(d * 1000.0);
         }
-        let unmounted_first = checks[0]["unmounted"].as_u64().unwrap_or(0);
-        if unmounted_first > 0 {
+        if checks[0]["mounted"] == false {
             waits.push(w["duration_ms"].as_f64().expect("mount wait"));
         }
     }

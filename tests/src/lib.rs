@@ -520,4 +520,5 @@ pub fn systematic_cri_errors(label: &str, diffs: &[(&str, f64)], tolerance_ms: f
 }
 
 pub mod containerd;
+pub mod node;
 pub mod otlp;

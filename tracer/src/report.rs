@@ -107,7 +107,13 @@ pub struct MountWait {
 pub struct PollCheck {
     pub at_ms: f64,
     pub duration_ms: Option<f64>,
+    /// Volumes still unmounted (getUnmountedVolumes' result length), where
+    /// that function is traced (not in kubelet 1.32-1.34, whose condition
+    /// closure inlines it).
     pub unmounted: Option<u64>,
+    /// Whether this check found every volume mounted: from `unmounted`, else
+    /// from the condition closure's `done` result.
+    pub mounted: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -498,6 +504,16 @@ impl Report {
     }
 }
 
+/// Whether a poll check (getUnmountedVolumes, or the condition closure
+/// where that is inlined) found every volume mounted; None: no exit seen.
+fn check_mounted(s: &Span) -> Option<bool> {
+    if let Some(n) = s.arg_u64("unmounted") {
+        return Some(n == 0);
+    }
+    s.arg_u64("done")
+        .map(|d| d == 1 && s.arg_u64("error") != Some(1))
+}
+
 fn mount_wait(c: &Correlated, pod: usize, mw: usize, base: u64) -> MountWait {
     let span = &c.spans[mw];
     let under = |role: Role| -> Vec<&Span> {
@@ -531,10 +547,7 @@ fn mount_wait(c: &Correlated, pod: usize, mw: usize, base: u64) -> MountWait {
     );
     let noticed = checks
         .iter()
-        .find(|s| {
-            s.arg_u64("unmounted") == Some(0)
-                || (s.arg_u64("done") == Some(1) && s.arg_u64("error") != Some(1))
-        })
+        .find(|s| check_mounted(s) == Some(true))
         .and_then(|s| s.end);
     let mut volumes: Vec<&Span> = c
         .spans
@@ -556,6 +569,7 @@ fn mount_wait(c: &Correlated, pod: usize, mw: usize, base: u64) -> MountWait {
                 at_ms: rel(s.start, base),
                 duration_ms: s.duration().map(ms),
                 unmounted: s.arg_u64("unmounted"),
+                mounted: check_mounted(s),
             })
             .collect(),
         observed_interval_ms: observed,
