@@ -316,3 +316,32 @@ fn kubelet_1_36_default_and_tuned() {
     eprintln!("kubelet v1.36.3: median mount wait default {d:.1} ms, tuned {t:.1} ms ({ratio:.1}x)");
     assert!((7.0..=13.0).contains(&ratio), "tuned build cut the mount wait {ratio:.1}x, expected about 10x");
 }
+
+/// The node harness leaves nothing behind, also when the test panics: no
+/// kubelet, containerd, shim or container process, no mount, no cgroup, no
+/// directory.
+#[test]
+fn node_teardown_after_a_panic_leaves_nothing() {
+    let seen = std::sync::Mutex::new(None);
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let node = Node::start(NodeOpts::new(node::kubelet("v1.34.4", false)));
+        let full = node.add_pod("teardown");
+        node.wait_running(&full, Duration::from_secs(60));
+        let ids = node.env.known_ids();
+        assert!(!ids.is_empty(), "containerd knows no sandbox or container id");
+        *seen.lock().expect("lock") = Some((
+            node.dir.clone(),
+            node.cgroup_root.clone(),
+            node.kubelet_pid,
+            node.env.dir.clone(),
+            ids,
+        ));
+        panic!("a failing test, with a pod running");
+    }));
+    assert!(res.is_err(), "the closure must have panicked");
+    let (dir, cgroup_root, pid, env_dir, ids) =
+        seen.lock().expect("lock").take().expect("node started");
+    let mut left = Node::leftovers(&dir, &cgroup_root, pid);
+    left.extend(podtrace_tests::containerd::Env::leftovers_of(&env_dir, &ids));
+    assert!(left.is_empty(), "left behind after the panic: {left:#?}");
+}
