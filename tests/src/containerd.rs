@@ -1,4 +1,5 @@
-//! A real containerd for tests: Debian's `containerd` (1.6.x) + `runc`, with
+//! A real containerd for tests: Debian's `containerd` (1.6.x) or a
+//! containerd 2.x (`cargo xtask setup` builds 2.2.9), with Debian's `runc`,
 //! its own config, root, state and socket under a temporary directory; a real
 //! local registry (`docker-registry`) so PullImage really pulls; tiny images
 //! built from static Go binaries (tests/containerd/build-images.sh); and the
@@ -16,6 +17,13 @@
 //! // dropping `env` stops every pod, kills containerd, its shims and the
 //! // registry, unmounts what is left, removes per-pod cgroups and the dir.
 //! ```
+//!
+//! Which containerd: [`Options`]. `Env::start()` runs `PODTRACE_CONTAINERD`
+//! (with the shim from `PODTRACE_CONTAINERD_SHIM`) or the containerd on PATH;
+//! [`Options::debian`] and [`Options::v2`] pick one explicitly. The config
+//! template follows the binary's major version (`containerd --version`):
+//! tests/containerd/containerd-{1,2}.x.toml.in. containerd 2.x can also send
+//! its own OTLP traces somewhere ([`Options::otlp_endpoint`]).
 //!
 //! Needs root and `apt-get install containerd runc docker-registry skopeo
 //! golang-go`. The module uses only std and libc, so it can also be pulled
@@ -38,7 +46,8 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-const CONTAINERD_CONFIG: &str = include_str!("../containerd/containerd-config.toml.in");
+const CONTAINERD_1_CONFIG: &str = include_str!("../containerd/containerd-1.x.toml.in");
+const CONTAINERD_2_CONFIG: &str = include_str!("../containerd/containerd-2.x.toml.in");
 const REGISTRY_CONFIG: &str = include_str!("../containerd/registry-config.yml.in");
 const HOSTS_TOML: &str = include_str!("../containerd/hosts.toml.in");
 
@@ -64,7 +73,12 @@ pub const CRI_CALLS: [&str; 8] = [
     "RemovePodSandbox",
 ];
 
-/// Where containerd 1.6 puts shim sockets, whatever the config says.
+/// The containerd 2.x `cargo xtask setup` builds (into
+/// `~/.podtrace/bin/containerd-v2.2.9/`).
+pub const CONTAINERD_V2_VERSION: &str = "2.2.9";
+
+/// Where containerd (1.6 and 2.x alike) puts shim sockets, whatever the
+/// config says.
 const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
 /// Parent cgroup (under every hierarchy) of the per-container cgroups
 /// containerd's default spec asks runc for: /k8s.io/<id>.
@@ -102,6 +116,149 @@ fn realtime(cmd: &mut Command, prio: i32) {
     };
 }
 
+/// Which containerd an [`Env`] runs, and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The containerd binary.
+    pub containerd: PathBuf,
+    /// The `containerd-shim-runc-v2` it starts. containerd looks shims up on
+    /// its PATH (then next to itself), so a 2.x containerd would otherwise
+    /// start Debian's 1.6 shim from /usr/bin: the harness puts this one first
+    /// on containerd's PATH.
+    pub shim: PathBuf,
+    /// OTLP/gRPC endpoint (`host:port`, plain text) for containerd's own
+    /// traces; `None`: tracing off. containerd 2.x only.
+    pub otlp_endpoint: Option<String>,
+}
+
+/// `containerd-shim-runc-v2` from a dir or a file path.
+fn shim_at(p: PathBuf) -> PathBuf {
+    if p.is_dir() {
+        p.join("containerd-shim-runc-v2")
+    } else {
+        p
+    }
+}
+
+/// Where set-up keeps what it builds outside the repo (xtask/src/setup.rs).
+fn podtrace_home() -> PathBuf {
+    std::env::var_os("PODTRACE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".podtrace")
+        })
+}
+
+impl Options {
+    /// `PODTRACE_CONTAINERD` and `PODTRACE_CONTAINERD_SHIM` (a dir or the
+    /// shim's path), else the containerd on PATH. Without
+    /// `PODTRACE_CONTAINERD_SHIM` the shim next to that containerd, else the
+    /// one on PATH.
+    pub fn from_env() -> Options {
+        let containerd = std::env::var_os("PODTRACE_CONTAINERD")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| need("containerd", "containerd"));
+        Options::with_shim_from_env(containerd)
+    }
+
+    fn with_shim_from_env(containerd: PathBuf) -> Options {
+        let shim = match std::env::var_os("PODTRACE_CONTAINERD_SHIM") {
+            Some(p) => shim_at(PathBuf::from(p)),
+            None => containerd
+                .parent()
+                .map(|d| d.join("containerd-shim-runc-v2"))
+                .filter(|p| p.is_file())
+                .unwrap_or_else(|| need("containerd-shim-runc-v2", "containerd")),
+        };
+        Options {
+            containerd,
+            shim,
+            otlp_endpoint: None,
+        }
+    }
+
+    /// Debian's containerd 1.6 and its shim (`apt-get install containerd`).
+    pub fn debian() -> Options {
+        let (containerd, shim) = (
+            PathBuf::from("/usr/bin/containerd"),
+            PathBuf::from("/usr/bin/containerd-shim-runc-v2"),
+        );
+        for p in [&containerd, &shim] {
+            assert!(
+                p.is_file(),
+                "{} not found: Debian's containerd is needed (`apt-get install -y containerd`, or `cargo xtask setup`)",
+                p.display()
+            );
+        }
+        Options {
+            containerd,
+            shim,
+            otlp_endpoint: None,
+        }
+    }
+
+    /// containerd 2.x: `PODTRACE_CONTAINERD` (+ `PODTRACE_CONTAINERD_SHIM`)
+    /// if set, else the 2.2.9 `cargo xtask setup` builds into
+    /// `~/.podtrace/bin/containerd-v2.2.9/`. Panics with the reason when it
+    /// is not there (it does not check the version: [`Env::start_with`]
+    /// reports it, the test decides).
+    pub fn v2() -> Options {
+        if std::env::var_os("PODTRACE_CONTAINERD").is_some() {
+            return Options::from_env();
+        }
+        let dir = podtrace_home()
+            .join("bin")
+            .join(format!("containerd-v{CONTAINERD_V2_VERSION}"));
+        let containerd = dir.join("containerd");
+        assert!(
+            containerd.is_file(),
+            "containerd {CONTAINERD_V2_VERSION} not found at {}: `cargo xtask setup` builds it there (or set PODTRACE_CONTAINERD and PODTRACE_CONTAINERD_SHIM)",
+            containerd.display()
+        );
+        let shim = match std::env::var_os("PODTRACE_CONTAINERD_SHIM") {
+            Some(p) => shim_at(PathBuf::from(p)),
+            None => dir.join("containerd-shim-runc-v2"),
+        };
+        Options {
+            containerd,
+            shim,
+            otlp_endpoint: None,
+        }
+    }
+
+    /// Send containerd's own traces (OTLP/gRPC, plain text) to `endpoint`.
+    pub fn otlp_endpoint(mut self, endpoint: &str) -> Options {
+        self.otlp_endpoint = Some(endpoint.to_string());
+        self
+    }
+}
+
+/// `containerd --version`: (version as printed, major). 1.6 prints
+/// `containerd github.com/containerd/containerd 1.6.20~ds1 <commit>`, 2.x
+/// `containerd github.com/containerd/containerd/v2 v2.2.9 <commit>`.
+pub fn containerd_version(bin: &Path) -> (String, u32) {
+    let (st, out, err) =
+        run_with_timeout(Command::new(bin).arg("--version"), Duration::from_secs(10));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "{} --version failed ({st:?}): {out}{err}",
+        bin.display()
+    );
+    let version = out
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("{} --version printed {out:?}", bin.display()))
+        .trim_start_matches('v')
+        .to_string();
+    let major = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("{} --version: no major version in {out:?}", bin.display()));
+    (version, major)
+}
+
 /// A running containerd + registry, owned by one test.
 pub struct Env {
     /// The temporary directory everything lives under.
@@ -116,6 +273,13 @@ pub struct Env {
     pub pause_image: String,
     /// The containerd binary that runs (what a tracer attaches to).
     pub containerd_bin: PathBuf,
+    /// Its version (`1.6.20~ds1`, `2.2.9`) and major version.
+    pub version: String,
+    pub major: u32,
+    /// The shim it starts.
+    pub shim: PathBuf,
+    /// Where containerd sends its own traces, if anywhere.
+    pub otlp_endpoint: Option<String>,
     pub containerd_pid: u32,
     pub registry_pid: u32,
     /// containerd's stdout+stderr (log level info).
@@ -393,21 +557,41 @@ fn substitute(template: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 impl Env {
+    /// [`Env::start_with`] the containerd [`Options::from_env`] names.
+    pub fn start() -> Env {
+        Env::start_with(Options::from_env())
+    }
+
     /// Start a registry, push the test images, start containerd, and wait
     /// until a CRI Version call works and both images are pulled (so the
     /// first RunPodSandbox does not include a sandbox-image pull).
-    pub fn start() -> Env {
+    pub fn start_with(opts: Options) -> Env {
         // SAFETY: geteuid has no preconditions.
         assert!(
             unsafe { libc::geteuid() } == 0,
             "the containerd test environment needs root"
         );
         let t_start = Instant::now();
-        let containerd_bin = std::env::var_os("PODTRACE_CONTAINERD")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| need("containerd", "containerd"));
+        let Options {
+            containerd: containerd_bin,
+            shim,
+            otlp_endpoint,
+        } = opts;
+        for (p, what) in [(&containerd_bin, "containerd"), (&shim, "shim")] {
+            assert!(p.is_file(), "{what} {} does not exist", p.display());
+        }
+        let (version, major) = containerd_version(&containerd_bin);
+        assert!(
+            major == 1 || major == 2,
+            "{} is containerd {version}: the harness has configs for 1.x and 2.x",
+            containerd_bin.display()
+        );
+        assert!(
+            otlp_endpoint.is_none() || major >= 2,
+            "containerd {version} ({}): OTLP tracing is wired for containerd 2.x only (Debian's 1.6 is built without the tracing plugin)",
+            containerd_bin.display()
+        );
         need("runc", "runc");
-        need("containerd-shim-runc-v2", "containerd");
         let registry_bin = need("docker-registry", "docker-registry");
         let skopeo = need("skopeo", "skopeo");
         let cri_client = cri_client_bin();
@@ -435,6 +619,10 @@ impl Env {
             image: String::new(),
             pause_image: String::new(),
             containerd_bin,
+            version,
+            major,
+            shim,
+            otlp_endpoint,
             containerd_pid: 0,
             registry_pid: 0,
             containerd: None,
@@ -517,7 +705,7 @@ impl Env {
         }
 
         // containerd.
-        for d in ["cni/bin", "cni/net.d", "opt", "pod-logs"] {
+        for d in ["cni/bin", "cni/net.d", "opt", "pod-logs", "tmp", "shim-bin"] {
             std::fs::create_dir_all(dir.join(d)).expect("create dir");
         }
         let hosts = dir.join("certs.d").join(&env.registry);
@@ -529,11 +717,51 @@ impl Env {
         std::fs::write(hosts.join("hosts.toml"), substitute(HOSTS_TOML, &pairs))
             .expect("write hosts.toml");
         let cfg = dir.join("config.toml");
-        std::fs::write(&cfg, substitute(CONTAINERD_CONFIG, &pairs))
-            .expect("write containerd config");
+        let (template, tracing_plugins) = match env.major {
+            1 => (CONTAINERD_1_CONFIG, ""),
+            _ => (
+                CONTAINERD_2_CONFIG,
+                if env.otlp_endpoint.is_some() {
+                    ""
+                } else {
+                    r#""io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing","#
+                },
+            ),
+        };
+        let mut pairs = pairs.to_vec();
+        pairs.push(("@TRACING_PLUGINS@", tracing_plugins));
+        std::fs::write(&cfg, substitute(template, &pairs)).expect("write containerd config");
+        // The shim under its own name in a dir of its own, first on PATH.
+        let shim_bin = dir.join("shim-bin");
+        std::os::unix::fs::symlink(&env.shim, shim_bin.join("containerd-shim-runc-v2"))
+            .expect("link the shim into shim-bin");
+        let path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+        let path =
+            std::env::join_paths(std::iter::once(shim_bin).chain(std::env::split_paths(&path)))
+                .expect("PATH");
         let log = std::fs::File::create(&env.containerd_log).expect("create containerd log");
         let mut cmd = Command::new(&env.containerd_bin);
         realtime(&mut cmd, CONTAINERD_RT_PRIORITY);
+        cmd.env("PATH", path);
+        // Only the tracing asked for: none from the test's own environment.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("OTEL_") {
+                cmd.env_remove(k);
+            }
+        }
+        if let Some(ep) = &env.otlp_endpoint {
+            // containerd 2.2 takes these from the environment only (see
+            // containerd-2.x.toml.in); every root span sampled.
+            cmd.envs([
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{ep}")),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+                ("OTEL_EXPORTER_OTLP_INSECURE", "true".into()),
+                ("OTEL_SERVICE_NAME", "containerd".into()),
+                ("OTEL_TRACES_SAMPLER", "traceidratio".into()),
+                ("OTEL_TRACES_SAMPLER_ARG", "1.0".into()),
+            ]);
+        }
         let child = cmd
             .arg("--config")
             .arg(&cfg)
@@ -590,7 +818,8 @@ impl Env {
             tail(&env.registry_log, 10)
         );
         eprintln!(
-            "containerd env: up in {:.1}s (dir {}, registry {}, containerd pid {})",
+            "containerd env: containerd {} up in {:.1}s (dir {}, registry {}, containerd pid {})",
+            env.version,
             t_start.elapsed().as_secs_f64(),
             env.dir.display(),
             env.registry,
@@ -623,6 +852,11 @@ impl Env {
             }
         }
         ids
+    }
+
+    /// The shims' sockets (under /run/containerd/s), from their bundles.
+    pub fn shim_sockets(&self) -> Vec<PathBuf> {
+        shim_socket_paths(&self.dir)
     }
 
     /// What this environment has left behind (should be empty after drop).
@@ -737,13 +971,25 @@ fn hex64_tokens(s: &str, out: &mut BTreeSet<String>) {
     }
 }
 
+/// The shims' sockets, from their bundles: `address` (1.x) or
+/// `bootstrap.json`'s `"address"` (2.x).
 fn shim_socket_paths(dir: &Path) -> Vec<PathBuf> {
     let mut v = Vec::new();
     let base = dir.join("state/io.containerd.runtime.v2.task");
     for ns in std::fs::read_dir(base).into_iter().flatten().flatten() {
         for b in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+            let mut addrs = Vec::new();
             if let Ok(a) = std::fs::read_to_string(b.path().join("address")) {
-                let p = a.trim().trim_start_matches("unix://");
+                addrs.push(a.trim().to_string());
+            }
+            if let Some(a) = std::fs::read_to_string(b.path().join("bootstrap.json"))
+                .ok()
+                .and_then(|j| json_string_field(&j, "address"))
+            {
+                addrs.push(a);
+            }
+            for a in addrs {
+                let p = a.trim_start_matches("unix://");
                 if p.starts_with(SHIM_SOCKET_DIR) {
                     v.push(PathBuf::from(p));
                 }
@@ -751,6 +997,15 @@ fn shim_socket_paths(dir: &Path) -> Vec<PathBuf> {
         }
     }
     v
+}
+
+/// The value of `"key": "value"` in flat JSON text without escapes (a shim's
+/// bootstrap.json), without a JSON parser (this module is std + libc).
+fn json_string_field(json: &str, key: &str) -> Option<String> {
+    let rest = &json[json.find(&format!("\"{key}\""))? + key.len() + 2..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_string())
 }
 
 struct Proc {
