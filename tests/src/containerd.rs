@@ -854,6 +854,21 @@ impl Env {
         ids
     }
 
+    /// The executables of this environment's running shims (from
+    /// /proc/PID/exe): what containerd really started.
+    pub fn shim_exes(&self) -> Vec<PathBuf> {
+        our_processes(&self.dir, &BTreeSet::new())
+            .iter()
+            .filter(|p| {
+                p.cmdline
+                    .split(' ')
+                    .next()
+                    .is_some_and(|a| a.ends_with("containerd-shim-runc-v2"))
+            })
+            .filter_map(|p| std::fs::read_link(format!("/proc/{}/exe", p.pid)).ok())
+            .collect()
+    }
+
     /// The shims' sockets (under /run/containerd/s), from their bundles.
     pub fn shim_sockets(&self) -> Vec<PathBuf> {
         shim_socket_paths(&self.dir)

@@ -266,6 +266,15 @@ fn runs_pods_and_cleans_up(opts: fn() -> Options) {
             ids.contains(v["container_id"].as_str().unwrap()),
             "known_ids misses the container"
         );
+        // The shim that runs is the one asked for (containerd takes the
+        // first on its PATH).
+        let exes = env.shim_exes();
+        let want = std::fs::canonicalize(&env.shim).expect("shim path");
+        assert!(
+            !exes.is_empty() && exes.iter().all(|e| *e == want),
+            "running shims {exes:?}, asked for {}",
+            want.display()
+        );
         // The running pod's shim socket, found from its bundle.
         let sockets = env.shim_sockets();
         assert!(
