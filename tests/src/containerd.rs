@@ -752,7 +752,8 @@ impl Env {
         }
         if let Some(ep) = &env.otlp_endpoint {
             // containerd 2.2 takes these from the environment only (see
-            // containerd-2.x.toml.in); every root span sampled.
+            // containerd-2.x.toml.in); every span sampled, whatever the
+            // caller's decision.
             cmd.envs([
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{ep}")),
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
