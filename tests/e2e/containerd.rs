@@ -24,6 +24,8 @@ struct Expect {
     layout: &'static str,
     /// In the Go-version line; None: whatever Go built it.
     go: Option<&'static str>,
+    /// (module, version prefix) lines from the build info.
+    modules: &'static [(&'static str, &'static str)],
 }
 
 const DEBIAN_1_6: Expect = Expect {
@@ -31,6 +33,8 @@ const DEBIAN_1_6: Expect = Expect {
     variant: "containerd 1.6: gogo layout",
     layout: "gogo (cri-api <= v0.33)",
     go: Some("go1.19"),
+    // Debian builds it without module info.
+    modules: &[],
 };
 
 const V2_2: Expect = Expect {
@@ -38,6 +42,10 @@ const V2_2: Expect = Expect {
     variant: "containerd 2.2+: cri-api >= v0.34, protobuf-go layout (+8)",
     layout: "protobuf-go (cri-api >= v0.34)",
     go: None,
+    modules: &[
+        ("github.com/containerd/containerd/v2", "v2.2."),
+        ("k8s.io/cri-api", "v0.34."),
+    ],
 };
 
 fn gt_lines(p: &std::path::Path) -> Vec<Value> {
@@ -157,6 +165,15 @@ fn every_cri_call_is_seen(env: &Env, expect: &Expect) -> Run {
     }
     for want in [expect.layout, expect.variant] {
         assert!(table.contains(want), "`{want}` not in:\n{table}");
+    }
+    for (module, version) in expect.modules {
+        assert!(
+            table.lines().any(|l| {
+                let mut w = l.split_whitespace();
+                w.next() == Some(module) && w.next().is_some_and(|v| v.starts_with(version))
+            }),
+            "{module} {version}* not in:\n{table}"
+        );
     }
 
     let t0 = unix_ns();

@@ -752,7 +752,8 @@ impl Env {
         }
         if let Some(ep) = &env.otlp_endpoint {
             // containerd 2.2 takes these from the environment only (see
-            // containerd-2.x.toml.in); every root span sampled.
+            // containerd-2.x.toml.in); every span sampled, whatever the
+            // caller's decision.
             cmd.envs([
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{ep}")),
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
@@ -852,6 +853,26 @@ impl Env {
             }
         }
         ids
+    }
+
+    /// The executables of this environment's running shims (from
+    /// /proc/PID/exe): what containerd really started.
+    pub fn shim_exes(&self) -> Vec<PathBuf> {
+        our_processes(&self.dir, &BTreeSet::new())
+            .iter()
+            .filter(|p| {
+                p.cmdline
+                    .split(' ')
+                    .next()
+                    .is_some_and(|a| a.ends_with("containerd-shim-runc-v2"))
+            })
+            .filter_map(|p| std::fs::read_link(format!("/proc/{}/exe", p.pid)).ok())
+            .collect()
+    }
+
+    /// The shims' sockets (under /run/containerd/s), from their bundles.
+    pub fn shim_sockets(&self) -> Vec<PathBuf> {
+        shim_socket_paths(&self.dir)
     }
 
     /// What this environment has left behind (should be empty after drop).

@@ -14,7 +14,7 @@ use std::{
     process::Output,
 };
 
-use containerd::{Env, CRI_CALLS as CALLS};
+use containerd::{Env, Options, CRI_CALLS as CALLS};
 use serde_json::Value;
 
 fn read_gt(p: &Path) -> Vec<Value> {
@@ -100,6 +100,18 @@ fn cannot_connect_is_a_clear_error() {
 
 #[test]
 fn containerd_env_runs_pods_and_cleans_up() {
+    runs_pods_and_cleans_up(Options::from_env);
+}
+
+/// The same with containerd 2.2.9 (`cargo xtask setup`, or
+/// PODTRACE_CONTAINERD): config version 3, shim sockets named in
+/// bootstrap.json.
+#[test]
+fn containerd_2_env_runs_pods_and_cleans_up() {
+    runs_pods_and_cleans_up(Options::v2);
+}
+
+fn runs_pods_and_cleans_up(opts: fn() -> Options) {
     if !is_root() {
         eprintln!("skipped: the containerd environment needs root");
         return;
@@ -107,8 +119,9 @@ fn containerd_env_runs_pods_and_cleans_up() {
     std::env::set_var("CRI_CLIENT_BIN", env!("CARGO_BIN_EXE_cri-client"));
 
     // --- first environment: pods with --stop, a bad image, one pod left running
-    let (dir, ids, pid, registry_pid) = {
-        let env = Env::start();
+    let (dir, ids, pid, registry_pid, sockets) = {
+        let env = Env::start_with(opts());
+        eprintln!("containerd {}", env.version);
         let gt = env.dir.join("gt.jsonl");
         let o = env
             .cri("run-pods")
@@ -253,8 +266,33 @@ fn containerd_env_runs_pods_and_cleans_up() {
             ids.contains(v["container_id"].as_str().unwrap()),
             "known_ids misses the container"
         );
-        (env.dir.clone(), ids, env.containerd_pid, env.registry_pid)
+        // The shim that runs is the one asked for (containerd takes the
+        // first on its PATH).
+        let exes = env.shim_exes();
+        let want = std::fs::canonicalize(&env.shim).expect("shim path");
+        assert!(
+            !exes.is_empty() && exes.iter().all(|e| *e == want),
+            "running shims {exes:?}, asked for {}",
+            want.display()
+        );
+        // The running pod's shim socket, found from its bundle.
+        let sockets = env.shim_sockets();
+        assert!(
+            !sockets.is_empty() && sockets.iter().all(|s| s.exists()),
+            "shim sockets of the running pod: {sockets:?}"
+        );
+        (
+            env.dir.clone(),
+            ids,
+            env.containerd_pid,
+            env.registry_pid,
+            sockets,
+        )
     };
+    assert!(
+        sockets.iter().all(|s| !s.exists()),
+        "shim sockets left behind: {sockets:?}"
+    );
     assert!(!alive(pid), "containerd {pid} still running after drop");
     assert!(
         !alive(registry_pid),
@@ -268,8 +306,8 @@ fn containerd_env_runs_pods_and_cleans_up() {
 
     // --- second environment after the first: containerd crashes with a pod
     // running; Drop must still kill shims and containers, unmount, rmdir cgroups.
-    let (dir, ids, containers) = {
-        let env = Env::start();
+    let (dir, ids, containers, sockets) = {
+        let env = Env::start_with(opts());
         assert_ne!(env.dir, dir);
         let v = start_pod(&env, "orphaned", &env.dir.join("gt.jsonl"));
         let ids = env.known_ids();
@@ -277,12 +315,18 @@ fn containerd_env_runs_pods_and_cleans_up() {
             .iter()
             .map(|x| x.as_str().unwrap().to_string())
             .collect();
+        let sockets = env.shim_sockets();
+        assert!(!sockets.is_empty(), "no shim socket for the running pod");
         // SAFETY: plain kill(2) of the containerd we started.
         unsafe { libc::kill(env.containerd_pid as i32, libc::SIGKILL) };
         std::thread::sleep(std::time::Duration::from_millis(200));
-        (env.dir.clone(), ids, containers)
+        (env.dir.clone(), ids, containers, sockets)
     };
     assert!(containers.is_subset(&ids));
+    assert!(
+        sockets.iter().all(|s| !s.exists()),
+        "shim sockets left behind after a containerd crash: {sockets:?}"
+    );
     let left = Env::leftovers_of(&dir, &ids);
     assert!(
         left.is_empty(),
