@@ -111,7 +111,10 @@ fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<f64> {
     let rec = node.record_pods(&podtrace_bin(), &dir.join("real.trace"), &names, GAP);
 
     // Detached: no uprobe link left, and kubelet still starts pods.
-    assert!(!rec.links.is_empty(), "{label}: podtrace held no uprobe links while recording");
+    assert!(
+        !rec.links.is_empty(),
+        "{label}: podtrace held no uprobe links while recording"
+    );
     for id in &rec.links {
         assert!(
             !bpf_object_exists("link", *id),
@@ -120,7 +123,10 @@ fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<f64> {
     }
     let after = node.add_pod("after-detach");
     node.wait_running(&after, Duration::from_secs(60));
-    assert!(node.kubelet_alive(), "{label}: kubelet died after podtrace detached");
+    assert!(
+        node.kubelet_alive(),
+        "{label}: kubelet died after podtrace detached"
+    );
 
     let report = report_json(&rec.trace);
     let log = node.klog();
@@ -149,16 +155,34 @@ fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<f64> {
             .unwrap_or_else(|| panic!("{label}: {full} not in the report: {report:#}"));
         assert_eq!(pod["uid"], uid.as_str(), "{label}: {full}'s UID");
         assert_eq!(pod["namespace"], "default", "{label}: {full}'s namespace");
-        for s in ["sync", "mount_wait", "runtime_sync", "create_sandbox", "start_container"] {
+        for s in [
+            "sync",
+            "mount_wait",
+            "runtime_sync",
+            "create_sandbox",
+            "start_container",
+        ] {
             stage(pod, s);
         }
 
         // The mount wait against kubelet's two V(3) lines.
         let mw = stage(pod, "mount_wait");
-        let waiting = first_log(&log, "Waiting for volumes to attach and mount for pod", full);
+        let waiting = first_log(
+            &log,
+            "Waiting for volumes to attach and mount for pod",
+            full,
+        );
         let mounted = first_log(&log, "All volumes are attached and mounted for pod", full);
-        agree.add(&format!("{label} {full} mount wait start"), mw.start_unix_ns, waiting.unix_ns);
-        agree.add(&format!("{label} {full} mount wait end"), mw.end_unix_ns, mounted.unix_ns);
+        agree.add(
+            &format!("{label} {full} mount wait start"),
+            mw.start_unix_ns,
+            waiting.unix_ns,
+        );
+        agree.add(
+            &format!("{label} {full} mount wait end"),
+            mw.end_unix_ns,
+            mounted.unix_ns,
+        );
 
         // The sync against kubelet's own syncPod span.
         let sync = stage(pod, "sync");
@@ -166,8 +190,16 @@ fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<f64> {
             .iter()
             .find(|s| s.name == "syncPod" && s.attr("k8s.pod.uid") == Some(uid.as_str()))
             .expect("syncPod span (waited for above)");
-        agree.add(&format!("{label} {full} sync start"), sync.start_unix_ns, span.start_unix_nano as i64);
-        agree.add(&format!("{label} {full} sync end"), sync.end_unix_ns, span.end_unix_nano as i64);
+        agree.add(
+            &format!("{label} {full} sync start"),
+            sync.start_unix_ns,
+            span.start_unix_nano as i64,
+        );
+        agree.add(
+            &format!("{label} {full} sync end"),
+            sync.end_unix_ns,
+            span.end_unix_nano as i64,
+        );
 
         // Each CRI call containerd handled inside kubelet's client span.
         let base = pod["start_unix_ns"].as_i64().expect("start_unix_ns");
@@ -207,24 +239,33 @@ fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<f64> {
         // Polling: the configured interval, checks at that period, and when
         // the volumes were marked mounted vs the reconciler's log lines.
         let w = &pod["mount_wait"];
-        let configured = w["configured_interval_ms"].as_f64().expect("poll interval read");
+        let configured = w["configured_interval_ms"]
+            .as_f64()
+            .expect("poll interval read");
         assert!(
             (configured - interval_ms).abs() < 0.001,
             "{label}: {full} poll interval {configured} ms, built with {interval_ms} ms"
         );
         let checks = w["checks"].as_array().expect("checks");
-        assert!(!checks.is_empty(), "{label}: {full}: no poll check seen: {w:#}");
+        assert!(
+            !checks.is_empty(),
+            "{label}: {full}: no poll check seen: {w:#}"
+        );
         assert_eq!(
             checks.last().and_then(|c| c["mounted"].as_bool()),
             Some(true),
             "{label}: {full}: the last check must find every volume mounted: {w:#}"
         );
         assert!(
-            checks[..checks.len() - 1].iter().all(|c| c["mounted"] == false),
+            checks[..checks.len() - 1]
+                .iter()
+                .all(|c| c["mounted"] == false),
             "{label}: {full}: only the last check may find the volumes mounted: {w:#}"
         );
         if checks.len() >= 2 {
-            let observed = w["observed_interval_ms"].as_f64().expect("observed interval");
+            let observed = w["observed_interval_ms"]
+                .as_f64()
+                .expect("observed interval");
             assert!(
                 (observed - interval_ms).abs() <= 0.1 * interval_ms,
                 "{label}: {full}: checks {observed:.2} ms apart, configured {interval_ms} ms"
@@ -234,16 +275,25 @@ fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<f64> {
         for name in ["host", "scratch"] {
             let v = vols
                 .iter()
-                .find(|v| v["volume"].as_str().is_some_and(|s| s.ends_with(&format!("-{name}"))))
-                .unwrap_or_else(|| panic!("{label}: {full}: volume {name} not seen mounted: {w:#}"));
+                .find(|v| {
+                    v["volume"]
+                        .as_str()
+                        .is_some_and(|s| s.ends_with(&format!("-{name}")))
+                })
+                .unwrap_or_else(|| {
+                    panic!("{label}: {full}: volume {name} not seen mounted: {w:#}")
+                });
             let at = base + (v["at_ms"].as_f64().expect("at_ms") * 1e6) as i64;
             let setup = log
                 .iter()
                 .find(|l| {
-                    l.msg.starts_with(&format!("MountVolume.SetUp succeeded for volume \"{name}\""))
-                        && l.field("pod").as_deref() == Some(format!("default/{full}").as_str())
+                    l.msg.starts_with(&format!(
+                        "MountVolume.SetUp succeeded for volume \"{name}\""
+                    )) && l.field("pod").as_deref() == Some(format!("default/{full}").as_str())
                 })
-                .unwrap_or_else(|| panic!("{label}: kubelet never logged SetUp of {name} for {full}"));
+                .unwrap_or_else(|| {
+                    panic!("{label}: kubelet never logged SetUp of {name} for {full}")
+                });
             let d = ms(at - setup.unix_ns);
             assert!(
                 (-0.05..=TOLERANCE_MS).contains(&d),
@@ -299,7 +349,10 @@ fn kubelet_1_34_default() {
     let waits = run("v1.34.4", false, 300.0);
     assert!(!waits.is_empty(), "no pod waited for a poll tick");
     for w in &waits {
-        assert!((250.0..=320.0).contains(w), "mount wait {w:.1} ms outside 250-320 ms");
+        assert!(
+            (250.0..=320.0).contains(w),
+            "mount wait {w:.1} ms outside 250-320 ms"
+        );
     }
 }
 
@@ -307,14 +360,25 @@ fn kubelet_1_34_default() {
 fn kubelet_1_36_default_and_tuned() {
     let default = run("v1.36.3", false, 300.0);
     let tuned = run("v1.36.3", true, 30.0);
-    assert!(!default.is_empty() && !tuned.is_empty(), "no pod waited for a poll tick");
+    assert!(
+        !default.is_empty() && !tuned.is_empty(),
+        "no pod waited for a poll tick"
+    );
     for w in &default {
-        assert!((250.0..=320.0).contains(w), "default mount wait {w:.1} ms outside 250-320 ms");
+        assert!(
+            (250.0..=320.0).contains(w),
+            "default mount wait {w:.1} ms outside 250-320 ms"
+        );
     }
     let (d, t) = (median(default), median(tuned));
     let ratio = d / t;
-    eprintln!("kubelet v1.36.3: median mount wait default {d:.1} ms, tuned {t:.1} ms ({ratio:.1}x)");
-    assert!((7.0..=13.0).contains(&ratio), "tuned build cut the mount wait {ratio:.1}x, expected about 10x");
+    eprintln!(
+        "kubelet v1.36.3: median mount wait default {d:.1} ms, tuned {t:.1} ms ({ratio:.1}x)"
+    );
+    assert!(
+        (7.0..=13.0).contains(&ratio),
+        "tuned build cut the mount wait {ratio:.1}x, expected about 10x"
+    );
 }
 
 /// The node harness leaves nothing behind, also when the test panics: no
@@ -328,7 +392,10 @@ fn node_teardown_after_a_panic_leaves_nothing() {
         let full = node.add_pod("teardown");
         node.wait_running(&full, Duration::from_secs(60));
         let ids = node.env.known_ids();
-        assert!(!ids.is_empty(), "containerd knows no sandbox or container id");
+        assert!(
+            !ids.is_empty(),
+            "containerd knows no sandbox or container id"
+        );
         *seen.lock().expect("lock") = Some((
             node.dir.clone(),
             node.cgroup_root.clone(),
@@ -342,6 +409,71 @@ fn node_teardown_after_a_panic_leaves_nothing() {
     let (dir, cgroup_root, pid, env_dir, ids) =
         seen.lock().expect("lock").take().expect("node started");
     let mut left = Node::leftovers(&dir, &cgroup_root, pid);
-    left.extend(podtrace_tests::containerd::Env::leftovers_of(&env_dir, &ids));
+    left.extend(podtrace_tests::containerd::Env::leftovers_of(
+        &env_dir, &ids,
+    ));
     assert!(left.is_empty(), "left behind after the panic: {left:#?}");
+}
+
+/// Attached to a kubelet that already runs pods (which resync every
+/// `syncFrequency` and on PLEG events), the report counts as starts only the
+/// pods created while recording, each with its real mount wait; the
+/// running ones are reported as resynced, never as starts.
+#[test]
+fn attached_to_a_busy_node_only_new_pods_are_starts() {
+    const OLD: usize = 3;
+    const NEW: usize = 3;
+    let dir = TempDir::new("busy-node");
+    let mut opts = NodeOpts::new(node::kubelet("v1.36.3", false));
+    // Resync running pods every 2 s (1 min by default) so they do during
+    // the recording.
+    opts.extra_config.push("syncFrequency: 2s".into());
+    let node = Node::start(opts);
+    let old: Vec<String> = (0..OLD)
+        .map(|i| {
+            let full = node.add_pod(&format!("old-{i}"));
+            node.wait_running(&full, Duration::from_secs(60));
+            full
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let names: Vec<String> = (0..NEW).map(|i| format!("new-{i}")).collect();
+    let rec = node.record_pods(
+        &podtrace_bin(),
+        &dir.join("busy.trace"),
+        &names,
+        Duration::from_secs(2),
+    );
+    let report = report_json(&rec.trace);
+    let started: Vec<&str> = report["pods"]
+        .as_array()
+        .expect("pods")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    let mut want: Vec<&str> = rec.pods.iter().map(String::as_str).collect();
+    let mut got = started.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(
+        got, want,
+        "starts in the report: exactly the pods created while recording"
+    );
+    for p in report["pods"].as_array().expect("pods") {
+        let w = p["mount_wait"]["duration_ms"].as_f64().expect("mount wait");
+        assert!(
+            w > 1.0,
+            "{}: a start's mount wait is a real wait, got {w:.3} ms",
+            p["name"]
+        );
+    }
+    let resynced = report["resynced_pods"].as_array().expect("resynced_pods");
+    for o in &old {
+        let r = resynced
+            .iter()
+            .find(|r| r["name"] == o.as_str())
+            .unwrap_or_else(|| panic!("{o} ran and resynced during the recording but is not among resynced_pods: {resynced:#?}"));
+        assert!(r["syncs"].as_u64().unwrap_or(0) >= 1, "{o}: {r:#}");
+    }
+    node.remove_all_pods(Duration::from_secs(30));
 }

@@ -321,7 +321,14 @@ impl Node {
             kubelet_bin.display()
         );
         let dir = std::env::temp_dir().join(format!("podtrace-node-{}", rand_hex()));
-        for d in ["manifests", "root", "pod-logs", "volume-plugins", "hostpath", "otlp"] {
+        for d in [
+            "manifests",
+            "root",
+            "pod-logs",
+            "volume-plugins",
+            "hostpath",
+            "otlp",
+        ] {
             std::fs::create_dir_all(dir.join(d)).expect("create node dir");
         }
         let sink = otlp::Sink::start(&dir.join("otlp"));
@@ -405,10 +412,16 @@ tracing:
             .open(&self.kubelet_log)
             .expect("open kubelet log");
         let child = Command::new(&self.kubelet_bin)
-            .arg(format!("--config={}", self.dir.join("kubelet.yaml").display()))
+            .arg(format!(
+                "--config={}",
+                self.dir.join("kubelet.yaml").display()
+            ))
             .arg(format!("--hostname-override={NODE_NAME}"))
             .arg(format!("--root-dir={}", self.dir.join("root").display()))
-            .arg(format!("--cert-dir={}", self.dir.join("root/pki").display()))
+            .arg(format!(
+                "--cert-dir={}",
+                self.dir.join("root/pki").display()
+            ))
             .arg("-v=4")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
@@ -422,7 +435,11 @@ tracing:
     fn wait_healthy(&mut self, t0: Instant) {
         let t = Instant::now();
         loop {
-            if let Some(st) = self.kubelet.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(st) = self
+                .kubelet
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!(
                     "kubelet {} exited during start-up ({st})\n{}",
                     self.kubelet_bin.display(),
@@ -489,7 +506,8 @@ spec:
         );
         let tmp = self.manifests.join(format!(".{name}.yaml.tmp"));
         std::fs::write(&tmp, manifest).expect("write manifest");
-        std::fs::rename(&tmp, self.manifests.join(format!("{name}.yaml"))).expect("rename manifest");
+        std::fs::rename(&tmp, self.manifests.join(format!("{name}.yaml")))
+            .expect("rename manifest");
         Node::pod_name(name)
     }
 
@@ -571,9 +589,13 @@ spec:
 
     pub fn kubelet_alive(&self) -> bool {
         // SAFETY: kill(pid, 0) only checks that the process exists.
-        self.kubelet_pid > 0 && unsafe { libc::kill(self.kubelet_pid as libc::pid_t, 0) } == 0
-            && !std::fs::read_to_string(format!("/proc/{}/stat", self.kubelet_pid))
-                .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+        self.kubelet_pid > 0
+            && unsafe { libc::kill(self.kubelet_pid as libc::pid_t, 0) } == 0
+            && !std::fs::read_to_string(format!("/proc/{}/stat", self.kubelet_pid)).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
     }
 
     /// Removes every manifest and waits (up to `timeout`) until kubelet has
@@ -712,23 +734,31 @@ impl Node {
     /// binaries, starts `names` one at a time (each waits until its
     /// container runs, then `gap`), stops podtrace with SIGINT and returns
     /// the trace. Pods stay; [`Node::remove_all_pods`] removes them.
-    pub fn record_pods(&self, podtrace: &Path, out: &Path, names: &[String], gap: Duration) -> Recording {
+    pub fn record_pods(
+        &self,
+        podtrace: &Path,
+        out: &Path,
+        names: &[String],
+        gap: Duration,
+    ) -> Recording {
         let log = suffixed(out, ".log");
         let f = std::fs::File::create(&log).expect("create podtrace log");
-        let mut child = crate::Guard::new(Command::new(podtrace)
-            .arg("record")
-            .arg("--kubelet")
-            .arg(&self.kubelet_bin)
-            .arg("--containerd")
-            .arg(&self.env.containerd_bin)
-            .arg("-q")
-            .arg("-o")
-            .arg(out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", podtrace.display())));
+        let mut child = crate::Guard::new(
+            Command::new(podtrace)
+                .arg("record")
+                .arg("--kubelet")
+                .arg(&self.kubelet_bin)
+                .arg("--containerd")
+                .arg(&self.env.containerd_bin)
+                .arg("-q")
+                .arg("-o")
+                .arg(out)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(f)
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", podtrace.display())),
+        );
         let t = Instant::now();
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -811,7 +841,10 @@ mod tests {
         assert_eq!(l.severity, 'I');
         assert_eq!(l.source, "volume_manager.go:440");
         assert_eq!(l.msg, "All volumes are attached and mounted for pod");
-        assert_eq!(l.field("pod").as_deref(), Some("default/web-0-podtrace-node"));
+        assert_eq!(
+            l.field("pod").as_deref(),
+            Some("default/web-0-podtrace-node")
+        );
         assert_eq!(l.field("podUID").as_deref(), Some("a b"));
         assert_eq!(l.field("UID"), None);
         // 2026-11-29T11:40:01.123456Z
