@@ -417,7 +417,7 @@ fn module_cond(bin: &GoBinary, cond: &str) -> Result<String, String> {
         .module_version(path)
         .ok_or_else(|| format!("no {path} in the build info"))?;
     if !have.starts_with('v') || have.starts_with("v0.0.0") {
-        return Err(format!("{path} version unknown ({have})"));
+        return Err(format!("{path} version unknown: {have}"));
     }
     let h = version_key(have);
     for (op, want) in bounds {
