@@ -13,8 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-const GO19: &str = "/usr/lib/go-1.19/bin/go";
-const GO27: &str = "/root/.podtrace/gobin-venv/lib/python3.11/site-packages/go/bin/go";
+/// The toolchains: `$GO119`/`$GO127` (what `cargo xtask test` passes), else
+/// where `cargo xtask setup` puts them.
+fn toolchain(env: &str, default: &str) -> PathBuf {
+    std::env::var_os(env).map_or_else(|| PathBuf::from(default), PathBuf::from)
+}
 const GENS: [&str; 4] = ["gen_old", "gen_mid", "gen_new", "gen_trap"];
 
 fn src() -> PathBuf {
@@ -29,14 +32,24 @@ fn binaries() -> &'static Vec<(&'static str, &'static str, PathBuf)> {
             .join(format!("variants-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut out = Vec::new();
-        for (go, label) in [(GO19, "go1.19"), (GO27, "go1.27")] {
+        for (go, label) in [
+            (toolchain("GO119", "/usr/lib/go-1.19/bin/go"), "go1.19"),
+            (
+                toolchain(
+                    "GO127",
+                    "/root/.podtrace/gobin-venv/lib/python3.11/site-packages/go/bin/go",
+                ),
+                "go1.27",
+            ),
+        ] {
             assert!(
-                Path::new(go).exists(),
-                "Go toolchain {go} is missing: run `cargo xtask setup` to install Go 1.19 and Go 1.27"
+                go.exists(),
+                "Go toolchain {} is missing: run `cargo xtask setup` to install Go 1.19 and Go 1.27",
+                go.display()
             );
             for gen in GENS {
                 let bin = dir.join(format!("{label}-{gen}"));
-                let o = Command::new(go)
+                let o = Command::new(&go)
                     .current_dir(src())
                     .env("GOTOOLCHAIN", "local")
                     .env("GOPROXY", "off")
@@ -47,7 +60,7 @@ fn binaries() -> &'static Vec<(&'static str, &'static str, PathBuf)> {
                     .arg(&bin)
                     .arg("./cmd/kubelet")
                     .output()
-                    .unwrap_or_else(|e| panic!("running {go}: {e}"));
+                    .unwrap_or_else(|e| panic!("running {}: {e}", go.display()));
                 assert!(
                     o.status.success(),
                     "{label} {gen}: go build: {}",
