@@ -177,8 +177,8 @@ pub struct Cond {
     /// tells two generations apart, it never decides alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub without: Option<String>,
-    /// The probed function (or every function matching `from`, at least
-    /// one) calls this one: a direct CALL, or an inlined copy of it.
+    /// The probed function (with `from`: some function matching that glob)
+    /// calls this one: a direct CALL, or an inlined copy of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calls: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -403,12 +403,6 @@ fn version_key(v: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Whether the binary's module satisfies `cond`; false if the module (or its
-/// version) is unknown.
-pub fn module_matches(bin: &GoBinary, cond: &str) -> bool {
-    module_cond(bin, cond).is_ok()
-}
-
 /// Ok("path version") if the binary's module version is in range, else why not.
 fn module_cond(bin: &GoBinary, cond: &str) -> Result<String, String> {
     let (path, bounds) =
@@ -417,7 +411,7 @@ fn module_cond(bin: &GoBinary, cond: &str) -> Result<String, String> {
         .module_version(path)
         .ok_or_else(|| format!("no {path} in the build info"))?;
     if !have.starts_with('v') || have.starts_with("v0.0.0") {
-        return Err(format!("{path} version unknown ({have})"));
+        return Err(format!("{path} version unknown: {have}"));
     }
     let h = version_key(have);
     for (op, want) in bounds {
@@ -600,12 +594,11 @@ impl Catalogue {
                     c.check().map_err(|m| invalid(format!("{name}: {m}")))?;
                 }
                 let (entry, exit) = v.captures(p);
-                if p.every_variant && (entry, exit) != p.variants[0].captures(p) {
+                if p.every_variant && (entry.clone(), exit.clone()) != p.variants[0].captures(p) {
                     return Err(invalid(format!(
                         "{name}: every_variant needs the same captures in every variant"
                     )));
                 }
-                let (entry, exit) = v.captures(p);
                 for caps in [&entry, &exit] {
                     if caps.len() > MAX_CAPTURES {
                         return Err(invalid(format!(

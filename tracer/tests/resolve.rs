@@ -1,9 +1,13 @@
 //! Tests of `podtrace::resolve` against real Go binaries: small programs
-//! built here with Go 1.19 and Go 1.27 (stripped, unstripped, PIE), and the
-//! upstream stripped kubectl release builds when the machine has them.
+//! built here with Go 1.19 and Go 1.27 (stripped, unstripped, PIE), the
+//! upstream stripped kubectl release builds when the machine has them, and
+//! real kubelets 1.34.4 and 1.36.3 (stripped, Go 1.26.8) with the built-in
+//! catalogue.
 //!
-//! Needs both Go toolchains (`cargo xtask setup` installs them); a missing
-//! toolchain fails the tests.
+//! Needs both Go toolchains (`cargo xtask setup` installs them) and the real
+//! kubelets (`PODTRACE_KUBELET_134`, `PODTRACE_KUBELET_136`, default
+//! /root/.podtrace/bin/kubelet-v1.34.4 and -v1.36.3); a missing one fails
+//! the tests.
 
 use podtrace::resolve::{
     EntrySite, GoBinary, GoidSource, ResolveError, SymbolSource, TextStartSource,
@@ -1146,4 +1150,339 @@ fn fuzz_truncations_and_flips_never_panic() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Real upstream kubelets, built from the k8s.io/kubernetes module with Go
+// 1.26.8 like a release (-trimpath, -s -w, CGO_ENABLED=0): the catalogue must
+// resolve every probe with the variant of that version, for the reason the
+// code gives (see docs/probe-points.md). `cargo xtask setup` builds them.
+
+/// A real kubelet: (label, path) from `env` or its default path; a missing
+/// binary fails the test with what to do.
+fn real_kubelet(env: &str, default: &str) -> (String, PathBuf) {
+    let path = std::env::var_os(env).map_or_else(|| PathBuf::from(default), PathBuf::from);
+    assert!(
+        path.is_file(),
+        "real kubelet {} is missing (set {env} or run `cargo xtask setup`, which builds it \
+         from the k8s.io/kubernetes module)",
+        path.display()
+    );
+    (path.display().to_string(), path)
+}
+
+fn kubelet_134() -> (String, PathBuf) {
+    real_kubelet(
+        "PODTRACE_KUBELET_134",
+        "/root/.podtrace/bin/kubelet-v1.34.4",
+    )
+}
+
+fn kubelet_136() -> (String, PathBuf) {
+    real_kubelet(
+        "PODTRACE_KUBELET_136",
+        "/root/.podtrace/bin/kubelet-v1.36.3",
+    )
+}
+
+fn kubelet_catalogue(text: &str) -> podtrace::catalogue::BinaryCatalogue {
+    podtrace::catalogue::Catalogue::parse("kubelet.toml", text).expect("kubelet catalogue")
+}
+
+const KUBELET_TOML: &str = include_str!("../catalogue/kubelet.toml");
+
+/// The catalogue without its module conditions: what an in-tree build,
+/// whose k8s.io/kubernetes version reads "(devel)", gets.
+fn kubelet_catalogue_without_modules() -> podtrace::catalogue::BinaryCatalogue {
+    let text: Vec<&str> = KUBELET_TOML
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("{ module ="))
+        .collect();
+    kubelet_catalogue(&text.join("\n"))
+}
+
+const K: &str = "k8s.io/kubernetes/pkg/kubelet";
+
+/// (probe, status, 1-based variant, symbol) expected in a real kubelet.
+type Want = (&'static str, &'static str, usize, String);
+
+fn want_common() -> Vec<Want> {
+    vec![
+        ("mount_wait", "ok", 1, format!("{K}/volumemanager.(*volumeManager).WaitForAttachAndMount")),
+        ("poll_helper", "ok", 1, "k8s.io/apimachinery/pkg/util/wait.PollUntilContextTimeout".into()),
+        (
+            "poll_cond",
+            "ok",
+            1,
+            format!(
+                "{K}/volumemanager.(*volumeManager).WaitForAttachAndMount.(*volumeManager).verifyVolumesMountedFunc.func1"
+            ),
+        ),
+        ("volume_mounted", "ok", 1, format!("{K}/volumemanager/cache.(*actualStateOfWorld).MarkVolumeAsMounted")),
+        ("reconcile", "ok", 1, format!("{K}/volumemanager/reconciler.(*reconciler).reconcile")),
+        ("mount_volumes", "ok", 1, format!("{K}/volumemanager/reconciler.(*reconciler).mountOrAttachVolumes")),
+        (
+            "populate",
+            "ok",
+            1,
+            format!("{K}/volumemanager/populator.(*desiredStateOfWorldPopulator).findAndAddNewPods"),
+        ),
+        ("relist", "ok", 1, format!("{K}/pleg.(*GenericPLEG).Relist")),
+        ("runtime_sync", "ok", 1, format!("{K}/kuberuntime.(*kubeGenericRuntimeManager).SyncPod")),
+        ("create_sandbox", "ok", 1, format!("{K}/kuberuntime.(*kubeGenericRuntimeManager).createPodSandbox")),
+        ("start_container", "ok", 1, format!("{K}/kuberuntime.(*kubeGenericRuntimeManager).startContainer")),
+    ]
+}
+
+fn check_resolutions(label: &str, res: &[podtrace::catalogue::Resolution], want: &[Want]) {
+    for (probe, status, variant, symbol) in want {
+        let r = res
+            .iter()
+            .find(|r| r.probe == *probe)
+            .unwrap_or_else(|| panic!("{label}: no probe {probe}"));
+        let st = serde_json::to_value(r.status).expect("status");
+        assert_eq!(st, *status, "{label}: {probe}: {}", r.detail);
+        if *status != "ok" {
+            continue;
+        }
+        assert_eq!(r.targets.len(), 1, "{label}: {probe}: {:#?}", r.targets);
+        let t = &r.targets[0];
+        assert_eq!(t.symbol, *symbol, "{label}: {probe}");
+        assert_eq!(
+            t.variant + 1,
+            *variant,
+            "{label}: {probe}: {}",
+            t.matched_by
+        );
+        assert!(!t.ret_offsets.is_empty(), "{label}: {probe}: no RET");
+        assert!(
+            t.inlined_into.is_empty(),
+            "{label}: {probe}: also inlined into {:?}",
+            t.inlined_into
+        );
+    }
+    assert_eq!(
+        res.len(),
+        want.len(),
+        "{label}: a probe without expectation"
+    );
+}
+
+/// Go version, k8s.io/kubernetes version and goid offset of a real kubelet.
+fn check_versions(label: &str, bin: &GoBinary, k8s: &str) {
+    assert_eq!(bin.go_version(), Some("go1.26.8"), "{label}");
+    assert_eq!(
+        bin.module_version("k8s.io/kubernetes"),
+        Some(k8s),
+        "{label}"
+    );
+    assert_eq!(
+        bin.symbol_source(),
+        SymbolSource::Pclntab,
+        "{label}: stripped"
+    );
+    // Go 1.26 leaves pcHeader.textStart 0: the base comes from moduledata.
+    assert_eq!(
+        bin.text_start().unwrap().1,
+        TextStartSource::Moduledata,
+        "{label}"
+    );
+    let goid = bin.goid_info().expect("goid offset");
+    assert_eq!(
+        (goid.offset, goid.source),
+        (152, GoidSource::Decoded),
+        "{label}: goid read from runtime.goroutineheader"
+    );
+}
+
+#[test]
+fn real_kubelet_1_34_probes() {
+    let (label, path) = kubelet_134();
+    let bin = open(&path);
+    check_versions(&label, &bin, "v1.34.4");
+    let mut want = want_common();
+    want.push(("sync", "ok", 2, format!("{K}.(*Kubelet).SyncPod")));
+    // 1.32-1.34 check the volumes in the condition closure itself.
+    want.push(("poll_check", "mismatch", 0, String::new()));
+    want.push(("relist_pod", "missing", 0, String::new()));
+    for (how, cat) in [
+        ("with module versions", kubelet_catalogue(KUBELET_TOML)),
+        ("by code alone", kubelet_catalogue_without_modules()),
+    ] {
+        let res = cat.resolve(&bin);
+        check_resolutions(&format!("{label} {how}"), &res, &want);
+        let sync = res.iter().find(|r| r.probe == "sync").expect("sync");
+        let error = sync
+            .exit_captures
+            .iter()
+            .find(|c| c.name == "error")
+            .expect("error");
+        assert_eq!(
+            error.reg, "RBX",
+            "(bool, error): the error's type word is RBX"
+        );
+    }
+    let res = kubelet_catalogue(KUBELET_TOML).resolve(&bin);
+    let check = res
+        .iter()
+        .find(|r| r.probe == "poll_check")
+        .expect("poll_check");
+    assert!(
+        check.detail.contains(
+            "no volumemanager.(*volumeManager).*verifyVolumesMountedFunc.func* calls volumemanager.(*volumeManager).getUnmountedVolumes"
+        ),
+        "{}",
+        check.detail
+    );
+    let sync = res.iter().find(|r| r.probe == "sync").expect("sync");
+    assert_eq!(sync.targets[0].matched_by, "k8s.io/kubernetes v1.34.4");
+}
+
+#[test]
+fn real_kubelet_1_36_probes() {
+    let (label, path) = kubelet_136();
+    let bin = open(&path);
+    check_versions(&label, &bin, "v1.36.3");
+    let mut want = want_common();
+    want.push(("sync", "ok", 1, format!("{K}.(*Kubelet).SyncPod")));
+    want.push((
+        "poll_check",
+        "ok",
+        1,
+        format!("{K}/volumemanager.(*volumeManager).getUnmountedVolumes"),
+    ));
+    want.push((
+        "relist_pod",
+        "ok",
+        1,
+        format!("{K}/pleg.(*GenericPLEG).relistPod"),
+    ));
+    for (how, cat) in [
+        ("with module versions", kubelet_catalogue(KUBELET_TOML)),
+        ("by code alone", kubelet_catalogue_without_modules()),
+    ] {
+        let res = cat.resolve(&bin);
+        check_resolutions(&format!("{label} {how}"), &res, &want);
+        let sync = res.iter().find(|r| r.probe == "sync").expect("sync");
+        let error = sync
+            .exit_captures
+            .iter()
+            .find(|c| c.name == "error")
+            .expect("error");
+        assert_eq!(
+            error.reg, "RCX",
+            "(bool, func(), error): the error's type word is RCX"
+        );
+    }
+    // Without module versions the postSync closure says "1.36 shape".
+    let res = kubelet_catalogue_without_modules().resolve(&bin);
+    let sync = res.iter().find(|r| r.probe == "sync").expect("sync");
+    assert_eq!(
+        sync.targets[0].matched_by,
+        "kubelet.(*Kubelet).SyncPod.func2 calls kubelet.(*Kubelet).RequestPodRelist"
+    );
+    let f = bin
+        .function(&format!("{K}.(*Kubelet).SyncPod"))
+        .expect("SyncPod");
+    assert_eq!(bin.result_regs(f).expect("decodes"), Some(4));
+}
+
+/// The registers the catalogue reads, checked against the real code: the
+/// arguments the call sites set and the stack the callee reads.
+#[test]
+fn real_kubelet_capture_registers_match_the_code() {
+    use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+    let decode = |bin: &GoBinary, name: &str| -> (u64, Vec<Instruction>) {
+        let f = bin.function(name).unwrap_or_else(|| panic!("no {name}"));
+        let code = bin.code(f).expect("code");
+        (
+            f.entry,
+            Decoder::with_ip(64, code, f.entry, DecoderOptions::NONE)
+                .into_iter()
+                .collect(),
+        )
+    };
+    for (label, path) in [kubelet_134(), kubelet_136()] {
+        let bin = open(&path);
+        // WaitForAttachAndMount calls PollUntilContextTimeout with the
+        // interval (300 ms) in RCX, the timeout (2m3s) in RDI: poll_helper's
+        // interval_ns capture is RCX.
+        let poll = bin
+            .function("k8s.io/apimachinery/pkg/util/wait.PollUntilContextTimeout")
+            .expect("PollUntilContextTimeout")
+            .entry;
+        let (_, wfam) = decode(
+            &bin,
+            &format!("{K}/volumemanager.(*volumeManager).WaitForAttachAndMount"),
+        );
+        let call = wfam
+            .iter()
+            .position(|i| i.mnemonic() == Mnemonic::Call && i.near_branch_target() == poll)
+            .unwrap_or_else(|| panic!("{label}: no call to PollUntilContextTimeout"));
+        let imm_to = |reg: Register| {
+            wfam[..call].iter().rev().take(12).find_map(|i| {
+                (i.op0_kind() == OpKind::Register
+                    && i.op0_register().full_register() == reg
+                    && matches!(
+                        i.op1_kind(),
+                        OpKind::Immediate32 | OpKind::Immediate64 | OpKind::Immediate32to64
+                    ))
+                .then(|| i.immediate(1))
+            })
+        };
+        assert_eq!(
+            imm_to(Register::RCX),
+            Some(300_000_000),
+            "{label}: interval in RCX"
+        );
+        assert_eq!(
+            imm_to(Register::RDI),
+            Some(123_000_000_000),
+            "{label}: timeout in RDI"
+        );
+
+        // MarkVolumeAsMounted reads MarkVolumeOpts from the caller's frame:
+        // after `push rbp; sub rsp, N` entry SP+8 is rsp+N+16.
+        let (_, mark) = decode(
+            &bin,
+            &format!("{K}/volumemanager/cache.(*actualStateOfWorld).MarkVolumeAsMounted"),
+        );
+        let frame = mark
+            .iter()
+            .find(|i| i.mnemonic() == Mnemonic::Sub && i.op0_register() == Register::RSP)
+            .map(|i| i.immediate(1))
+            .expect("frame size");
+        assert!(
+            mark.iter().any(|i| i.mnemonic() == Mnemonic::Lea
+                && i.memory_base() == Register::RSP
+                && i.memory_displacement64() == frame + 16),
+            "{label}: MarkVolumeOpts not read from entry SP+8"
+        );
+    }
+    // 1.36: SyncPod's RETs load isTerminal into AL, postSync into RBX and
+    // the error into RCX (type) / RDI (data) after the deferred call.
+    let bin = open(&kubelet_136().1);
+    let (_, sync) = decode(&bin, &format!("{K}.(*Kubelet).SyncPod"));
+    let rets: Vec<usize> = (0..sync.len())
+        .filter(|&i| sync[i].mnemonic() == Mnemonic::Ret)
+        .collect();
+    assert!(!rets.is_empty());
+    let loaded_before_ret = |at: usize, reg: Register| {
+        sync[at.saturating_sub(8)..at]
+            .iter()
+            .any(|i| i.op0_kind() == OpKind::Register && i.op0_register().full_register() == reg)
+    };
+    let full = rets
+        .iter()
+        .filter(|&&r| {
+            [Register::RAX, Register::RBX, Register::RCX, Register::RDI]
+                .iter()
+                .all(|&g| loaded_before_ret(r, g))
+        })
+        .count();
+    assert!(
+        full * 2 > rets.len(),
+        "most RETs reload all four result registers ({full} of {})",
+        rets.len()
+    );
 }

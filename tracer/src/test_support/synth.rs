@@ -77,6 +77,9 @@ pub struct SynthSpec {
     /// Also trace containerd (this pid): its CRI handlers run inside
     /// kubelet's create_sandbox and start_container calls.
     pub containerd_pid: Option<u32>,
+    /// kubelet 1.32-1.34: the condition closure checks the volumes itself
+    /// (no poll_check spans); its `done` result says when all are mounted.
+    pub closure_checks: bool,
 }
 
 impl SynthSpec {
@@ -88,6 +91,7 @@ impl SynthSpec {
             reconcile_ms: Some(100.0),
             relist_ms: Some(1000.0),
             containerd_pid: None,
+            closure_checks: false,
         }
     }
 }
@@ -313,13 +317,24 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
             let c = ph + 20_000 + k * interval;
             g.open("poll_cond", c, goid, &[])?;
             let cs = c + 1_000;
-            g.open("poll_check", cs, goid, &[("pod_uid", s(&pod.uid))])?;
             let ce = cs + ns(pod.check_ms);
             let unmounted = mounted.iter().filter(|&&m| m > cs).count() as u64;
-            g.close("poll_check", ce, goid, &[("unmounted", Val::N(unmounted))])?;
-            g.close("poll_cond", ce + 1_000, goid, &[])?;
-            pt.checks.push((cs, unmounted));
-            t = ce + 1_000;
+            let done = &[
+                ("done", Val::N(u64::from(unmounted == 0))),
+                ("error", Val::N(0)),
+            ];
+            if spec.closure_checks {
+                // The closure's own span is the check.
+                g.close("poll_cond", ce, goid, done)?;
+                pt.checks.push((c, unmounted));
+                t = ce;
+            } else {
+                g.open("poll_check", cs, goid, &[("pod_uid", s(&pod.uid))])?;
+                g.close("poll_check", ce, goid, &[("unmounted", Val::N(unmounted))])?;
+                g.close("poll_cond", ce + 1_000, goid, done)?;
+                pt.checks.push((cs, unmounted));
+                t = ce + 1_000;
+            }
             if unmounted == 0 {
                 pt.noticed = ce;
                 break;
@@ -523,6 +538,35 @@ mod tests {
         let sync_ms = (t0.sync_end - t0.sync_start) as f64 / 1e6;
         assert!((p0.stages[0].duration_ms.context("sync")? - sync_ms).abs() < 1e-9);
         assert_eq!(r.loops.len(), 3);
+        Ok(())
+    }
+
+    /// kubelet 1.32-1.34 (poll_check is `mismatch` there): the condition
+    /// closure's calls are the checks, its `done` says when it saw them all.
+    #[test]
+    fn closure_checks_stand_in_for_poll_check() -> Result<()> {
+        let mut p = SynthPod::new(0, 10.0, 250.0, 100.0);
+        p.volumes_ms = vec![120.0, 250.0];
+        let mut spec = SynthSpec::new(vec![p]);
+        spec.closure_checks = true;
+        let (t, truth) = synth(&spec)?;
+        let c = correlate(&t);
+        assert!(!c
+            .spans
+            .iter()
+            .any(|s| s.role == crate::catalogue::Role::PollCheck));
+        let r = Report::build(&t, &c);
+        let (mw, t0) = (
+            r.pods[0].mount_wait.as_ref().context("mount wait")?,
+            &truth.pods[0],
+        );
+        assert!(t0.checks.len() > 1, "the pod waits more than one check");
+        assert_eq!(mw.checks.len(), t0.checks.len());
+        assert!(mw.checks.iter().all(|c| c.unmounted.is_none()));
+        let noticed = (t0.noticed - t0.mount_wait_start) as f64 / 1e6;
+        let lost = (t0.noticed - t0.volumes_mounted.context("mounted")?) as f64 / 1e6;
+        assert!((mw.lost_to_polling_ms.context("lost")? - lost).abs() < 1e-9);
+        assert!(mw.noticed_ms.is_some() && noticed > 0.0);
         Ok(())
     }
 }

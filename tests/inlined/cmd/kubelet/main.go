@@ -13,5 +13,6 @@ import (
 
 func main() {
 	kl := kubelet.Kubelet{PLEG: pleg.New(len(os.Args))}
-	fmt.Println(kl.SyncPod(len(os.Args)), volumemanager.Check(volumemanager.New(2), len(os.Args)))
+	t, err := kl.SyncPod(len(os.Args))
+	fmt.Println(t, err, volumemanager.Check(volumemanager.New(2), len(os.Args)))
 }

@@ -1,7 +1,7 @@
 // Package volumemanager has getUnmountedVolumes both ways at once: inlined
-// into WaitForAttachAndMount, and kept out of line for the call through an
-// interface. A probe on it attaches ("ok") but does not see the inlined
-// calls; `podtrace probes` must say where they are.
+// into the mount wait's condition closure, and kept out of line for the call
+// through an interface. A probe on it attaches ("ok") but does not see the
+// inlined calls; `podtrace probes` must say where they are.
 package volumemanager
 
 type volumeManager struct{ unmounted []int }
@@ -12,8 +12,29 @@ func (vm *volumeManager) getUnmountedVolumes(i int) int {
 	return vm.unmounted[i%len(vm.unmounted)]
 }
 
+// verifyVolumesMountedFunc returns the condition closure, which holds the
+// inlined copy of getUnmountedVolumes.
+//
 //go:noinline
-func (vm *volumeManager) WaitForAttachAndMount(i int) int { return vm.getUnmountedVolumes(i) }
+func (vm *volumeManager) verifyVolumesMountedFunc(i int) func() (bool, error) {
+	return func() (bool, error) { return vm.getUnmountedVolumes(i) == 0, nil }
+}
+
+// poll stands for the wait helper: the closure is called through a func
+// value, so it keeps its own code.
+//
+//go:noinline
+func poll(cond func() (bool, error)) int {
+	if done, err := cond(); done || err != nil {
+		return 1
+	}
+	return 0
+}
+
+//go:noinline
+func (vm *volumeManager) WaitForAttachAndMount(i int) int {
+	return poll(vm.verifyVolumesMountedFunc(i))
+}
 
 type unmounted interface{ getUnmountedVolumes(int) int }
 

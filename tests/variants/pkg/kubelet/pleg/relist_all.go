@@ -1,0 +1,5 @@
+//go:build !gen_new
+
+package pleg
+
+func (g *GenericPLEG) Step() { g.Relist() }
