@@ -528,7 +528,8 @@ pub fn compare_with(runs: &[Run], opt: &CompareOptions) -> Result<Comparison> {
                     base.intervals,
                     r.intervals,
                     r.models.len(),
-                    predict::SEED ^ i as u64,
+                    // Run 1 draws as `podtrace predict BASE --like RUN1` does.
+                    predict::SEED ^ (i as u64 - 1),
                 )
             })
         })

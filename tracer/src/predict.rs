@@ -29,6 +29,10 @@ pub const RUNS: usize = 2000;
 /// Coverage of the prediction interval.
 pub const CONFIDENCE: f64 = 0.95;
 pub const SEED: u64 = 0x7072_6564_6963_7401;
+/// Populator and reconciler periods within this fraction of each other
+/// count as equal (phase-locked loops): observed periods differ by timer
+/// slack.
+pub const LOCKED_TOLERANCE: f64 = 0.02;
 
 /// Loop periods and the poll interval, ms.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -364,6 +368,9 @@ pub struct Prediction {
     pub runs: usize,
     pub confidence: f64,
     pub seed: u64,
+    /// Populator and reconciler share a period: their relative phase is
+    /// drawn once per simulated run instead of per pod.
+    pub phase_locked: bool,
     pub measured_classes: ClassShares,
     pub classes: ClassShares,
     pub stages: Vec<StagePrediction>,
@@ -487,20 +494,29 @@ pub fn predict(
     let run_lag = percentile(&lags, 50.0).unwrap_or(0.0);
     let mut rng = SplitMix64::new(seed);
     let uniform = |rng: &mut SplitMix64| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-    let simulate = |m: &PodModel, rng: &mut SplitMix64| -> Outcome {
-        let (u1, u2) = (uniform(rng), uniform(rng));
+    // Populator and reconciler with the same period tick in a fixed
+    // relation, set when kubelet starts and drifting slowly: one draw per
+    // simulated run. With different periods the relation turns over from
+    // pod to pod: one draw per pod.
+    let locked = resolved.is_some_and(|iv| {
+        (iv.populate_ms - iv.reconcile_ms).abs() <= LOCKED_TOLERANCE * iv.reconcile_ms
+    });
+    let simulate = |m: &PodModel, u_rec: f64, rng: &mut SplitMix64| -> Outcome {
+        let u_pop = uniform(rng);
+        let u_rec = if locked { u_rec } else { uniform(rng) };
         resolved
-            .and_then(|iv| m.outcome(&iv, m.tick_lag_ms.unwrap_or(run_lag), u1, u2))
+            .and_then(|iv| m.outcome(&iv, m.tick_lag_ms.unwrap_or(run_lag), u_pop, u_rec))
             .unwrap_or_else(|| m.measured())
     };
     let n = n.max(1);
     let (mut pooled, mut medians): (Vec<Outcome>, [Vec<f64>; 4]) = (Vec::new(), Default::default());
     if !models.is_empty() {
         for _ in 0..RUNS {
+            let u_rec = uniform(&mut rng);
             let run: Vec<Outcome> = (0..n)
                 .map(|_| {
                     let m = &models[rng.below(models.len())];
-                    simulate(m, &mut rng)
+                    simulate(m, u_rec, &mut rng)
                 })
                 .collect();
             for (i, v) in values(&run).iter().enumerate() {
@@ -551,6 +567,7 @@ pub fn predict(
         runs: RUNS,
         confidence: CONFIDENCE,
         seed,
+        phase_locked: locked,
         measured_classes: shares(models.iter().map(|m| m.class)),
         classes: shares(pooled.iter().map(|o| o.class)),
         stages,
@@ -596,6 +613,13 @@ impl Prediction {
             "  (no stage of a pod's start sync waits on the PLEG relist: it decides when kubelet \
              notices the started containers, after the sync)"
         );
+        if self.phase_locked {
+            let _ = writeln!(
+                o,
+                "  (populator and reconciler share a period: their relative phase is fixed per \
+                 kubelet run, drawn once per predicted run)"
+            );
+        }
         let pct = |v: f64| format!("{:.0}%", v * 100.0);
         let _ = writeln!(
             o,
