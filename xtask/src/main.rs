@@ -37,8 +37,10 @@ enum Cmd {
     /// Record the bundled kubelet-shaped workload with default and tuned
     /// intervals and print both reports and the comparison.
     Demo {
-        /// Pods per run.
-        #[arg(long, default_value_t = 5)]
+        /// Pods per run: enough for compare to call a 10x change even with a
+        /// third of one run's pods off to the side, and too few for noise to
+        /// pass the 5 % threshold (docs/compare.md, "How many pods").
+        #[arg(long, default_value_t = 30)]
         pods: u32,
     },
     /// Run the whole test suite (needs root: it loads eBPF programs).
