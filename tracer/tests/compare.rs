@@ -693,6 +693,11 @@ fn the_prediction_is_shown_beside_the_measurement() {
     );
     let table = cmp.to_table();
     assert!(table.contains("predicted"), "{table}");
+    // The page: the headline, one predicted marker per predicted row.
+    let page = podtrace::html::compare_html(&cmp);
+    assert!(page.contains("class=\"headline\""));
+    assert_eq!(page.matches("<g class=\"predicted\">").count(), 4);
+    assert!(page.contains("predicted from default"));
     let v = serde_json::to_value(&cmp).expect("json");
     assert!(
         v["stages"][2]["predicted"][1]["p50"].is_number(),
