@@ -53,11 +53,13 @@ enum Cmd {
     /// Per-pod stage tables, the mount wait's poll checks and the loop periods
     /// of a recorded trace.
     Report(report::ReportArgs),
-    /// Compare runs (e.g. default vs tuned): per stage count, p50/p90/p99,
-    /// mean; against the first run the Hodges-Lehmann shift with its
-    /// Mann-Whitney interval and a verdict (faster, slower, no clear
-    /// difference, too few samples); pods by mount wait; what the first run
-    /// predicts for each other run's intervals; polling and loops side by side.
+    /// Compare runs (e.g. default vs tuned), stage by stage, with verdicts.
+    ///
+    /// Per stage count, p50/p90/p99, mean; against the first run the
+    /// Hodges-Lehmann shift with its Mann-Whitney interval and a verdict
+    /// (faster, slower, no clear difference, too few samples); pods by mount
+    /// wait; what the first run predicts for each other run's intervals;
+    /// polling and loops side by side. Method: docs/compare.md.
     Compare(compare::CompareArgs),
     /// What-if: the mount wait, time lost to polling and sync the pods of a
     /// trace would have had with other kubelet intervals.
