@@ -1,7 +1,11 @@
 //! Comparing runs (say kubelet's default intervals against tuned ones): per
-//! stage the distribution of durations over pods, the differences against the
-//! first run, and a bootstrap confidence interval for the difference of
-//! medians so that noise is not sold as a gain. Method: docs/compare.md.
+//! stage the distribution of durations over pods, and against the first run
+//! the Hodges–Lehmann shift with its Mann–Whitney interval (exact for small
+//! samples), called a difference only when the interval excludes 0 and the
+//! shift is at least a minimal effect. Pods are classified by their mount
+//! wait; mount wait and time lost to polling count the pods that waited.
+//! Beside each run: what the baseline predicts for that run's intervals.
+//! Method: docs/compare.md.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -9,22 +13,16 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::{
-    catalogue::Role,
     correlate::Correlated,
-    report::{percentile, Report},
+    predict::{self, ClassShares, Intervals, PodModel, Predicted, StageNames},
+    report::{percentile, pod_syncs, start_sync, MountClass, Report},
+    stats::{self, MinEffect, Verdict},
     trace::Trace,
 };
 
-pub const COMPARE_VERSION: u32 = 1;
-/// Bootstrap resamples per difference.
-pub const RESAMPLES: usize = 10_000;
-/// Coverage of the confidence interval.
+pub const COMPARE_VERSION: u32 = 2;
+/// Coverage of the intervals.
 pub const CONFIDENCE: f64 = 0.95;
-/// Below this many samples in either run a difference is never called
-/// significant: a bootstrap of a handful of values under-covers.
-pub const MIN_N: usize = 5;
-/// Base seed of the resampling; the stage name and run index are mixed in.
-pub const SEED: u64 = 0x7064_7472_6163_6501;
 
 /// Whole pod start: first sync start → end of the first sync without error.
 pub const STAGE_POD: &str = "pod";
@@ -32,7 +30,7 @@ pub const STAGE_POD: &str = "pod";
 pub const STAGE_LOST: &str = "lost_to_polling";
 
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, seedable, good enough for
-/// drawing resample indices.
+/// simulation draws and picture jitter.
 #[derive(Debug, Clone)]
 pub struct SplitMix64(u64);
 
@@ -54,13 +52,6 @@ impl SplitMix64 {
     pub fn below(&mut self, n: usize) -> usize {
         ((self.next_u64() as u128 * n as u128) >> 64) as usize
     }
-}
-
-/// FNV-1a, to derive a per-stage seed that does not depend on stage order.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -90,42 +81,38 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
     })
 }
 
-/// Nearest-rank median of `v`, reordering it.
-fn median_in_place(v: &mut [f64]) -> f64 {
-    let rank = v.len().div_ceil(2).max(1);
-    let (_, m, _) = v.select_nth_unstable_by(rank - 1, f64::total_cmp);
-    *m
+/// Pods of a run per mount-wait class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ClassCounts {
+    pub waited: usize,
+    pub already_mounted: usize,
+    pub no_volumes: usize,
+    pub unknown: usize,
+    /// Pods with no mount wait in the trace (e.g. containerd alone).
+    pub no_mount_wait: usize,
 }
 
-/// Percentile bootstrap interval for median(b) − median(a): both samples are
-/// resampled with replacement `resamples` times, independently; the interval
-/// is the (1−confidence)/2 and (1+confidence)/2 nearest-rank percentiles of
-/// the resampled differences. None if either sample is empty.
-pub fn bootstrap_median_diff(
-    a: &[f64],
-    b: &[f64],
-    resamples: usize,
-    confidence: f64,
-    seed: u64,
-) -> Option<(f64, f64)> {
-    if a.is_empty() || b.is_empty() || resamples == 0 {
-        return None;
+impl ClassCounts {
+    /// (what, count) for the tables, in a fixed order.
+    pub fn rows(&self) -> [(&'static str, usize); 5] {
+        [
+            (MountClass::Waited.describe(), self.waited),
+            (MountClass::AlreadyMounted.describe(), self.already_mounted),
+            (MountClass::NoVolumes.describe(), self.no_volumes),
+            (MountClass::Unknown.describe(), self.unknown),
+            ("no mount wait traced", self.no_mount_wait),
+        ]
     }
-    let mut rng = SplitMix64::new(seed);
-    let (mut ra, mut rb) = (vec![0.0; a.len()], vec![0.0; b.len()]);
-    let mut diffs = Vec::with_capacity(resamples);
-    for _ in 0..resamples {
-        for x in ra.iter_mut() {
-            *x = a[rng.below(a.len())];
+
+    fn add(&mut self, c: Option<MountClass>) {
+        match c {
+            Some(MountClass::Waited) => self.waited += 1,
+            Some(MountClass::AlreadyMounted) => self.already_mounted += 1,
+            Some(MountClass::NoVolumes) => self.no_volumes += 1,
+            Some(MountClass::Unknown) => self.unknown += 1,
+            None => self.no_mount_wait += 1,
         }
-        for x in rb.iter_mut() {
-            *x = b[rng.below(b.len())];
-        }
-        diffs.push(median_in_place(&mut rb) - median_in_place(&mut ra));
     }
-    diffs.sort_by(f64::total_cmp);
-    let tail = (1.0 - confidence) / 2.0 * 100.0;
-    Some((percentile(&diffs, tail)?, percentile(&diffs, 100.0 - tail)?))
 }
 
 /// One recorded run, reduced to what the comparison needs.
@@ -135,12 +122,21 @@ pub struct Run {
     pub source: String,
     pub report: Report,
     pub podtrace_version: String,
-    /// Per stage, its durations in ms (one per occurrence in a pod's first sync).
+    /// Per stage, its durations in ms (one per occurrence in a pod's start
+    /// sync; mount wait and lost to polling only of pods that waited).
     pub samples: BTreeMap<String, Vec<f64>>,
     /// Stage names in the order they first appear in a pod start.
     pub order: Vec<String>,
     /// Stage occurrences left out because their exit was never seen.
     pub no_exit: usize,
+    pub classes: ClassCounts,
+    /// The stages whose samples count only pods that waited for a poll tick.
+    pub waited_only: Vec<String>,
+    /// What the prediction model keeps of each pod start.
+    pub models: Vec<PodModel>,
+    pub names: StageNames,
+    /// The poll interval and loop periods this run shows.
+    pub intervals: Intervals,
 }
 
 impl Run {
@@ -168,14 +164,14 @@ impl Run {
                 );
             }
         }
-        let mount_wait_names: Vec<&str> = corr
-            .spans
-            .iter()
-            .filter(|s| s.role == Role::MountWait)
-            .map(|s| s.name.as_str())
-            .collect();
+        let names = StageNames::of(corr);
+        let mut classes = ClassCounts::default();
         for p in &report.pods {
-            // (start ms after the first sync's start, stage, duration)
+            let class = p.mount_wait.as_ref().map(|m| m.class);
+            if windows.iter().any(|w| w.uid == p.uid) {
+                classes.add(class);
+            }
+            // (start ms after the start sync's start, stage, duration)
             let mut rows: Vec<(f64, &str, Option<f64>)> = p
                 .stages
                 .iter()
@@ -199,11 +195,25 @@ impl Run {
                 }
             }
             rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // A mount wait that found everything mounted, or had nothing to
+            // mount, says nothing about polling: only pods that waited count.
+            let waited = class == Some(MountClass::Waited);
             let mut lost = p.mount_wait.as_ref().and_then(|m| m.lost_to_polling_ms);
+            let mut seen_wait = false;
             for (_, stage, dur) in rows {
+                let is_wait = stage == names.mount_wait && !seen_wait;
+                if is_wait {
+                    seen_wait = true;
+                    if !waited {
+                        if !order.iter().any(|o| o == stage) {
+                            order.push(stage.to_string());
+                        }
+                        continue;
+                    }
+                }
                 add(&mut order, stage, dur);
                 // The derived row follows its mount wait, once per pod.
-                if mount_wait_names.contains(&stage) {
+                if is_wait {
                     if let Some(l) = lost.take() {
                         add(&mut order, STAGE_LOST, Some(l));
                     }
@@ -211,6 +221,8 @@ impl Run {
             }
         }
         order.retain(|s| samples.contains_key(s));
+        let models = predict::models(&report, corr);
+        let intervals = Intervals::of_report(&report);
         Run {
             label: label.to_string(),
             source: source.to_string(),
@@ -219,6 +231,11 @@ impl Run {
             samples,
             order,
             no_exit,
+            classes,
+            waited_only: vec![names.mount_wait.clone(), STAGE_LOST.to_string()],
+            models,
+            names,
+            intervals,
         }
     }
 }
@@ -227,34 +244,29 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-/// A pod's start: its first sync's start to the end of its first sync that
-/// returned without error (None if none did), CLOCK_MONOTONIC ns.
+/// A pod's start: its start sync's start ([`start_sync`]) to the end of
+/// the first sync from there that returned without error (None if none
+/// did), CLOCK_MONOTONIC ns.
 #[derive(Debug, Clone)]
 pub struct PodWindow {
     pub pod: usize,
     pub uid: String,
+    /// The start sync (a span index).
+    pub sync: usize,
     pub start: u64,
     pub end: Option<u64>,
 }
 
 /// The start window of every pod that has a sync.
 pub fn pod_windows(c: &Correlated) -> Vec<PodWindow> {
-    let mut syncs: Vec<Vec<usize>> = vec![Vec::new(); c.pods.len()];
-    for (i, s) in c.spans.iter().enumerate() {
-        if let (Role::PodSync, Some(p)) = (s.role, s.pod) {
-            if let Some(v) = syncs.get_mut(p) {
-                v.push(i);
-            }
-        }
-    }
     c.pods
         .iter()
-        .zip(syncs)
         .enumerate()
-        .filter_map(|(pi, (pod, mut idx))| {
-            idx.sort_by_key(|&i| c.spans[i].start);
-            let start = c.spans[*idx.first()?].start;
-            let end = idx
+        .filter_map(|(pi, pod)| {
+            let syncs = pod_syncs(c, pi);
+            let first = start_sync(c, &syncs)?;
+            let at = syncs.iter().position(|&i| i == first)?;
+            let end = syncs[at..]
                 .iter()
                 .map(|&i| &c.spans[i])
                 .find(|s| s.end.is_some() && s.arg_u64("error") != Some(1))
@@ -262,7 +274,8 @@ pub fn pod_windows(c: &Correlated) -> Vec<PodWindow> {
             Some(PodWindow {
                 pod: pi,
                 uid: pod.uid.clone(),
-                start,
+                sync: first,
+                start: c.spans[first].start,
                 end,
             })
         })
@@ -280,11 +293,16 @@ pub fn whole_pod_ms(c: &Correlated) -> Vec<(String, Option<f64>)> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Method {
     pub percentile: &'static str,
+    pub shift: &'static str,
     pub interval: &'static str,
-    pub resamples: usize,
     pub confidence: f64,
-    pub seed: u64,
-    pub min_n: usize,
+    /// A difference counts only if |shift| is at least this % of the
+    /// baseline's p50 and at least `min_effect_ms`.
+    pub min_effect_pct: f64,
+    pub min_effect_ms: f64,
+    pub exact_max_pairs: usize,
+    pub prediction: &'static str,
+    pub prediction_runs: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -298,22 +316,39 @@ pub struct RunInfo {
     pub drops: u64,
     pub complete: bool,
     pub no_exit: usize,
+    pub classes: ClassCounts,
+    pub intervals: Intervals,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Diff {
     /// Label of the run compared against (the first).
     pub against: String,
+    /// Differences of the summaries, run − baseline.
     pub p50: f64,
     pub p90: f64,
     pub p99: f64,
     pub mean: f64,
     /// Δp50 relative to the baseline's p50, %.
     pub p50_rel_pct: Option<f64>,
-    /// Bootstrap interval of Δp50 (None if a run has fewer than 2 samples).
+    /// baseline p50 / run p50 (above 1: the run is faster).
+    pub ratio: Option<f64>,
+    /// Hodges–Lehmann shift: median of every difference run − baseline.
+    pub shift: f64,
+    /// The shift relative to the baseline's p50, %.
+    pub shift_rel_pct: Option<f64>,
+    /// The shift's interval (None: too few samples for one).
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
-    /// The interval excludes 0 and both runs have at least MIN_N samples.
+    pub achieved_confidence: Option<f64>,
+    /// exact | normal
+    pub ci_method: stats::Method,
+    /// Mann–Whitney U of run against baseline and its two-sided p-value.
+    pub u: f64,
+    pub p_value: f64,
+    /// The smallest shift that counts here, ms.
+    pub threshold_ms: f64,
+    /// The interval excludes 0 and |shift| ≥ threshold.
     pub significant: bool,
     /// faster | slower | no clear difference | too few samples
     pub verdict: String,
@@ -322,10 +357,15 @@ pub struct Diff {
 #[derive(Debug, Clone, Serialize)]
 pub struct StageComparison {
     pub stage: String,
+    /// all pods | pods that waited
+    pub pods: &'static str,
     /// Per run (same order as `runs`); None where the run has no such stage.
     pub runs: Vec<Option<Summary>>,
     /// Per run against the first; None for the first and where either lacks the stage.
     pub diffs: Vec<Option<Diff>>,
+    /// Per run after the first: what the first run predicts for this run's
+    /// intervals (stages the model covers).
+    pub predicted: Vec<Option<Predicted>>,
     /// Per run, the durations (ms); for pictures, not serialized.
     #[serde(skip)]
     pub samples: Vec<Vec<f64>>,
@@ -335,9 +375,11 @@ pub struct StageComparison {
 pub struct PollFindings {
     pub label: String,
     pub pods_with_mount_wait: usize,
+    /// Over pods that waited for a poll tick.
     pub checks_per_pod: Option<Summary>,
     pub configured_interval_ms: Option<Summary>,
     pub observed_interval_ms: Option<Summary>,
+    /// Over pods that waited for a poll tick.
     pub lost_to_polling_ms: Option<Summary>,
 }
 
@@ -357,29 +399,59 @@ pub struct LoopComparison {
     pub runs: Vec<Option<LoopFinding>>,
 }
 
+/// The prediction shown beside a run: from the first run, with this run's
+/// intervals.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunPrediction {
+    /// Label of the run predicted from (the first).
+    pub from: String,
+    pub intervals: Intervals,
+    /// Pods of the first run, and those whose mount chain the model follows.
+    pub pods: usize,
+    pub modelled: usize,
+    pub classes: ClassShares,
+    pub warnings: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     pub podtrace_compare: u32,
     pub method: Method,
     pub runs: Vec<RunInfo>,
+    /// Per run after the first, what it means in one line each, from the
+    /// same numbers as the table.
+    pub headline: Vec<String>,
     pub stages: Vec<StageComparison>,
+    /// Per run; None for the first.
+    pub predictions: Vec<Option<RunPrediction>>,
     pub polling: Vec<PollFindings>,
     pub loops: Vec<LoopComparison>,
     pub warnings: Vec<String>,
 }
 
-fn verdict(ci: Option<(f64, f64)>, na: usize, nb: usize) -> (bool, &'static str) {
-    match ci {
-        _ if na < MIN_N || nb < MIN_N => (false, "too few samples"),
-        Some((lo, _)) if lo > 0.0 => (true, "slower"),
-        Some((_, hi)) if hi < 0.0 => (true, "faster"),
-        _ => (false, "no clear difference"),
+#[derive(Debug, Clone, Copy)]
+pub struct CompareOptions {
+    pub confidence: f64,
+    pub min_effect: MinEffect,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            confidence: CONFIDENCE,
+            min_effect: MinEffect::default(),
+        }
     }
+}
+
+/// Compares `runs` against the first with the default options.
+pub fn compare(runs: &[Run]) -> Result<Comparison> {
+    compare_with(runs, &CompareOptions::default())
 }
 
 /// Compares `runs` against the first. Errors on a run without pods and on a
 /// run that shares no stage with the first.
-pub fn compare(runs: &[Run]) -> Result<Comparison> {
+pub fn compare_with(runs: &[Run], opt: &CompareOptions) -> Result<Comparison> {
     let Some(base) = runs.first() else {
         bail!("nothing to compare: no runs given");
     };
@@ -387,6 +459,12 @@ pub fn compare(runs: &[Run]) -> Result<Comparison> {
         bail!(
             "compare needs at least two traces, got one ({})",
             base.source
+        );
+    }
+    if !(opt.confidence > 0.0 && opt.confidence < 1.0) {
+        bail!(
+            "the confidence must be between 0 and 1, not {}",
+            opt.confidence
         );
     }
     for r in runs {
@@ -437,6 +515,26 @@ pub fn compare(runs: &[Run]) -> Result<Comparison> {
         }
     }
 
+    // The baseline's pods under every other run's intervals.
+    let predictions: Vec<Option<predict::Prediction>> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (i > 0 && base.models.iter().any(|m| m.chain.is_some())).then(|| {
+                predict::predict(
+                    &base.source,
+                    &base.names,
+                    &base.models,
+                    base.intervals,
+                    r.intervals,
+                    r.models.len(),
+                    // Run 1 draws as `podtrace predict BASE --like RUN1` does.
+                    predict::SEED ^ (i as u64 - 1),
+                )
+            })
+        })
+        .collect();
+
     let mut names: Vec<String> = Vec::new();
     for r in runs {
         for s in &r.order {
@@ -461,41 +559,54 @@ pub fn compare(runs: &[Run]) -> Result<Comparison> {
                     if i == 0 {
                         return None;
                     }
-                    let ci = if a.n >= 2 && b.n >= 2 {
-                        bootstrap_median_diff(
-                            &samples[0],
-                            &samples[i],
-                            RESAMPLES,
-                            CONFIDENCE,
-                            SEED ^ fnv1a(name) ^ (i as u64).wrapping_mul(0x9e37_79b9),
-                        )
-                    } else {
-                        None
-                    };
+                    let sh = stats::shift(&samples[0], &samples[i], opt.confidence)?;
+                    let v = stats::verdict(&sh, a.p50, &opt.min_effect);
                     let d = b.p50 - a.p50;
-                    let (significant, v) = verdict(ci, a.n, b.n);
+                    let rel = |x: f64| (a.p50 != 0.0).then(|| x / a.p50 * 100.0);
                     Some(Diff {
                         against: runs[0].label.clone(),
                         p50: d,
                         p90: b.p90 - a.p90,
                         p99: b.p99 - a.p99,
                         mean: b.mean - a.mean,
-                        p50_rel_pct: (a.p50 != 0.0).then(|| d / a.p50 * 100.0),
-                        ci_low: ci.map(|c| c.0),
-                        ci_high: ci.map(|c| c.1),
-                        significant,
-                        verdict: v.into(),
+                        p50_rel_pct: rel(d),
+                        ratio: (b.p50 > 0.0).then(|| a.p50 / b.p50),
+                        shift: sh.estimate,
+                        shift_rel_pct: rel(sh.estimate),
+                        ci_low: sh.low,
+                        ci_high: sh.high,
+                        achieved_confidence: sh.achieved_confidence,
+                        ci_method: sh.method,
+                        u: sh.u,
+                        p_value: sh.p_value,
+                        threshold_ms: opt.min_effect.threshold_ms(a.p50),
+                        significant: matches!(v, Verdict::Faster | Verdict::Slower),
+                        verdict: v.as_str().into(),
                     })
+                })
+                .collect();
+            let predicted = predictions
+                .iter()
+                .map(|p| {
+                    p.as_ref()
+                        .and_then(|p| p.stage(name))
+                        .and_then(|s| s.predicted)
                 })
                 .collect();
             StageComparison {
                 stage: name.clone(),
+                pods: if base.waited_only.contains(name) {
+                    "pods that waited"
+                } else {
+                    "all pods"
+                },
                 runs: sums,
                 diffs,
+                predicted,
                 samples,
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
 
     let polling = runs.iter().map(poll_findings).collect();
 
@@ -533,16 +644,35 @@ pub fn compare(runs: &[Run]) -> Result<Comparison> {
         })
         .collect();
 
+    let headline = (1..runs.len())
+        .map(|i| headline(runs, &stages, i, &opt.min_effect))
+        .collect();
+    let predictions = predictions
+        .into_iter()
+        .map(|p| {
+            p.map(|p| RunPrediction {
+                from: base.label.clone(),
+                intervals: p.to,
+                pods: p.pods,
+                modelled: p.modelled,
+                classes: p.classes,
+                warnings: p.warnings,
+            })
+        })
+        .collect();
+
     Ok(Comparison {
         podtrace_compare: COMPARE_VERSION,
         method: Method {
             percentile: "nearest-rank",
-            interval:
-                "percentile bootstrap of p50(run) - p50(first run), runs resampled independently",
-            resamples: RESAMPLES,
-            confidence: CONFIDENCE,
-            seed: SEED,
-            min_n: MIN_N,
+            shift: "Hodges-Lehmann: median of all differences run - first run",
+            interval: "Mann-Whitney (Moses) interval of the shift: exact null distribution of U when the pooled sample has no ties and m*n <= exact_max_pairs, else normal approximation",
+            confidence: opt.confidence,
+            min_effect_pct: opt.min_effect.min_pct,
+            min_effect_ms: opt.min_effect.min_ms,
+            exact_max_pairs: stats::EXACT_MAX_PAIRS,
+            prediction: "first run's pods with each run's intervals: measured work kept, tick phases uniform; median of a run of that run's pod count",
+            prediction_runs: predict::RUNS,
         },
         runs: runs
             .iter()
@@ -556,42 +686,115 @@ pub fn compare(runs: &[Run]) -> Result<Comparison> {
                 drops: r.report.trace.drops,
                 complete: r.report.trace.complete,
                 no_exit: r.no_exit,
+                classes: r.classes,
+                intervals: r.intervals,
             })
             .collect(),
+        headline,
         stages,
+        predictions,
         polling,
         loops,
         warnings,
     })
 }
 
+/// "2.5x" for big ratios, "12%" for small ones.
+fn how_much(ratio: f64) -> String {
+    if ratio >= 1.5 {
+        format!("{ratio:.1}x")
+    } else {
+        format!("{:.0}%", (ratio - 1.0).abs() * 100.0)
+    }
+}
+
+/// One line per run: which stages are faster or slower and by how much
+/// (ratio of the p50s in the table), which show no clear difference.
+fn headline(runs: &[Run], stages: &[StageComparison], i: usize, min: &MinEffect) -> String {
+    let (mut faster, mut slower, mut same, mut few) = (vec![], vec![], vec![], vec![]);
+    for st in stages {
+        let (Some(d), Some(a), Some(b)) = (
+            st.diffs.get(i).and_then(Option::as_ref),
+            st.runs.first().and_then(Option::as_ref),
+            st.runs.get(i).and_then(Option::as_ref),
+        ) else {
+            continue;
+        };
+        let what = |ratio: f64| {
+            format!(
+                "{} {} ({:.1} -> {:.1} ms)",
+                st.stage,
+                how_much(ratio),
+                a.p50,
+                b.p50
+            )
+        };
+        match d.verdict.as_str() {
+            "faster" => faster.push(what(a.p50 / b.p50.max(1e-9))),
+            "slower" => slower.push(what(b.p50 / a.p50.max(1e-9))),
+            "too few samples" => few.push(st.stage.clone()),
+            _ => same.push(st.stage.clone()),
+        }
+    }
+    let mut parts = vec![];
+    if !faster.is_empty() {
+        parts.push(format!("faster: {}", faster.join(", ")));
+    }
+    if !slower.is_empty() {
+        parts.push(format!("slower: {}", slower.join(", ")));
+    }
+    if !same.is_empty() {
+        parts.push(format!(
+            "no clear difference (below {:.0}% and {} ms, or within noise): {}",
+            min.min_pct,
+            min.min_ms,
+            same.join(", ")
+        ));
+    }
+    if !few.is_empty() {
+        parts.push(format!("too few samples: {}", few.join(", ")));
+    }
+    format!(
+        "{} against {}: {}",
+        runs[i].label,
+        runs[0].label,
+        parts.join("; ")
+    )
+}
+
 fn poll_findings(r: &Run) -> PollFindings {
-    let mws: Vec<_> = r
+    let all: Vec<_> = r
         .report
         .pods
         .iter()
         .filter_map(|p| p.mount_wait.as_ref())
         .collect();
+    let waited: Vec<_> = all
+        .iter()
+        .filter(|m| m.class == MountClass::Waited)
+        .collect();
     PollFindings {
         label: r.label.clone(),
-        pods_with_mount_wait: mws.len(),
+        pods_with_mount_wait: all.len(),
         checks_per_pod: summarize(
-            &mws.iter()
+            &waited
+                .iter()
                 .map(|m| m.checks.len() as f64)
                 .collect::<Vec<_>>(),
         ),
         configured_interval_ms: summarize(
-            &mws.iter()
+            &all.iter()
                 .filter_map(|m| m.configured_interval_ms)
                 .collect::<Vec<_>>(),
         ),
         observed_interval_ms: summarize(
-            &mws.iter()
+            &all.iter()
                 .filter_map(|m| m.observed_interval_ms)
                 .collect::<Vec<_>>(),
         ),
         lost_to_polling_ms: summarize(
-            &mws.iter()
+            &waited
+                .iter()
                 .filter_map(|m| m.lost_to_polling_ms)
                 .collect::<Vec<_>>(),
         ),
@@ -615,7 +818,7 @@ impl Comparison {
             .map(|r| r.label.len())
             .max()
             .unwrap_or(3)
-            .max(3);
+            .max(9);
         let _ = writeln!(o, "runs");
         for r in &self.runs {
             let _ = writeln!(
@@ -636,27 +839,69 @@ impl Comparison {
         for w in &self.warnings {
             let _ = writeln!(o, "warning: {w}");
         }
+        let _ = writeln!(o);
+        for h in &self.headline {
+            let _ = writeln!(o, "{h}");
+        }
+
+        let cw = lw.max(10);
+        let _ = writeln!(o, "\npods by mount wait");
+        let _ = write!(o, "  {:<36}", "");
+        for r in &self.runs {
+            let _ = write!(o, " {:>cw$}", r.label);
+        }
+        let _ = writeln!(o);
+        let rows: Vec<[(&str, usize); 5]> = self.runs.iter().map(|r| r.classes.rows()).collect();
+        for i in 0..5 {
+            // The first three always; the others when they occur.
+            if i >= 3 && rows.iter().all(|r| r[i].1 == 0) {
+                continue;
+            }
+            let _ = write!(o, "  {:<36}", rows.first().map(|r| r[i].0).unwrap_or(""));
+            for r in &rows {
+                let _ = write!(o, " {:>cw$}", r[i].1);
+            }
+            let _ = writeln!(o);
+        }
+
         let sw = self
             .stages
             .iter()
-            .map(|s| s.stage.len())
+            .map(|s| s.stage.len() + usize::from(s.pods != "all pods"))
             .max()
             .unwrap_or(5)
-            .max(5);
+            .max(9);
         let base = self.runs.first().map(|r| r.label.as_str()).unwrap_or("");
         let _ = writeln!(
             o,
-            "\nstage durations, ms (nearest-rank percentiles; Δ against {base}; {:.0}% bootstrap CI of Δp50)",
-            CONFIDENCE * 100.0
+            "\nstage durations, ms: nearest-rank percentiles; shift = Hodges-Lehmann shift against {base} \
+             with its {:.0}% Mann-Whitney interval; a difference counts when the interval excludes 0 \
+             and |shift| >= {}% of {base}'s p50 and >= {} ms",
+            self.method.confidence * 100.0,
+            self.method.min_effect_pct,
+            self.method.min_effect_ms
         );
         let _ = writeln!(
             o,
             "  {:<sw$} {:<lw$} {:>4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>23}  verdict",
-            "stage", "run", "n", "p50", "p90", "p99", "mean", "Δp50", "Δp50 %", "CI of Δp50",
+            "stage",
+            "run",
+            "n",
+            "p50",
+            "p90",
+            "p99",
+            "mean",
+            "shift",
+            "shift %",
+            "interval of shift",
         );
         for s in &self.stages {
             for (i, r) in self.runs.iter().enumerate() {
-                let name = if i == 0 { s.stage.as_str() } else { "" };
+                let name = match (i, s.pods) {
+                    (0, "all pods") => s.stage.clone(),
+                    (0, _) => format!("{}*", s.stage),
+                    _ => String::new(),
+                };
                 let Some(sum) = s.runs.get(i).and_then(Option::as_ref) else {
                     let _ = writeln!(o, "  {:<sw$} {:<lw$} {:>4}", name, r.label, 0);
                     continue;
@@ -674,20 +919,72 @@ impl Comparison {
                     let _ = write!(
                         o,
                         " {:>10} {:>8} {:>23}  {}",
-                        signed(d.p50),
-                        d.p50_rel_pct
+                        signed(d.shift),
+                        d.shift_rel_pct
                             .map(|p| format!("{p:+.1}%"))
                             .unwrap_or_else(|| "-".into()),
                         ci,
                         d.verdict
                     );
+                    if d.significant {
+                        if let Some(ratio) = d.ratio {
+                            let _ = write!(
+                                o,
+                                " ({})",
+                                how_much(if ratio >= 1.0 { ratio } else { 1.0 / ratio })
+                            );
+                        }
+                    }
                 }
                 let _ = writeln!(o);
+                if let Some(p) = s.predicted.get(i).and_then(Option::as_ref) {
+                    let _ = writeln!(
+                        o,
+                        "  {:<sw$} {:<lw$} {:>4} {:>10.3} {:>10.3} {:>10} {:>10}   {:.0}% of runs of {} pods: p50 in [{:.3}, {:.3}]",
+                        "",
+                        "predicted",
+                        "",
+                        p.p50,
+                        p.p90,
+                        "",
+                        "",
+                        self.method.confidence * 100.0,
+                        p.n,
+                        p.low,
+                        p.high
+                    );
+                }
+            }
+        }
+        if self.stages.iter().any(|s| s.pods != "all pods") {
+            let _ = writeln!(
+                o,
+                "  * over pods that waited for a poll tick (pods by mount wait, above)"
+            );
+        }
+        for (i, p) in self.predictions.iter().enumerate() {
+            let Some(p) = p else { continue };
+            let f = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                o,
+                "  predicted: {}'s {} pods ({} with their mount chain traced) with {}'s intervals: \
+                 poll {} ms, populator {} ms, reconciler {} ms; measured work kept, tick phases random \
+                 (docs/compare.md)",
+                p.from,
+                p.pods,
+                p.modelled,
+                self.runs.get(i).map(|r| r.label.as_str()).unwrap_or("?"),
+                f(p.intervals.poll_ms),
+                f(p.intervals.populate_ms),
+                f(p.intervals.reconcile_ms)
+            );
+            for w in &p.warnings {
+                let _ = writeln!(o, "  warning: {w}");
             }
         }
 
         let cw = lw.max(17);
-        let _ = writeln!(o, "\nmount wait polling (over pods: p50)");
+        let _ = writeln!(o, "\nmount wait polling (p50 over pods)");
         let _ = write!(o, "  {:<28}", "");
         for r in &self.runs {
             let _ = write!(o, " {:>cw$}", r.label);
@@ -702,7 +999,7 @@ impl Comparison {
                 per_run(&|p| p.pods_with_mount_wait.to_string()),
             ),
             (
-                "poll checks per pod",
+                "poll checks per pod*",
                 per_run(&|p| {
                     p.checks_per_pod
                         .as_ref()
@@ -719,11 +1016,11 @@ impl Comparison {
                 per_run(&|p| p50(&p.observed_interval_ms)),
             ),
             (
-                "lost to polling p50 ms",
+                "lost to polling p50 ms*",
                 per_run(&|p| p50(&p.lost_to_polling_ms)),
             ),
             (
-                "lost to polling p90 ms",
+                "lost to polling p90 ms*",
                 per_run(&|p| f3(p.lost_to_polling_ms.as_ref().map(|s| s.p90))),
             ),
         ];
@@ -791,20 +1088,9 @@ mod tests {
     }
 
     #[test]
-    fn median_in_place_is_nearest_rank() {
-        assert_eq!(median_in_place(&mut [3.0, 1.0, 2.0, 4.0]), 2.0);
-        assert_eq!(median_in_place(&mut [5.0, 1.0, 3.0]), 3.0);
-        assert_eq!(median_in_place(&mut [9.0]), 9.0);
-    }
-
-    #[test]
-    fn bootstrap_is_deterministic_and_brackets_clear_shifts() {
-        let a: Vec<f64> = (0..20).map(|i| 100.0 + i as f64).collect();
-        let b: Vec<f64> = (0..20).map(|i| 50.0 + i as f64).collect();
-        let ci = bootstrap_median_diff(&a, &b, 2000, 0.95, 1);
-        assert_eq!(ci, bootstrap_median_diff(&a, &b, 2000, 0.95, 1));
-        let (lo, hi) = ci.unwrap_or_default();
-        assert!(lo <= -50.0 && (-50.0..0.0).contains(&hi), "{lo} {hi}");
-        assert_eq!(bootstrap_median_diff(&[], &b, 10, 0.95, 1), None);
+    fn ratios_read_as_people_say_them() {
+        assert_eq!(how_much(9.84), "9.8x");
+        assert_eq!(how_much(1.25), "25%");
+        assert_eq!(how_much(1.02), "2%");
     }
 }

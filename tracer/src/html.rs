@@ -31,6 +31,7 @@ th, td { padding: 3px 10px; text-align: right; border-bottom: 1px solid #e3e7eb;
 th { background: #f3f5f7; font-weight: 600; }
 td:first-child, th:first-child { text-align: left; }
 .warn { color: #9a3412; }
+.headline { font-size: 15px; font-weight: 600; color: #1d232a; }
 .sig { font-weight: 600; }
 .faster { color: #15803d; }
 .slower { color: #b91c1c; }
@@ -597,11 +598,19 @@ fn compare_panels(o: &mut String, cmp: &Comparison, y0: f64) -> f64 {
         let sx = |v: f64| x0 + v.max(0.0) / max * (x1 - x0);
         let _ = write!(
             o,
-            r##"<rect x="0" y="{:.1}" width="12" height="12" rx="2" fill="{}"/><text x="18" y="{:.1}" font-size="14" font-weight="600" fill="#1d232a">{}</text>"##,
+            r##"<rect x="0" y="{:.1}" width="12" height="12" rx="2" fill="{}"/><text x="18" y="{:.1}" font-size="14" font-weight="600" fill="#1d232a">{}{}</text>"##,
             y + 3.0,
             stage_color(&st.stage),
             y + 14.0,
-            esc(&st.stage)
+            esc(&st.stage),
+            if st.pods == "all pods" {
+                String::new()
+            } else {
+                format!(
+                    r##"<tspan font-size="11" font-weight="400" fill="#5b6670"> ({})</tspan>"##,
+                    esc(st.pods)
+                )
+            }
         );
         let top = y + 22.0;
         let bottom = top + row_h * cmp.runs.len() as f64 + 4.0;
@@ -667,6 +676,25 @@ fn compare_panels(o: &mut String, cmp: &Comparison, y0: f64) -> f64 {
                     );
                 }
             }
+            // The prediction from the first run: a hollow diamond at its
+            // p50, a bar over the interval of a run's median.
+            if let Some(p) = st.predicted.get(r).and_then(Option::as_ref) {
+                let (px, lo, hi) = (sx(p.p50), sx(p.low), sx(p.high));
+                let _ = write!(
+                    o,
+                    r##"<g class="predicted"><title>predicted from {}: p50 {} ms, a run of {} pods has its p50 in [{}, {}] ms ({:.0}%)</title><line x1="{lo:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#1d232a" stroke-width="2"/><path d="M{px:.1} {:.1} l5 5 l-5 5 l-5 -5 z" fill="#fff" stroke="#1d232a" stroke-width="1.5"/></g>"##,
+                    esc(&cmp.runs[0].label),
+                    ms(p.p50),
+                    p.n,
+                    ms(p.low),
+                    ms(p.high),
+                    cmp.method.confidence * 100.0,
+                    cy + 12.0,
+                    hi.max(lo + 1.0),
+                    cy + 12.0,
+                    cy + 7.0,
+                );
+            }
             if let Some(d) = st.diffs.get(r).and_then(Option::as_ref) {
                 let ci = match (d.ci_low, d.ci_high) {
                     (Some(l), Some(h)) => {
@@ -681,12 +709,12 @@ fn compare_panels(o: &mut String, cmp: &Comparison, y0: f64) -> f64 {
                 };
                 let _ = write!(
                     o,
-                    r##"<text x="{:.1}" y="{:.1}" font-size="12" fill="{fill}" font-weight="600">Δp50 {} ms{}</text><text x="{:.1}" y="{:.1}" font-size="11" fill="{fill}">{}{}</text>"##,
+                    r##"<text x="{:.1}" y="{:.1}" font-size="12" fill="{fill}" font-weight="600">shift {} ms{}</text><text x="{:.1}" y="{:.1}" font-size="11" fill="{fill}">{}{}</text>"##,
                     x1 + 50.0,
                     cy - 2.0,
-                    signed_ms(d.p50),
-                    d.p50_rel_pct
-                        .filter(|_| d.p50 != 0.0)
+                    signed_ms(d.shift),
+                    d.shift_rel_pct
+                        .filter(|_| d.shift != 0.0)
                         .map(|p| format!(" ({p:+.0}%)"))
                         .unwrap_or_default(),
                     x1 + 50.0,
@@ -739,13 +767,38 @@ pub fn compare_html(cmp: &Comparison) -> String {
     for w in &cmp.warnings {
         let _ = write!(b, "<p class=\"warn\">warning: {}</p>", esc(w));
     }
+    for h in &cmp.headline {
+        let _ = write!(b, "<p class=\"headline\">{}</p>", esc(h));
+    }
+    b.push_str("<h2>Pods by mount wait</h2><table><tr><th></th>");
+    for l in &labels {
+        let _ = write!(b, "<th>{l}</th>");
+    }
+    b.push_str("</tr>");
+    let rows: Vec<[(&str, usize); 5]> = cmp.runs.iter().map(|r| r.classes.rows()).collect();
+    for i in 0..5 {
+        if i >= 3 && rows.iter().all(|r| r[i].1 == 0) {
+            continue;
+        }
+        let _ = write!(
+            b,
+            "<tr><td>{}</td>",
+            esc(rows.first().map(|r| r[i].0).unwrap_or(""))
+        );
+        for r in &rows {
+            let _ = write!(b, "<td>{}</td>", r[i].1);
+        }
+        b.push_str("</tr>");
+    }
+    b.push_str("</table>");
     let base = labels.first().cloned().unwrap_or_default();
     let _ = write!(
         b,
-        "<h2>Stage durations</h2><p class=\"meta\">Per run: box p25–p75, thick mark p50, dashed p90, whiskers min–max, one dot per sample. Δ against {base}, {:.0}% bootstrap interval of Δp50 ({} resamples); a difference counts only if the interval excludes 0 and both runs have ≥ {} samples.</p>",
+        "<h2>Stage durations</h2><p class=\"meta\">Per run: box p25–p75, thick mark p50, dashed p90, whiskers min–max, one dot per sample; hollow diamond: p50 predicted from {base} with that run's intervals, its bar the {:.0}% interval of a run's p50. Shift: Hodges–Lehmann shift against {base} with its {:.0}% Mann–Whitney interval; a difference counts only if the interval excludes 0 and the shift is at least {}% of {base}'s p50 and {} ms. Mount wait and lost to polling: pods that waited for a poll tick.</p>",
         cmp.method.confidence * 100.0,
-        cmp.method.resamples,
-        cmp.method.min_n
+        cmp.method.confidence * 100.0,
+        cmp.method.min_effect_pct,
+        cmp.method.min_effect_ms
     );
     let mut panels = String::new();
     let h = compare_panels(&mut panels, cmp, 4.0);
@@ -755,7 +808,7 @@ pub fn compare_html(cmp: &Comparison) -> String {
         WIDTH + 40.0,
         WIDTH + 40.0
     );
-    b.push_str("<table><tr><th>stage</th><th>run</th><th>n</th><th>p50</th><th>p90</th><th>p99</th><th>mean</th><th>Δp50</th><th>interval of Δp50</th><th>verdict</th></tr>");
+    b.push_str("<table><tr><th>stage</th><th>run</th><th>n</th><th>p50</th><th>p90</th><th>p99</th><th>mean</th><th>shift</th><th>interval of shift</th><th>verdict</th><th>predicted p50 [interval]</th></tr>");
     for st in &cmp.stages {
         for (i, r) in cmp.runs.iter().enumerate() {
             let Some(s) = st.runs.get(i).and_then(Option::as_ref) else {
@@ -768,18 +821,27 @@ pub fn compare_html(cmp: &Comparison) -> String {
                 .unwrap_or_default();
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{class}>{}</td></tr>",
-                if i == 0 { esc(&st.stage) } else { String::new() },
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{class}>{}</td><td>{}</td></tr>",
+                match (i, st.pods) {
+                    (0, "all pods") => esc(&st.stage),
+                    (0, pods) => format!("{} ({})", esc(&st.stage), esc(pods)),
+                    _ => String::new(),
+                },
                 esc(&r.label),
                 s.n,
                 ms(s.p50),
                 ms(s.p90),
                 ms(s.p99),
                 ms(s.mean),
-                d.map(|d| signed_ms(d.p50)).unwrap_or_default(),
+                d.map(|d| signed_ms(d.shift)).unwrap_or_default(),
                 d.and_then(|d| Some(format!("[{}, {}]", signed_ms(d.ci_low?), signed_ms(d.ci_high?))))
                     .unwrap_or_default(),
-                d.map(|d| esc(&d.verdict)).unwrap_or_default()
+                d.map(|d| esc(&d.verdict)).unwrap_or_default(),
+                st.predicted
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .map(|p| format!("{} [{}, {}]", ms(p.p50), ms(p.low), ms(p.high)))
+                    .unwrap_or_default()
             );
         }
     }

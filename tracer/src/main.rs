@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use podtrace::commands::{compare, export, probes, record, report};
+use podtrace::commands::{compare, export, predict, probes, record, report};
 
 /// Where does a pod's start-up time go inside kubelet and containerd?
 ///
@@ -19,6 +19,7 @@ use podtrace::commands::{compare, export, probes, record, report};
 ///   podtrace record --duration 60s -o start.trace     (finds both running)
 ///   podtrace report start.trace
 ///   podtrace compare default.trace tuned.trace --html compare.html
+///   podtrace predict default.trace --poll 30ms --populate 10ms --reconcile 10ms
 ///   podtrace export start.trace --format chrome -o start.perfetto.json
 #[derive(Parser)]
 #[command(name = "podtrace", version, about, long_about, verbatim_doc_comment)]
@@ -54,10 +55,22 @@ enum Cmd {
     /// Per-pod stage tables, the mount wait's poll checks and the loop periods
     /// of a recorded trace.
     Report(report::ReportArgs),
-    /// Compare runs (e.g. default vs tuned): per stage count, p50/p90/p99, mean,
-    /// differences against the first run with bootstrap confidence intervals,
-    /// and the polling and loop findings side by side.
+    /// Compare runs (e.g. default vs tuned), stage by stage, with verdicts.
+    ///
+    /// Per stage count, p50/p90/p99, mean; against the first run the
+    /// Hodges-Lehmann shift with its Mann-Whitney interval and a verdict
+    /// (faster, slower, no clear difference, too few samples); pods by mount
+    /// wait; what the first run predicts for each other run's intervals;
+    /// polling and loops side by side. Method: docs/compare.md.
     Compare(compare::CompareArgs),
+    /// What-if: the mount wait, time lost to polling and sync the pods of a
+    /// trace would have had with other kubelet intervals.
+    ///
+    /// Examples:
+    ///   podtrace predict default.trace --poll 30ms --populate 10ms --reconcile 10ms --relist 100ms
+    ///   podtrace predict default.trace --like tuned.trace
+    #[command(verbatim_doc_comment)]
+    Predict(predict::PredictArgs),
     /// Export a trace as Chrome trace-event JSON (Perfetto), OTLP traces
     /// (JSON file or OTLP/HTTP push) or CSV.
     Export(export::ExportArgs),
@@ -71,6 +84,7 @@ fn main() -> ExitCode {
         Cmd::Record(a) => record::run(a),
         Cmd::Report(a) => report::run(a),
         Cmd::Compare(a) => compare::run(a),
+        Cmd::Predict(a) => predict::run(a),
         Cmd::Export(a) => export::run(a),
     };
     match res {

@@ -86,9 +86,39 @@ pub struct StageRow {
     pub error: bool,
 }
 
+/// What a pod's mount wait was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MountClass {
+    /// The first check found volumes unmounted: the pod waited for a poll
+    /// tick.
+    Waited,
+    /// The first check found every volume mounted: no poll tick was waited
+    /// for.
+    AlreadyMounted,
+    /// No volume to wait for: the wait returned without polling.
+    NoVolumes,
+    /// The checks were not traced (or the first one's result was not seen).
+    Unknown,
+}
+
+impl MountClass {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            MountClass::Waited => "waited for a poll tick",
+            MountClass::AlreadyMounted => "already mounted at the first check",
+            MountClass::NoVolumes => "no volumes",
+            MountClass::Unknown => "not classified (checks not traced)",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct MountWait {
+    /// Relative to the start of the pod's start sync.
+    pub start_ms: f64,
     pub duration_ms: Option<f64>,
+    pub class: MountClass,
     /// Configured poll interval, read from the poll helper's argument.
     pub configured_interval_ms: Option<f64>,
     pub checks: Vec<PollCheck>,
@@ -189,27 +219,42 @@ fn is_descendant(spans: &[Span], mut i: usize, ancestor: usize) -> Option<usize>
     None
 }
 
+/// A pod's sync calls, in start order.
+pub fn pod_syncs(c: &Correlated, pod: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..c.spans.len())
+        .filter(|&i| c.spans[i].pod == Some(pod) && c.spans[i].role == Role::PodSync)
+        .collect();
+    v.sort_by_key(|&i| c.spans[i].start);
+    v
+}
+
+/// Which of a pod's syncs (in start order) starts the pod: the first one
+/// seen. The report's stages, compare's pod start and the prediction all
+/// take it from here, so a different rule is a change of this line only.
+pub fn start_sync(_c: &Correlated, syncs: &[usize]) -> Option<usize> {
+    syncs.first().copied()
+}
+
 impl Report {
     pub fn build(trace: &Trace, c: &Correlated) -> Report {
         let off = trace.header.mono_to_unix_ns;
         let mut pods = Vec::new();
         for (pi, pod) in c.pods.iter().enumerate() {
-            let syncs: Vec<usize> = (0..c.spans.len())
-                .filter(|&i| c.spans[i].pod == Some(pi) && c.spans[i].role == Role::PodSync)
-                .collect();
+            let syncs = pod_syncs(c, pi);
+            let start = start_sync(c, &syncs);
             let cri_spans: Vec<&Span> = c
                 .spans
                 .iter()
                 .filter(|s| s.pod == Some(pi) && s.role == Role::Cri)
                 .collect();
-            let base = match (syncs.first(), cri_spans.first()) {
-                (Some(&first), _) => c.spans[first].start,
+            let base = match (start, cri_spans.first()) {
+                (Some(first), _) => c.spans[first].start,
                 (None, Some(s)) => s.start,
                 (None, None) => continue,
             };
             let mut stages = Vec::new();
             let mut mount_wait_span = None;
-            if let Some(&first) = syncs.first() {
+            if let Some(first) = start {
                 stages.push(StageRow {
                     stage: c.spans[first].name.clone(),
                     depth: 0,
@@ -219,7 +264,7 @@ impl Report {
                 });
             }
             for (i, s) in c.spans.iter().enumerate() {
-                let Some(first) = syncs.first().copied() else {
+                let Some(first) = start else {
                     break;
                 };
                 let Some(depth) = is_descendant(&c.spans, i, first) else {
@@ -274,7 +319,10 @@ impl Report {
                 stages,
                 mount_wait,
                 cri,
-                later_syncs: syncs.len().saturating_sub(1),
+                later_syncs: start
+                    .and_then(|s| syncs.iter().position(|&i| i == s))
+                    .map(|at| syncs.len() - at - 1)
+                    .unwrap_or(0),
             });
         }
         pods.sort_by_key(|p| p.start_unix_ns);
@@ -409,10 +457,11 @@ impl Report {
                 };
                 let _ = writeln!(
                     o,
-                    "  mount wait: {} checks, interval configured {} observed {}",
+                    "  mount wait: {} checks, interval configured {} observed {} ({})",
                     m.checks.len(),
                     f(m.configured_interval_ms),
-                    f(m.observed_interval_ms)
+                    f(m.observed_interval_ms),
+                    m.class.describe()
                 );
                 let checks: Vec<String> = m
                     .checks
@@ -560,8 +609,21 @@ fn mount_wait(c: &Correlated, pod: usize, mw: usize, base: u64) -> MountWait {
         .collect();
     volumes.sort_by_key(|s| s.start);
     let mounted = volumes.last().map(|s| s.start);
+    let class = match (checks.first(), configured) {
+        (Some(first), _) => match first.arg_u64("unmounted") {
+            Some(0) => MountClass::AlreadyMounted,
+            Some(_) => MountClass::Waited,
+            None => MountClass::Unknown,
+        },
+        // kubelet returns before polling when the pod has no volume; a
+        // poll helper without checks means the checks were not traced.
+        (None, None) => MountClass::NoVolumes,
+        (None, Some(_)) => MountClass::Unknown,
+    };
     MountWait {
+        start_ms: rel(span.start, base),
         duration_ms: span.duration().map(ms),
+        class,
         configured_interval_ms: configured,
         checks: checks
             .iter()

@@ -11,8 +11,9 @@ use podtrace::{
         compare::{run, CompareArgs, CompareFormat},
         correlate, load_correlated,
     },
-    compare::{bootstrap_median_diff, compare, Run, Summary, CONFIDENCE, MIN_N, RESAMPLES},
-    test_support::synth::{synth, write_trace, SynthPod, SynthSpec, SynthTruth},
+    compare::{compare, compare_with, CompareOptions, Run, Summary, CONFIDENCE},
+    stats::MinEffect,
+    test_support::synth::{synth, write_trace, KubeletLike, SynthPod, SynthSpec, SynthTruth},
     trace::Trace,
 };
 
@@ -161,10 +162,26 @@ fn stage_statistics_match_the_generated_durations() {
             lo >= wb.min - wa.max - 1e-9 && hi <= wb.max - wa.min + 1e-9,
             "{name}"
         );
+        // The shift is the median of every difference, computed here.
+        let mut diffs: Vec<f64> = eb[name]
+            .iter()
+            .flat_map(|b| ea[name].iter().map(move |a| b - a))
+            .collect();
+        diffs.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+        let k = diffs.len();
+        let hl = if k % 2 == 1 {
+            diffs[k / 2]
+        } else {
+            (diffs[k / 2 - 1] + diffs[k / 2]) / 2.0
+        };
+        assert!(close(d.shift, hl), "{name}: shift {} vs {hl}", d.shift);
+        assert!(lo <= hl && hl <= hi, "{name}: shift outside its interval");
+        let threshold = (0.05 * wa.p50).max(1.0);
+        assert!(close(d.threshold_ms, threshold), "{name}: threshold");
         assert_eq!(
             d.significant,
-            lo > 0.0 || hi < 0.0,
-            "{name}: significant iff 0 is outside"
+            (lo > 0.0 || hi < 0.0) && d.shift.abs() >= threshold,
+            "{name}: significant iff 0 is outside and the shift is big enough"
         );
     }
     // Polling every 100 ms instead of 300 ms loses less time: clearly so.
@@ -220,84 +237,10 @@ fn stage_statistics_match_the_generated_durations() {
         let f = r.as_ref().expect("ticks");
         assert!(close(f.period_p50_ms.expect("period"), 100.0));
     }
-    assert_eq!(cmp.method.resamples, RESAMPLES);
-}
-
-/// P(X ≥ r) for X ~ Binomial(n, p).
-fn binom_at_least(n: usize, p: f64, r: usize) -> f64 {
-    let mut total = 0.0;
-    for k in r..=n {
-        let mut c = 1.0;
-        for j in 0..k {
-            c = c * (n - j) as f64 / (j + 1) as f64;
-        }
-        total += c * p.powi(k as i32) * (1.0 - p).powi((n - k) as i32);
-    }
-    total
-}
-
-/// Exact distribution of the nearest-rank median of a resample (with
-/// replacement) of distinct values: med* ≤ x_(k) iff at least ceil(n/2)
-/// draws are ≤ x_(k), and the count of those is Binomial(n, k/n).
-fn median_resample_pmf(values: &[f64]) -> Vec<(f64, f64)> {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
-    let n = v.len();
-    let r = n.div_ceil(2);
-    let cdf = |k: usize| {
-        if k == 0 {
-            0.0
-        } else {
-            binom_at_least(n, k as f64 / n as f64, r)
-        }
-    };
-    (1..=n).map(|k| (v[k - 1], cdf(k) - cdf(k - 1))).collect()
-}
-
-#[test]
-fn bootstrap_interval_matches_the_exact_bootstrap_distribution() {
-    // Distinct integers, so differences are exact.
-    let a = [112.0, 97.0, 130.0, 101.0, 125.0, 90.0, 118.0, 140.0, 105.0];
-    let b = [80.0, 96.0, 71.0, 88.0, 102.0, 77.0, 93.0];
-    let (pa, pb) = (median_resample_pmf(&a), median_resample_pmf(&b));
-    let mut diff: BTreeMap<i64, f64> = BTreeMap::new();
-    for (xa, qa) in &pa {
-        for (xb, qb) in &pb {
-            *diff.entry((xb - xa) as i64).or_default() += qa * qb;
-        }
-    }
-    let total: f64 = diff.values().sum();
-    assert!((total - 1.0).abs() < 1e-12, "pmf sums to {total}");
-    // F(x) = P(D ≤ x), F⁻(x) = P(D < x).
-    let cdf = |x: f64, strict: bool| -> f64 {
-        diff.iter()
-            .filter(|(d, _)| {
-                if strict {
-                    (**d as f64) < x
-                } else {
-                    (**d as f64) <= x
-                }
-            })
-            .map(|(_, p)| p)
-            .sum()
-    };
-    let (lo, hi) = bootstrap_median_diff(&a, &b, RESAMPLES, CONFIDENCE, 42).expect("interval");
-    let tail = (1.0 - CONFIDENCE) / 2.0;
-    // A Monte Carlo quantile of 10k draws: its exact CDF position is within
-    // a few standard errors (≈0.0016) of the target.
-    let tol = 0.01;
-    assert!(
-        cdf(lo, true) <= tail + tol && cdf(lo, false) >= tail - tol,
-        "lo {lo}"
-    );
-    assert!(
-        cdf(hi, true) <= 1.0 - tail + tol && cdf(hi, false) >= 1.0 - tail - tol,
-        "hi {hi}"
-    );
-    // And it is reproducible.
+    assert_eq!(cmp.method.confidence, CONFIDENCE);
     assert_eq!(
-        bootstrap_median_diff(&a, &b, RESAMPLES, CONFIDENCE, 42),
-        Some((lo, hi))
+        (cmp.method.min_effect_pct, cmp.method.min_effect_ms),
+        (5.0, 1.0)
     );
 }
 
@@ -312,9 +255,10 @@ fn noise_is_not_sold_as_a_gain() {
         assert!(!d.significant, "{}: {d:?}", st.stage);
         assert!(d.ci_low.expect("ci") <= 0.0 && d.ci_high.expect("ci") >= 0.0);
     }
-    // Fewer than MIN_N pods: shown, never called significant.
-    let (a, _) = build("a", &spec(MIN_N - 1, 300.0, 1));
-    let (b, _) = build("b", &spec(MIN_N - 1, 50.0, 2));
+    // Three pods a side: no arrangement of 3 against 3 reaches 95 %
+    // (P = 2/20 for the most extreme), so no verdict.
+    let (a, _) = build("a", &spec(3, 300.0, 1));
+    let (b, _) = build("b", &spec(3, 50.0, 2));
     let cmp = compare(&[a, b]).expect("compare");
     let st = cmp
         .stages
@@ -431,6 +375,9 @@ fn the_command_reads_files_and_writes_pictures() {
         format: CompareFormat::Json,
         html: Some(html.clone()),
         svg: Some(svg.clone()),
+        min_effect_pct: 5.0,
+        min_effect_ms: 1.0,
+        confidence: CONFIDENCE,
     })
     .expect("compare runs");
     assert_eq!(code, std::process::ExitCode::SUCCESS);
@@ -445,6 +392,9 @@ fn the_command_reads_files_and_writes_pictures() {
         format: CompareFormat::Table,
         html: None,
         svg: None,
+        min_effect_pct: 5.0,
+        min_effect_ms: 1.0,
+        confidence: CONFIDENCE,
     })
     .expect_err("one trace must fail")
     .to_string();
@@ -455,7 +405,7 @@ fn the_command_reads_files_and_writes_pictures() {
         .map(|(t, l)| Run::new(l, l, t, &correlate(t)))
         .collect();
     let v = serde_json::to_value(compare(&runs).expect("compare")).expect("json");
-    assert_eq!(v["podtrace_compare"], 1);
+    assert_eq!(v["podtrace_compare"], 2);
     assert_eq!(v["method"]["percentile"], "nearest-rank");
     assert!(v["stages"][0]["runs"][1]["p50"].is_number());
     assert!(v["stages"][0]["diffs"][1]["ci_low"].is_number());
@@ -545,4 +495,214 @@ fn runtime_only_runs_compare_their_cri_calls() {
         close(d.p50, 25.0) && d.significant && d.verdict == "slower",
         "{d:?}"
     );
+}
+
+fn stage<'a>(
+    cmp: &'a podtrace::compare::Comparison,
+    name: &str,
+) -> &'a podtrace::compare::StageComparison {
+    cmp.stages
+        .iter()
+        .find(|s| s.stage == name)
+        .unwrap_or_else(|| panic!("no row {name}"))
+}
+
+#[test]
+fn pods_are_classified_and_only_pods_that_waited_count_for_polling() {
+    let mut s = spec(12, 300.0, 1);
+    // Mounted before the wait began: the first check finds nothing to wait for.
+    s.pods[0].volumes_ms = vec![-1.0];
+    // No volume at all: kubelet returns before polling.
+    s.pods[1].volumes_ms = vec![];
+    let (a, truth) = build("default", &s);
+    assert_eq!(
+        (
+            a.classes.waited,
+            a.classes.already_mounted,
+            a.classes.no_volumes,
+            a.classes.unknown
+        ),
+        (10, 1, 1, 0)
+    );
+    let (b, _) = build("tuned", &spec(12, 30.0, 2));
+    let cmp = compare(&[a, b]).expect("compare");
+    let waited: Vec<&podtrace::test_support::synth::PodTruth> = truth.pods[2..].iter().collect();
+    let want_wait = expected(
+        &waited
+            .iter()
+            .map(|p| ms(p.mount_wait_start, p.mount_wait_end))
+            .collect::<Vec<_>>(),
+    );
+    let want_lost = expected(
+        &waited
+            .iter()
+            .map(|p| ms(p.volumes_mounted.expect("mounted"), p.noticed))
+            .collect::<Vec<_>>(),
+    );
+    let mw = stage(&cmp, "mount_wait");
+    assert_eq!(mw.pods, "pods that waited");
+    assert_summary(mw.runs[0].as_ref().expect("wait"), &want_wait, "mount_wait");
+    let lost = stage(&cmp, "lost_to_polling");
+    assert_summary(lost.runs[0].as_ref().expect("lost"), &want_lost, "lost");
+    // The sync row keeps every pod.
+    let sync = stage(&cmp, "sync");
+    assert_eq!(sync.pods, "all pods");
+    assert_eq!(sync.runs[0].as_ref().expect("sync").n, 12);
+    // Polling findings count the same pods.
+    assert_eq!(cmp.polling[0].pods_with_mount_wait, 12);
+    assert_summary(
+        cmp.polling[0].lost_to_polling_ms.as_ref().expect("lost"),
+        &want_lost,
+        "polling lost",
+    );
+    let table = cmp.to_table();
+    for l in [
+        "waited for a poll tick",
+        "already mounted at the first check",
+        "no volumes",
+        "mount_wait*",
+    ] {
+        assert!(table.contains(l), "table lacks {l}:\n{table}");
+    }
+    let v = serde_json::to_value(&cmp).expect("json");
+    assert_eq!(v["runs"][0]["classes"]["already_mounted"], 1);
+    assert_eq!(v["runs"][0]["classes"]["no_volumes"], 1);
+}
+
+/// Default against tuned, 30 pods each, one default pod already mounted at
+/// its first check, the sandbox 2 % and the container start 1 % slower in the
+/// tuned run (with per-pod noise): the demo, with enough pods.
+fn default_vs_tuned(n: usize) -> (Run, Run) {
+    let tweak = |mut s: SynthSpec, sandbox: f64, container: f64, seed: u64| {
+        for (i, p) in s.pods.iter_mut().enumerate() {
+            let jitter = ((i as u64 * 7 + seed) % 11) as f64 / 10.0 * 0.2;
+            p.sandbox_ms = 40.0 * sandbox + jitter;
+            p.containers_ms = vec![15.0 * container + jitter];
+        }
+        s
+    };
+    let mut d = tweak(KubeletLike::default_periods(n, 1).spec(), 1.0, 1.0, 3);
+    d.pods[3].volumes_ms = vec![-1.0];
+    let t = tweak(KubeletLike::tuned_periods(n, 2).spec(), 1.02, 1.01, 5);
+    (build("default", &d).0, build("tuned", &t).0)
+}
+
+#[test]
+fn a_tenfold_change_is_called_and_two_percent_is_not() {
+    let (d, t) = default_vs_tuned(30);
+    let cmp = compare(&[d.clone(), t.clone()]).expect("compare");
+    for name in ["pod", "sync", "mount_wait", "lost_to_polling"] {
+        let st = stage(&cmp, name);
+        let diff = st.diffs[1].as_ref().expect("diff");
+        assert_eq!(diff.verdict, "faster", "{name}: {diff:?}");
+        // The headline says it with the table's own p50s.
+        let (a, b) = (
+            st.runs[0].as_ref().expect("a").p50,
+            st.runs[1].as_ref().expect("b").p50,
+        );
+        let said = format!("{name} {:.1}x ({a:.1} -> {b:.1} ms)", a / b);
+        assert!(
+            cmp.headline[0].contains(&said),
+            "{said} not in {}",
+            cmp.headline[0]
+        );
+    }
+    let mw = stage(&cmp, "mount_wait").runs[0]
+        .as_ref()
+        .expect("wait")
+        .p50;
+    let mwt = stage(&cmp, "mount_wait").runs[1]
+        .as_ref()
+        .expect("wait")
+        .p50;
+    assert!((9.0..11.0).contains(&(mw / mwt)), "{mw} / {mwt}");
+    for name in ["create_sandbox", "start_container"] {
+        let d = stage(&cmp, name).diffs[1].as_ref().expect("diff");
+        assert_eq!(d.verdict, "no clear difference", "{name}: {d:?}");
+        assert!(!d.significant);
+        // Real (the interval excludes 0), but below 5 % and 1 ms.
+        assert!(d.ci_low.expect("ci") > 0.0, "{name}: {d:?}");
+        assert!(!cmp.headline[0].contains(&format!("slower: {name}")));
+    }
+    assert!(!cmp.headline[0].contains("slower"), "{}", cmp.headline[0]);
+    // Without a minimal effect the same +2 % is called.
+    let strict = compare_with(
+        &[d, t],
+        &CompareOptions {
+            confidence: CONFIDENCE,
+            min_effect: MinEffect {
+                min_pct: 0.0,
+                min_ms: 0.0,
+            },
+        },
+    )
+    .expect("compare");
+    assert_eq!(
+        stage(&strict, "create_sandbox").diffs[1]
+            .as_ref()
+            .expect("diff")
+            .verdict,
+        "slower"
+    );
+}
+
+#[test]
+fn five_pods_with_one_outlier_cannot_tell_but_thirty_can() {
+    // The case: five pods each, one default pod already mounted, is
+    // fine for the mount wait now (that pod does not count) but the sync
+    // still mixes it in: its interval reaches across zero.
+    let (d, t) = default_vs_tuned(5);
+    let cmp = compare(&[d, t]).expect("compare");
+    let sync = stage(&cmp, "sync").diffs[1].as_ref().expect("diff");
+    assert_eq!(sync.verdict, "no clear difference", "{sync:?}");
+    assert!(sync.ci_high.expect("ci") > 0.0);
+    let mw = stage(&cmp, "mount_wait");
+    assert_eq!(mw.runs[0].as_ref().expect("wait").n, 4);
+    assert_eq!(
+        mw.diffs[1].as_ref().expect("diff").verdict,
+        "faster",
+        "four pods that waited against five: every pair says so"
+    );
+}
+
+#[test]
+fn the_prediction_is_shown_beside_the_measurement() {
+    let (d, t) = default_vs_tuned(30);
+    let cmp = compare(&[d, t]).expect("compare");
+    let p = cmp.predictions[1].as_ref().expect("prediction");
+    assert_eq!(p.from, "default");
+    assert!(close(p.intervals.poll_ms.expect("poll"), 30.0));
+    for name in ["mount_wait", "sync", "lost_to_polling", "pod"] {
+        let st = stage(&cmp, name);
+        assert!(
+            st.predicted[0].is_none(),
+            "the baseline predicts itself not"
+        );
+        let pr = st.predicted[1].as_ref().expect("predicted");
+        assert_eq!(pr.n, 30);
+        assert!(pr.low <= pr.p50 && pr.p50 <= pr.high, "{name}: {pr:?}");
+    }
+    let measured = stage(&cmp, "mount_wait").runs[1].as_ref().expect("m").p50;
+    let predicted = stage(&cmp, "mount_wait").predicted[1]
+        .as_ref()
+        .expect("p")
+        .p50;
+    assert!(
+        (predicted - measured).abs() <= 0.1 * measured,
+        "{predicted} vs {measured}"
+    );
+    let table = cmp.to_table();
+    assert!(table.contains("predicted"), "{table}");
+    // The page: the headline, one predicted marker per predicted row.
+    let page = podtrace::html::compare_html(&cmp);
+    assert!(page.contains("class=\"headline\""));
+    assert_eq!(page.matches("<g class=\"predicted\">").count(), 4);
+    assert!(page.contains("predicted from default"));
+    let v = serde_json::to_value(&cmp).expect("json");
+    assert!(
+        v["stages"][2]["predicted"][1]["p50"].is_number(),
+        "{}",
+        v["stages"][2]
+    );
+    assert!(v["predictions"][1]["intervals"]["reconcile_ms"].is_number());
 }

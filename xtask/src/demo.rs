@@ -1,7 +1,8 @@
 //! `cargo xtask demo`: record a real kubelet (built from the k8s.io/kubernetes
 //! module by set-up, standalone with static pods on containerd 2.x) with
 //! kubelet's default intervals and rebuilt with the tuned ones from the field
-//! notes; print both reports and compare them. `--workload` records the
+//! notes; print both reports and compare them (compare's first line says what
+//! changed, from the same numbers as its table). `--workload` records the
 //! kubelet-shaped test program instead (fast, no containers).
 
 use std::{
@@ -10,44 +11,13 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use podtrace_tests::{
     containerd,
     node::{Node, NodeOpts},
 };
-use serde_json::Value;
 
 use crate::{podtrace_bin, root, sh, step, upstream, workload_dir};
-
-fn report_json(trace: &std::path::Path) -> Result<Value> {
-    let out = Command::new(podtrace_bin())
-        .args(["report", "--format", "json"])
-        .arg(trace)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "podtrace report failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied()
-}
-
-/// Median of a mount-wait field over the report's pods.
-fn mount_wait_median(r: &Value, field: &str) -> Option<f64> {
-    median(
-        r["pods"]
-            .as_array()?
-            .iter()
-            .filter_map(|p| p["mount_wait"][field].as_f64())
-            .collect(),
-    )
-}
 
 /// `cargo xtask demo`: the real kubelet (default, then tuned) unless
 /// `workload`, the kubelet-shaped test program.
@@ -73,13 +43,11 @@ pub fn run(pods: u32, workload: bool) -> Result<()> {
             reports.push((preset, trace));
         }
     }
-    let mut json = Vec::new();
-    for (preset, trace) in &reports {
+    for (_, trace) in &reports {
         step(&format!("podtrace report {}", trace.display()));
         sh(Command::new(podtrace_bin()).arg("report").arg(trace))?;
-        json.push((*preset, report_json(trace).context("reading the report")?));
     }
-    summary(&out, &json, &versions)
+    summary(&out, &versions)
 }
 
 /// Records `pods` pod starts of the kubelet-shaped workload.
@@ -149,47 +117,9 @@ fn record_real(out: &Path, preset: &str, tuned: bool, pods: u32) -> Result<PathB
     }
 }
 
-fn summary(out: &Path, reports: &[(&str, Value)], versions: &str) -> Result<()> {
-    let f = |v: Option<f64>| {
-        v.map(|v| format!("{v:8.1} ms"))
-            .unwrap_or_else(|| "       -".into())
-    };
-    println!("\nmount wait (WaitForAttachAndMount), median over pods");
-    println!(
-        "{:<9} {:>11} {:>11} {:>11} {:>16}",
-        "preset", "wait", "interval", "checks", "lost to polling"
-    );
-    for (preset, r) in reports {
-        let checks = median(
-            r["pods"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|p| {
-                            p["mount_wait"]["checks"].as_array().map(|c| c.len() as f64)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        );
-        println!(
-            "{:<9} {} {} {:>11} {}",
-            preset,
-            f(mount_wait_median(r, "duration_ms")),
-            f(mount_wait_median(r, "observed_interval_ms")),
-            checks.map(|c| format!("{c:.0}")).unwrap_or_default(),
-            f(mount_wait_median(r, "lost_to_polling_ms"))
-        );
-    }
-    if let (Some(d), Some(t)) = (
-        mount_wait_median(&reports[0].1, "duration_ms"),
-        mount_wait_median(&reports[1].1, "duration_ms"),
-    ) {
-        println!(
-            "\ntuned intervals cut the mount wait {:.1}x ({d:.1} ms -> {t:.1} ms)",
-            d / t
-        );
-    }
+/// compare (its first line says what changed, from the same numbers as its
+/// table), the HTML pages and the Perfetto file.
+fn summary(out: &Path, versions: &str) -> Result<()> {
     let (d, t) = (out.join("default.trace"), out.join("tuned.trace"));
     step("podtrace compare default.trace tuned.trace");
     let cmp_html = out.join("compare.html");

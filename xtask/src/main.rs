@@ -40,8 +40,10 @@ enum Cmd {
     /// built with default and with tuned intervals, and print both reports
     /// and the comparison.
     Demo {
-        /// Pod starts per run.
-        #[arg(long, default_value_t = 12)]
+        /// Pods per run: enough for compare to call a 10x change even with a
+        /// third of one run's pods off to the side, and too few for noise to
+        /// pass the 5 % threshold (docs/compare.md, "How many pods").
+        #[arg(long, default_value_t = 30)]
         pods: u32,
         /// Record the kubelet-shaped test workload instead of the real
         /// kubelet (fast: no containers, no node).

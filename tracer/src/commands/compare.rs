@@ -1,6 +1,7 @@
 //! `podtrace compare A B [more…]`: stage distributions of several runs, the
-//! differences against the first with bootstrap confidence intervals, and
-//! the polling and loop findings side by side.
+//! shifts against the first with their intervals and verdicts, what the
+//! first predicts for the others' intervals, and the polling and loop
+//! findings side by side.
 
 use std::{
     io::Write as _,
@@ -12,8 +13,9 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{
     commands::load_correlated,
-    compare::{compare, Run},
+    compare::{compare_with, CompareOptions, Run},
     html,
+    stats::MinEffect,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -41,6 +43,16 @@ pub struct CompareArgs {
     /// Also write them as a standalone SVG picture.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
+    /// A difference counts only if the shift is at least this % of the
+    /// baseline's p50 ...
+    #[arg(long, value_name = "PCT", default_value_t = 5.0)]
+    pub min_effect_pct: f64,
+    /// ... and at least this many ms.
+    #[arg(long, value_name = "MS", default_value_t = 1.0)]
+    pub min_effect_ms: f64,
+    /// Coverage of the intervals.
+    #[arg(long, default_value_t = crate::compare::CONFIDENCE)]
+    pub confidence: f64,
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -118,7 +130,19 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
         let (trace, corr) = load_correlated(path)?;
         runs.push(Run::new(label, &path.display().to_string(), &trace, &corr));
     }
-    let cmp = compare(&runs)?;
+    if !(args.min_effect_pct >= 0.0 && args.min_effect_ms >= 0.0) {
+        bail!("--min-effect-pct and --min-effect-ms must be >= 0");
+    }
+    let cmp = compare_with(
+        &runs,
+        &CompareOptions {
+            confidence: args.confidence,
+            min_effect: MinEffect {
+                min_pct: args.min_effect_pct,
+                min_ms: args.min_effect_ms,
+            },
+        },
+    )?;
     let text = match args.format {
         CompareFormat::Table => cmp.to_table(),
         CompareFormat::Json => serde_json::to_string_pretty(&cmp)? + "\n",

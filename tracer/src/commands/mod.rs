@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod export;
+pub mod predict;
 pub mod probes;
 pub mod record;
 pub mod report;

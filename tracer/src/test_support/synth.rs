@@ -70,8 +70,10 @@ pub struct SynthSpec {
     pub pods: Vec<SynthPod>,
     pub pid: u32,
     pub hostname: String,
-    /// Tick period of the reconciler and the populator loops; None: no ticks.
+    /// Tick period of the reconciler loop; None: no ticks.
     pub reconcile_ms: Option<f64>,
+    /// Tick period of the volume populator loop; None: no ticks.
+    pub populate_ms: Option<f64>,
     /// PLEG relist period; None: no relist.
     pub relist_ms: Option<f64>,
     /// Also trace containerd (this pid): its CRI handlers run inside
@@ -89,6 +91,7 @@ impl SynthSpec {
             pid: 4242,
             hostname: "node-1".into(),
             reconcile_ms: Some(100.0),
+            populate_ms: Some(100.0),
             relist_ms: Some(1000.0),
             containerd_pid: None,
             closure_checks: false,
@@ -130,6 +133,93 @@ pub struct SynthTruth {
 
 fn ns(ms: f64) -> u64 {
     (ms.max(0.0) * 1e6).round() as u64
+}
+
+/// A populator tick's duration.
+const POPULATE_TICK_NS: u64 = 150_000;
+
+/// The first tick of a loop with this period, after T0: a third of the
+/// period in (the loops start with the process, before the first pod).
+fn first_tick_ns(period_ns: u64) -> u64 {
+    period_ns / 3
+}
+
+/// Start (ns after T0) of the first tick at or after `t` of a loop.
+fn next_tick_ns(period_ns: u64, t: u64) -> u64 {
+    let first = first_tick_ns(period_ns);
+    if t <= first {
+        first
+    } else {
+        first + (t - first).div_ceil(period_ns) * period_ns
+    }
+}
+
+/// A run whose volumes are mounted the way kubelet mounts them: the
+/// populator picks a pod up at its first tick after the pod's sync started,
+/// the reconciler mounts at its first tick after that populator tick ended,
+/// `mount_work_ms` later. Pod i starts at a random point (seeded) of
+/// `[30 + i·spacing, 30 + (i+1)·spacing)` ms, against free-running loops.
+#[derive(Debug, Clone)]
+pub struct KubeletLike {
+    pub pods: usize,
+    pub poll_ms: f64,
+    pub populate_ms: f64,
+    pub reconcile_ms: f64,
+    pub relist_ms: f64,
+    pub mount_work_ms: f64,
+    pub spacing_ms: f64,
+    pub seed: u64,
+}
+
+impl KubeletLike {
+    /// Kubelet's default periods (poll 300 ms, populator and reconciler
+    /// 100 ms, relist 1 s).
+    pub fn default_periods(pods: usize, seed: u64) -> KubeletLike {
+        KubeletLike {
+            pods,
+            poll_ms: 300.0,
+            populate_ms: 100.0,
+            reconcile_ms: 100.0,
+            relist_ms: 1000.0,
+            mount_work_ms: 0.4,
+            spacing_ms: 500.0,
+            seed,
+        }
+    }
+
+    /// The tuned periods of the field notes (30/10/10/100 ms).
+    pub fn tuned_periods(pods: usize, seed: u64) -> KubeletLike {
+        KubeletLike {
+            poll_ms: 30.0,
+            populate_ms: 10.0,
+            reconcile_ms: 10.0,
+            relist_ms: 100.0,
+            ..KubeletLike::default_periods(pods, seed)
+        }
+    }
+
+    pub fn spec(&self) -> SynthSpec {
+        let mut rng = crate::compare::SplitMix64::new(self.seed);
+        let (pop, rec) = (ns(self.populate_ms), ns(self.reconcile_ms));
+        let pods = (0..self.pods)
+            .map(|i| {
+                let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                let start = 30.0 + (i as f64 + u) * self.spacing_ms;
+                let mut p = SynthPod::new(i, start, 0.0, self.poll_ms);
+                let t_pop = next_tick_ns(pop, ns(start));
+                let t_rec = next_tick_ns(rec, t_pop + POPULATE_TICK_NS);
+                let mounted = (t_rec + ns(self.mount_work_ms)) as f64 / 1e6;
+                p.volumes_ms = vec![mounted - start - p.pre_mount_ms];
+                p
+            })
+            .collect();
+        SynthSpec {
+            reconcile_ms: Some(self.reconcile_ms),
+            populate_ms: Some(self.populate_ms),
+            relist_ms: Some(self.relist_ms),
+            ..SynthSpec::new(pods)
+        }
+    }
 }
 
 /// A built-in catalogue binary as a probe table (the last variant of each
@@ -287,14 +377,26 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         let mw = st + ns(pod.pre_mount_ms);
         pt.mount_wait_start = mw;
         g.open("mount_wait", mw, goid, &who(false))?;
+        if pod.volumes_ms.is_empty() {
+            // No volume: kubelet returns before polling.
+            pt.mount_wait_end = mw + 20_000;
+            g.close(
+                "mount_wait",
+                pt.mount_wait_end,
+                goid,
+                &[("error", Val::N(0))],
+            )?;
+        }
         let ph = mw + 10_000;
         let interval = ns(pod.poll_interval_ms).max(1_000);
-        g.open(
-            "poll_helper",
-            ph,
-            goid,
-            &[("interval_ns", Val::N(interval))],
-        )?;
+        if !pod.volumes_ms.is_empty() {
+            g.open(
+                "poll_helper",
+                ph,
+                goid,
+                &[("interval_ns", Val::N(interval))],
+            )?;
+        }
         let mounted: Vec<u64> = pod.volumes_ms.iter().map(|v| mw + ns(*v)).collect();
         for (v, &m) in mounted.iter().enumerate() {
             // MarkVolumeAsMounted runs on an operation executor goroutine.
@@ -311,44 +413,46 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
             g.close("volume_mounted", m + 20_000, vg, &[])?;
         }
         pt.volumes_mounted = mounted.iter().copied().max();
-        let mut t;
-        let mut k = 0u64;
-        loop {
-            let c = ph + 20_000 + k * interval;
-            g.open("poll_cond", c, goid, &[])?;
-            let cs = c + 1_000;
-            let ce = cs + ns(pod.check_ms);
-            let unmounted = mounted.iter().filter(|&&m| m > cs).count() as u64;
-            let done = &[
-                ("done", Val::N(u64::from(unmounted == 0))),
-                ("error", Val::N(0)),
-            ];
-            if spec.closure_checks {
-                // The closure's own span is the check.
-                g.close("poll_cond", ce, goid, done)?;
-                pt.checks.push((c, unmounted));
-                t = ce;
-            } else {
-                g.open("poll_check", cs, goid, &[("pod_uid", s(&pod.uid))])?;
-                g.close("poll_check", ce, goid, &[("unmounted", Val::N(unmounted))])?;
-                g.close("poll_cond", ce + 1_000, goid, done)?;
-                pt.checks.push((cs, unmounted));
-                t = ce + 1_000;
+        if !pod.volumes_ms.is_empty() {
+            let mut t;
+            let mut k = 0u64;
+            loop {
+                let c = ph + 20_000 + k * interval;
+                g.open("poll_cond", c, goid, &[])?;
+                let cs = c + 1_000;
+                let ce = cs + ns(pod.check_ms);
+                let unmounted = mounted.iter().filter(|&&m| m > cs).count() as u64;
+                let done = &[
+                    ("done", Val::N(u64::from(unmounted == 0))),
+                    ("error", Val::N(0)),
+                ];
+                if spec.closure_checks {
+                    // The closure's own span is the check.
+                    g.close("poll_cond", ce, goid, done)?;
+                    pt.checks.push((c, unmounted));
+                    t = ce;
+                } else {
+                    g.open("poll_check", cs, goid, &[("pod_uid", s(&pod.uid))])?;
+                    g.close("poll_check", ce, goid, &[("unmounted", Val::N(unmounted))])?;
+                    g.close("poll_cond", ce + 1_000, goid, done)?;
+                    pt.checks.push((cs, unmounted));
+                    t = ce + 1_000;
+                }
+                if unmounted == 0 {
+                    pt.noticed = ce;
+                    break;
+                }
+                k += 1;
             }
-            if unmounted == 0 {
-                pt.noticed = ce;
-                break;
-            }
-            k += 1;
+            g.close("poll_helper", t + 5_000, goid, &[])?;
+            pt.mount_wait_end = t + 10_000;
+            g.close(
+                "mount_wait",
+                pt.mount_wait_end,
+                goid,
+                &[("error", Val::N(0))],
+            )?;
         }
-        g.close("poll_helper", t + 5_000, goid, &[])?;
-        pt.mount_wait_end = t + 10_000;
-        g.close(
-            "mount_wait",
-            pt.mount_wait_end,
-            goid,
-            &[("error", Val::N(0))],
-        )?;
         let rs = pt.mount_wait_end + 100_000;
         g.open("runtime_sync", rs, goid, &[])?;
         let mut t = rs + 10_000;
@@ -423,7 +527,7 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
     end += 200_000_000;
     let loops: [(&str, Option<f64>, u64, u64); 3] = [
         ("reconcile", spec.reconcile_ms, 1, 300_000),
-        ("populate", spec.reconcile_ms, 3, 150_000),
+        ("populate", spec.populate_ms, 3, POPULATE_TICK_NS),
         ("relist", spec.relist_ms, 4, 2_000_000),
     ];
     for (name, period, goid, dur) in loops {
@@ -431,7 +535,7 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
             continue;
         };
         let mut ticks = Vec::new();
-        let mut t = T0_MONO_NS + period / 3;
+        let mut t = T0_MONO_NS + first_tick_ns(period);
         while t + dur < end {
             g.open(name, t, goid, &[])?;
             if name == "reconcile" {
