@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::{
     correlate::Correlated,
     predict::{self, ClassShares, Intervals, PodModel, Predicted, StageNames},
-    report::{percentile, pod_syncs, start_sync, MountClass, Report},
+    report::{percentile, start_sync, syncs_by_pod, MountClass, Report},
     stats::{self, MinEffect, Verdict},
     trace::Trace,
 };
@@ -259,12 +259,13 @@ pub struct PodWindow {
 
 /// The start window of every pod that has a sync.
 pub fn pod_windows(c: &Correlated) -> Vec<PodWindow> {
+    let all_syncs = syncs_by_pod(c);
     c.pods
         .iter()
         .enumerate()
         .filter_map(|(pi, pod)| {
-            let syncs = pod_syncs(c, pi);
-            let first = start_sync(c, &syncs)?;
+            let syncs = &all_syncs[pi];
+            let first = start_sync(c, syncs)?;
             let at = syncs.iter().position(|&i| i == first)?;
             let end = syncs[at..]
                 .iter()

@@ -19,7 +19,11 @@ pub const REPORT_VERSION: u32 = 1;
 pub struct Report {
     pub podtrace_report: u32,
     pub trace: TraceSummary,
+    /// Pods that started while recording (their create sync was seen).
     pub pods: Vec<PodReport>,
+    /// Pods that only resynced while recording (already running when it
+    /// began): never counted as starts.
+    pub resynced_pods: Vec<ResyncedPod>,
     pub loops: Vec<LoopReport>,
     /// Spans per traced function.
     pub probes: Vec<ProbeCount>,
@@ -51,8 +55,20 @@ pub struct PodReport {
     /// joined by pod UID, sandbox id and container id; times relative to the
     /// same start as `stages`.
     pub cri: Vec<CriCall>,
-    /// Syncs of this pod after the first (updates, status syncs).
+    /// Syncs of this pod after its start (updates, resyncs).
     pub later_syncs: usize,
+}
+
+/// A pod that only resynced during the recording.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResyncedPod {
+    pub uid: String,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    /// Sync calls seen (periodic resyncs, PLEG-driven, updates).
+    pub syncs: usize,
+    pub sync_p50_ms: Option<f64>,
+    pub sync_max_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -219,29 +235,72 @@ fn is_descendant(spans: &[Span], mut i: usize, ancestor: usize) -> Option<usize>
     None
 }
 
-/// A pod's sync calls, in start order.
-pub fn pod_syncs(c: &Correlated, pod: usize) -> Vec<usize> {
-    let mut v: Vec<usize> = (0..c.spans.len())
-        .filter(|&i| c.spans[i].pod == Some(pod) && c.spans[i].role == Role::PodSync)
-        .collect();
-    v.sort_by_key(|&i| c.spans[i].start);
-    v
+/// Every pod's sync calls, in start order, indexed by pod in one pass over
+/// the spans (report, compare and export all start from this).
+pub fn syncs_by_pod(c: &Correlated) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new(); c.pods.len()];
+    for (i, s) in c.spans.iter().enumerate() {
+        if s.role == Role::PodSync {
+            if let Some(v) = s.pod.and_then(|p| out.get_mut(p)) {
+                v.push(i);
+            }
+        }
+    }
+    for v in &mut out {
+        v.sort_by_key(|&i| c.spans[i].start);
+    }
+    out
 }
 
-/// Which of a pod's syncs (in start order) starts the pod: the first one
-/// seen. The report's stages, compare's pod start and the prediction all
-/// take it from here, so a different rule is a change of this line only.
-pub fn start_sync(_c: &Correlated, syncs: &[usize]) -> Option<usize> {
-    syncs.first().copied()
+/// kubelet's `SyncPodType` for a pod created from its source
+/// (`kubetypes.SyncPodCreate`: sync 0, update 1, create 2, kill 3).
+pub const SYNC_POD_CREATE: u64 = 2;
+
+/// Which of a pod's syncs (in start order) starts the pod: its create sync.
+/// A pod already running when the recording began only resyncs (every
+/// `syncFrequency` and on PLEG events), so it has none and is no start.
+/// Traces whose sync probe captured no update type (none of podtrace's
+/// catalogue variants lacks it) fall back to the first sync. The report's
+/// stages, compare's pod start, the prediction and the exports all take the
+/// start from here.
+pub fn start_sync(c: &Correlated, syncs: &[usize]) -> Option<usize> {
+    let typed = syncs
+        .iter()
+        .any(|&i| c.spans[i].arg_u64("update_type").is_some());
+    if !typed {
+        return syncs.first().copied();
+    }
+    syncs
+        .iter()
+        .copied()
+        .find(|&i| c.spans[i].arg_u64("update_type") == Some(SYNC_POD_CREATE))
 }
 
 impl Report {
     pub fn build(trace: &Trace, c: &Correlated) -> Report {
         let off = trace.header.mono_to_unix_ns;
         let mut pods = Vec::new();
+        let mut resynced_pods = Vec::new();
+        let all_syncs = syncs_by_pod(c);
         for (pi, pod) in c.pods.iter().enumerate() {
-            let syncs = pod_syncs(c, pi);
-            let start = start_sync(c, &syncs);
+            let syncs = &all_syncs[pi];
+            let start = start_sync(c, syncs);
+            if start.is_none() && !syncs.is_empty() {
+                let mut d: Vec<f64> = syncs
+                    .iter()
+                    .filter_map(|&i| c.spans[i].duration().map(ms))
+                    .collect();
+                d.sort_by(f64::total_cmp);
+                resynced_pods.push(ResyncedPod {
+                    uid: pod.uid.clone(),
+                    name: pod.name.clone(),
+                    namespace: pod.namespace.clone(),
+                    syncs: syncs.len(),
+                    sync_p50_ms: percentile(&d, 50.0),
+                    sync_max_ms: d.last().copied(),
+                });
+                continue;
+            }
             let cri_spans: Vec<&Span> = c
                 .spans
                 .iter()
@@ -396,6 +455,7 @@ impl Report {
                 complete: trace.footer.is_some(),
             },
             pods,
+            resynced_pods,
             loops,
             probes,
             stats: c.stats.clone(),
@@ -420,7 +480,15 @@ impl Report {
             let _ = writeln!(o, "warning: {w}");
         }
         if self.pods.is_empty() {
-            let _ = writeln!(o, "\nno pod in this trace");
+            let _ = writeln!(
+                o,
+                "\nno pod started in this trace{}",
+                if self.resynced_pods.is_empty() {
+                    ""
+                } else {
+                    " (only resyncs of pods already running)"
+                }
+            );
         }
         for p in &self.pods {
             let _ = writeln!(
@@ -521,6 +589,28 @@ impl Report {
             }
             if p.later_syncs > 0 {
                 let _ = writeln!(o, "  ({} later syncs not shown)", p.later_syncs);
+            }
+        }
+        if !self.resynced_pods.is_empty() {
+            let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                o,
+                "\nalready running (resynced while recording; not starts)\n  {:<48} {:>6} {:>12} {:>12}",
+                "pod", "syncs", "sync p50 ms", "sync max ms"
+            );
+            for r in &self.resynced_pods {
+                let name = format!(
+                    "{}/{}",
+                    r.namespace.as_deref().unwrap_or("?"),
+                    r.name.as_deref().unwrap_or(&r.uid)
+                );
+                let _ = writeln!(
+                    o,
+                    "  {name:<48} {:>6} {:>12} {:>12}",
+                    r.syncs,
+                    f(r.sync_p50_ms),
+                    f(r.sync_max_ms)
+                );
             }
         }
         if !self.loops.is_empty() {

@@ -67,18 +67,4 @@ pub fn pod_label(p: &Pod) -> String {
     }
 }
 
-/// Per pod, its pod-sync spans in start order.
-pub fn syncs_by_pod(c: &Correlated) -> Vec<Vec<usize>> {
-    let mut out = vec![Vec::new(); c.pods.len()];
-    for (i, s) in c.spans.iter().enumerate() {
-        if s.role == crate::catalogue::Role::PodSync {
-            if let Some(v) = s.pod.and_then(|p| out.get_mut(p)) {
-                v.push(i);
-            }
-        }
-    }
-    for v in &mut out {
-        v.sort_by_key(|&i| c.spans[i].start);
-    }
-    out
-}
+pub use crate::report::syncs_by_pod;

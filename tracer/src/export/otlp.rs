@@ -1,6 +1,7 @@
-//! OTLP traces: one trace per pod start (the pod's first sync), spans nested
-//! as in the report (sync → mount wait, runtime stages), the poll checks and
-//! volume marks as span events of the mount wait. Encoded with the
+//! OTLP traces: one trace per pod start (the pod's create sync; a pod that
+//! only resynced is no start), spans nested as in the report (sync → mount
+//! wait, runtime stages), the poll checks and volume marks as span events of
+//! the mount wait. Encoded with the
 //! OpenTelemetry protobuf types, as protobuf JSON (a file) or protobuf
 //! (OTLP/HTTP push).
 
@@ -201,12 +202,16 @@ pub fn otlp_request(trace: &Trace, c: &Correlated) -> ExportTraceServiceRequest 
         if let Some(ns) = &pod.namespace {
             pod_attrs.push(kv_str("k8s.namespace.name", ns));
         }
-        let Some(&first) = idx.first() else {
-            // Only the runtime was traced for this pod.
-            let calls = cri.get(p).map(Vec::as_slice).unwrap_or_default();
-            runtime_only(trace, c, &children, calls, pod_attrs, &mut by_process);
+        let Some(first) = crate::report::start_sync(c, idx) else {
+            if idx.is_empty() {
+                // Only the runtime was traced for this pod.
+                let calls = cri.get(p).map(Vec::as_slice).unwrap_or_default();
+                runtime_only(trace, c, &children, calls, pod_attrs, &mut by_process);
+            }
+            // Otherwise it was already running: its resyncs are no start.
             continue;
         };
+        let idx = &idx[idx.iter().position(|&i| i == first).unwrap_or(0)..];
         let root = &c.spans[first];
         let (trace_id, rng) = ids(&pod.uid, root.start);
         let mut tx = TreeExport {

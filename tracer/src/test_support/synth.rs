@@ -42,6 +42,9 @@ pub struct SynthPod {
     pub post_ms: f64,
     /// Status syncs after the first (short, no stages).
     pub later_syncs: usize,
+    /// Already running when the recording began: its first sync seen is a
+    /// resync (update type sync), not the create sync.
+    pub already_running: bool,
 }
 
 impl SynthPod {
@@ -61,6 +64,7 @@ impl SynthPod {
             containers_ms: vec![15.0],
             post_ms: 1.0,
             later_syncs: 0,
+            already_running: false,
         }
     }
 }
@@ -359,11 +363,13 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
     for (i, pod) in spec.pods.iter().enumerate() {
         let before = g.spans;
         let goid = 1000 + i as u64;
-        let who = |with_ns: bool| {
+        // `update_type` only on syncs: kubelet's SyncPodCreate (2) for the
+        // start, SyncPodSync (0) for resyncs.
+        let who = |update_type: Option<u64>| {
             let mut v = vec![("pod_name", s(&pod.name)), ("pod_uid", s(&pod.uid))];
-            if with_ns {
+            if let Some(t) = update_type {
                 v.push(("pod_namespace", s(&pod.namespace)));
-                v.push(("update_type", Val::N(0)));
+                v.push(("update_type", Val::N(t)));
             }
             v
         };
@@ -373,10 +379,11 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         };
         let st = T0_MONO_NS + ns(pod.start_ms);
         pt.sync_start = st;
-        g.open("sync", st, goid, &who(true))?;
+        let first_type = if pod.already_running { 0 } else { 2 };
+        g.open("sync", st, goid, &who(Some(first_type)))?;
         let mw = st + ns(pod.pre_mount_ms);
         pt.mount_wait_start = mw;
-        g.open("mount_wait", mw, goid, &who(false))?;
+        g.open("mount_wait", mw, goid, &who(None))?;
         if pod.volumes_ms.is_empty() {
             // No volume: kubelet returns before polling.
             pt.mount_wait_end = mw + 20_000;
@@ -516,7 +523,7 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         let mut t = pt.sync_end;
         for _ in 0..pod.later_syncs {
             t += 50_000_000;
-            g.open("sync", t, goid, &who(true))?;
+            g.open("sync", t, goid, &who(Some(0)))?;
             t += 300_000;
             g.close("sync", t, goid, &[("error", Val::N(0))])?;
         }
@@ -607,6 +614,28 @@ pub fn write_trace(trace: &Trace, path: &std::path::Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::{commands::correlate, report::Report};
+
+    #[test]
+    fn pods_already_running_are_resyncs_not_starts() -> Result<()> {
+        let mut old = SynthPod::new(0, 10.0, 0.0, 300.0);
+        old.already_running = true;
+        old.later_syncs = 3;
+        let (t, _) = synth(&SynthSpec::new(vec![
+            old,
+            SynthPod::new(1, 40.0, 30.0, 300.0),
+        ]))?;
+        let c = correlate(&t);
+        let r = Report::build(&t, &c);
+        let started: Vec<&str> = r.pods.iter().filter_map(|p| p.name.as_deref()).collect();
+        assert_eq!(started, ["pod-1"]);
+        assert_eq!(r.resynced_pods.len(), 1);
+        assert_eq!(r.resynced_pods[0].name.as_deref(), Some("pod-0"));
+        assert_eq!(r.resynced_pods[0].syncs, 4);
+        assert!(r.to_table().contains("already running (resynced while recording; not starts)"));
+        let w = crate::compare::pod_windows(&c);
+        assert_eq!(w.len(), 1, "compare counts only the start");
+        Ok(())
+    }
 
     #[test]
     fn report_recovers_the_synthetic_truth() -> Result<()> {
