@@ -731,7 +731,7 @@ pub struct Recording {
 
 impl Node {
     /// Attaches `podtrace record` to this node's kubelet and containerd
-    /// binaries, starts `names` one at a time (each waits until its
+    /// processes, starts `names` one at a time (each waits until its
     /// container runs, then `gap`), stops podtrace with SIGINT and returns
     /// the trace. Pods stay; [`Node::remove_all_pods`] removes them.
     pub fn record_pods(
@@ -746,10 +746,12 @@ impl Node {
         let mut child = crate::Guard::new(
             Command::new(podtrace)
                 .arg("record")
-                .arg("--kubelet")
-                .arg(&self.kubelet_bin)
-                .arg("--containerd")
-                .arg(&self.env.containerd_bin)
+                // This node's processes only: another kubelet or containerd
+                // of the same binary on the machine is not ours.
+                .arg("--pid")
+                .arg(self.kubelet_pid.to_string())
+                .arg("--pid")
+                .arg(self.env.containerd_pid.to_string())
                 .arg("-q")
                 .arg("-o")
                 .arg(out)

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! let dir = podtrace_tests::TempDir::new("otlp");
-//! let sink = podtrace_tests::otlp::Sink::start(&dir.0);
+//! let mut sink = podtrace_tests::otlp::Sink::start(&dir.0);
 //! // point an OTLP/gRPC exporter (insecure) at sink.endpoint, then:
 //! let spans = sink.wait_for(std::time::Duration::from_secs(10), |s| s.len() >= 3);
 //! // dropping `sink` stops the process (SIGTERM, then SIGKILL).

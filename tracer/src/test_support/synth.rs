@@ -631,7 +631,9 @@ mod tests {
         assert_eq!(r.resynced_pods.len(), 1);
         assert_eq!(r.resynced_pods[0].name.as_deref(), Some("pod-0"));
         assert_eq!(r.resynced_pods[0].syncs, 4);
-        assert!(r.to_table().contains("already running (resynced while recording; not starts)"));
+        assert!(r
+            .to_table()
+            .contains("already running (resynced while recording; not starts)"));
         let w = crate::compare::pod_windows(&c);
         assert_eq!(w.len(), 1, "compare counts only the start");
         Ok(())
