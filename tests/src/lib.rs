@@ -516,3 +516,87 @@ pub fn systematic_cri_errors(label: &str, diffs: &[(&str, f64)], tolerance_ms: f
 }
 
 pub mod containerd;
+
+/// tests/bench (one hot function called in a loop) built with Go 1.19 into `dir`.
+pub fn bench_binary(dir: &TempDir) -> PathBuf {
+    let out = dir.join("bench");
+    let o = Command::new(go119())
+        .current_dir(root().join("tests/bench"))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "-mod=mod")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .output()
+        .expect("running go build");
+    assert!(
+        o.status.success(),
+        "go build tests/bench: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// A CPU cgroup that holds its processes to a share of one CPU; removed on
+/// drop (its processes moved back to the root group first). cgroup v1
+/// (`cpu` controller) or v2 (`cpu.max`).
+pub struct CpuLimit {
+    dir: PathBuf,
+    root: PathBuf,
+}
+
+impl CpuLimit {
+    pub fn new(tag: &str, percent: u32) -> CpuLimit {
+        let name = format!("podtrace-test-{tag}-{}", std::process::id());
+        let quota = (1000 * percent).to_string();
+        let v1 = Path::new("/sys/fs/cgroup/cpu");
+        let v2 = Path::new("/sys/fs/cgroup");
+        let v1_controller = v1.join("cpu.cfs_quota_us").exists();
+        let root = if v1_controller {
+            v1
+        } else if std::fs::read_to_string(v2.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "cpu"))
+        {
+            v2
+        } else {
+            panic!(
+                "no CPU cgroup controller (neither /sys/fs/cgroup/cpu nor cpu in /sys/fs/cgroup/cgroup.controllers): this test limits podtrace's CPU with one"
+            )
+        };
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", dir.display()));
+        if v1_controller {
+            write(&dir, "cpu.cfs_period_us", "100000");
+            write(&dir, "cpu.cfs_quota_us", &quota);
+        } else {
+            write(&dir, "cpu.max", &format!("{quota} 100000"));
+        }
+        CpuLimit {
+            dir,
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// Moves process `pid` (all its threads) into the group.
+    pub fn add(&self, pid: u32) {
+        write(&self.dir, "cgroup.procs", &pid.to_string());
+    }
+}
+
+fn write(dir: &Path, file: &str, value: &str) {
+    std::fs::write(dir.join(file), value)
+        .unwrap_or_else(|e| panic!("writing {value} to {}/{file}: {e}", dir.display()));
+}
+
+impl Drop for CpuLimit {
+    fn drop(&mut self) {
+        if let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for p in procs.split_whitespace() {
+                let _ = std::fs::write(self.root.join("cgroup.procs"), p);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}

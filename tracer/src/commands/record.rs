@@ -14,7 +14,7 @@ use crate::{
     attach::{self, TargetBinary},
     catalogue::{BinaryCatalogue, Catalogue, Role, Status},
     collect,
-    commands::{catalogue_for, load_catalogue, parse_duration},
+    commands::{catalogue_for, format_duration, load_catalogue, parse_duration},
     resolve::GoBinary,
     trace::{self, BinaryRecord, Header, Writer},
 };
@@ -31,7 +31,7 @@ pub struct RecordArgs {
     /// which catalogue resolves); repeat for several.
     #[arg(long, value_name = "PID")]
     pub pid: Vec<u32>,
-    /// Stop after this long (e.g. 500ms, 30s, 5m). Default: until Ctrl-C.
+    /// Stop after this long (e.g. 500ms, 30s, 5m, 1h30m). Default: until Ctrl-C.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Trace file to write (JSON Lines).
@@ -481,8 +481,9 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
     }
     drop(loaded);
     eprintln!(
-        "podtrace: stopped ({}): {} events, {} dropped, written to {}",
+        "podtrace: stopped ({}) after {}: {} events, {} dropped, written to {}",
         footer.stopped_by,
+        format_duration(Duration::from_nanos(footer.duration_ns)),
         footer.events,
         footer.drops,
         a.output.display()
