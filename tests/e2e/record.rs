@@ -94,14 +94,14 @@ fn storm(dir: &TempDir, stop: &str) -> (Value, Duration) {
             Duration::ZERO
         }
     };
+    // From the start of recording for --duration, from the signal else.
     let (ok, took) = wait_at_most(&mut child, Duration::from_secs(60));
     assert!(ok, "podtrace under a storm, stopped by {stop}, failed");
     drop(producers);
     let f = footer(&trace);
-    eprintln!(
-        "storm, {stop}: stopped {took:?} after starting to record ({asked:?} asked); footer {f}"
-    );
-    (f, took.saturating_sub(asked))
+    let late = took.saturating_sub(asked);
+    eprintln!("storm, {stop}: finished {late:?} after the stop; footer {f}");
+    (f, late)
 }
 
 #[test]

@@ -224,10 +224,10 @@ pub fn spawn_until(cmd: &mut Command, needle: &str, timeout: Duration) -> (Guard
     let stderr = child.stderr.take().expect("stderr piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Keep reading after the caller stopped listening: a closed pipe
+        // would make the child's next write to stderr fail.
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let deadline = Instant::now() + timeout;
@@ -303,15 +303,25 @@ pub fn uprobe_links_of(pid: u32) -> Vec<UprobeLink> {
     out
 }
 
-/// Whether the kernel still has this bpf link / program.
+/// Whether the kernel still has this bpf link / program (asks bpftool,
+/// which `cargo xtask setup` installs; without it this panics rather than
+/// answer "gone").
 pub fn bpf_object_exists(kind: &str, id: u64) -> bool {
-    Command::new("bpftool")
+    let out = Command::new("bpftool")
         .args([kind, "show", "id", &id.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running bpftool ({e}): `cargo xtask setup` installs it (apt-get install -y bpftool)")
+        });
+    if out.status.success() {
+        return true;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("No such file or directory"),
+        "bpftool {kind} show id {id} failed for another reason than a missing object: {err}"
+    );
+    false
 }
 
 /// Reads `len` bytes of another process's memory.
