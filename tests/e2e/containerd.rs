@@ -225,12 +225,14 @@ fn every_cri_call_is_seen(env: &Env, expect: &Expect) -> Run {
             .collect();
         assert_eq!(ours.len(), 1, "pod {uid}: {call} seen {} times", ours.len());
         let c = ours[0];
-        for id in ["sandbox_id", "container_id"] {
-            if let Some(want) = g[id].as_str().filter(|s| !s.is_empty()) {
-                if !c[id].is_null() {
-                    assert_eq!(c[id].as_str(), Some(want), "pod {uid} {call} {id}");
-                }
-            }
+        // Every id the handler's request or response carries, as the
+        // client knows it (the catalogue's captures per call).
+        for id in ids_carried(call) {
+            let want = g[id]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| panic!("pod {uid} {call}: the client recorded no {id}: {g}"));
+            assert_eq!(c[id].as_str(), Some(want), "pod {uid} {call} {id}: {c}");
         }
         assert_eq!(c["error"], false, "{call} of {uid}");
         let d = c["duration_ms"].as_f64().expect("duration");
@@ -393,4 +395,18 @@ fn check_own_spans(sink: &mut Sink, run: &Run) {
         median(inside) * 1e3,
         worst * 1e3
     );
+}
+
+/// The pod ids a CRI handler's request or response carries (what the
+/// containerd catalogue captures): RunPodSandbox answers with the sandbox
+/// id, CreateContainer takes it and answers with the container id, the
+/// others take one of them; PullImage none.
+fn ids_carried(call: &str) -> &'static [&'static str] {
+    match call {
+        "RunPodSandbox" | "StopPodSandbox" | "RemovePodSandbox" => &["sandbox_id"],
+        "CreateContainer" => &["sandbox_id", "container_id"],
+        "StartContainer" | "StopContainer" | "RemoveContainer" => &["container_id"],
+        "PullImage" => &[],
+        other => panic!("CRI call {other} not known to this test"),
+    }
 }

@@ -12,9 +12,9 @@
 //!   stage, PullImage/CreateContainer/StartContainer inside `start_container`,
 //!   with the sandbox and container IDs the kubelet side saw.
 //!
-//! The containerd spans come from the raw trace (`cri_calls_from_trace`) and,
-//! when the report has a per-pod `cri` list, also from the report
-//! (`cri_calls_from_report`); both feed the same checks.
+//! The containerd spans come from the raw trace (`cri_calls_from_trace`) and
+//! from the report's per-pod `cri` lists (`cri_calls_from_report`); both
+//! feed the same checks.
 //!
 //! Needs root, the Debian packages of tests/src/containerd.rs, a cri-client
 //! with `run-sandbox`/`start-container`, and the workload built into
@@ -276,7 +276,7 @@ fn cri_calls_from_trace(t: &RawTrace, pid: u32) -> Vec<CriCall> {
 }
 
 /// The report's per-pod `cri` lists (times relative to `start_unix_ns`), on
-/// the monotonic axis; None while the report has no such lists.
+/// the monotonic axis; None if the report has no such lists.
 fn cri_calls_from_report(report: &Value, mono_to_unix_ns: i64) -> Option<Vec<CriCall>> {
     let pods = report["pods"].as_array()?;
     if !pods
@@ -692,13 +692,10 @@ fn kubelet_and_containerd_joined_against_both_ground_truths() {
     let mono_to_unix = raw.header["mono_to_unix_ns"]
         .as_i64()
         .expect("mono_to_unix_ns");
-    match cri_calls_from_report(&report, mono_to_unix) {
-        Some(calls) => {
-            // start_ms/duration_ms are floats: allow 1 µs of rounding.
-            check_cri_calls("report", &calls, &truth, 1e3, TOLERANCE_MS);
-            check_join("report", &calls, &gt);
-        }
-        None => eprintln!("report has no per-pod `cri` lists yet: checked the raw trace only"),
-    }
+    let calls = cri_calls_from_report(&report, mono_to_unix)
+        .unwrap_or_else(|| panic!("the report has no per-pod `cri` lists: {report:#}"));
+    // start_ms/duration_ms are floats: allow 1 µs of rounding.
+    check_cri_calls("report", &calls, &truth, 1e3, TOLERANCE_MS);
+    check_join("report", &calls, &gt);
     drop(env);
 }

@@ -228,10 +228,10 @@ pub fn spawn_until(cmd: &mut Command, needle: &str, timeout: Duration) -> (Guard
     let stderr = child.stderr.take().expect("stderr piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Keep reading after the caller stopped listening: a closed pipe
+        // would make the child's next write to stderr fail.
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let deadline = Instant::now() + timeout;
@@ -307,15 +307,25 @@ pub fn uprobe_links_of(pid: u32) -> Vec<UprobeLink> {
     out
 }
 
-/// Whether the kernel still has this bpf link / program.
+/// Whether the kernel still has this bpf link / program (asks bpftool,
+/// which `cargo xtask setup` installs; without it this panics rather than
+/// answer "gone").
 pub fn bpf_object_exists(kind: &str, id: u64) -> bool {
-    Command::new("bpftool")
+    let out = Command::new("bpftool")
         .args([kind, "show", "id", &id.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running bpftool ({e}): `cargo xtask setup` installs it (apt-get install -y bpftool)")
+        });
+    if out.status.success() {
+        return true;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("No such file or directory"),
+        "bpftool {kind} show id {id} failed for another reason than a missing object: {err}"
+    );
+    false
 }
 
 /// Reads `len` bytes of another process's memory.
@@ -522,3 +532,87 @@ pub fn systematic_cri_errors(label: &str, diffs: &[(&str, f64)], tolerance_ms: f
 pub mod containerd;
 pub mod node;
 pub mod otlp;
+
+/// tests/bench (one hot function called in a loop) built with Go 1.19 into `dir`.
+pub fn bench_binary(dir: &TempDir) -> PathBuf {
+    let out = dir.join("bench");
+    let o = Command::new(go119())
+        .current_dir(root().join("tests/bench"))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "-mod=mod")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .output()
+        .expect("running go build");
+    assert!(
+        o.status.success(),
+        "go build tests/bench: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// A CPU cgroup that holds its processes to a share of one CPU; removed on
+/// drop (its processes moved back to the root group first). cgroup v1
+/// (`cpu` controller) or v2 (`cpu.max`).
+pub struct CpuLimit {
+    dir: PathBuf,
+    root: PathBuf,
+}
+
+impl CpuLimit {
+    pub fn new(tag: &str, percent: u32) -> CpuLimit {
+        let name = format!("podtrace-test-{tag}-{}", std::process::id());
+        let quota = (1000 * percent).to_string();
+        let v1 = Path::new("/sys/fs/cgroup/cpu");
+        let v2 = Path::new("/sys/fs/cgroup");
+        let v1_controller = v1.join("cpu.cfs_quota_us").exists();
+        let root = if v1_controller {
+            v1
+        } else if std::fs::read_to_string(v2.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "cpu"))
+        {
+            v2
+        } else {
+            panic!(
+                "no CPU cgroup controller (neither /sys/fs/cgroup/cpu nor cpu in /sys/fs/cgroup/cgroup.controllers): this test limits podtrace's CPU with one"
+            )
+        };
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", dir.display()));
+        if v1_controller {
+            write(&dir, "cpu.cfs_period_us", "100000");
+            write(&dir, "cpu.cfs_quota_us", &quota);
+        } else {
+            write(&dir, "cpu.max", &format!("{quota} 100000"));
+        }
+        CpuLimit {
+            dir,
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// Moves process `pid` (all its threads) into the group.
+    pub fn add(&self, pid: u32) {
+        write(&self.dir, "cgroup.procs", &pid.to_string());
+    }
+}
+
+fn write(dir: &Path, file: &str, value: &str) {
+    std::fs::write(dir.join(file), value)
+        .unwrap_or_else(|e| panic!("writing {value} to {}/{file}: {e}", dir.display()));
+}
+
+impl Drop for CpuLimit {
+    fn drop(&mut self) {
+        if let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for p in procs.split_whitespace() {
+                let _ = std::fs::write(self.root.join("cgroup.procs"), p);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}

@@ -18,9 +18,16 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, RingBuf},
     programs::ProbeContext,
 };
+use aya_log_ebpf::warn;
 use podtrace_common::{
-    cap, reg, Capture, Event, ProbeSpec, MAX_CAPTURES, MAX_DEREFS, MAX_SPECS, STR_CAP,
+    cap, reg, Capture, Event, ProbeSpec, KIND_ENTRY, MAX_CAPTURES, MAX_DEREFS, MAX_SPECS, STR_CAP,
 };
+
+// Capture failures and truncations are told through aya-log (which probe,
+// which capture, which address). Its macros test aya-log's own read-only
+// global AYA_LOG_LEVEL first; userspace sets it to 0 unless `podtrace record
+// --ebpf-log`, and the verifier then drops the logging code: off costs at
+// most that one load.
 
 /// Probe instructions, indexed by attach cookie.
 #[map]
@@ -78,8 +85,12 @@ fn try_probe(ctx: &ProbeContext) -> Option<()> {
     // SAFETY: the helper only reads the attach cookie of the running program.
     let cookie = unsafe { bpf_get_attach_cookie(ctx.regs as *mut _) } as u32;
     let spec = SPECS.get(cookie)?;
+    // A copy on the stack: the verifier refuses loads through a context
+    // pointer the compiler has moved (`ctx + 8`), which it does once the
+    // program holds enough live values (the log statements).
     // SAFETY: a uprobe's context is a valid pt_regs for the whole invocation.
-    let regs: &pt_regs = unsafe { &*ctx.regs };
+    let regs: pt_regs = unsafe { core::ptr::read(ctx.regs) };
+    let regs = &regs;
 
     let Some(mut slot) = EVENTS.reserve::<Event>(0) else {
         bump(0);
@@ -113,12 +124,35 @@ fn try_probe(ctx: &ProbeContext) -> Option<()> {
             if c.kind == cap::NONE {
                 continue;
             }
-            if capture(regs, c, &mut (*ev).vals[i], &mut (*ev).strs[i]).is_none() {
-                (*ev).failed |= 1 << i;
-            } else if (c.kind == cap::STR_HDR || c.kind == cap::STR_REGS)
-                && (*ev).vals[i] > STR_CAP as u64
-            {
-                (*ev).truncated |= 1 << i;
+            match capture(regs, c, &mut (*ev).vals[i], &mut (*ev).strs[i]) {
+                Err(f) => {
+                    (*ev).failed |= 1 << i;
+                    warn!(
+                        ctx,
+                        "probe {} {} capture {}: read of {} bytes at 0x{:x} failed (step {} of the path)",
+                        spec.probe_id,
+                        site_name(spec.kind),
+                        i,
+                        f.len,
+                        f.addr,
+                        f.step
+                    );
+                }
+                Ok(()) => {
+                    let len = (*ev).vals[i];
+                    if (c.kind == cap::STR_HDR || c.kind == cap::STR_REGS) && len > STR_CAP as u64 {
+                        (*ev).truncated |= 1 << i;
+                        warn!(
+                            ctx,
+                            "probe {} {} capture {}: string of {} bytes cut to {}",
+                            spec.probe_id,
+                            site_name(spec.kind),
+                            i,
+                            len,
+                            STR_CAP
+                        );
+                    }
+                }
             }
         }
     }
@@ -126,41 +160,83 @@ fn try_probe(ctx: &ProbeContext) -> Option<()> {
     Some(())
 }
 
+#[inline(always)]
+fn site_name(kind: u8) -> &'static str {
+    if kind == KIND_ENTRY {
+        "entry"
+    } else {
+        "exit"
+    }
+}
+
+/// A read that failed: where, how long, and at which step (0.. the pointer
+/// hops of the capture's path, then the final read).
+struct Fail {
+    addr: u64,
+    len: u64,
+    step: u8,
+}
+
+#[inline(always)]
+fn read_at(addr: u64, step: u8) -> Result<u64, Fail> {
+    read_u64(addr).ok_or(Fail { addr, len: 8, step })
+}
+
 /// Follows `c`'s pointer chain and stores the result in `val` (and `buf` for strings).
 #[inline(always)]
-fn capture(regs: &pt_regs, c: &Capture, val: &mut u64, buf: &mut [u8; STR_CAP]) -> Option<()> {
+fn capture(
+    regs: &pt_regs,
+    c: &Capture,
+    val: &mut u64,
+    buf: &mut [u8; STR_CAP],
+) -> Result<(), Fail> {
     let mut v = reg_value(regs, c.reg);
     for d in 0..MAX_DEREFS {
         if d as u8 >= c.nderef {
             break;
         }
-        v = read_u64(v.wrapping_add(c.offs[d] as u64))?;
+        v = read_at(v.wrapping_add(c.offs[d] as u64), d as u8)?;
     }
+    let step = c.nderef;
     let last = c.offs[(c.nderef as usize).min(MAX_DEREFS)] as u64;
     let (ptr, len) = match c.kind {
         cap::U64 => {
             *val = v;
-            return Some(());
+            return Ok(());
         }
         cap::NONZERO => {
             *val = (v != 0) as u64;
-            return Some(());
+            return Ok(());
         }
         cap::STR_HDR => (
-            read_u64(v.wrapping_add(last))?,
-            read_u64(v.wrapping_add(last + 8))?,
+            read_at(v.wrapping_add(last), step)?,
+            read_at(v.wrapping_add(last + 8), step)?,
         ),
         cap::STR_REGS => (v, reg_value(regs, c.reg2)),
-        _ => return None,
+        _ => {
+            return Err(Fail {
+                addr: 0,
+                len: 0,
+                step,
+            })
+        }
     };
     *val = len;
     if len == 0 {
-        return Some(());
+        return Ok(());
     }
-    let n = if len > STR_CAP as u64 { STR_CAP } else { len as usize };
+    let n = if len > STR_CAP as u64 {
+        STR_CAP
+    } else {
+        len as usize
+    };
     // SAFETY: reads at most STR_CAP bytes of user memory into `buf`; a bad
     // pointer makes the helper fail, not fault.
-    unsafe { bpf_probe_read_user_buf(ptr as *const u8, &mut buf[..n]) }.ok()
+    unsafe { bpf_probe_read_user_buf(ptr as *const u8, &mut buf[..n]) }.map_err(|_| Fail {
+        addr: ptr,
+        len: n as u64,
+        step: step + 1,
+    })
 }
 
 #[cfg(not(test))]

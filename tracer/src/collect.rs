@@ -1,7 +1,10 @@
 //! Draining the ring buffer into the trace file, with a live status line.
 //!
 //! The eBPF side submits without waking us (BPF_RB_NO_WAKEUP saves 1–13 µs per
-//! event here), so we drain on a short timer instead of epoll.
+//! event here), so we drain on a short timer instead of epoll. Each drain
+//! takes at most [`BATCH`] events before the loop looks at signals and the
+//! clock again, so that an event storm (the kernel filling the ring as fast
+//! as we empty it) cannot keep SIGINT, SIGTERM or `--duration` waiting.
 
 use std::{
     collections::HashSet,
@@ -16,8 +19,12 @@ use podtrace_common::{Event, KIND_ENTRY};
 use crate::{
     attach::{Loaded, ProbeInfo},
     catalogue::Role,
-    trace::{Footer, Rec, Writer},
+    trace::{CaptureCounts, Footer, Rec, Writer},
 };
+
+/// Events taken from the ring per drain before signals and the deadline are
+/// looked at again: a few ms of work at ~1 µs per event.
+pub const BATCH: usize = 4096;
 
 pub struct Options {
     pub duration: Option<Duration>,
@@ -42,18 +49,30 @@ pub async fn run(
     let mut tick = tokio::time::interval(opts.drain_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let tty = std::io::stderr().is_terminal();
-    let mut pods = HashSet::new();
-    let uid_slots = pod_uid_slots(probes);
     let mut last_status = Instant::now();
     let mut last_events = 0u64;
     let mut child_status = None;
+    let mut state = DrainState {
+        uid_slots: pod_uid_slots(probes),
+        pods: HashSet::new(),
+        captures: CaptureCounts::default(),
+    };
+    // Set when the last drain stopped at BATCH with events still waiting:
+    // then drain again at once (after a look at the signals) instead of
+    // waiting for the next tick.
+    let mut backlog = false;
     let stopped_by = loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            biased;
             _ = sigint.recv() => break "SIGINT".to_string(),
             _ = sigterm.recv() => break "SIGTERM".to_string(),
+            // yield_now lets the runtime poll its drivers (signals, timers)
+            // before we go on.
+            _ = tokio::task::yield_now(), if backlog => {}
+            _ = tick.tick(), if !backlog => {}
         }
-        drain(loaded, probes, &uid_slots, &mut writer, &mut pods)?;
+        backlog = drain(loaded, probes, &mut state, &mut writer, BATCH)?;
+        loaded.flush_log();
         if let Some(c) = child.as_mut() {
             if let Some(st) = c.try_wait().context("waiting for the traced command")? {
                 child_status = Some(st);
@@ -74,7 +93,7 @@ pub async fn run(
                 started.elapsed().as_secs_f64(),
                 writer.events,
                 rate,
-                pods.len(),
+                state.pods.len(),
                 drops
             );
             if tty {
@@ -90,8 +109,11 @@ pub async fn run(
     if tty && opts.status {
         eprintln!();
     }
-    // Whatever the kernel wrote before we stopped.
-    drain(loaded, probes, &uid_slots, &mut writer, &mut pods)?;
+    // Detach first, so that what is left in the ring is finite however fast
+    // the probes were firing; then take all of it.
+    loaded.detach()?;
+    while drain(loaded, probes, &mut state, &mut writer, BATCH)? {}
+    loaded.flush_log();
     let (drops, hits) = loaded.counters();
     let footer = Footer {
         events: writer.events,
@@ -99,6 +121,7 @@ pub async fn run(
         hits,
         duration_ns: started.elapsed().as_nanos() as u64,
         stopped_by,
+        capture_problems: state.captures.problems(probes),
     };
     writer.finish(footer.clone())?;
     Ok((footer, child_status))
@@ -117,14 +140,30 @@ fn pod_uid_slots(probes: &[ProbeInfo]) -> Vec<Option<usize>> {
         .collect()
 }
 
+/// What the collector keeps across drains.
+struct DrainState {
+    uid_slots: Vec<Option<usize>>,
+    /// Pod UIDs seen, for the status line.
+    pods: HashSet<String>,
+    captures: CaptureCounts,
+}
+
+/// Writes up to `max` events from the ring to the trace. Returns true if it
+/// stopped at `max` (more may be waiting).
 fn drain(
     loaded: &mut Loaded,
     probes: &[ProbeInfo],
-    uid_slots: &[Option<usize>],
+    st: &mut DrainState,
     writer: &mut Writer,
-    pods: &mut HashSet<String>,
-) -> Result<()> {
-    while let Some(item) = loaded.ring.next() {
+    max: usize,
+) -> Result<bool> {
+    let mut n = 0;
+    while n < max {
+        let Some(item) = loaded.ring.next() else {
+            writer.flush()?;
+            return Ok(false);
+        };
+        n += 1;
         if item.len() < Event::SIZE {
             continue;
         }
@@ -132,11 +171,14 @@ fn drain(
         // our eBPF program as an Event; read_unaligned copes with alignment and
         // every bit pattern is a valid Event.
         let ev: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) };
+        // Hand the record back to the kernel before the slower decoding.
         drop(item);
         let probe = probes.get(ev.probe_id as usize);
         let rec = Rec::from_event(&ev, probe);
+        st.captures.add(&rec);
         if ev.kind == KIND_ENTRY {
-            if let Some(uid) = uid_slots
+            if let Some(uid) = st
+                .uid_slots
                 .get(ev.probe_id as usize)
                 .copied()
                 .flatten()
@@ -144,12 +186,13 @@ fn drain(
                 .and_then(|v| v.as_ref())
                 .and_then(|v| v.as_str())
             {
-                if !pods.contains(uid) {
-                    pods.insert(uid.to_string());
+                if !st.pods.contains(uid) {
+                    st.pods.insert(uid.to_string());
                 }
             }
         }
         writer.event(rec)?;
     }
-    writer.flush()
+    writer.flush()?;
+    Ok(true)
 }

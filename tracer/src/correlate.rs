@@ -363,6 +363,7 @@ mod tests {
             a: uid
                 .map(|u| vec![Some(Val::S(u.into()))])
                 .unwrap_or_default(),
+            tr: 0,
         }
     }
 

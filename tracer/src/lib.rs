@@ -11,6 +11,7 @@ pub mod collect;
 pub mod commands;
 pub mod compare;
 pub mod correlate;
+pub mod ebpf_log;
 pub mod export;
 pub mod html;
 pub mod journal;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::{
     catalogue::Role,
     correlate::{Correlated, Span, Stats},
-    trace::Trace,
+    trace::{CaptureProblem, Trace},
 };
 
 pub const REPORT_VERSION: u32 = 1;
@@ -28,6 +28,10 @@ pub struct Report {
     /// Spans per traced function.
     pub probes: Vec<ProbeCount>,
     pub stats: Stats,
+    /// Captures that could not be read (failed) or were cut short
+    /// (truncated), per probe and capture: a sign of a layout this
+    /// catalogue does not know.
+    pub capture_problems: Vec<CaptureProblem>,
     pub warnings: Vec<String>,
 }
 
@@ -459,6 +463,7 @@ impl Report {
             loops,
             probes,
             stats: c.stats.clone(),
+            capture_problems: trace.capture_problems(),
             warnings: trace.warnings.clone(),
         }
     }
@@ -639,6 +644,19 @@ impl Report {
             "\nspans {}  morestack duplicates dropped {}  aged out {}  unmatched exits {}  open at end {}",
             s.spans, s.duplicate_entries, s.aged_out, s.unmatched_exits, s.open_at_end
         );
+        for c in &self.capture_problems {
+            let p = self.probes.get(c.probe as usize);
+            let _ = writeln!(
+                o,
+                "capture {}/{} {} `{}`: {} failed, {} truncated",
+                p.map_or("?", |p| p.binary.as_str()),
+                p.map_or("?", |p| p.probe.as_str()),
+                c.site,
+                c.capture,
+                c.failed,
+                c.truncated
+            );
+        }
         o
     }
 }

@@ -86,6 +86,21 @@ pub struct Rec {
     /// Captured values, in the order of the probe's captures; null if unreadable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub a: Vec<Option<Val>>,
+    /// Bit i set: string capture i was longer than the eBPF side keeps
+    /// ([`STR_CAP`] bytes) and holds only its start.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tr: u8,
+}
+
+fn is_zero(v: &u8) -> bool {
+    *v == 0
+}
+
+impl Rec {
+    /// Whether capture `i` of this event was cut short.
+    pub fn truncated(&self, i: usize) -> bool {
+        i < 8 && self.tr & (1 << i) != 0
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -95,6 +110,73 @@ pub struct Footer {
     pub hits: u64,
     pub duration_ns: u64,
     pub stopped_by: String,
+    /// Captures that could not be read or were cut short, per probe and
+    /// capture (only those with a problem).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capture_problems: Vec<CaptureProblem>,
+}
+
+/// How often one capture of one probe failed or was truncated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureProblem {
+    /// Probe id (index into the header's probe table).
+    pub probe: u32,
+    /// "entry" or "exit".
+    pub site: String,
+    /// Catalogue capture name.
+    pub capture: String,
+    /// Hits where it could not be read (a pointer read faulted).
+    pub failed: u64,
+    /// Hits where the string was longer than the bytes kept.
+    pub truncated: u64,
+}
+
+/// Counts capture problems per (probe, site, capture slot) as events go by.
+#[derive(Debug, Default, Clone)]
+pub struct CaptureCounts {
+    /// (probe, kind, slot) → (failed, truncated).
+    counts: std::collections::BTreeMap<(u32, u8, usize), (u64, u64)>,
+}
+
+impl CaptureCounts {
+    pub fn add(&mut self, r: &Rec) {
+        for (i, v) in r.a.iter().enumerate() {
+            let (failed, truncated) = (v.is_none(), r.truncated(i));
+            if failed || truncated {
+                let c = self.counts.entry((r.p, r.k, i)).or_default();
+                c.0 += u64::from(failed);
+                c.1 += u64::from(truncated);
+            }
+        }
+    }
+
+    /// The counts with probe and capture names from the probe table.
+    pub fn problems(&self, probes: &[ProbeInfo]) -> Vec<CaptureProblem> {
+        self.counts
+            .iter()
+            .map(|(&(p, k, i), &(failed, truncated))| {
+                let probe = probes.get(p as usize);
+                let entry = k == podtrace_common::KIND_ENTRY;
+                let caps = probe.map(|pi| {
+                    if entry {
+                        &pi.entry_captures
+                    } else {
+                        &pi.exit_captures
+                    }
+                });
+                CaptureProblem {
+                    probe: p,
+                    site: if entry { "entry" } else { "exit" }.into(),
+                    capture: caps
+                        .and_then(|c| c.get(i))
+                        .map(|c| c.name.clone())
+                        .unwrap_or_else(|| format!("#{i}")),
+                    failed,
+                    truncated,
+                }
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -144,6 +226,7 @@ impl Rec {
             sp: ev.sp,
             ra: ev.ret_addr,
             a,
+            tr: ev.truncated & !ev.failed,
         }
     }
 }
@@ -273,6 +356,16 @@ impl Trace {
 
     pub fn probe(&self, id: u32) -> Option<&ProbeInfo> {
         self.header.probes.get(id as usize)
+    }
+
+    /// Capture failures and truncations per probe and capture, counted from
+    /// the events (so also for a recording cut short).
+    pub fn capture_problems(&self) -> Vec<CaptureProblem> {
+        let mut c = CaptureCounts::default();
+        for e in &self.events {
+            c.add(e);
+        }
+        c.problems(&self.header.probes)
     }
 }
 

@@ -560,6 +560,8 @@ fn otlp_http_push_reaches_a_receiver() {
         endpoint: Some(format!("{ep}/v1/traces")),
         headers: vec![],
         timeout_secs: 10,
+        ca_cert: None,
+        retries: 3,
     })
     .expect("export --endpoint");
     let got = rx.recv_timeout(Duration::from_secs(30)).expect("pushed");
@@ -669,6 +671,8 @@ fn unusable_inputs_give_clear_messages() {
         endpoint: None,
         headers: vec![],
         timeout_secs: 1,
+        ca_cert: None,
+        retries: 3,
     };
     let empty = dir.join("empty.trace");
     std::fs::write(&empty, "").expect("write");

@@ -2,8 +2,8 @@
 //! self-contained, carry every poll check and marker, and render: headless
 //! Chromium takes a screenshot and the stage colours are found in its pixels.
 //!
-//! Chromium: Debian's `chromium` (or $PODTRACE_CHROMIUM). Without it the
-//! rendering tests say so and pass, unless $PODTRACE_REQUIRE_CHROMIUM is set.
+//! Chromium: Debian's `chromium` (or $PODTRACE_CHROMIUM), which `cargo
+//! xtask setup` installs. Without it the rendering tests fail and say so.
 
 use std::{
     fs::File,
@@ -194,16 +194,13 @@ fn chromium() -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-/// A screenshot of `page` at 1200×900, or None without Chromium.
-fn screenshot(page: &Path, png: &Path) -> Option<()> {
-    let Some(bin) = chromium() else {
-        assert!(
-            std::env::var_os("PODTRACE_REQUIRE_CHROMIUM").is_none(),
-            "PODTRACE_REQUIRE_CHROMIUM is set but no chromium found (apt-get install -y chromium)"
-        );
-        eprintln!("chromium not found (apt-get install -y chromium): rendering not checked");
-        return None;
-    };
+/// A screenshot of `page` at 1200×900 with headless Chromium.
+fn screenshot(page: &Path, png: &Path) {
+    let bin = chromium().unwrap_or_else(|| {
+        panic!(
+            "no chromium on PATH (nor PODTRACE_CHROMIUM): the rendering tests need it; `cargo xtask setup` installs it (apt-get install -y chromium)"
+        )
+    });
     let dir = png.parent().expect("dir");
     let profile = dir.join(format!(
         "profile-{}",
@@ -251,7 +248,6 @@ fn screenshot(page: &Path, png: &Path) -> Option<()> {
         }
     }
     assert!(png.exists(), "no screenshot written");
-    Some(())
 }
 
 struct Pixels {
@@ -319,9 +315,7 @@ fn report_waterfall_renders_in_chromium() {
     let page = dir.join("report.html");
     std::fs::write(&page, html::report_html(&r)).expect("write html");
     let png = dir.join("report.png");
-    if screenshot(&page, &png).is_none() {
-        return;
-    }
+    screenshot(&page, &png);
     let px = decode(&png);
     assert_eq!((px.width, px.height), (1200, 900));
     let total = px.rgb.len();
@@ -349,7 +343,7 @@ fn report_waterfall_renders_in_chromium() {
     let svg = dir.join("report.svg");
     std::fs::write(&svg, html::report_svg(&r)).expect("write svg");
     let png = dir.join("report-svg.png");
-    screenshot(&svg, &png).expect("chromium");
+    screenshot(&svg, &png);
     let px = decode(&png);
     let mount = px.near(hex(stage_color("mount_wait")));
     eprintln!(
@@ -383,9 +377,7 @@ fn compare_distributions_render_in_chromium() {
     let page = dir.join("compare.html");
     std::fs::write(&page, &page_text).expect("write");
     let png = dir.join("compare.png");
-    if screenshot(&page, &png).is_none() {
-        return;
-    }
+    screenshot(&page, &png);
     let px = decode(&png);
     // Run colours: the first run blue, the second orange (boxes and dots).
     let (a, b) = (px.near(hex("#4e79a7")), px.near(hex("#f28e2b")));

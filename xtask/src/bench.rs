@@ -4,6 +4,8 @@
 //! ns per call. Cost per hit = (ns/call with probes − ns/call without) / hits
 //! per call, all measured in this run, each the median of several runs.
 //! bpftrace counting the same function (`@c = count()`) is the baseline.
+//! The `--ebpf-log` rows measure the capture diagnostics: off (the default)
+//! and on, with captures that succeed and with one that fails on every hit.
 
 use std::{path::Path, process::Command};
 
@@ -63,13 +65,16 @@ pub fn run() -> Result<()> {
     step("building the bench program (Go 1.19)");
     build_bench(&bin)?;
     let catalogue = root().join("tests/bench/bench.toml");
+    let failing = root().join("tests/bench/bench-fail.toml");
     let trace = dir.join("bench.trace");
     let n_fast = "400000";
     let n_slow = "60000";
 
-    let podtrace = |n: &'static str, extra: &'static [&'static str]| {
+    let podtrace_with = |catalogue: &std::path::Path,
+                         n: &'static str,
+                         extra: &'static [&'static str]| {
         let bin = bin.clone();
-        let catalogue = catalogue.clone();
+        let catalogue = catalogue.to_path_buf();
         let trace = trace.clone();
         move || -> Result<f64> {
             let mut c = Command::new(podtrace_bin());
@@ -88,6 +93,7 @@ pub fn run() -> Result<()> {
             Ok(ns)
         }
     };
+    let podtrace = |n, extra| podtrace_with(&catalogue, n, extra);
 
     step("baseline: no probes");
     let base_fast = median_of(|| measure(Command::new(&bin).args(["-n", n_fast])).map(|r| r.0))?;
@@ -144,12 +150,43 @@ pub fn run() -> Result<()> {
         hits_per_call: 1.0,
     });
 
+    // --ebpf-log: the capture diagnostics. Off, aya-log's level global is 0
+    // and the verifier drops the log code; on, a hit whose capture fails
+    // formats and writes a log record.
+    step("podtrace entry (jump), every capture failing, --ebpf-log off");
+    let fail_off = median_of(podtrace_with(&failing, n_fast, &["--sites", "entry"]))?;
+    step("podtrace entry (jump), every capture failing, --ebpf-log on");
+    let fail_on = median_of(podtrace_with(
+        &failing,
+        n_fast,
+        &["--sites", "entry", "--ebpf-log"],
+    ))?;
+    step("podtrace entry (jump), captures fine, --ebpf-log on");
+    let ok_on = median_of(podtrace(n_fast, &["--sites", "entry", "--ebpf-log"]))?;
+
     println!("\nprobe cost per hit (median of {REPEATS} runs; baseline {base:.1} ns/call without probes)");
     println!("{:<36} {:>12} {:>14}", "probe", "ns/hit", "vs bpftrace");
     for r in &rows {
         let cost = (r.ns_per_call - base) / r.hits_per_call;
         println!("{:<36} {:>12.0} {:>13.2}x", r.name, cost, cost / bt_cost);
     }
+    let jump = (rows[0].ns_per_call - base).max(1.0);
+    println!(
+        "\n--ebpf-log, entry probe at the prologue jump (ns/hit; ratio to the plain entry probe above, {jump:.0} ns)"
+    );
+    println!("{:<36} {:>12} {:>14}", "case", "ns/hit", "vs plain");
+    for (name, ns) in [
+        ("captures fine, log on", ok_on),
+        ("capture fails, log off", fail_off),
+        ("capture fails, log on", fail_on),
+    ] {
+        let cost = ns - base;
+        println!("{name:<36} {cost:>12.0} {:>13.2}x", cost / jump);
+    }
+    println!(
+        "log on/off with a failing capture: {:.2}x",
+        (fail_on - base) / (fail_off - base).max(1.0)
+    );
     // Sustained rate: events per second of the traced program's run with both
     // probes, all delivered (the run fails above if any were dropped).
     let rate = 2.0 * 1e9 / both;

@@ -163,7 +163,6 @@ fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
         .args(["test", "--release", "--workspace", "--no-fail-fast"])
         .env("PODTRACE_BIN", podtrace_bin())
         .env("PODTRACE_WORKLOAD_DIR", workload_dir())
-        .env("PODTRACE_REQUIRE_CHROMIUM", "1")
         .env("GO119", setup::go119())
         .env("GO127", setup::go127())
         .arg("--");

@@ -59,6 +59,9 @@ pub fn run_setup() -> Result<()> {
         ("golang-go", "/usr/lib/go-1.19/bin/go"),
         ("bpftrace", "/usr/bin/bpftrace"),
         ("bpftool", "/usr/sbin/bpftool"),
+        // readelf: the resolver tests check the decoded goid offset
+        // against DWARF.
+        ("binutils", "/usr/bin/readelf"),
         // containerd end-to-end tests: real containerd, runc, a local
         // registry, image copies; protoc for the CRI client's bindings.
         ("containerd", "/usr/bin/containerd"),

@@ -48,6 +48,15 @@ pub struct ExportArgs {
     /// OTLP push: connect/read/write timeout in seconds.
     #[arg(long, default_value_t = 10)]
     pub timeout_secs: u64,
+    /// OTLP push over https: also trust this CA certificate (PEM), beside
+    /// the system's roots (a collector with its own CA).
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// OTLP push: retries after a transient failure (connect error,
+    /// timeout, 429/502/503/504), waiting 0.25 s, then twice as long each
+    /// time, or what the receiver's Retry-After says.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
 }
 
 fn output(path: Option<&PathBuf>) -> Result<Box<dyn Write>> {
@@ -78,8 +87,10 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
 }
 
 fn export(args: ExportArgs) -> Result<ExitCode> {
-    if args.format != ExportFormat::Otlp && (args.endpoint.is_some() || !args.headers.is_empty()) {
-        bail!("--endpoint and --header are for --format otlp");
+    if args.format != ExportFormat::Otlp
+        && (args.endpoint.is_some() || !args.headers.is_empty() || args.ca_cert.is_some())
+    {
+        bail!("--endpoint, --header and --ca-cert are for --format otlp");
     }
     let (trace, corr) = load_correlated(&args.trace)?;
     let name = args.trace.display();
@@ -135,13 +146,20 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
                             .with_context(|| format!("--header {h}: expected NAME=VALUE"))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let res = otlp::push(
-                    ep,
-                    &req,
-                    &headers,
-                    Duration::from_secs(args.timeout_secs.max(1)),
-                )?;
-                eprintln!("podtrace: pushed {spans} spans to {ep} ({})", res.status);
+                let mut opts =
+                    otlp::PushOptions::new(&headers, Duration::from_secs(args.timeout_secs.max(1)));
+                opts.ca_cert = args.ca_cert.as_deref();
+                opts.retries = args.retries;
+                let res = otlp::push_with(ep, &req, &opts)?;
+                eprintln!(
+                    "podtrace: pushed {spans} spans to {ep} ({}{})",
+                    res.status,
+                    if res.attempts > 1 {
+                        format!(", after {} attempts", res.attempts)
+                    } else {
+                        String::new()
+                    }
+                );
                 if res.rejected_spans > 0 || !res.message.is_empty() {
                     eprintln!(
                         "podtrace: warning: the receiver rejected {} spans: {}",

@@ -54,33 +54,25 @@ pub enum Format {
     Json,
 }
 
-/// A duration with a unit: 500ms, 30s, 5m (ns, us, ms, s, m, h).
+/// A duration with units, more than zero: 500ms, 30s, 1.5s, 5m, 1h30m
+/// (humantime's syntax); a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a number with a unit, e.g. 500ms, 30s, 5m"))?;
-    let secs = match unit {
-        "ns" => n / 1e9,
-        "us" | "µs" => n / 1e6,
-        "ms" => n / 1e3,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "`{s}`: unknown unit `{unit}` (ns, us, ms, s, m, h)"
-            ))
-        }
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
+        Ok(_) => return Err(format!("`{s}`: not a valid duration")),
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("`{s}`: {e} (expected e.g. 500ms, 30s, 1.5s, 5m, 1h30m)"))?,
     };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{s}`: not a valid duration"));
+    if d.is_zero() {
+        return Err(format!("`{s}`: must be more than zero"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
+}
+
+/// A duration for people, to the millisecond: `2m 3s 40ms`.
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
 }
 
 pub fn load_catalogue(path: Option<&Path>) -> Result<Catalogue> {
@@ -102,4 +94,28 @@ pub fn catalogue_for<'c>(cat: &'c Catalogue, name: &str) -> Result<&'c BinaryCat
     cat.binary(name)
         .or_else(|| (cat.binaries.len() == 1).then(|| &cat.binaries[0]))
         .with_context(|| format!("the catalogue has no [binary] named {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = |s: &str| parse_duration(s).map_err(|e| e.to_string());
+        assert_eq!(ok("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(ok("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(ok("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(ok("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(ok("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(ok("30"), Ok(Duration::from_secs(30)));
+        for bad in ["0s", "0", "-3s", "5 parsecs", "", "ms"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_duration("5 parsecs").is_err_and(|e| e.contains("e.g. 500ms")));
+        assert_eq!(
+            format_duration(Duration::from_nanos(123_456_789_012)),
+            "2m 3s 456ms"
+        );
+    }
 }

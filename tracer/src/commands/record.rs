@@ -2,8 +2,9 @@
 //! probe hit into a trace file.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, ExitCode},
+    rc::Rc,
     time::Duration,
 };
 
@@ -11,9 +12,9 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{
     attach::{self, TargetBinary},
-    catalogue::{BinaryCatalogue, Catalogue, Status},
+    catalogue::{BinaryCatalogue, Catalogue, Role, Status},
     collect,
-    commands::{catalogue_for, load_catalogue, parse_duration},
+    commands::{catalogue_for, format_duration, load_catalogue, parse_duration},
     resolve::GoBinary,
     trace::{self, BinaryRecord, Header, Writer},
 };
@@ -30,14 +31,14 @@ pub struct RecordArgs {
     /// which catalogue resolves); repeat for several.
     #[arg(long, value_name = "PID")]
     pub pid: Vec<u32>,
-    /// Stop after this long (e.g. 500ms, 30s, 5m). Default: until Ctrl-C.
+    /// Stop after this long (e.g. 500ms, 30s, 5m, 1h30m). Default: until Ctrl-C.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Trace file to write (JSON Lines).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
-    /// Ring buffer size in MiB (a power of two).
-    #[arg(long, default_value_t = 16)]
+    /// Ring buffer size in MiB: a power of two from 1 to 1024.
+    #[arg(long, default_value = "16", value_parser = parse_ring_mib)]
     pub ring_mib: u32,
     /// Use this catalogue file instead of the built-in one.
     #[arg(long, value_name = "FILE")]
@@ -45,6 +46,12 @@ pub struct RecordArgs {
     /// No live status line.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Say on stderr which probe, capture and address failed whenever a
+    /// capture cannot be read or a string is cut short (the eBPF program's
+    /// aya-log; off by default, when it costs nothing). The trace and the
+    /// report count these problems either way.
+    #[arg(long)]
+    pub ebpf_log: bool,
     /// Which probe sites to attach (for measuring their cost).
     #[arg(long, value_enum, default_value = "both", hide = true)]
     pub sites: attach::SiteSelection,
@@ -57,25 +64,119 @@ pub struct RecordArgs {
     pub command: Vec<String>,
 }
 
-/// Processes whose executable's file name is one of `names`.
-fn find_processes(names: &[String]) -> Vec<(u32, PathBuf)> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+/// Largest `--ring-mib`. The kernel takes any power of two that fits its u32
+/// size field (2 GiB), but the ring is locked kernel memory for the whole
+/// recording and 16 MiB already lost nothing at 1M events/s here.
+pub const MAX_RING_MIB: u32 = 1024;
+
+/// `--ring-mib`: a power of two, 1..=[`MAX_RING_MIB`].
+pub fn parse_ring_mib(s: &str) -> Result<u32, String> {
+    let n: u32 = s.trim().parse().map_err(|_| {
+        format!("`{s}`: expected a whole number of MiB (a power of two, 1 to {MAX_RING_MIB})")
+    })?;
+    if n == 0 || n > MAX_RING_MIB {
+        return Err(format!(
+            "{n} MiB is out of range: the ring buffer is 1 to {MAX_RING_MIB} MiB"
+        ));
+    }
+    if !n.is_power_of_two() {
+        return Err(format!(
+            "{n} MiB is not a power of two (the kernel's ring buffer must be one): try {} or {}",
+            n.next_power_of_two() / 2,
+            n.next_power_of_two().min(MAX_RING_MIB)
+        ));
+    }
+    Ok(n)
+}
+
+/// Suffix the kernel adds to /proc/PID/exe's link text when the file was
+/// removed or replaced (an in-place upgrade renames a new file over it).
+const DELETED: &str = " (deleted)";
+
+/// A running executable (one file, possibly already deleted) and the
+/// processes running it.
+#[derive(Debug)]
+struct RunningExe {
+    /// The link text of /proc/PID/exe without [`DELETED`].
+    shown: PathBuf,
+    deleted: bool,
+    pids: Vec<u32>,
+}
+
+impl RunningExe {
+    /// A path that opens this very file for as long as its first process
+    /// lives, also when it was deleted or lives in another mount namespace.
+    fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/exe", self.pids[0]))
+    }
+
+    fn file_name(&self) -> &str {
+        self.shown
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+    }
+}
+
+/// Every process's executable, grouped by file (device and inode of the
+/// file /proc/PID/exe points at), in pid order. Kernel threads and
+/// processes we may not look at are left out, and so is podtrace itself.
+fn running_executables() -> Vec<RunningExe> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = std::process::id();
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    let mut out: Vec<(u64, u64, RunningExe)> = Vec::new();
+    for pid in pids.into_iter().filter(|&p| p != me) {
+        let exe = format!("/proc/{pid}/exe");
+        let (Ok(link), Ok(meta)) = (std::fs::read_link(&exe), std::fs::metadata(&exe)) else {
             continue;
         };
-        let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
-            continue;
+        let text = link.to_string_lossy();
+        let (shown, deleted) = match text.strip_suffix(DELETED) {
+            Some(t) => (PathBuf::from(t), true),
+            None => (link.clone(), false),
         };
-        let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if names.iter().any(|n| n == name) {
-            out.push((pid, exe));
+        let key = (meta.dev(), meta.ino());
+        match out.iter_mut().find(|(d, i, _)| (*d, *i) == key) {
+            Some((_, _, r)) => r.pids.push(pid),
+            None => out.push((
+                key.0,
+                key.1,
+                RunningExe {
+                    shown,
+                    deleted,
+                    pids: vec![pid],
+                },
+            )),
         }
     }
-    out
+    out.into_iter().map(|(_, _, r)| r).collect()
+}
+
+/// Whether `path` is an ELF file with Go's build-info section, read from
+/// its headers only: discovery looks at every process, and most are not Go
+/// (GoBinary::open would read each file whole).
+fn has_go_buildinfo(path: &Path) -> bool {
+    use object::{Object as _, ObjectSection as _};
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let cache = object::ReadCache::new(f);
+    object::File::parse(&cache).is_ok_and(|o| o.sections().any(|s| s.name() == Ok(".go.buildinfo")))
+}
+
+/// An absolute path for a binary named on the command line: aya takes a
+/// bare name (`kubelet`) for a shared library to look up in ld.so.cache.
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p)
+        .with_context(|| format!("{}: cannot make the path absolute", p.display()))
 }
 
 fn which(cmd: &str) -> Option<PathBuf> {
@@ -95,7 +196,26 @@ struct Chosen<'c> {
     path: PathBuf,
     pids: Vec<u32>,
     catalogue: &'c BinaryCatalogue,
-    binary: GoBinary,
+    /// Shared by the catalogues of one multi-call binary.
+    binary: Rc<GoBinary>,
+}
+
+/// The catalogues that recognise `bin` as theirs: at least one probe that
+/// defines the binary (a pod sync for kubelet, a CRI handler for a runtime)
+/// resolves. A multi-call binary such as k3s (kubelet and containerd in one
+/// executable) gets every one that does.
+fn recognising<'c>(cat: &'c Catalogue, bin: &GoBinary) -> Vec<&'c BinaryCatalogue> {
+    cat.binaries
+        .iter()
+        .filter(|b| {
+            b.resolve(bin).iter().any(|r| {
+                r.status == Status::Ok
+                    && b.probes
+                        .iter()
+                        .any(|p| p.name == r.probe && matches!(p.role, Role::PodSync | Role::Cri))
+            })
+        })
+        .collect()
 }
 
 /// The catalogue whose probes resolve best in `bin` (at least one).
@@ -117,60 +237,115 @@ fn identify<'c>(cat: &'c Catalogue, bin: &GoBinary) -> Option<&'c BinaryCatalogu
 
 fn choose_targets<'c>(a: &RecordArgs, cat: &'c Catalogue) -> Result<Vec<Chosen<'c>>> {
     let mut out = Vec::new();
-    let mut add = |path: PathBuf, pids: Vec<u32>, want: Option<&str>| -> Result<()> {
-        let binary = GoBinary::open(&path)?;
-        let catalogue = match want {
-            Some(name) => catalogue_for(cat, name)?,
-            None => identify(cat, &binary).with_context(|| {
-                format!(
-                    "{}: none of the catalogue's functions ({}) resolve in it ({})",
-                    path.display(),
-                    cat.binaries
-                        .iter()
-                        .map(|b| b.binary.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    binary.go_version().unwrap_or("no Go version")
-                )
-            })?,
-        };
-        out.push(Chosen {
-            path,
-            pids,
-            catalogue,
-            binary,
-        });
-        Ok(())
+    let names = || {
+        cat.binaries
+            .iter()
+            .map(|b| b.binary.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    if let Some(p) = &a.kubelet {
-        add(p.clone(), vec![], Some("kubelet"))?;
-    }
-    if let Some(p) = &a.containerd {
-        add(p.clone(), vec![], Some("containerd"))?;
+    let mut add = |path: PathBuf, pids: Vec<u32>, cats: Vec<&'c BinaryCatalogue>, binary| {
+        let binary = Rc::new(binary);
+        for catalogue in cats {
+            out.push(Chosen {
+                path: path.clone(),
+                pids: pids.clone(),
+                catalogue,
+                binary: Rc::clone(&binary),
+            });
+        }
+    };
+    for (p, name) in [(&a.kubelet, "kubelet"), (&a.containerd, "containerd")] {
+        if let Some(p) = p {
+            let path = absolute(p)?;
+            let binary = GoBinary::open(&path)?;
+            add(path, vec![], vec![catalogue_for(cat, name)?], binary);
+        }
     }
     for &pid in &a.pid {
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).with_context(|| {
             format!("no process {pid} (or not allowed to read /proc/{pid}/exe)")
         })?;
         eprintln!("podtrace: process {pid} runs {}", exe.display());
-        add(PathBuf::from(format!("/proc/{pid}/exe")), vec![pid], None)?;
+        let path = PathBuf::from(format!("/proc/{pid}/exe"));
+        let binary = GoBinary::open(&path)?;
+        let mut cats = recognising(cat, &binary);
+        if cats.is_empty() {
+            cats.extend(identify(cat, &binary));
+        }
+        if cats.is_empty() {
+            bail!(
+                "{} (process {pid}): none of the catalogue's functions ({}) resolve in it ({})",
+                exe.display(),
+                names(),
+                binary.go_version().unwrap_or("no Go version")
+            );
+        }
+        add(path, vec![pid], cats, binary);
     }
     if let Some(cmd) = a.command.first() {
         if a.kubelet.is_none() && a.containerd.is_none() && a.pid.is_empty() {
-            let p = which(cmd).with_context(|| format!("command `{cmd}` not found on PATH"))?;
-            add(p, vec![], None)?;
+            let path = absolute(
+                &which(cmd).with_context(|| format!("command `{cmd}` not found on PATH"))?,
+            )?;
+            let binary = GoBinary::open(&path)?;
+            let c = identify(cat, &binary).with_context(|| {
+                format!(
+                    "{}: none of the catalogue's functions ({}) resolve in it ({})",
+                    path.display(),
+                    names(),
+                    binary.go_version().unwrap_or("no Go version")
+                )
+            })?;
+            add(path, vec![], vec![c], binary);
         }
     }
     if a.kubelet.is_none() && a.containerd.is_none() && a.pid.is_empty() && a.command.is_empty() {
-        for b in &cat.binaries {
-            for (pid, exe) in find_processes(&b.binary.process_names) {
-                eprintln!("podtrace: found {} (pid {pid})", exe.display());
-                add(
-                    PathBuf::from(format!("/proc/{pid}/exe")),
-                    vec![pid],
-                    Some(&b.binary.name),
-                )?;
+        for exe in running_executables() {
+            let by_name: Vec<&BinaryCatalogue> = cat
+                .binaries
+                .iter()
+                .filter(|b| b.binary.process_names.iter().any(|n| n == exe.file_name()))
+                .collect();
+            let path = exe.proc_path();
+            if by_name.is_empty() && !has_go_buildinfo(&path) {
+                continue;
             }
+            let binary = match GoBinary::open(&path) {
+                Ok(b) => b,
+                // Gone since the scan, or not a Go binary (most processes).
+                Err(_) if by_name.is_empty() || !path.exists() => continue,
+                Err(e) => return Err(e).context(format!("{}", exe.shown.display())),
+            };
+            // Not named like a kubelet or containerd: still one if the
+            // catalogue recognises its code (k3s, a renamed copy).
+            let cats = if by_name.is_empty() {
+                recognising(cat, &binary)
+            } else {
+                by_name
+            };
+            if cats.is_empty() {
+                continue;
+            }
+            eprintln!(
+                "podtrace: found {}{} (pid {}) running {}",
+                exe.shown.display(),
+                if exe.deleted {
+                    ", deleted or replaced since it started"
+                } else {
+                    ""
+                },
+                exe.pids
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                cats.iter()
+                    .map(|c| c.binary.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            );
+            add(path, exe.pids, cats, binary);
         }
         if out.is_empty() {
             bail!(
@@ -258,10 +433,10 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
             entry_at_function_start: a.entry_at_function_start,
         },
     )?;
-    if !a.ring_mib.is_power_of_two() {
-        bail!("--ring-mib must be a power of two, not {}", a.ring_mib);
-    }
-    let mut loaded = attach::load(a.ring_mib << 20, &specs)?;
+    let logger = a
+        .ebpf_log
+        .then(|| crate::ebpf_log::CaptureLogger::stderr(probes.clone()));
+    let mut loaded = attach::load(a.ring_mib << 20, &specs, logger)?;
     loaded.attach(&sites, |_, _| {})?;
     for c in &chosen {
         let n = probes
@@ -312,14 +487,35 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
     };
     let (footer, child_status) =
         rt.block_on(collect::run(&mut loaded, &probes, writer, child, &opts))?;
-    drop(loaded); // detaches every uprobe
+    for l in loaded.log_summary() {
+        eprintln!("{l}");
+    }
+    drop(loaded);
     eprintln!(
-        "podtrace: stopped ({}): {} events, {} dropped, written to {}",
+        "podtrace: stopped ({}) after {}: {} events, {} dropped, written to {}",
         footer.stopped_by,
+        format_duration(Duration::from_nanos(footer.duration_ns)),
         footer.events,
         footer.drops,
         a.output.display()
     );
+    for c in &footer.capture_problems {
+        let p = probes.get(c.probe as usize);
+        eprintln!(
+            "podtrace: warning: {} {} {} capture `{}`: {} failed, {} truncated{}",
+            p.map_or("?", |p| p.binary.as_str()),
+            p.map_or("?", |p| p.probe.as_str()),
+            c.site,
+            c.capture,
+            c.failed,
+            c.truncated,
+            if a.ebpf_log {
+                ""
+            } else {
+                " (--ebpf-log says which addresses)"
+            }
+        );
+    }
     Ok(match child_status {
         Some(st) if !st.success() => ExitCode::from(3),
         _ => ExitCode::SUCCESS,

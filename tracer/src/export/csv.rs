@@ -1,5 +1,6 @@
-//! CSV: one row per span (RFC 4180 quoting, LF line ends, a header row).
-//! Columns, in order, are [`COLUMNS`]; docs/export.md says what each means.
+//! CSV: one row per span (RFC 4180 quoting, LF line ends, a header row),
+//! written with the `csv` crate. Columns, in order, are [`COLUMNS`];
+//! docs/export.md says what each means.
 
 use std::io::Write;
 
@@ -33,15 +34,6 @@ pub const COLUMNS: &[&str] = &[
     "args",
 ];
 
-/// Quotes a field if it holds a comma, a quote or a line break.
-pub fn field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 fn role_name(r: Role) -> String {
     serde_json::to_value(r)
         .ok()
@@ -58,58 +50,71 @@ pub fn write(trace: &crate::trace::Trace, c: &Correlated, mut out: impl Write) -
         .collect();
     let mut order: Vec<usize> = (0..c.spans.len()).collect();
     order.sort_by_key(|&i| (c.spans[i].start, i));
-    let w = || -> std::io::Result<()> {
-        writeln!(out, "{}", COLUMNS.join(","))?;
-        for i in order {
-            let s = &c.spans[i];
-            let pod = s.pod.and_then(|p| c.pods.get(p));
-            let offset = s
-                .pod
-                .and_then(|p| pod_start.get(p).copied().flatten())
-                .map(|b| format!("{:.6}", (s.start as f64 - b as f64) / 1e6));
-            let args = serde_json::Value::Object(args_json(s)).to_string();
-            let row = [
-                i.to_string(),
-                s.parent.map(|p| p.to_string()).unwrap_or_default(),
-                depth(c, i).to_string(),
-                pod.map(|p| p.uid.clone()).unwrap_or_default(),
-                pod.and_then(|p| p.namespace.clone()).unwrap_or_default(),
-                pod.and_then(|p| p.name.clone()).unwrap_or_default(),
-                s.binary.clone(),
-                s.pid.to_string(),
-                s.goid.to_string(),
-                s.name.clone(),
-                role_name(s.role),
-                function(trace, s).to_string(),
-                unix_ns(trace, s.start).to_string(),
-                s.end
-                    .map(|e| unix_ns(trace, e).to_string())
-                    .unwrap_or_default(),
-                s.duration().map(|d| d.to_string()).unwrap_or_default(),
-                offset.unwrap_or_default(),
-                if s.end.is_some() { "1" } else { "0" }.to_string(),
-                s.arg_u64("error")
-                    .map(|e| e.to_string())
-                    .unwrap_or_default(),
-                args,
-            ];
-            let line: Vec<String> = row.iter().map(|f| field(f)).collect();
-            writeln!(out, "{}", line.join(","))?;
-        }
-        out.flush()
-    };
-    w().context("writing CSV")
+    // Quote only where needed (a comma, quote or line break), LF ends: the
+    // crate's defaults but for the terminator.
+    let mut w = ::csv::WriterBuilder::new()
+        .terminator(::csv::Terminator::Any(b'\n'))
+        .from_writer(&mut out);
+    w.write_record(COLUMNS).context("writing CSV")?;
+    for i in order {
+        let s = &c.spans[i];
+        let pod = s.pod.and_then(|p| c.pods.get(p));
+        let offset = s
+            .pod
+            .and_then(|p| pod_start.get(p).copied().flatten())
+            .map(|b| format!("{:.6}", (s.start as f64 - b as f64) / 1e6));
+        let args = serde_json::Value::Object(args_json(s)).to_string();
+        w.write_record([
+            i.to_string(),
+            s.parent.map(|p| p.to_string()).unwrap_or_default(),
+            depth(c, i).to_string(),
+            pod.map(|p| p.uid.clone()).unwrap_or_default(),
+            pod.and_then(|p| p.namespace.clone()).unwrap_or_default(),
+            pod.and_then(|p| p.name.clone()).unwrap_or_default(),
+            s.binary.clone(),
+            s.pid.to_string(),
+            s.goid.to_string(),
+            s.name.clone(),
+            role_name(s.role),
+            function(trace, s).to_string(),
+            unix_ns(trace, s.start).to_string(),
+            s.end
+                .map(|e| unix_ns(trace, e).to_string())
+                .unwrap_or_default(),
+            s.duration().map(|d| d.to_string()).unwrap_or_default(),
+            offset.unwrap_or_default(),
+            if s.end.is_some() { "1" } else { "0" }.to_string(),
+            s.arg_u64("error")
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            args,
+        ])
+        .context("writing CSV")?;
+    }
+    w.flush().context("writing CSV")?;
+    drop(w);
+    out.flush().context("writing CSV")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::synth::{synth, SynthPod, SynthSpec};
 
     #[test]
-    fn quoting() {
-        assert_eq!(field("plain"), "plain");
-        assert_eq!(field("a,b"), "\"a,b\"");
-        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(field("two\nlines"), "\"two\nlines\"");
+    fn quoting_only_where_needed_and_lf_ends() -> Result<()> {
+        let mut pod = SynthPod::new(0, 1.0, 10.0, 5.0);
+        pod.namespace = "team,\"a\"".into();
+        let (t, _) = synth(&SynthSpec::new(vec![pod]))?;
+        let c = crate::commands::correlate(&t);
+        let mut buf = Vec::new();
+        write(&t, &c, &mut buf)?;
+        let text = String::from_utf8(buf)?;
+        assert!(!text.contains('\r'));
+        assert!(text.starts_with(&(COLUMNS.join(",") + "\n")));
+        // The namespace quoted, quotes doubled; the JSON args quoted too.
+        assert!(text.contains(",\"team,\"\"a\"\"\","), "{text}");
+        assert!(text.contains(",\"{\"\""), "{text}");
+        Ok(())
     }
 }

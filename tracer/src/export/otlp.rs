@@ -3,14 +3,9 @@
 //! wait, runtime stages), the poll checks and volume marks as span events of
 //! the mount wait. Encoded with the
 //! OpenTelemetry protobuf types, as protobuf JSON (a file) or protobuf
-//! (OTLP/HTTP push).
+//! (OTLP/HTTP push, over http or https, with reqwest).
 
-use std::{
-    collections::BTreeMap,
-    io::{BufRead, BufReader, Read, Write},
-    net::{TcpStream, ToSocketAddrs},
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
 use opentelemetry_proto::tonic::{
@@ -475,125 +470,193 @@ pub struct PushOutcome {
     pub status: u16,
     pub rejected_spans: i64,
     pub message: String,
+    /// Requests sent (1 + retries).
+    pub attempts: u32,
 }
 
-struct Url {
-    host: String,
-    port: u16,
-    path: String,
+/// How to push.
+#[derive(Debug, Clone)]
+pub struct PushOptions<'a> {
+    /// Extra request headers (say, authorization).
+    pub headers: &'a [(String, String)],
+    /// Connect, and whole-request, timeout.
+    pub timeout: Duration,
+    /// Also trust this PEM CA certificate (bundle) for https, beside the
+    /// system's roots.
+    pub ca_cert: Option<&'a Path>,
+    /// Retries after a transient failure (connect error, timeout, 429, 502,
+    /// 503, 504: the OTLP spec's retryable answers).
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each next one, or the
+    /// receiver's Retry-After when it gives one (at most [`MAX_BACKOFF`]).
+    pub backoff: Duration,
 }
 
-/// `http://host[:port][/path]`; an empty path means `/v1/traces` (as
-/// OTEL_EXPORTER_OTLP_ENDPOINT), any other path is used as given.
-fn parse_endpoint(endpoint: &str) -> Result<Url> {
-    let rest = match endpoint.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => bail!(
-            "{endpoint}: https is not supported; push to an http:// endpoint (a local collector or agent)"
-        ),
-        Some((scheme, _)) => bail!("{endpoint}: unsupported scheme `{scheme}`, expected http://"),
-        None => endpoint,
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let (host, port) = match authority.strip_prefix('[') {
-        // [v6-address]:port
-        Some(v6) => {
-            let (h, after) = v6
-                .split_once(']')
-                .with_context(|| format!("{endpoint}: unclosed `[` in the host"))?;
-            (h, after.strip_prefix(':'))
+/// Longest wait between two attempts, also when Retry-After asks for more.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl<'a> PushOptions<'a> {
+    pub fn new(headers: &'a [(String, String)], timeout: Duration) -> PushOptions<'a> {
+        PushOptions {
+            headers,
+            timeout,
+            ca_cert: None,
+            retries: 3,
+            backoff: Duration::from_millis(250),
         }
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        },
+    }
+}
+
+/// `http[s]://host[:port][/path]` (no scheme: http); an empty path means
+/// `/v1/traces` (as OTEL_EXPORTER_OTLP_ENDPOINT), any other path is used as
+/// given.
+pub fn endpoint_url(endpoint: &str) -> Result<reqwest::Url> {
+    let with_scheme = if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
     };
-    let port = match port {
-        Some(p) => p
-            .parse::<u16>()
-            .with_context(|| format!("{endpoint}: bad port `{p}`"))?,
-        None => 80,
-    };
-    if host.is_empty() {
+    let mut url =
+        reqwest::Url::parse(&with_scheme).with_context(|| format!("{endpoint}: not a URL"))?;
+    match url.scheme() {
+        "http" | "https" => {}
+        other => bail!("{endpoint}: unsupported scheme `{other}`, expected http:// or https://"),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
         bail!("{endpoint}: no host");
     }
-    Ok(Url {
-        host: host.into(),
-        port,
-        path: if path.is_empty() || path == "/" {
-            "/v1/traces".into()
-        } else {
-            path.into()
-        },
-    })
+    if url.path().is_empty() || url.path() == "/" {
+        url.set_path("/v1/traces");
+    }
+    Ok(url)
 }
 
-/// POSTs `req` as OTLP/HTTP protobuf to `endpoint`. `headers` are extra
-/// request headers (say, authorization). Errors on a non-2xx answer.
+/// POSTs `req` as OTLP/HTTP protobuf to `endpoint`, with up to three
+/// retries. Errors on a non-2xx answer.
 pub fn push(
     endpoint: &str,
     req: &ExportTraceServiceRequest,
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<PushOutcome> {
-    let url = parse_endpoint(endpoint)?;
-    let body = to_protobuf(req);
-    let addr = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .with_context(|| format!("{endpoint}: resolving {}", url.host))?
-        .next()
-        .with_context(|| format!("{endpoint}: {} has no address", url.host))?;
-    let mut conn = TcpStream::connect_timeout(&addr, timeout)
-        .with_context(|| format!("{endpoint}: connecting to {addr}"))?;
-    conn.set_read_timeout(Some(timeout))?;
-    conn.set_write_timeout(Some(timeout))?;
-    let host = if url.host.contains(':') {
-        format!("[{}]:{}", url.host, url.port)
-    } else {
-        format!("{}:{}", url.host, url.port)
-    };
-    let mut head = format!(
-        "POST {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: podtrace/{}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n",
-        url.path,
-        env!("CARGO_PKG_VERSION"),
-        body.len()
-    );
-    for (k, v) in headers {
-        if k.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']) {
-            bail!("header `{k}`: names must not contain ':' or line breaks, values no line breaks");
+    push_with(endpoint, req, &PushOptions::new(headers, timeout))
+}
+
+fn client(opts: &PushOptions<'_>) -> Result<reqwest::blocking::Client> {
+    // reqwest is built without a default TLS crypto provider (the default,
+    // aws-lc-rs, needs a C build): use ring's. Err = already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::blocking::Client::builder()
+        .user_agent(concat!("podtrace/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(opts.timeout)
+        .timeout(opts.timeout)
+        // A receiver on this node must not be reached through a proxy.
+        .no_proxy();
+    if let Some(p) = opts.ca_cert {
+        let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{}: not a PEM certificate", p.display()))?;
+        if certs.is_empty() {
+            bail!("{}: no certificate in it", p.display());
         }
-        head.push_str(&format!("{k}: {v}\r\n"));
+        b = b.tls_certs_merge(certs);
     }
-    head.push_str("\r\n");
-    conn.write_all(head.as_bytes())
-        .and_then(|_| conn.write_all(&body))
-        .and_then(|_| conn.flush())
-        .with_context(|| format!("{endpoint}: sending the request"))?;
-    let (status, reason, resp_headers, resp_body) = read_response(&mut BufReader::new(conn))
-        .with_context(|| format!("{endpoint}: reading the answer"))?;
-    let content_type = resp_headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
-    if !(200..300).contains(&status) {
-        let text = String::from_utf8_lossy(&resp_body);
-        let text: String = text.chars().take(500).collect();
-        bail!(
-            "{endpoint}: the receiver answered {status} {reason}: {}",
+    b.build().context("setting up the HTTP client")
+}
+
+/// Why an attempt failed, and whether another may succeed.
+enum Failure {
+    Transient(anyhow::Error, Option<Duration>),
+    Final(anyhow::Error),
+}
+
+/// A TLS handshake that failed on its merits (an untrusted certificate, say):
+/// trying again would fail the same way.
+fn tls_refused(e: &reqwest::Error) -> bool {
+    // The rustls error sits inside io::Errors, whose source() skips the
+    // error they wrap: look into those with get_ref().
+    let mut todo: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+    while let Some(c) = todo.pop() {
+        if c.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(inner) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            todo.push(inner);
+        }
+        todo.extend(c.source());
+    }
+    false
+}
+
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    h.get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+fn attempt(
+    client: &reqwest::blocking::Client,
+    endpoint: &str,
+    url: &reqwest::Url,
+    body: &[u8],
+    headers: &[(String, String)],
+) -> Result<PushOutcome, Failure> {
+    let mut rb = client
+        .post(url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+        .body(body.to_vec());
+    for (k, v) in headers {
+        rb = rb.header(k.as_str(), v.as_str());
+    }
+    let resp = match rb.send() {
+        Ok(r) => r,
+        Err(e) if (e.is_connect() || e.is_timeout()) && !tls_refused(&e) => {
+            return Err(Failure::Transient(
+                anyhow::Error::new(e).context(format!("{endpoint}: sending the request")),
+                None,
+            ))
+        }
+        Err(e) => {
+            return Err(Failure::Final(
+                anyhow::Error::new(e).context(format!("{endpoint}: sending the request")),
+            ))
+        }
+    };
+    let status = resp.status();
+    let wait = retry_after(resp.headers());
+    let protobuf = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-protobuf"));
+    let body = resp.bytes().map_err(|e| {
+        Failure::Final(anyhow::Error::new(e).context(format!("{endpoint}: reading the answer")))
+    })?;
+    if !status.is_success() {
+        let text: String = String::from_utf8_lossy(&body).chars().take(500).collect();
+        let e = anyhow::anyhow!(
+            "{endpoint}: the receiver answered {status}: {}",
             text.trim()
         );
+        return Err(match status.as_u16() {
+            429 | 502 | 503 | 504 => Failure::Transient(e, wait),
+            _ => Failure::Final(e),
+        });
     }
     let mut out = PushOutcome {
-        status,
+        status: status.as_u16(),
         ..Default::default()
     };
-    if content_type.starts_with("application/x-protobuf") && !resp_body.is_empty() {
+    if protobuf && !body.is_empty() {
         // A partial success names the spans the receiver dropped.
-        if let Ok(r) = ExportTraceServiceResponse::decode(resp_body.as_slice()) {
+        if let Ok(r) = ExportTraceServiceResponse::decode(body.as_ref()) {
             if let Some(ps) = r.partial_success {
                 out.rejected_spans = ps.rejected_spans;
                 out.message = ps.error_message;
@@ -603,70 +666,46 @@ pub fn push(
     Ok(out)
 }
 
-type Response = (u16, String, Vec<(String, String)>, Vec<u8>);
-
-/// Minimal HTTP/1.1 response reader: status line, headers, and a body sized
-/// by Content-Length, chunked, or read to the end.
-fn read_response(r: &mut impl BufRead) -> Result<Response> {
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut parts = line.trim_end().splitn(3, ' ');
-    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
-        bail!("not an HTTP answer: {:?}", line.trim_end());
-    };
-    if !version.starts_with("HTTP/") {
-        bail!("not an HTTP answer: {:?}", line.trim_end());
+/// [`push`] with all the options.
+pub fn push_with(
+    endpoint: &str,
+    req: &ExportTraceServiceRequest,
+    opts: &PushOptions<'_>,
+) -> Result<PushOutcome> {
+    let url = endpoint_url(endpoint)?;
+    for (k, v) in opts.headers {
+        reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .with_context(|| format!("header `{k}`: not a valid header name"))?;
+        reqwest::header::HeaderValue::from_str(v).with_context(|| {
+            format!("header `{k}`: the value must be printable, without line breaks")
+        })?;
     }
-    let status: u16 = code
-        .parse()
-        .with_context(|| format!("bad status line {:?}", line.trim_end()))?;
-    let reason = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
+    let client = client(opts)?;
+    let body = to_protobuf(req);
+    let mut backoff = opts.backoff;
+    let mut attempts = 0;
     loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            break;
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let mut body = Vec::new();
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            line.clear();
-            r.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
-                .with_context(|| format!("bad chunk size {:?}", line.trim()))?;
-            if size == 0 {
-                break;
+        attempts += 1;
+        match attempt(&client, endpoint, &url, &body, opts.headers) {
+            Ok(mut out) => {
+                out.attempts = attempts;
+                return Ok(out);
             }
-            let at = body.len();
-            body.resize(at + size, 0);
-            r.read_exact(&mut body[at..])?;
-            line.clear();
-            r.read_line(&mut line)?;
+            Err(Failure::Final(e)) => return Err(e),
+            Err(Failure::Transient(e, _)) if attempts > opts.retries => {
+                return Err(e.context(format!(
+                    "{endpoint}: gave up after {attempts} attempts ({} retries)",
+                    opts.retries
+                )))
+            }
+            Err(Failure::Transient(e, asked)) => {
+                let wait = asked.unwrap_or(backoff).min(MAX_BACKOFF);
+                log::warn!("{e:#}; retrying in {wait:?}");
+                std::thread::sleep(wait);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
         }
-    } else if let Some(n) = header("content-length") {
-        let n: usize = n
-            .parse()
-            .with_context(|| format!("bad Content-Length {n:?}"))?;
-        body.resize(n.min(16 << 20), 0);
-        r.read_exact(&mut body)?;
-    } else {
-        r.take(16 << 20).read_to_end(&mut body)?;
     }
-    Ok((status, reason, headers, body))
 }
 
 #[cfg(test)]
@@ -675,28 +714,17 @@ mod tests {
 
     #[test]
     fn endpoints() -> Result<()> {
-        let u = parse_endpoint("http://127.0.0.1:4318")?;
-        assert_eq!(
-            (u.host.as_str(), u.port, u.path.as_str()),
-            ("127.0.0.1", 4318, "/v1/traces")
-        );
-        let u = parse_endpoint("http://collector/otlp/v1/traces")?;
-        assert_eq!(
-            (u.host.as_str(), u.port, u.path.as_str()),
-            ("collector", 80, "/otlp/v1/traces")
-        );
-        let u = parse_endpoint("http://[::1]:4318/")?;
-        assert_eq!((u.host.as_str(), u.port), ("::1", 4318));
-        assert!(parse_endpoint("https://x").is_err());
-        assert!(parse_endpoint("http://x:notaport").is_err());
-        Ok(())
-    }
-
-    #[test]
-    fn chunked_answers_are_read() -> Result<()> {
-        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        let (st, _, _, body) = read_response(&mut &raw[..])?;
-        assert_eq!((st, body.as_slice()), (200, &b"abcde"[..]));
+        let u = endpoint_url("http://127.0.0.1:4318")?;
+        assert_eq!(u.as_str(), "http://127.0.0.1:4318/v1/traces");
+        let u = endpoint_url("http://collector/otlp/v1/traces")?;
+        assert_eq!(u.as_str(), "http://collector/otlp/v1/traces");
+        let u = endpoint_url("http://[::1]:4318/")?;
+        assert_eq!(u.as_str(), "http://[::1]:4318/v1/traces");
+        let u = endpoint_url("collector:4318")?;
+        assert_eq!(u.as_str(), "http://collector:4318/v1/traces");
+        assert_eq!(endpoint_url("https://x")?.as_str(), "https://x/v1/traces");
+        assert!(endpoint_url("http://x:notaport").is_err());
+        assert!(endpoint_url("ftp://x").is_err());
         Ok(())
     }
 }

@@ -318,6 +318,7 @@ impl<'a> Gen<'a> {
             sp,
             ra: 0x40_0000 + id as u64 * 0x40,
             a,
+            tr: 0,
         });
     }
 
@@ -565,6 +566,7 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         hits: events.len() as u64,
         duration_ns: end - T0_MONO_NS,
         stopped_by: "duration".into(),
+        capture_problems: Vec::new(),
     };
     let header = Header {
         format: FORMAT.into(),

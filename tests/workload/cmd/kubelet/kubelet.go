@@ -10,5 +10,12 @@ import (
 )
 
 func main() {
-	os.Exit(app.Run(os.Args[1:]))
+	args := os.Args[1:]
+	// Run as `k3s agent` or `k3s server` (podtrace's test of finding a
+	// kubelet inside k3s's multi-call binary): the sub-command is k3s's,
+	// the flags after it are ours.
+	if len(args) > 0 && (args[0] == "agent" || args[0] == "server") {
+		args = args[1:]
+	}
+	os.Exit(app.Run(args))
 }
