@@ -70,6 +70,7 @@ pub fn run_setup() -> Result<()> {
         ("chromium", "/usr/bin/chromium"),
     ])?;
     bpf_linker()?;
+    cargo_fuzz()?;
     go_new()?;
     crate::upstream::run()?;
     Ok(())
@@ -194,6 +195,21 @@ fn bpf_linker() -> Result<()> {
         .env("LLVM_PREFIX", &prefix))?;
     if !quiet_ok(Command::new("bpf-linker").arg("--version")) {
         bail!("bpf-linker was installed but does not run (is ~/.cargo/bin on PATH?)");
+    }
+    Ok(())
+}
+
+/// cargo-fuzz, for the fuzz targets in fuzz/ (run on the stable toolchain
+/// with RUSTC_BOOTSTRAP=1, see xtask/src/fuzz.rs).
+fn cargo_fuzz() -> Result<()> {
+    if quiet_ok(Command::new("cargo").args(["fuzz", "--version"])) {
+        ok("cargo-fuzz", "present");
+        return Ok(());
+    }
+    ok("cargo-fuzz", "installing from crates.io (about a minute)");
+    sh(Command::new("cargo").args(["install", "cargo-fuzz", "--version", "0.13.2", "--locked"]))?;
+    if !quiet_ok(Command::new("cargo").args(["fuzz", "--version"])) {
+        bail!("cargo-fuzz was installed but `cargo fuzz` does not run (is ~/.cargo/bin on PATH?)");
     }
     Ok(())
 }
