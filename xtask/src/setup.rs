@@ -68,6 +68,8 @@ pub fn run_setup() -> Result<()> {
         ("protobuf-compiler", "/usr/bin/protoc"),
         // HTML report tests render the page in headless Chromium.
         ("chromium", "/usr/bin/chromium"),
+        // cargo xtask image strips the binary it puts in the image.
+        ("binutils", "/usr/bin/strip"),
     ])?;
     bpf_linker()?;
     cargo_fuzz()?;
