@@ -84,7 +84,11 @@ fn go_bin() -> PathBuf {
         return local;
     }
     std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("go")).find(|g| g.is_file()))
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("go"))
+                .find(|g| g.is_file())
+        })
         .unwrap_or(local)
 }
 
@@ -132,7 +136,10 @@ fn go_version() -> Result<String> {
 fn module_gomod(module: &str, version: &str) -> Result<PathBuf> {
     let tmp = home().join("upstream");
     std::fs::create_dir_all(&tmp)?;
-    let out = go(&tmp, &["mod", "download", "-json", &format!("{module}@{version}")])?;
+    let out = go(
+        &tmp,
+        &["mod", "download", "-json", &format!("{module}@{version}")],
+    )?;
     let v: serde_json::Value = serde_json::from_str(&out)
         .with_context(|| format!("parsing `go mod download -json {module}@{version}`"))?;
     if let Some(e) = v["Error"].as_str() {
@@ -190,7 +197,9 @@ pub fn kubelet_wrapper_gomod(version: &str, upstream_gomod: &str) -> Result<Stri
             s.push('\n');
         }
     }
-    s.push_str(&format!("\nrequire k8s.io/kubernetes {version}\n\nreplace (\n"));
+    s.push_str(&format!(
+        "\nrequire k8s.io/kubernetes {version}\n\nreplace (\n"
+    ));
     for m in &staging {
         s.push_str(&format!("\t{m} => {m} {staging_version}\n"));
     }
@@ -240,7 +249,8 @@ pub fn tune_kubelet_source(tree: &Path) -> Result<()> {
             );
         }
         // Vendored files are read-only copies of the module cache's.
-        let _ = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        let _ =
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644));
         std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
@@ -254,7 +264,10 @@ fn kubelet_ldflags(version: &str) -> String {
     let mut it = v.split('.');
     let major = it.next().unwrap_or("1");
     let minor = it.next().unwrap_or("0");
-    for pkg in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
+    for pkg in [
+        "k8s.io/component-base/version",
+        "k8s.io/client-go/pkg/version",
+    ] {
         for (k, val) in [
             ("gitVersion", version),
             ("gitMajor", major),
@@ -317,11 +330,17 @@ fn build_kubelet(version: &str, tuned: bool, gover: &str) -> Result<()> {
     let t = Instant::now();
     let dir = home().join("upstream").join(&name);
     std::fs::create_dir_all(&dir)?;
-    progress(&name, &format!("fetching k8s.io/kubernetes@{version} from the Go module proxy"));
+    progress(
+        &name,
+        &format!("fetching k8s.io/kubernetes@{version} from the Go module proxy"),
+    );
     let upstream = module_gomod("k8s.io/kubernetes", version)?;
     let upstream = std::fs::read_to_string(&upstream)
         .with_context(|| format!("reading {}", upstream.display()))?;
-    std::fs::write(dir.join("go.mod"), kubelet_wrapper_gomod(version, &upstream)?)?;
+    std::fs::write(
+        dir.join("go.mod"),
+        kubelet_wrapper_gomod(version, &upstream)?,
+    )?;
     std::fs::write(
         dir.join("tools.go"),
         "//go:build tools\n\npackage tools\n\nimport _ \"k8s.io/kubernetes/cmd/kubelet\"\n",
@@ -339,18 +358,27 @@ fn build_kubelet(version: &str, tuned: bool, gover: &str) -> Result<()> {
     if tuned {
         // The way kubelet is patched by hand: vendor the source, edit the
         // constants, build from the vendored tree.
-        progress(&name, "go mod vendor, then editing the four interval constants");
+        progress(
+            &name,
+            "go mod vendor, then editing the four interval constants",
+        );
         let _ = std::fs::remove_dir_all(dir.join("vendor"));
         go(&dir, &["mod", "vendor"])?;
         tune_kubelet_source(&dir.join("vendor/k8s.io/kubernetes"))?;
         args.push("-mod=vendor");
     }
     let out = suffixed(&bin, ".tmp");
-    let out_s = out.to_str().context("PODTRACE_HOME is not UTF-8")?.to_string();
+    let out_s = out
+        .to_str()
+        .context("PODTRACE_HOME is not UTF-8")?
+        .to_string();
     args.extend(["-o", &out_s, "k8s.io/kubernetes/cmd/kubelet"]);
     progress(
         &name,
-        &format!("go build (cold: several minutes on 2 cores; cached in {})", home().join("go/cache").display()),
+        &format!(
+            "go build (cold: several minutes on 2 cores; cached in {})",
+            home().join("go/cache").display()
+        ),
     );
     go(&dir, &args)?;
     std::fs::rename(&out, &bin)?;
@@ -369,7 +397,9 @@ fn build_containerd(gover: &str) -> Result<()> {
     );
     // btrfs/devmapper/zfs snapshotters need cgo or are unused here.
     let tags = "no_btrfs,no_devmapper,no_zfs";
-    let recipe = format!("{module} {CONTAINERD_VERSION}\n{gover}\nCGO_ENABLED=0 -trimpath -tags {tags}\n{ldflags}\n");
+    let recipe = format!(
+        "{module} {CONTAINERD_VERSION}\n{gover}\nCGO_ENABLED=0 -trimpath -tags {tags}\n{ldflags}\n"
+    );
     let name = format!("containerd-{CONTAINERD_VERSION}");
     let cmds = ["containerd", "containerd-shim-runc-v2", "ctr"];
     if recipe_ok(&stamp, &recipe) && cmds.iter().all(|c| dir_out.join(c).exists()) {
@@ -380,7 +410,10 @@ fn build_containerd(gover: &str) -> Result<()> {
     let dir = home().join("upstream").join(&name);
     std::fs::create_dir_all(&dir)?;
     std::fs::create_dir_all(&dir_out)?;
-    progress(&name, &format!("fetching {module}@{CONTAINERD_VERSION} from the Go module proxy"));
+    progress(
+        &name,
+        &format!("fetching {module}@{CONTAINERD_VERSION} from the Go module proxy"),
+    );
     let upstream = module_gomod(module, CONTAINERD_VERSION)?;
     let upstream = std::fs::read_to_string(&upstream)?;
     let goline = directive(&upstream, "go").unwrap_or_else(|| "go 1.25.0".into());
@@ -455,7 +488,10 @@ mod tests {
         assert!(m.contains("godebug default=go1.24\n"), "{m}");
         assert!(m.contains("require k8s.io/kubernetes v1.34.4\n"), "{m}");
         assert!(m.contains("\tk8s.io/api => k8s.io/api v0.34.4\n"), "{m}");
-        assert!(m.contains("\tk8s.io/cri-api => k8s.io/cri-api v0.34.4\n"), "{m}");
+        assert!(
+            m.contains("\tk8s.io/cri-api => k8s.io/cri-api v0.34.4\n"),
+            "{m}"
+        );
         assert!(!m.contains("github.com/x/y"), "{m}");
     }
 
@@ -467,23 +503,44 @@ mod tests {
         std::fs::create_dir_all(vm.parent().expect("parent")).expect("mkdir");
         let vm_src = "const (\n\treconcilerLoopSleepPeriod = 100 * time.Millisecond\n\n\tdesiredStateOfWorldPopulatorLoopSleepPeriod = 100 * time.Millisecond\n\tpodAttachAndMountRetryInterval = 300 * time.Millisecond\n\tpodAttachAndMountTimeout = 2*time.Minute + 3*time.Second\n)\n";
         std::fs::write(&vm, vm_src).expect("write");
-        std::fs::write(&kl, "const (\n\tgenericPlegRelistPeriod    = time.Second * 1\n)\n")
-            .expect("write");
+        std::fs::write(
+            &kl,
+            "const (\n\tgenericPlegRelistPeriod    = time.Second * 1\n)\n",
+        )
+        .expect("write");
         tune_kubelet_source(&dir).expect("tune");
         let v = std::fs::read_to_string(&vm).expect("read");
-        assert!(v.contains("reconcilerLoopSleepPeriod = 10 * time.Millisecond"), "{v}");
-        assert!(v.contains("podAttachAndMountRetryInterval = 30 * time.Millisecond"), "{v}");
-        assert!(v.contains("podAttachAndMountTimeout = 2*time.Minute"), "{v}");
+        assert!(
+            v.contains("reconcilerLoopSleepPeriod = 10 * time.Millisecond"),
+            "{v}"
+        );
+        assert!(
+            v.contains("podAttachAndMountRetryInterval = 30 * time.Millisecond"),
+            "{v}"
+        );
+        assert!(
+            v.contains("podAttachAndMountTimeout = 2*time.Minute"),
+            "{v}"
+        );
         let k = std::fs::read_to_string(&kl).expect("read");
-        assert!(k.contains("genericPlegRelistPeriod    = 100 * time.Millisecond"), "{k}");
+        assert!(
+            k.contains("genericPlegRelistPeriod    = 100 * time.Millisecond"),
+            "{k}"
+        );
         // Already tuned: the upstream value no longer matches.
         let e = tune_kubelet_source(&dir).expect_err("second tune must fail");
-        assert!(format!("{e:#}").contains("expected `300 * time.Millisecond`"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("expected `300 * time.Millisecond`"),
+            "{e:#}"
+        );
         // Missing constant.
         std::fs::write(&kl, "const ()\n").expect("write");
         std::fs::write(&vm, vm_src).expect("write");
         let e = tune_kubelet_source(&dir).expect_err("missing constant must fail");
-        assert!(format!("{e:#}").contains("genericPlegRelistPeriod: found 0"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("genericPlegRelistPeriod: found 0"),
+            "{e:#}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
