@@ -517,22 +517,39 @@ spec:
     pub fn add_manifest(&self, file: &str, manifest: &str) {
         let tmp = self.manifests.join(format!(".{file}.yaml.tmp"));
         std::fs::write(&tmp, manifest).expect("write manifest");
-        std::fs::rename(&tmp, self.manifests.join(format!("{file}.yaml"))).expect("rename manifest");
+        std::fs::rename(&tmp, self.manifests.join(format!("{file}.yaml")))
+            .expect("rename manifest");
     }
 
     /// What a container of a pod wrote to its CRI logs so far, every
     /// restart's file in order; empty before it first started. `uid` picks
     /// one incarnation of the pod ("" takes them all).
-    pub fn container_log(&self, namespace: &str, full_name: &str, uid: &str, container: &str) -> String {
+    pub fn container_log(
+        &self,
+        namespace: &str,
+        full_name: &str,
+        uid: &str,
+        container: &str,
+    ) -> String {
         let prefix = format!("{namespace}_{full_name}_{uid}");
         let mut files: Vec<(u32, PathBuf)> = std::fs::read_dir(self.dir.join("pod-logs"))
             .into_iter()
             .flatten()
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-            .flat_map(|e| std::fs::read_dir(e.path().join(container)).into_iter().flatten().flatten())
+            .flat_map(|e| {
+                std::fs::read_dir(e.path().join(container))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
             .filter_map(|f| {
-                let n = f.file_name().to_string_lossy().strip_suffix(".log")?.parse().ok()?;
+                let n = f
+                    .file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()?;
                 Some((n, f.path()))
             })
             .collect();
