@@ -122,7 +122,7 @@ fn main() {
             } else {
                 targets.iter().map(String::as_str).collect()
             };
-            fuzz::run(&all, std::time::Duration::from_secs(seconds))
+            fuzz::run(&all, std::time::Duration::from_secs(seconds), true)
         }),
     };
     if let Err(e) = res {
@@ -222,8 +222,8 @@ fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
     sh(&mut cmd)?;
     if filter.is_none() {
         // Every run: each target briefly (a minute for all), from the seeds
-        // and the corpus earlier runs grew. Longer: `cargo xtask fuzz`.
-        fuzz::run(fuzz::TARGETS, std::time::Duration::from_secs(15))?;
+        // and past crashes. Longer, growing a corpus: `cargo xtask fuzz`.
+        fuzz::run(fuzz::TARGETS, std::time::Duration::from_secs(15), false)?;
     }
     Ok(())
 }
