@@ -247,3 +247,54 @@ pub fn push(layout: &Path, registry: &str) -> Result<String> {
     )?;
     Ok(reference)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_is_reproducible_and_root_owned() {
+        let dir = std::env::temp_dir().join(format!("podtrace-image-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        std::fs::write(&a, b"binary").expect("write a");
+        std::fs::write(&b, b"library").expect("write b");
+        let files = vec![
+            ("podtrace".to_string(), a.clone(), 0o755),
+            (
+                "lib/x86_64-linux-gnu/libc.so.6".to_string(),
+                b.clone(),
+                0o755,
+            ),
+        ];
+        let first = layer_tar(&files).expect("tar");
+        // Other mtimes on the host must not change the layer.
+        std::fs::write(&a, b"binary").expect("rewrite a");
+        assert_eq!(first, layer_tar(&files).expect("tar again"));
+        let mut ar = tar::Archive::new(first.as_slice());
+        let entries: Vec<(String, u64, u64, u32)> = ar
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                let e = e.expect("entry");
+                let h = e.header();
+                (
+                    e.path().expect("path").display().to_string(),
+                    h.uid().expect("uid"),
+                    h.mtime().expect("mtime"),
+                    h.mode().expect("mode"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("lib/".to_string(), 0, 0, 0o755),
+                ("lib/x86_64-linux-gnu/".to_string(), 0, 0, 0o755),
+                ("podtrace".to_string(), 0, 0, 0o755),
+                ("lib/x86_64-linux-gnu/libc.so.6".to_string(), 0, 0, 0o755),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -82,6 +82,10 @@ enum Cmd {
         /// Skip set-up and the release build (they ran already).
         #[arg(long)]
         no_build: bool,
+        /// Start from the seeds in an emptied corpus, as `test` does,
+        /// instead of growing target/fuzz-corpus.
+        #[arg(long)]
+        fresh: bool,
     },
 }
 
@@ -111,6 +115,7 @@ fn main() {
             seconds,
             targets,
             no_build,
+            fresh,
         } => (if no_build {
             Ok(())
         } else {
@@ -122,7 +127,7 @@ fn main() {
             } else {
                 targets.iter().map(String::as_str).collect()
             };
-            fuzz::run(&all, std::time::Duration::from_secs(seconds), true)
+            fuzz::run(&all, std::time::Duration::from_secs(seconds), !fresh)
         }),
     };
     if let Err(e) = res {
