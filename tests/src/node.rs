@@ -511,6 +511,55 @@ spec:
         Node::pod_name(name)
     }
 
+    /// Writes any static pod manifest (YAML or JSON) as `<file>.yaml`,
+    /// atomically as [`Node::add_pod`] does; [`Node::remove_pod`]`(file)`
+    /// removes it.
+    pub fn add_manifest(&self, file: &str, manifest: &str) {
+        let tmp = self.manifests.join(format!(".{file}.yaml.tmp"));
+        std::fs::write(&tmp, manifest).expect("write manifest");
+        std::fs::rename(&tmp, self.manifests.join(format!("{file}.yaml")))
+            .expect("rename manifest");
+    }
+
+    /// What a container of a pod wrote to its CRI logs so far, every
+    /// restart's file in order; empty before it first started. `uid` picks
+    /// one incarnation of the pod ("" takes them all).
+    pub fn container_log(
+        &self,
+        namespace: &str,
+        full_name: &str,
+        uid: &str,
+        container: &str,
+    ) -> String {
+        let prefix = format!("{namespace}_{full_name}_{uid}");
+        let mut files: Vec<(u32, PathBuf)> = std::fs::read_dir(self.dir.join("pod-logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .flat_map(|e| {
+                std::fs::read_dir(e.path().join(container))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .filter_map(|f| {
+                let n = f
+                    .file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()?;
+                Some((n, f.path()))
+            })
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|(_, p)| std::fs::read_to_string(p).unwrap_or_default())
+            .collect()
+    }
+
     /// Removes a static pod's manifest (kubelet then stops the pod).
     pub fn remove_pod(&self, name: &str) {
         let _ = std::fs::remove_file(self.manifests.join(format!("{name}.yaml")));

@@ -5,9 +5,13 @@
 //! - `demo`:  record the real kubelet, default vs tuned build, and report
 //! - `test`:  the whole suite (unit, real-eBPF end-to-end, Go tests, lints)
 //! - `bench`: probe cost per hit vs bpftrace, sustained event rate
+//! - `image`: the podtrace OCI image (no Docker), optionally pushed
+//! - `fuzz`:  run the cargo-fuzz targets (fuzz/) for a while
 
 mod bench;
 mod demo;
+mod fuzz;
+mod image;
 mod setup;
 mod upstream;
 
@@ -61,6 +65,30 @@ enum Cmd {
     /// Measure probe cost per hit (prologue jump, function start, RET) against
     /// bpftrace, and the sustained event rate.
     Bench,
+    /// Build podtrace's OCI image into target/image/podtrace (an OCI
+    /// layout; no Docker needed) and optionally push it.
+    Image {
+        /// Push to this registry (host:port, plain HTTP) as
+        /// REGISTRY/podtrace:VERSION with skopeo.
+        #[arg(long, value_name = "REGISTRY")]
+        push: Option<String>,
+    },
+    /// Fuzz the readers (Go binaries, pclntab, inline trees, trace files)
+    /// with cargo-fuzz, seeded from the real binaries and traces.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only these targets (default: all).
+        targets: Vec<String>,
+        /// Skip set-up and the release build (they ran already).
+        #[arg(long)]
+        no_build: bool,
+        /// Start from the seeds in an emptied corpus, as `test` does,
+        /// instead of growing target/fuzz-corpus.
+        #[arg(long)]
+        fresh: bool,
+    },
 }
 
 fn main() {
@@ -73,10 +101,36 @@ fn main() {
             .and_then(|_| demo::run(pods, workload)),
         Cmd::Test { no_lint, filter } => setup::run()
             .and_then(|_| build())
+            .and_then(|_| image::build(&podtrace_bin()))
             .and_then(|_| test(no_lint, filter.as_deref())),
         Cmd::Bench => setup::run()
             .and_then(|_| build())
             .and_then(|_| bench::run()),
+        Cmd::Image { push } => setup::run()
+            .and_then(|_| build())
+            .and_then(|_| image::build(&podtrace_bin()))
+            .and_then(|b| match push {
+                Some(reg) => image::push(&b.layout, &reg).map(|r| eprintln!("    pushed {r}")),
+                None => Ok(()),
+            }),
+        Cmd::Fuzz {
+            seconds,
+            targets,
+            no_build,
+            fresh,
+        } => (if no_build {
+            Ok(())
+        } else {
+            setup::run().and_then(|_| build())
+        })
+        .and_then(|_| {
+            let all: Vec<&str> = if targets.is_empty() {
+                fuzz::TARGETS.to_vec()
+            } else {
+                targets.iter().map(String::as_str).collect()
+            };
+            fuzz::run(&all, std::time::Duration::from_secs(seconds), !fresh)
+        }),
     };
     if let Err(e) = res {
         eprintln!("xtask: error: {e:#}");
@@ -163,6 +217,7 @@ fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
         .args(["test", "--release", "--workspace", "--no-fail-fast"])
         .env("PODTRACE_BIN", podtrace_bin())
         .env("PODTRACE_WORKLOAD_DIR", workload_dir())
+        .env("PODTRACE_IMAGE", image::layout_dir())
         .env("GO119", setup::go119())
         .env("GO127", setup::go127())
         .arg("--");
@@ -170,5 +225,11 @@ fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
         cmd.arg(f);
     }
     cmd.arg("--test-threads=1");
-    sh(&mut cmd)
+    sh(&mut cmd)?;
+    if filter.is_none() {
+        // Every run: each target briefly (a minute for all), from the seeds
+        // and past crashes. Longer, growing a corpus: `cargo xtask fuzz`.
+        fuzz::run(fuzz::TARGETS, std::time::Duration::from_secs(15), false)?;
+    }
+    Ok(())
 }

@@ -71,8 +71,11 @@ pub fn run_setup() -> Result<()> {
         ("protobuf-compiler", "/usr/bin/protoc"),
         // HTML report tests render the page in headless Chromium.
         ("chromium", "/usr/bin/chromium"),
+        // cargo xtask image strips the binary it puts in the image.
+        ("binutils", "/usr/bin/strip"),
     ])?;
     bpf_linker()?;
+    cargo_fuzz()?;
     go_new()?;
     crate::upstream::run()?;
     Ok(())
@@ -197,6 +200,21 @@ fn bpf_linker() -> Result<()> {
         .env("LLVM_PREFIX", &prefix))?;
     if !quiet_ok(Command::new("bpf-linker").arg("--version")) {
         bail!("bpf-linker was installed but does not run (is ~/.cargo/bin on PATH?)");
+    }
+    Ok(())
+}
+
+/// cargo-fuzz, for the fuzz targets in fuzz/ (run on the stable toolchain
+/// with RUSTC_BOOTSTRAP=1, see xtask/src/fuzz.rs).
+fn cargo_fuzz() -> Result<()> {
+    if quiet_ok(Command::new("cargo").args(["fuzz", "--version"])) {
+        ok("cargo-fuzz", "present");
+        return Ok(());
+    }
+    ok("cargo-fuzz", "installing from crates.io (about a minute)");
+    sh(Command::new("cargo").args(["install", "cargo-fuzz", "--version", "0.13.2", "--locked"]))?;
+    if !quiet_ok(Command::new("cargo").args(["fuzz", "--version"])) {
+        bail!("cargo-fuzz was installed but `cargo fuzz` does not run (is ~/.cargo/bin on PATH?)");
     }
     Ok(())
 }

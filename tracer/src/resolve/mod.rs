@@ -256,32 +256,8 @@ impl GoBinary {
     /// Inlined function → functions holding a copy, from the inline trees
     /// (read once, on first use).
     fn inline_map(&self) -> &std::collections::BTreeMap<String, Vec<String>> {
-        self.inlined_into.get_or_init(|| {
-            let Some((range, vaddr)) = self.pclntab.clone() else {
-                return Default::default();
-            };
-            let Some(pcln) = self.data.get(range) else {
-                return Default::default();
-            };
-            let Ok(h) = pclntab::parse_header(pcln) else {
-                return Default::default();
-            };
-            let candidates: Vec<u64> = find_moduledata(&self.elf, &self.data, vaddr, &h)
-                .map(|md| {
-                    (pclntab::moduledata::GOFUNC_FIRST..=pclntab::moduledata::GOFUNC_LAST)
-                        .step_by(8)
-                        .filter_map(|o| word(md, o))
-                        .filter(|&w| w != 0 && !self.elf.is_executable(w))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let read = |vaddr: u64, len: u64| -> Option<&[u8]> {
-                let off = usize::try_from(self.elf.file_offset(vaddr)?).ok()?;
-                self.data
-                    .get(off..off.checked_add(usize::try_from(len).ok()?)?)
-            };
-            inline::inlined_into(pcln, read, &candidates).unwrap_or_default()
-        })
+        self.inlined_into
+            .get_or_init(|| inline_map_of(&self.elf, &self.data, self.pclntab.clone()))
     }
 
     /// Functions the compiler inlined into every caller, sorted: inline
@@ -455,6 +431,72 @@ impl GoBinary {
             }),
             (None, None) => None,
         }
+    }
+}
+
+/// Inlined function → functions holding a copy, from the inline trees of
+/// the pclntab at `pclntab` (empty when they cannot be read).
+fn inline_map_of(
+    elf: &Elf,
+    data: &[u8],
+    pclntab: Option<PclntabAt>,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let Some((range, vaddr)) = pclntab else {
+        return Default::default();
+    };
+    let Some(pcln) = data.get(range) else {
+        return Default::default();
+    };
+    let Ok(h) = pclntab::parse_header(pcln) else {
+        return Default::default();
+    };
+    let candidates: Vec<u64> = find_moduledata(elf, data, vaddr, &h)
+        .map(|md| {
+            (pclntab::moduledata::GOFUNC_FIRST..=pclntab::moduledata::GOFUNC_LAST)
+                .step_by(8)
+                .filter_map(|o| word(md, o))
+                .filter(|&w| w != 0 && !elf.is_executable(w))
+                .collect()
+        })
+        .unwrap_or_default();
+    let read = |vaddr: u64, len: u64| -> Option<&[u8]> {
+        let off = usize::try_from(elf.file_offset(vaddr)?).ok()?;
+        data.get(off..off.checked_add(usize::try_from(len).ok()?)?)
+    };
+    inline::inlined_into(pcln, read, &candidates).unwrap_or_default()
+}
+
+/// Entry points for the fuzz targets in `fuzz/`: the readers under
+/// [`GoBinary`] on raw bytes. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Decodes `data` as a pclntab (what `.gopclntab` holds); returns the
+    /// number of functions read, 0 on an error.
+    pub fn pclntab(data: &[u8]) -> usize {
+        let _ = pclntab::looks_like_header(data);
+        let _ = pclntab::parse_header(data);
+        pclntab::parse(data).map_or(0, |t| t.funcs.len())
+    }
+
+    /// The inline trees of the ELF in `data`, found as [`GoBinary`] finds
+    /// them (pclntab section or segment scan, then moduledata) without
+    /// decoding any code; returns how many inlined functions were named.
+    pub fn inline_trees(data: &[u8]) -> usize {
+        let Ok(elf) = Elf::parse(data) else {
+            return 0;
+        };
+        let at = match pclntab_section(&elf) {
+            Some(s) => {
+                let (bytes, off) = elf.section_bytes(data, s);
+                Some((off as usize..off as usize + bytes.len(), s.addr))
+            }
+            None => scan_pclntab(&elf, data)
+                .ok()
+                .map(|(vaddr, _, range)| (range, vaddr)),
+        };
+        inline_map_of(&elf, data, at).len()
     }
 }
 
