@@ -731,9 +731,11 @@ pub struct Recording {
 
 impl Node {
     /// Attaches `podtrace record` to this node's kubelet and containerd
-    /// binaries, starts `names` one at a time (each waits until its
-    /// container runs, then `gap`), stops podtrace with SIGINT and returns
-    /// the trace. Pods stay; [`Node::remove_all_pods`] removes them.
+    /// processes (by pid: other tests may run the same binaries at the same
+    /// time, and a uprobe on a binary fires in every process of it), starts
+    /// `names` one at a time (each waits until its container runs, then
+    /// `gap`), stops podtrace with SIGINT and returns the trace. Pods stay;
+    /// [`Node::remove_all_pods`] removes them.
     pub fn record_pods(
         &self,
         podtrace: &Path,
@@ -746,10 +748,10 @@ impl Node {
         let mut child = crate::Guard::new(
             Command::new(podtrace)
                 .arg("record")
-                .arg("--kubelet")
-                .arg(&self.kubelet_bin)
-                .arg("--containerd")
-                .arg(&self.env.containerd_bin)
+                .arg("--pid")
+                .arg(self.kubelet_pid.to_string())
+                .arg("--pid")
+                .arg(self.env.containerd_pid.to_string())
                 .arg("-q")
                 .arg("-o")
                 .arg(out)
