@@ -37,8 +37,10 @@ pub fn podtrace_bin() -> PathBuf {
     existing("PODTRACE_BIN", root().join("target/release/podtrace"))
 }
 
-/// Workload build variants: `go1.19`, `go1.19-pie`, `go1.27`.
-pub const VARIANTS: &[&str] = &["go1.19", "go1.19-pie", "go1.27"];
+/// Workload build variants: `go1.19`, `go1.19-pie`, `go1.27` (kubelet
+/// 1.31-1.35's shapes) and `go1.26-kubelet1.36` (Go 1.26 like the real
+/// kubelets, `-tags kubelet136`: SyncPod's postSync, PLEG's relistPod).
+pub const VARIANTS: &[&str] = &["go1.19", "go1.19-pie", "go1.27", "go1.26-kubelet1.36"];
 
 pub fn workload(variant: &str) -> PathBuf {
     existing("PODTRACE_WORKLOAD_DIR", root().join("target/workload"))
