@@ -4,8 +4,11 @@
 
 use std::collections::HashMap;
 
+use std::path::Path;
+
 use podtrace_tests::{
-    check_pod_stages, median, record_workload, report_json, Gt, TempDir, TOLERANCE_MS, VARIANTS,
+    check_pod_stages, entry_captures, median, record_workload, report_json, Gt, TempDir,
+    TOLERANCE_MS, VARIANTS,
 };
 use serde_json::Value;
 
@@ -17,6 +20,7 @@ fn f(v: &Value) -> f64 {
 /// wait (ms) and how many volumes the first poll check found unmounted.
 fn check_run(variant: &str, preset: &str, report: &Value, gt: &[Gt]) -> Vec<(f64, u64)> {
     let mut waits = Vec::new();
+    let mut relists_after_ms = Vec::new();
     for (p, g_sync) in check_pod_stages(&format!("{variant}/{preset}"), report, gt) {
         let uid = p["uid"].as_str().expect("uid");
         // Every poll check seen, with what it returned.
@@ -62,8 +66,129 @@ fn check_run(variant: &str, preset: &str, report: &Value, gt: &[Gt]) -> Vec<(f64
             .and_then(|c| c["unmounted"].as_u64())
             .unwrap_or(0);
         waits.push((f(&mw["duration_ms"]), first_found));
+
+        // kubelet 1.36's shape: the sync's postSync asks PLEG to relist the
+        // pod, on PLEG's goroutine after the sync returned; podtrace shows
+        // it with the pod, inside the workload's stamps around the call.
+        let on_demand = p["on_demand"].as_array().expect("on_demand");
+        if shape(gt) == "1.36" {
+            let gt_rp: Vec<&Gt> = gt
+                .iter()
+                .filter(|g| g.stage == "relist_pod" && g.pod_uid == uid)
+                .collect();
+            assert_eq!(
+                (on_demand.len(), gt_rp.len()),
+                (1, 1),
+                "{variant}/{preset} pod {uid}: on-demand relists {on_demand:?}"
+            );
+            let d = &on_demand[0];
+            assert_eq!(d["call"], "relist_pod");
+            let base = p["start_unix_ns"].as_i64().expect("start_unix_ns") as f64 / 1e6;
+            let at = base + f(&d["start_ms"]);
+            let end = at + f(&d["duration_ms"]);
+            let unix = |k: &str| gt_rp[0].rest[k].as_i64().expect("unix ns") as f64 / 1e6;
+            let (lo, hi) = (unix("start_unix_ns"), unix("end_unix_ns"));
+            assert!(
+                lo - SLACK_MS <= at && end <= hi + SLACK_MS,
+                "{variant}/{preset} pod {uid}: relist_pod {at:.3}..{end:.3}, ground truth {lo:.3}..{hi:.3}"
+            );
+            let after = f(&d["after_sync_ms"]);
+            let sync_end = g_sync.rest["end_unix_ns"].as_i64().expect("sync end") as f64 / 1e6;
+            assert!(
+                after >= 0.0 && at >= sync_end - TOLERANCE_MS,
+                "{variant}/{preset} pod {uid}: relist {after:.3} ms after a sync, the sync ended at {sync_end:.3}, relist at {at:.3}"
+            );
+            relists_after_ms.push(after);
+        } else {
+            assert!(
+                on_demand.is_empty(),
+                "{variant}/{preset} pod {uid}: {on_demand:?}"
+            );
+        }
+    }
+    if !relists_after_ms.is_empty() {
+        eprintln!("{variant}/{preset}: on-demand relists {relists_after_ms:.3?} ms after the sync ended, each inside the workload's stamps");
     }
     waits
+}
+
+/// Float slack for comparing report milliseconds with ground-truth stamps.
+const SLACK_MS: f64 = 0.002;
+
+/// The kubelet version whose shapes the workload build has.
+fn shape(gt: &[Gt]) -> &str {
+    gt.iter()
+        .find(|g| g.stage == "config")
+        .and_then(|g| g.rest.get("kubelet_shape"))
+        .and_then(Value::as_str)
+        .expect("config has kubelet_shape: workload older than this test")
+}
+
+/// The raw trace: every kuberuntime stage read the pod from its own
+/// argument (a pod of the run, with its name and namespace; container
+/// names `app`, `sidecar-N`), and each pod is named by each stage.
+fn check_identity(label: &str, trace: &Path, gt: &[Gt]) {
+    let pods: Vec<&Gt> = gt.iter().filter(|g| g.stage == "sync").collect();
+    for probe in ["runtime_sync", "create_sandbox", "start_container"] {
+        let hits = entry_captures(trace, probe);
+        let mut seen = std::collections::BTreeSet::new();
+        for h in &hits {
+            let uid = h["pod_uid"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{label}: {probe} read no pod UID: {h:?}"));
+            let g = pods
+                .iter()
+                .find(|g| g.pod_uid == uid)
+                .unwrap_or_else(|| panic!("{label}: {probe} read UID {uid}, not a pod of the run"));
+            assert_eq!(
+                h["pod_name"],
+                g.pod_name.as_str(),
+                "{label}: {probe} of {uid}"
+            );
+            assert_eq!(
+                h["pod_namespace"],
+                g.namespace.as_str(),
+                "{label}: {probe} of {uid}"
+            );
+            if probe == "start_container" {
+                let c = h["container_name"].as_str().unwrap_or("");
+                assert!(
+                    c == "app" || c.starts_with("sidecar-"),
+                    "{label}: container {c:?}"
+                );
+            }
+            seen.insert(uid);
+        }
+        assert_eq!(seen.len(), pods.len(), "{label}: pods named by {probe}");
+    }
+}
+
+/// Loop ticks are the loop goroutine's own: the counts add up to the
+/// workload's records of each call (less, at most, one call in flight at
+/// exit), and only the populator's start-up call (its initial poll right
+/// before the periodic loop's first call) is not a tick.
+fn check_loop_calls(label: &str, report: &Value, gt: &[Gt]) {
+    for (name, on_demand) in [("reconcile", 0), ("populate", 1), ("relist", 0)] {
+        let l = report["loops"]
+            .as_array()
+            .and_then(|a| a.iter().find(|l| l["loop_name"] == name))
+            .unwrap_or_else(|| panic!("{label}: no `{name}` loop in report"));
+        let n = |k: &str| l[k].as_u64().unwrap_or(u64::MAX) as i64;
+        let records = gt.iter().filter(|g| g.stage == name).count() as i64;
+        assert_eq!(n("on_demand"), on_demand, "{label}: {name}: {l}");
+        assert!(
+            (n("ticks") + n("on_demand") - records).abs() <= 1,
+            "{label}: {name}: {l}, {records} calls recorded by the workload"
+        );
+    }
+    assert!(
+        !report["loops"]
+            .as_array()
+            .expect("loops")
+            .iter()
+            .any(|l| l["loop_name"] == "relist_pod"),
+        "{label}: the on-demand relist is not a loop"
+    );
 }
 
 fn config_ms(gt: &[Gt], key: &str) -> f64 {
@@ -101,6 +226,9 @@ fn default_vs_tuned_match_ground_truth_on_every_go_build() {
             let report = report_json(&trace);
             assert_eq!(report["trace"]["drops"], 0, "no events dropped");
             let waits = check_run(variant, preset, &report, &gt);
+            let label = format!("{variant}/{preset}");
+            check_identity(&label, &trace, &gt);
+            check_loop_calls(&label, &report, &gt);
             // A pod whose first check finds a volume unmounted waits for the
             // next tick: the wait lies in [x, 2x] of the poll interval x, the
             // slowest timer. (Now and then the reconciler is faster than the

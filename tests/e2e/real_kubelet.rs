@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 use podtrace_tests::{
-    bpf_object_exists,
+    bpf_object_exists, entry_captures,
     node::{self, Klog, Node, NodeOpts},
     otlp, podtrace_bin, report_json, TempDir,
 };
@@ -34,6 +34,9 @@ const PODS: usize = 4;
 const GAP: Duration = Duration::from_millis(1200);
 /// podtrace vs kubelet's own log lines and spans.
 const TOLERANCE_MS: f64 = 1.0;
+/// The latest a pod's on-demand relist may run after its sync returned
+/// (PLEG serves the request at once unless it is relisting everything).
+const ON_DEMAND_MAX_MS: f64 = 100.0;
 
 fn ms(ns: i64) -> f64 {
     ns as f64 / 1e6
@@ -154,6 +157,7 @@ fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<Wait> {
     let mut cri_inside = 0;
     let mut mount_vs_setup_us = Vec::new();
     let mut waits = Vec::new();
+    let mut relists_after_ms = Vec::new();
     let pods = report["pods"].as_array().expect("pods");
     for (full, uid) in rec.pods.iter().zip(&uids) {
         let pod = pods
@@ -193,6 +197,7 @@ fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<Wait> {
 
         // The sync against kubelet's own syncPod span.
         let sync = stage(pod, "sync");
+        let sync_ms = ms(sync.end_unix_ns - sync.start_unix_ns);
         let span = spans
             .iter()
             .find(|s| s.name == "syncPod" && s.attr("k8s.pod.uid") == Some(uid.as_str()))
@@ -314,15 +319,118 @@ fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<Wait> {
                 checks: checks.len(),
             });
         }
+
+        // 1.36+: SyncPod's postSync asks PLEG to relist the pod; the relist
+        // runs on PLEG's goroutine after the sync returned and is reported
+        // with the pod, not as a tick of the periodic relist.
+        let on_demand = pod["on_demand"].as_array().expect("on_demand");
+        if version.starts_with("v1.36") {
+            let r = on_demand
+                .iter()
+                .find(|d| d["call"] == "relist_pod")
+                .unwrap_or_else(|| panic!("{label}: {full}: no on-demand relist: {pod:#}"));
+            let after = r["after_sync_ms"].as_f64().expect("after_sync_ms");
+            let at = r["start_ms"].as_f64().expect("start_ms");
+            assert!(
+                at >= sync_ms && (0.0..=ON_DEMAND_MAX_MS).contains(&after),
+                "{label}: {full}: on-demand relist at {at:.3} ms, {after:.3} ms after a sync ended; the sync ran 0..{sync_ms:.3} ms"
+            );
+            relists_after_ms.push(after);
+        } else {
+            assert!(
+                on_demand.is_empty(),
+                "{label}: {full}: no on-demand relist before 1.36: {on_demand:#?}"
+            );
+        }
     }
+
+    // The raw trace: every kuberuntime stage read its own pod argument, and
+    // names one of the pods started (and each pod is named by each stage).
+    let full_of = |uid: &str| {
+        rec.pods
+            .iter()
+            .zip(&uids)
+            .find(|(_, u)| u.as_str() == uid)
+            .map(|(f, _)| f.as_str())
+    };
+    for probe in [
+        "sync",
+        "mount_wait",
+        "runtime_sync",
+        "create_sandbox",
+        "start_container",
+    ] {
+        let hits = entry_captures(&rec.trace, probe);
+        let mut seen = std::collections::BTreeSet::new();
+        for h in &hits {
+            let uid = h["pod_uid"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{label}: {probe} read no pod UID: {h:?}"));
+            let full = full_of(uid).unwrap_or_else(|| {
+                panic!("{label}: {probe} read UID {uid}, no pod started: {h:?}")
+            });
+            assert_eq!(h["pod_name"], full, "{label}: {probe} of {uid}: pod name");
+            assert_eq!(
+                h["pod_namespace"], "default",
+                "{label}: {probe} of {uid}: namespace"
+            );
+            if probe == "start_container" {
+                assert_eq!(
+                    h["container_name"], "app",
+                    "{label}: {probe} of {uid}: container"
+                );
+            }
+            seen.insert(uid.to_string());
+        }
+        assert_eq!(
+            seen.len(),
+            uids.len(),
+            "{label}: {probe} named {seen:?}, pods started {uids:?}"
+        );
+    }
+
+    // Loop periods: the ticks of each loop's own goroutine, as built.
+    let (rec_ms, pleg_ms) = if tuned {
+        (10.0, 100.0)
+    } else {
+        (100.0, 1000.0)
+    };
+    let loops = report["loops"].as_array().expect("loops");
+    let mut periods = Vec::new();
+    for (name, want) in [
+        ("reconcile", rec_ms),
+        ("populate", rec_ms),
+        ("relist", pleg_ms),
+    ] {
+        let l = loops
+            .iter()
+            .find(|l| l["loop_name"] == name)
+            .unwrap_or_else(|| panic!("{label}: no {name} loop: {loops:#?}"));
+        let p50 = l["period_p50_ms"].as_f64().expect("period");
+        assert!(
+            (p50 - want).abs() <= 0.05 * want + 1.0,
+            "{label}: {name} period {p50:.3} ms, built with {want} ms: {l}"
+        );
+        assert_eq!(
+            l["on_demand"], 0,
+            "{label}: {name}: no call outside the loop: {l}"
+        );
+        periods.push(format!("{name} {p50:.2} ms ({} ticks)", l["ticks"]));
+    }
+    assert!(
+        !loops.iter().any(|l| l["loop_name"] == "relist_pod"),
+        "{label}: the on-demand relist is not a loop"
+    );
     mount_vs_setup_us.sort_by(f64::total_cmp);
     eprintln!(
         "{label}: podtrace vs kubelet's log lines and spans: {}; {cri_inside} CRI calls inside kubelet's client spans; \
-         volume marked mounted after SetUp log: median {:.0} µs, worst {:.0} µs; waits {:.1?} ms",
+         volume marked mounted after SetUp log: median {:.0} µs, worst {:.0} µs; waits {:.1?} ms; \
+         on-demand relists after the sync {relists_after_ms:.3?} ms; loop periods {}",
         agree.summary(),
         mount_vs_setup_us[mount_vs_setup_us.len() / 2],
         mount_vs_setup_us[mount_vs_setup_us.len() - 1],
         waits.iter().map(|w| w.ms).collect::<Vec<_>>(),
+        periods.join(", "),
     );
     node.remove_all_pods(Duration::from_secs(30));
     waits

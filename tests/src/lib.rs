@@ -37,8 +37,10 @@ pub fn podtrace_bin() -> PathBuf {
     existing("PODTRACE_BIN", root().join("target/release/podtrace"))
 }
 
-/// Workload build variants: `go1.19`, `go1.19-pie`, `go1.27`.
-pub const VARIANTS: &[&str] = &["go1.19", "go1.19-pie", "go1.27"];
+/// Workload build variants: `go1.19`, `go1.19-pie`, `go1.27` (kubelet
+/// 1.31-1.35's shapes) and `go1.26-kubelet1.36` (Go 1.26 like the real
+/// kubelets, `-tags kubelet136`: SyncPod's postSync, PLEG's relistPod).
+pub const VARIANTS: &[&str] = &["go1.19", "go1.19-pie", "go1.27", "go1.26-kubelet1.36"];
 
 pub fn workload(variant: &str) -> PathBuf {
     existing("PODTRACE_WORKLOAD_DIR", root().join("target/workload"))
@@ -164,6 +166,51 @@ pub fn record_workload(dir: &TempDir, variant: &str, args: &[&str]) -> (PathBuf,
         String::from_utf8_lossy(&out.stderr)
     );
     (trace, read_gt(&gt))
+}
+
+/// Every entry hit of catalogue probe `probe` in a raw trace file, as
+/// (capture name → value) of what it read (unreadable captures left out).
+pub fn entry_captures(trace: &Path, probe: &str) -> Vec<serde_json::Map<String, Value>> {
+    let text = std::fs::read_to_string(trace)
+        .unwrap_or_else(|e| panic!("reading trace {}: {e}", trace.display()));
+    let mut lines = text.lines();
+    let header: Value =
+        serde_json::from_str(lines.next().expect("trace header line")).expect("header JSON");
+    let probes = header["header"]["probes"]
+        .as_array()
+        .expect("header.probes");
+    let ids: Vec<(u64, Vec<String>)> = probes
+        .iter()
+        .filter(|p| p["probe"] == probe)
+        .map(|p| {
+            let names = p["entry_captures"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|c| c["name"].as_str().unwrap_or("").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (p["id"].as_u64().expect("probe id"), names)
+        })
+        .collect();
+    lines
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("e").cloned())
+        .filter(|e| e["k"] == 1)
+        .filter_map(|e| {
+            let (_, names) = ids.iter().find(|(id, _)| e["p"] == *id)?;
+            let vals = e["a"].as_array().cloned().unwrap_or_default();
+            Some(
+                names
+                    .iter()
+                    .zip(vals)
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(n, v)| (n.clone(), v))
+                    .collect(),
+            )
+        })
+        .collect()
 }
 
 pub fn report_json(trace: &Path) -> Value {

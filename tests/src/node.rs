@@ -780,9 +780,11 @@ pub struct Recording {
 
 impl Node {
     /// Attaches `podtrace record` to this node's kubelet and containerd
-    /// processes, starts `names` one at a time (each waits until its
-    /// container runs, then `gap`), stops podtrace with SIGINT and returns
-    /// the trace. Pods stay; [`Node::remove_all_pods`] removes them.
+    /// processes (by pid: other tests may run the same binaries at the same
+    /// time, and a uprobe on a binary fires in every process of it), starts
+    /// `names` one at a time (each waits until its container runs, then
+    /// `gap`), stops podtrace with SIGINT and returns the trace. Pods stay;
+    /// [`Node::remove_all_pods`] removes them.
     pub fn record_pods(
         &self,
         podtrace: &Path,

@@ -8,11 +8,13 @@
 #   OUTDIR/go1.19/kubelet        Go 1.19, static executable
 #   OUTDIR/go1.19-pie/kubelet    Go 1.19, -buildmode=pie
 #   OUTDIR/go1.27/kubelet        Go 1.27, static executable
+#   OUTDIR/go1.26-kubelet1.36/kubelet  Go 1.26 (the real kubelets' toolchain),
+#                                -tags kubelet136: kubelet 1.36's shapes
 # and with --unstripped also OUTDIR/<variant>/kubelet.unstripped (same flags
 # minus -s -w: .symtab and DWARF, for go tool nm/objdump and for checking a
 # pclntab reader against the symbol table).
 #
-# Toolchains come from $GO119 and $GO127. Everything is offline
+# Toolchains come from $GO119, $GO127 and $GO126. Everything is offline
 # (GOTOOLCHAIN=local GOPROXY=off): the module has no external dependencies.
 set -eu
 
@@ -28,6 +30,7 @@ fi
 
 GO119=${GO119:-/usr/bin/go}
 GO127=${GO127:-/root/.podtrace/gobin-venv/lib/python3.11/site-packages/go/bin/go}
+GO126=${GO126:-/usr/local/go/bin/go}
 export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -55,3 +58,4 @@ build() {
 build "$GO119" go1.19
 build "$GO119" go1.19-pie -buildmode=pie
 build "$GO127" go1.27
+build "$GO126" go1.26-kubelet1.36 -tags kubelet136

@@ -46,6 +46,11 @@ pub enum Role {
     VolumeMounted,
     Loop,
     Stage,
+    /// Work a loop does for one pod on request, outside its period (PLEG's
+    /// `relistPod`, asked for by SyncPod's postSync in kubelet 1.36+):
+    /// reported with its pod, after the sync that asked for it, and never
+    /// counted as a tick of the periodic loop.
+    OnDemand,
     /// A CRI handler in the container runtime.
     Cri,
     /// The RPC server's handling of one call (encloses a Cri span): request

@@ -254,8 +254,13 @@ fn named(defs: &[crate::catalogue::CaptureDef], vals: &[Option<Val>]) -> Vec<(St
         .collect()
 }
 
-/// Gives spans their pod: pod syncs name the pod; spans carrying a pod UID
-/// belong to it; anything else inherits its parent's pod.
+/// Gives spans their pod, by identity first: a span that read a pod UID
+/// from its own arguments (the sync, the kuberuntime stages, the mount
+/// wait, PLEG's relistPod, a volume mark) belongs to that pod wherever it
+/// ran, so work kubelet does on another goroutine or after the sync
+/// returned stays with its pod. Only a span without one inherits its
+/// parent's pod (goroutine nesting), and containerd's calls follow the
+/// sandbox and container ids.
 fn attribute(spans: &mut [Span]) -> Vec<Pod> {
     let mut pods: Vec<Pod> = Vec::new();
     let mut by_uid: HashMap<String, usize> = HashMap::new();
@@ -456,6 +461,47 @@ mod tests {
         let r = c.finish();
         assert_eq!(r.pods.len(), 1);
         assert!(r.spans.iter().all(|s| s.pod == Some(0)), "{:?}", r.spans);
+    }
+
+    #[test]
+    fn identity_beats_nesting() {
+        let probes = vec![
+            probe(0, Role::PodSync, "sync"),
+            probe(1, Role::Stage, "runtime_sync"),
+            probe(2, Role::OnDemand, "relist_pod"),
+            probe(3, Role::Stage, "no_uid"),
+        ];
+        let mut c = Correlator::new(&probes, u64::MAX);
+        // Pod u1's sync on g1; inside it a stage that names pod u2 (its
+        // own argument wins over the goroutine) and one that names nobody.
+        c.push(&ev(10, 0, 1, 1, 1000, 0xa0, Some("u1")));
+        c.push(&ev(11, 1, 1, 1, 900, 0xa1, Some("u2")));
+        c.push(&ev(12, 1, 2, 1, 900, 0, None));
+        c.push(&ev(13, 3, 1, 1, 900, 0xa3, None));
+        c.push(&ev(14, 3, 2, 1, 900, 0, None));
+        c.push(&ev(20, 0, 2, 1, 1000, 0, None));
+        // After the sync returned, on other goroutines: u1's runtime stage
+        // and its on-demand relist, with no enclosing call at all.
+        c.push(&ev(30, 1, 1, 2, 800, 0xa1, Some("u1")));
+        c.push(&ev(31, 3, 1, 2, 700, 0xa3, None));
+        c.push(&ev(32, 3, 2, 2, 700, 0, None));
+        c.push(&ev(33, 1, 2, 2, 800, 0, None));
+        c.push(&ev(40, 2, 1, 3, 600, 0xa2, Some("u1")));
+        c.push(&ev(41, 2, 2, 3, 600, 0, None));
+        let r = c.finish();
+        let uid = |i: usize| r.spans[i].pod.map(|p| r.pods[p].uid.as_str());
+        assert_eq!(
+            (0..r.spans.len()).map(uid).collect::<Vec<_>>(),
+            vec![
+                Some("u1"), // sync
+                Some("u2"), // nested in u1's sync, names u2
+                Some("u1"), // nested, names nobody: its parent's
+                Some("u1"), // after the sync, elsewhere: by its argument
+                Some("u1"), // nested in that: its parent's
+                Some("u1"), // the on-demand relist
+            ]
+        );
+        assert_eq!(r.spans[3].parent, None);
     }
 
     #[test]

@@ -61,6 +61,20 @@ pub struct PodReport {
     pub cri: Vec<CriCall>,
     /// Syncs of this pod after its start (updates, resyncs).
     pub later_syncs: usize,
+    /// Work kubelet's loops did for this pod on request, from the first
+    /// sync on (kubelet 1.36+: PLEG's relistPod, asked for by the sync's
+    /// postSync), in start order.
+    pub on_demand: Vec<OnDemandCall>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OnDemandCall {
+    pub call: String,
+    pub start_ms: f64,
+    pub duration_ms: Option<f64>,
+    /// Since the end of this pod's latest sync that ended before the call
+    /// (the sync whose postSync asked for it); None: no such sync seen.
+    pub after_sync_ms: Option<f64>,
 }
 
 /// A pod that only resynced during the recording.
@@ -187,7 +201,14 @@ pub struct ProbeCount {
 pub struct LoopReport {
     pub loop_name: String,
     pub binary: String,
+    /// Calls on the loop's goroutine (the one that made most of them), at
+    /// its period.
     pub ticks: usize,
+    /// Other calls of the same function: on other goroutines, or on the
+    /// loop's sooner than half its median period after the previous tick
+    /// (e.g. the populator's initial poll calling findAndAddNewPods right
+    /// before its periodic loop does). Not in the periods.
+    pub on_demand: usize,
     pub period_p50_ms: Option<f64>,
     pub period_p90_ms: Option<f64>,
     pub duration_p50_ms: Option<f64>,
@@ -326,11 +347,14 @@ impl Report {
                     error: c.spans[first].arg_u64("error") == Some(1),
                 });
             }
+            let window = sync_window(c, syncs, start);
             for (i, s) in c.spans.iter().enumerate() {
                 let Some(first) = start else {
                     break;
                 };
-                let Some(depth) = is_descendant(&c.spans, i, first) else {
+                let Some(depth) = is_descendant(&c.spans, i, first)
+                    .or_else(|| moved_out_of_sync(c, i, pi, window).then(|| depth_of(&c.spans, i)))
+                else {
                     continue;
                 };
                 match s.role {
@@ -386,6 +410,7 @@ impl Report {
                     .and_then(|s| syncs.iter().position(|&i| i == s))
                     .map(|at| syncs.len() - at - 1)
                     .unwrap_or(0),
+                on_demand: on_demand_calls(c, pi, syncs, base),
             });
         }
         pods.sort_by_key(|p| p.start_unix_ns);
@@ -399,7 +424,8 @@ impl Report {
         }
         let loops = by_loop
             .into_iter()
-            .map(|((name, binary, _), spans)| {
+            .map(|((name, binary, _), calls)| {
+                let (spans, on_demand) = loop_ticks(&calls);
                 let mut periods: Vec<f64> = spans
                     .windows(2)
                     .map(|w| ms(w[1].start - w[0].start))
@@ -410,6 +436,7 @@ impl Report {
                     loop_name: name,
                     binary,
                     ticks: spans.len(),
+                    on_demand,
                     period_p50_ms: percentile(&periods, 50.0),
                     period_p90_ms: percentile(&periods, 90.0),
                     duration_p50_ms: median_of(durs),
@@ -592,6 +619,13 @@ impl Report {
                     );
                 }
             }
+            for d in &p.on_demand {
+                let after = d
+                    .after_sync_ms
+                    .map(|a| format!(", {a:.3} ms after the sync ended"))
+                    .unwrap_or_default();
+                let _ = writeln!(o, "  on demand: {} at {:.3} ms{after}", d.call, d.start_ms);
+            }
             if p.later_syncs > 0 {
                 let _ = writeln!(o, "  ({} later syncs not shown)", p.later_syncs);
             }
@@ -622,19 +656,20 @@ impl Report {
             let _ = writeln!(o, "\nloops");
             let _ = writeln!(
                 o,
-                "  {:<16} {:>7} {:>12} {:>12} {:>14}",
-                "loop", "ticks", "period p50", "period p90", "tick p50 ms"
+                "  {:<16} {:>7} {:>12} {:>12} {:>14} {:>10}",
+                "loop", "ticks", "period p50", "period p90", "tick p50 ms", "on demand"
             );
             let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
             for l in &self.loops {
                 let _ = writeln!(
                     o,
-                    "  {:<16} {:>7} {:>12} {:>12} {:>14}",
+                    "  {:<16} {:>7} {:>12} {:>12} {:>14} {:>10}",
                     l.loop_name,
                     l.ticks,
                     f(l.period_p50_ms),
                     f(l.period_p90_ms),
-                    f(l.duration_p50_ms)
+                    f(l.duration_p50_ms),
+                    l.on_demand
                 );
             }
         }
@@ -757,4 +792,110 @@ fn mount_wait(c: &Correlated, pod: usize, mw: usize, base: u64) -> MountWait {
             _ => None,
         },
     }
+}
+
+/// The time a pod's start sync speaks for: from its start to the start of
+/// the pod's next sync (None: no later sync).
+fn sync_window(
+    c: &Correlated,
+    syncs: &[usize],
+    start: Option<usize>,
+) -> Option<(u64, Option<u64>)> {
+    let first = start?;
+    let start = c.spans[first].start;
+    let next = syncs
+        .iter()
+        .map(|&i| c.spans[i].start)
+        .filter(|&t| t > start)
+        .min();
+    Some((start, next))
+}
+
+/// A stage of pod `pod` that names the pod itself and ran outside any
+/// sync's call tree (on another goroutine, or after the sync returned)
+/// within the first sync's window: work kubelet moved off the sync, kept
+/// with the pod by its identity.
+fn moved_out_of_sync(
+    c: &Correlated,
+    i: usize,
+    pod: usize,
+    window: Option<(u64, Option<u64>)>,
+) -> bool {
+    let s = &c.spans[i];
+    let Some((from, until)) = window else {
+        return false;
+    };
+    matches!(s.role, Role::Stage | Role::MountWait)
+        && s.pod == Some(pod)
+        && s.arg_str("pod_uid").is_some_and(|u| !u.is_empty())
+        && enclosing(&c.spans, s, Role::PodSync).is_none()
+        && s.start >= from
+        && until.is_none_or(|u| s.start < u)
+}
+
+/// 1 + the number of calls enclosing span `i` (a stage outside the sync is
+/// shown as if the sync had called its outermost call).
+fn depth_of(spans: &[Span], mut i: usize) -> usize {
+    let mut depth = 1;
+    while let Some(p) = spans[i].parent {
+        depth += 1;
+        i = p;
+    }
+    depth
+}
+
+/// The pod's on-demand calls from `base` on, each timed from the end of
+/// the pod's latest sync that ended before it.
+fn on_demand_calls(c: &Correlated, pod: usize, syncs: &[usize], base: u64) -> Vec<OnDemandCall> {
+    let mut calls: Vec<&Span> = c
+        .spans
+        .iter()
+        .filter(|s| s.role == Role::OnDemand && s.pod == Some(pod) && s.start >= base)
+        .collect();
+    calls.sort_by_key(|s| s.start);
+    calls
+        .iter()
+        .map(|s| {
+            let sync_end = syncs
+                .iter()
+                .filter_map(|&i| c.spans[i].end)
+                .filter(|&e| e <= s.start)
+                .max();
+            OnDemandCall {
+                call: s.name.clone(),
+                start_ms: rel(s.start, base),
+                duration_ms: s.duration().map(ms),
+                after_sync_ms: sync_end.map(|e| rel(s.start, e)),
+            }
+        })
+        .collect()
+}
+
+/// Splits one loop function's calls (in start order) into the loop's ticks
+/// and the number of other calls: the ticks are the calls of the goroutine
+/// that made the most (the loop's own; a loop never hops goroutines), less
+/// any call followed sooner than half that goroutine's median period by
+/// another (a one-off call next to the loop, as the populator's initial
+/// poll right before its periodic loop's first call: the period runs from
+/// the later one).
+fn loop_ticks<'a>(calls: &[&'a Span]) -> (Vec<&'a Span>, usize) {
+    let mut per_g: BTreeMap<u64, Vec<&'a Span>> = BTreeMap::new();
+    for s in calls {
+        per_g.entry(s.goid).or_default().push(s);
+    }
+    let Some(mine) = per_g.into_values().max_by_key(Vec::len) else {
+        return (Vec::new(), 0);
+    };
+    let gap = |a: &Span, b: &Span| b.start.saturating_sub(a.start);
+    let mut sorted: Vec<u64> = mine.windows(2).map(|w| gap(w[0], w[1])).collect();
+    sorted.sort_unstable();
+    let half = sorted.get(sorted.len() / 2).map_or(0, |m| m / 2);
+    let ticks: Vec<&'a Span> = mine
+        .iter()
+        .enumerate()
+        .filter(|(k, s)| mine.get(k + 1).is_none_or(|n| gap(s, n) >= half))
+        .map(|(_, s)| *s)
+        .collect();
+    let on_demand = calls.len() - ticks.len();
+    (ticks, on_demand)
 }

@@ -1518,3 +1518,90 @@ fn real_kubelet_capture_registers_match_the_code() {
         rets.len()
     );
 }
+
+/// Each per-pod probe that reads a `*v1.Pod` argument reads the register
+/// the function itself treats as the pod: the one it spills at entry and
+/// reloads into RBX to pass to `klog.KObj(pod)`, with RAX the `*v1.Pod`
+/// type — the same type Kubelet.SyncPod passes with its pod (RSI).
+#[test]
+fn real_kubelet_pod_arguments_match_the_code() {
+    use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+    let reg_of = |name: &str| match name {
+        "RDI" => Register::RDI,
+        "RSI" => Register::RSI,
+        "R10" => Register::R10,
+        other => panic!("register {other} not handled here"),
+    };
+    for (label, path) in [kubelet_134(), kubelet_136()] {
+        let bin = open(&path);
+        let kobj = bin
+            .function("k8s.io/klog/v2.KObj")
+            .unwrap_or_else(|| panic!("{label}: no klog.KObj"))
+            .entry;
+        let res = kubelet_catalogue(KUBELET_TOML).resolve(&bin);
+        let mut types = BTreeSet::new();
+        for probe in ["sync", "runtime_sync", "create_sandbox", "start_container"] {
+            let r = res.iter().find(|r| r.probe == probe).expect("probe");
+            let cap = r
+                .entry_captures
+                .iter()
+                .find(|c| c.name == "pod_uid")
+                .unwrap_or_else(|| panic!("{label}: {probe} reads no pod_uid"));
+            assert_eq!(cap.path, vec![96], "{label}: {probe}: pod.UID at +96");
+            let reg = reg_of(&cap.reg);
+            let f = bin.function(&r.targets[0].symbol).expect("function");
+            let code = bin.code(f).expect("code");
+            let ins: Vec<Instruction> = Decoder::with_ip(64, code, f.entry, DecoderOptions::NONE)
+                .into_iter()
+                .collect();
+            // Go spills the register arguments in the first block.
+            let slot = ins
+                .iter()
+                .take(40)
+                .find(|i| {
+                    i.mnemonic() == Mnemonic::Mov
+                        && i.op0_kind() == OpKind::Memory
+                        && i.memory_base() == Register::RSP
+                        && i.op1_kind() == OpKind::Register
+                        && i.op1_register() == reg
+                })
+                .map(|i| i.memory_displacement64())
+                .unwrap_or_else(|| panic!("{label}: {probe}: {reg:?} not spilled at entry"));
+            let calls: Vec<usize> = (0..ins.len())
+                .filter(|&i| {
+                    ins[i].mnemonic() == Mnemonic::Call && ins[i].near_branch_target() == kobj
+                })
+                .collect();
+            let pod_type = calls.iter().find_map(|&c| {
+                let before = &ins[c.saturating_sub(4)..c];
+                let rbx_is_pod = before.iter().any(|i| {
+                    i.mnemonic() == Mnemonic::Mov
+                        && i.op0_kind() == OpKind::Register
+                        && i.op0_register() == Register::RBX
+                        && i.op1_kind() == OpKind::Memory
+                        && i.memory_base() == Register::RSP
+                        && i.memory_displacement64() == slot
+                });
+                let rax_type = before.iter().find_map(|i| {
+                    (i.mnemonic() == Mnemonic::Lea
+                        && i.op0_register() == Register::RAX
+                        && i.is_ip_rel_memory_operand())
+                    .then(|| i.ip_rel_memory_address())
+                });
+                rax_type.filter(|_| rbx_is_pod)
+            });
+            let t = pod_type.unwrap_or_else(|| {
+                panic!(
+                    "{label}: {probe}: no klog.KObj call with the {reg:?} spill slot (rsp+{slot:#x}) in RBX ({} KObj calls)",
+                    calls.len()
+                )
+            });
+            types.insert(t);
+        }
+        assert_eq!(
+            types.len(),
+            1,
+            "{label}: the pods passed to KObj have one type: {types:x?}"
+        );
+    }
+}

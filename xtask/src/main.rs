@@ -178,12 +178,13 @@ fn build() -> Result<()> {
         "-p",
         "otlp-sink",
     ]))?;
-    step("building the Go workloads (Go 1.19, Go 1.19 PIE, Go 1.27; stripped)");
+    step("building the Go workloads (Go 1.19, Go 1.19 PIE, Go 1.27; Go 1.26 with kubelet 1.36's shapes; stripped)");
     sh(Command::new("bash")
         .arg(root().join("tests/workload/build.sh"))
         .arg(workload_dir())
         .env("GO119", setup::go119())
-        .env("GO127", setup::go127()))?;
+        .env("GO127", setup::go127())
+        .env("GO126", setup::go126()))?;
     Ok(())
 }
 
@@ -204,12 +205,14 @@ fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
             "warnings",
         ]))?;
     }
-    step("Go workload unit tests (Go 1.19 and Go 1.27)");
+    step("Go workload unit tests (Go 1.19 and Go 1.27; kubelet 1.31-1.35 and 1.36 shapes)");
     for go in [setup::go119(), setup::go127()] {
-        sh(Command::new(&go)
-            .current_dir(r.join("tests/workload"))
-            .args(["test", "./..."])
-            .envs(setup::go_env()))?;
+        for tags in ["", "kubelet136"] {
+            sh(Command::new(&go)
+                .current_dir(r.join("tests/workload"))
+                .args(["test", "-tags", tags, "./..."])
+                .envs(setup::go_env()))?;
+        }
     }
     step("cargo test (unit and real-eBPF end-to-end tests; serial: they share uprobes and CPUs)");
     let mut cmd = Command::new("cargo");

@@ -30,6 +30,12 @@ pub fn go127() -> PathBuf {
     home().join("gobin-venv/lib/python3.11/site-packages/go/bin/go")
 }
 
+/// The Go the real kubelets are built with (1.26.8 on these machines), for
+/// the workload build that reproduces their closure names.
+pub fn go126() -> PathBuf {
+    PathBuf::from("/usr/local/go/bin/go")
+}
+
 /// Environment for offline Go builds of the workloads.
 pub fn go_env() -> Vec<(&'static str, String)> {
     vec![

@@ -3,8 +3,8 @@
 //!
 //! For tests and documentation: the exporters, `compare` and the pictures are
 //! checked against traces whose every time is known, without a kernel.
-//! The probe table is the built-in kubelet catalogue's (first variant of each
-//! probe), so capture names are the real ones.
+//! The probe table is the built-in kubelet catalogue's (the oldest variant
+//! of each probe that reads anything), so capture names are the real ones.
 
 use std::collections::HashMap;
 
@@ -86,6 +86,16 @@ pub struct SynthSpec {
     /// kubelet 1.32-1.34: the condition closure checks the volumes itself
     /// (no poll_check spans); its `done` result says when all are mounted.
     pub closure_checks: bool,
+    /// kubelet 1.36+: after each pod's first sync its postSync asks PLEG
+    /// for an on-demand relist of the pod, run on PLEG's goroutine.
+    pub post_sync_relist: bool,
+    /// Runtime stages (kuberuntime SyncPod and below) run on a goroutine
+    /// of their own after the sync returned, not inside it: only their pod
+    /// argument ties them to the pod.
+    pub runtime_after_sync: bool,
+    /// The populator's start-up: its initial poll calls findAndAddNewPods
+    /// once right before the periodic loop's first call (same goroutine).
+    pub populator_initial_poll: bool,
 }
 
 impl SynthSpec {
@@ -99,6 +109,9 @@ impl SynthSpec {
             relist_ms: Some(1000.0),
             containerd_pid: None,
             closure_checks: false,
+            post_sync_relist: false,
+            runtime_after_sync: false,
+            populator_initial_poll: false,
         }
     }
 }
@@ -124,6 +137,8 @@ pub struct PodTruth {
     pub cri: Vec<(String, u64, u64)>,
     /// Spans written for this pod (its syncs' trees and its volume marks).
     pub spans: usize,
+    /// The on-demand relist after the first sync: (start, end).
+    pub relist: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -131,6 +146,8 @@ pub struct SynthTruth {
     pub pods: Vec<PodTruth>,
     /// (loop probe name, tick start times).
     pub loops: Vec<(String, Vec<u64>)>,
+    /// (loop probe name, calls of it that are not ticks).
+    pub loop_extra_calls: Vec<(String, usize)>,
     /// Every span written, loops included.
     pub spans: usize,
 }
@@ -226,8 +243,9 @@ impl KubeletLike {
     }
 }
 
-/// A built-in catalogue binary as a probe table (the last variant of each
-/// probe, the oldest layout), ids from `first_id`.
+/// A built-in catalogue binary as a probe table (of each probe the last
+/// variant that reads anything, the oldest such layout; else its last),
+/// ids from `first_id`.
 pub fn catalogue_probes(binary: &str, first_id: u32) -> Result<Vec<ProbeInfo>> {
     let cat = Catalogue::builtin()?;
     let b = cat
@@ -236,7 +254,15 @@ pub fn catalogue_probes(binary: &str, first_id: u32) -> Result<Vec<ProbeInfo>> {
     Ok(b.probes
         .iter()
         .filter_map(|p| {
-            let v = p.variants.last()?;
+            let v = p
+                .variants
+                .iter()
+                .rev()
+                .find(|v| {
+                    let (entry, exit) = v.captures(p);
+                    !entry.is_empty() || !exit.is_empty()
+                })
+                .or_else(|| p.variants.last())?;
             let (entry, exit) = v.captures(p);
             Some((p, v.symbols().next()?.to_string(), entry, exit))
         })
@@ -367,9 +393,12 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         // `update_type` only on syncs: kubelet's SyncPodCreate (2) for the
         // start, SyncPodSync (0) for resyncs.
         let who = |update_type: Option<u64>| {
-            let mut v = vec![("pod_name", s(&pod.name)), ("pod_uid", s(&pod.uid))];
+            let mut v = vec![
+                ("pod_name", s(&pod.name)),
+                ("pod_uid", s(&pod.uid)),
+                ("pod_namespace", s(&pod.namespace)),
+            ];
             if let Some(t) = update_type {
-                v.push(("pod_namespace", s(&pod.namespace)));
                 v.push(("update_type", Val::N(t)));
             }
             v
@@ -461,10 +490,20 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
                 &[("error", Val::N(0))],
             )?;
         }
-        let rs = pt.mount_wait_end + 100_000;
-        g.open("runtime_sync", rs, goid, &[])?;
+        // With runtime_after_sync the sync returns right after the mount
+        // wait and the runtime stages follow on their own goroutine.
+        let (rgoid, rs) = if spec.runtime_after_sync {
+            pt.sync_end = pt.mount_wait_end + 50_000;
+            g.close("sync", pt.sync_end, goid, &[("error", Val::N(0))])?;
+            (9000 + i as u64, pt.sync_end + 100_000)
+        } else {
+            (goid, pt.mount_wait_end + 100_000)
+        };
+        g.open("runtime_sync", rs, rgoid, &who(None))?;
         let mut t = rs + 10_000;
-        g.open("create_sandbox", t, goid, &[])?;
+        let mut sandbox_args = who(None);
+        sandbox_args.push(("attempt", Val::N(0)));
+        g.open("create_sandbox", t, rgoid, &sandbox_args)?;
         pt.sandbox = (t, t + ns(pod.sandbox_ms));
         // containerd's handlers run on its own goroutine, inside kubelet's calls.
         let cg = 20_000 + 8 * i as u64;
@@ -486,10 +525,12 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
             pt.cri.push(("RunPodSandbox".into(), a, b));
         }
         t = pt.sandbox.1;
-        g.close("create_sandbox", t, goid, &[])?;
+        g.close("create_sandbox", t, rgoid, &[])?;
         for (ci, c) in pod.containers_ms.iter().enumerate() {
             t += 10_000;
-            g.open("start_container", t, goid, &[])?;
+            let mut args = who(None);
+            args.push(("container_name", s(&format!("c{ci}"))));
+            g.open("start_container", t, rgoid, &args)?;
             pt.containers.push((t, t + ns(*c)));
             if spec.containerd_pid.is_some() && ns(*c) >= 2_000_000 {
                 let id = format!("ct{i:03}{ci:059}");
@@ -514,14 +555,34 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
                 pt.cri.push(("StartContainer".into(), m + 50_000, b));
             }
             t += ns(*c);
-            g.close("start_container", t, goid, &[])?;
+            g.close("start_container", t, rgoid, &[])?;
         }
         t += 10_000;
-        g.close("runtime_sync", t, goid, &[])?;
+        g.close("runtime_sync", t, rgoid, &[])?;
         pt.runtime_sync = (rs, t);
-        pt.sync_end = t + ns(pod.post_ms);
-        g.close("sync", pt.sync_end, goid, &[("error", Val::N(0))])?;
-        let mut t = pt.sync_end;
+        if !spec.runtime_after_sync {
+            pt.sync_end = t + ns(pod.post_ms);
+            g.close("sync", pt.sync_end, goid, &[("error", Val::N(0))])?;
+        }
+        if spec.post_sync_relist {
+            // postSync → RequestRelist → relistPod on PLEG's goroutine,
+            // between two of its periodic relists (2 ms each, from period/3).
+            let mut a = pt.sync_end.max(t) + 200_000;
+            if let Some(p) = spec.relist_ms.map(ns).filter(|p| *p > 4_000_000) {
+                let first = T0_MONO_NS + p / 3;
+                let k = a.saturating_sub(first) / p;
+                let tick = first + k * p;
+                if a >= tick && a < tick + 2_100_000 {
+                    a = tick + 2_100_000;
+                } else if a + 1_100_000 > tick + p {
+                    a = tick + p + 2_100_000;
+                }
+            }
+            g.open("relist_pod", a, 4, &[("pod_uid", s(&pod.uid))])?;
+            g.close("relist_pod", a + 1_000_000, 4, &[])?;
+            pt.relist = Some((a, a + 1_000_000));
+        }
+        let mut t = pt.sync_end.max(t);
         for _ in 0..pod.later_syncs {
             t += 50_000_000;
             g.open("sync", t, goid, &who(Some(0)))?;
@@ -544,6 +605,13 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         };
         let mut ticks = Vec::new();
         let mut t = T0_MONO_NS + first_tick_ns(period);
+        if name == "populate" && spec.populator_initial_poll {
+            // The initial poll's call, then the loop's first right after.
+            g.open(name, t, goid, &[])?;
+            g.close(name, t + dur, goid, &[])?;
+            truth.loop_extra_calls.push((name.to_string(), 1));
+            t += dur + 20_000;
+        }
         while t + dur < end {
             g.open(name, t, goid, &[])?;
             if name == "reconcile" {
@@ -615,7 +683,10 @@ pub fn write_trace(trace: &Trace, path: &std::path::Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{commands::correlate, report::Report};
+    use crate::{
+        commands::correlate,
+        report::{Report, StageRow},
+    };
 
     #[test]
     fn pods_already_running_are_resyncs_not_starts() -> Result<()> {
@@ -704,6 +775,172 @@ mod tests {
         let lost = (t0.noticed - t0.volumes_mounted.context("mounted")?) as f64 / 1e6;
         assert!((mw.lost_to_polling_ms.context("lost")? - lost).abs() < 1e-9);
         assert!(mw.noticed_ms.is_some() && noticed > 0.0);
+        Ok(())
+    }
+
+    /// kubelet 1.36+: the postSync relist runs on PLEG's goroutine after the
+    /// sync returned; the report shows it with its pod, timed from the
+    /// sync's end, and the periodic relist's ticks and period are those of
+    /// the loop alone.
+    #[test]
+    fn on_demand_relist_goes_with_its_pod_not_the_loop() -> Result<()> {
+        let mut spec = SynthSpec::new(vec![
+            SynthPod::new(0, 10.0, 250.0, 100.0),
+            SynthPod::new(1, 700.0, 30.0, 300.0),
+        ]);
+        spec.post_sync_relist = true;
+        spec.relist_ms = Some(100.0);
+        let (t, truth) = synth(&spec)?;
+        let c = correlate(&t);
+        assert_eq!(
+            (c.stats.aged_out, c.stats.unmatched_exits),
+            (0, 0),
+            "relistPod never overlaps a periodic relist"
+        );
+        let r = Report::build(&t, &c);
+        for (p, pt) in r.pods.iter().zip(&truth.pods) {
+            assert_eq!(p.uid, pt.uid);
+            let (a, b) = pt.relist.context("relist written")?;
+            assert_eq!(p.on_demand.len(), 1, "{:?}", p.on_demand);
+            let d = &p.on_demand[0];
+            assert_eq!(d.call, "relist_pod");
+            let after = (a - pt.sync_end) as f64 / 1e6;
+            assert!((d.after_sync_ms.context("after sync")? - after).abs() < 1e-9);
+            assert!((d.start_ms - (a - pt.sync_start) as f64 / 1e6).abs() < 1e-9);
+            assert!((d.duration_ms.context("duration")? - (b - a) as f64 / 1e6).abs() < 1e-9);
+            assert!(
+                !p.stages.iter().any(|s| s.stage == "relist_pod"),
+                "not a stage of the sync"
+            );
+        }
+        let (_, ticks) = truth
+            .loops
+            .iter()
+            .find(|(n, _)| n == "relist")
+            .context("relist truth")?;
+        let l = r
+            .loops
+            .iter()
+            .find(|l| l.loop_name == "relist")
+            .context("relist loop")?;
+        assert_eq!((l.ticks, l.on_demand), (ticks.len(), 0));
+        assert!((l.period_p50_ms.context("p50")? - 100.0).abs() < 1e-9);
+        assert!((l.period_p90_ms.context("p90")? - 100.0).abs() < 1e-9);
+        assert!(!r.loops.iter().any(|l| l.loop_name == "relist_pod"));
+        Ok(())
+    }
+
+    /// Runtime stages that run after the sync returned, on a goroutine of
+    /// their own, stay the pod's stages: their own pod argument says whose.
+    #[test]
+    fn stages_outside_the_sync_stay_with_their_pod() -> Result<()> {
+        let mut p = SynthPod::new(0, 10.0, 120.0, 100.0);
+        p.containers_ms = vec![15.0, 20.0];
+        let mut spec = SynthSpec::new(vec![p, SynthPod::new(1, 40.0, 30.0, 300.0)]);
+        spec.runtime_after_sync = true;
+        let (t, truth) = synth(&spec)?;
+        let c = correlate(&t);
+        let r = Report::build(&t, &c);
+        assert_eq!(r.pods.len(), 2);
+        for (p, pt) in r.pods.iter().zip(&truth.pods) {
+            let row = |name: &str| -> Vec<&StageRow> {
+                p.stages.iter().filter(|s| s.stage == name).collect()
+            };
+            let rel = |t: u64| (t - pt.sync_start) as f64 / 1e6;
+            let sync = row("sync");
+            assert!((sync[0].duration_ms.context("sync")? - rel(pt.sync_end)).abs() < 1e-9);
+            let rs = row("runtime_sync");
+            assert_eq!(rs.len(), 1, "{:#?}", p.stages);
+            assert_eq!(rs[0].depth, 1);
+            assert!((rs[0].start_ms - rel(pt.runtime_sync.0)).abs() < 1e-9);
+            assert!(
+                rs[0].start_ms > sync[0].duration_ms.context("sync")?,
+                "after the sync"
+            );
+            let sb = row("create_sandbox");
+            assert_eq!((sb.len(), sb[0].depth), (1, 2));
+            assert!((sb[0].start_ms - rel(pt.sandbox.0)).abs() < 1e-9);
+            let sc = row("start_container");
+            assert_eq!(sc.len(), pt.containers.len());
+            for (row, (a, b)) in sc.iter().zip(&pt.containers) {
+                assert_eq!(row.depth, 2);
+                assert!((row.start_ms - rel(*a)).abs() < 1e-9);
+                assert!(
+                    (row.duration_ms.context("container")? - (b - a) as f64 / 1e6).abs() < 1e-9
+                );
+            }
+        }
+        // The same trace read with nesting alone would have lost them.
+        let sp = c
+            .spans
+            .iter()
+            .find(|s| s.name == "runtime_sync")
+            .context("runtime_sync span")?;
+        assert_eq!(sp.parent, None);
+        Ok(())
+    }
+
+    /// Loop periods come from the loop's own goroutine: the populator's
+    /// initial poll (a call right before the loop's first) and calls of the
+    /// same function on another goroutine count as on-demand, not ticks.
+    #[test]
+    fn loop_periods_count_only_the_loops_own_ticks() -> Result<()> {
+        // A pod late enough for a few PLEG relists (1 s) before it.
+        let mut spec = SynthSpec::new(vec![SynthPod::new(0, 3500.0, 120.0, 100.0)]);
+        spec.populator_initial_poll = true;
+        let (mut t, truth) = synth(&spec)?;
+        // Two Relist calls from another goroutine (as EventedPLEG's).
+        let relist = t
+            .header
+            .probes
+            .iter()
+            .position(|p| p.probe == "relist")
+            .context("relist probe")? as u32;
+        let pair: Vec<Rec> = t
+            .events
+            .iter()
+            .filter(|e| e.p == relist)
+            .take(2)
+            .cloned()
+            .collect();
+        for k in 1..=2u64 {
+            for e in &pair {
+                let mut e = e.clone();
+                e.goid = 77;
+                e.g += 0x7700;
+                e.t += k * 150_000_000;
+                t.events.push(e);
+            }
+        }
+        t.events.sort_by_key(|e| e.t);
+        let r = Report::build(&t, &correlate(&t));
+        let extra = |n: &str| {
+            truth
+                .loop_extra_calls
+                .iter()
+                .find(|(l, _)| l == n)
+                .map_or(0, |(_, k)| *k)
+        };
+        for (name, ticks) in &truth.loops {
+            let l = r
+                .loops
+                .iter()
+                .find(|l| l.loop_name == *name)
+                .context("loop")?;
+            let want_extra = extra(name) + if name == "relist" { 2 } else { 0 };
+            assert_eq!((l.ticks, l.on_demand), (ticks.len(), want_extra), "{name}");
+            let period = if name == "relist" { 1000.0 } else { 100.0 };
+            assert!(
+                (l.period_p50_ms.context("p50")? - period).abs() < 1e-9,
+                "{name}"
+            );
+            assert!(
+                (l.period_p90_ms.context("p90")? - period).abs() < 1e-9,
+                "{name}"
+            );
+        }
+        assert_eq!(extra("populate"), 1);
+        assert!(truth.loops.iter().all(|(_, t)| t.len() >= 3));
         Ok(())
     }
 }

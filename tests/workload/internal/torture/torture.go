@@ -39,7 +39,6 @@ import (
 	"k8s.io/kubernetes/internal/groundtruth"
 	"k8s.io/kubernetes/pkg/kubelet"
 	kubecontainer "k8s.io/kubernetes/pkg/kubelet/container"
-	kubetypes "k8s.io/kubernetes/pkg/kubelet/types"
 	"k8s.io/kubernetes/pkg/kubelet/volumemanager"
 	"k8s.io/kubernetes/pkg/kubelet/volumemanager/cache"
 	"k8s.io/kubernetes/pkg/volume"
@@ -179,11 +178,7 @@ func runFunc1(e *env, t *task) {
 // right before the call would be where the stack grows, never the probed
 // function's prologue.
 
-func runSyncPod(e *env, t *task) {
-	mark(&t.spBefore)
-	_, _ = e.kl.SyncPod(e.ctx, kubetypes.SyncPodCreate, t.pod, nil, t.status)
-	mark(&t.spAfter)
-}
+// runSyncPod: sync_v135.go / sync_v136.go (SyncPod's result shapes).
 
 func runMarkVolumeAsMounted(e *env, t *task) {
 	mark(&t.spBefore)

@@ -46,15 +46,6 @@ type PodWorkers interface {
 	Stop()
 }
 
-// podSyncer describes the core lifecycle operations of the pod state machine.
-type podSyncer interface {
-	// SyncPod configures the pod and starts and restarts all containers. If it returns true, the
-	// pod has reached a terminal state and the presence of the error indicates succeeded or failed.
-	// If an error is returned, the sync was not successful and should be rerun in the future. This
-	// is a long running method and should exit early with context.Canceled if the context is canceled.
-	SyncPod(ctx context.Context, updateType kubetypes.SyncPodType, pod *v1.Pod, mirrorPod *v1.Pod, podStatus *kubecontainer.PodStatus) (bool, error)
-}
-
 // podSyncStatus tracks per-pod transitions through the three phases of pod
 // worker sync (setup, terminating, terminated).
 type podSyncStatus struct {
@@ -274,7 +265,8 @@ func (p *podWorkers) podWorkerLoop(podUID types.UID, podUpdates <-chan struct{})
 			}
 
 			start := p.monoNow()
-			isTerminal, err = p.podSyncer.SyncPod(ctx, update.Options.UpdateType, update.Options.Pod, update.Options.MirrorPod, status)
+			var postSync func()
+			isTerminal, postSync, err = p.syncPod(ctx, update.Options.UpdateType, update.Options.Pod, update.Options.MirrorPod, status)
 			if p.gt != nil {
 				end := groundtruth.MonoNow()
 				p.gt.AddStage(ctx, "sync", groundtruth.InSync, update.Options.Pod, start, end,
@@ -283,6 +275,9 @@ func (p *podWorkers) podWorkerLoop(podUID types.UID, podUpdates <-chan struct{})
 			}
 
 			lastSyncTime = time.Now()
+			if postSync != nil {
+				postSync()
+			}
 			return err
 		}()
 

@@ -213,6 +213,7 @@ func run(o *options) (retErr error) {
 		{K: "namespace", V: o.namespace},
 		{K: "root", V: root},
 		{K: "torture", V: o.torture},
+		{K: "kubelet_shape", V: kubelet.KubeletShape},
 		{K: "go_version", V: runtime.Version()},
 		{K: "goarch", V: runtime.GOARCH},
 		{K: "buildmode", V: buildMode()},
@@ -454,8 +455,8 @@ func summary(gt *groundtruth.Recorder, o *options, npods int, failed []string, p
 		mwStr = fmt.Sprintf("min %v median %v max %v", mw[0].Round(time.Millisecond/10),
 			mw[len(mw)/2].Round(time.Millisecond/10), mw[len(mw)-1].Round(time.Millisecond/10))
 	}
-	s := fmt.Sprintf("podtrace workload: %d/%d pods synced in %v (%s, preset %s: poll %v, reconciler %v, populator %v, pleg %v); mount_wait %s; %d poll checks",
-		npods-len(failed), npods, podsWall.Round(time.Millisecond), runtime.Version(), o.preset,
+	s := fmt.Sprintf("podtrace workload: %d/%d pods synced in %v (%s, kubelet %s shape, preset %s: poll %v, reconciler %v, populator %v, pleg %v); mount_wait %s; %d poll checks",
+		npods-len(failed), npods, podsWall.Round(time.Millisecond), runtime.Version(), kubelet.KubeletShape, o.preset,
 		o.pollInterval, o.reconcilerPeriod, o.populatorPeriod, o.plegPeriod, mwStr, checks)
 	if tortureSummary != "" {
 		s += "; torture: " + tortureSummary

@@ -53,10 +53,15 @@ func TestRunGroundTruth(t *testing.T) {
 	}
 	byPod := map[string]map[string][]rec{}
 	loops := map[string]int{}
+	loopGoids := map[string]map[int64]bool{}
 	for _, r := range recs[1:] {
 		uid := r.s("pod_uid")
 		if uid == "" {
 			loops[r.s("stage")]++
+			if loopGoids[r.s("stage")] == nil {
+				loopGoids[r.s("stage")] = map[int64]bool{}
+			}
+			loopGoids[r.s("stage")][r.n("goid")] = true
 			continue
 		}
 		if byPod[uid] == nil {
@@ -111,6 +116,31 @@ func TestRunGroundTruth(t *testing.T) {
 		}
 		if sync.n("goid") == 0 || sync.n("goid") != mw.n("goid") {
 			t.Errorf("pod %s: sync goid %d, mount_wait goid %d", uid, sync.n("goid"), mw.n("goid"))
+		}
+		// As in kubelet, the mounts run on the operation executor's
+		// goroutines: neither the pod worker's nor the reconciler's.
+		for _, vm := range st["volume_mounted"] {
+			if g := vm.n("goid"); g == 0 || g == sync.n("goid") || loopGoids["reconcile"][g] {
+				t.Errorf("pod %s: volume %s marked mounted on goroutine %d (sync %d, reconciler %v)", uid, vm.s("volume"), g, sync.n("goid"), loopGoids["reconcile"])
+			}
+		}
+		// kubelet 1.36: the sync's postSync asks PLEG for an on-demand
+		// relist of the pod, which runs on PLEG's goroutine after the sync.
+		switch shape := recs[0].s("kubelet_shape"); shape {
+		case "1.36":
+			rp := st["relist_pod"]
+			if len(rp) != 1 {
+				t.Fatalf("pod %s: %d relist_pod records, want 1", uid, len(rp))
+			}
+			if rp[0].n("start_mono_ns") < sync.n("end_mono_ns") || !loopGoids["relist"][rp[0].n("goid")] {
+				t.Errorf("pod %s: relist_pod %v, sync ended %d, relist goroutines %v", uid, rp[0], sync.n("end_mono_ns"), loopGoids["relist"])
+			}
+		case "1.31-1.35":
+			if len(st["relist_pod"]) != 0 {
+				t.Errorf("pod %s: relist_pod before 1.36", uid)
+			}
+		default:
+			t.Errorf("config kubelet_shape %q", shape)
 		}
 	}
 }

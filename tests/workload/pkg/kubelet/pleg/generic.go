@@ -1,5 +1,8 @@
 // Package pleg models k8s.io/kubernetes/pkg/kubelet/pleg: the pod lifecycle
-// event generator whose relist runs every second in kubelet.
+// event generator whose relist runs every second in kubelet. How the relist
+// is driven depends on the version (build tag kubelet136): generic_v135.go
+// (wait.Until(Relist), kubelet <= 1.35) or generic_v136.go
+// (workerLoopIteration: the periodic Relist and on-demand relistPod).
 package pleg
 
 import (
@@ -8,7 +11,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"k8s.io/kubernetes/internal/groundtruth"
 )
@@ -41,14 +43,6 @@ type RelistDuration struct {
 	RelistThreshold time.Duration
 }
 
-// PodLifecycleEventGenerator contains functions for generating pod life cycle events.
-type PodLifecycleEventGenerator interface {
-	Start()
-	Stop()
-	Watch() chan *PodLifecycleEvent
-	Relist()
-}
-
 // GenericPLEG is an extremely simple generic PLEG that relies solely on
 // periodic listing to discover container changes. Here the "runtime" it lists
 // is the set of pod directories under ROOT/pods.
@@ -73,6 +67,11 @@ type GenericPLEG struct {
 	stopCh chan struct{}
 	// done is closed when the relist goroutine has returned.
 	done chan struct{}
+	// globalRelistTimer fires the periodic relist (kubelet 1.36+'s
+	// workerLoopIteration; before, wait.Until drives Relist).
+	globalRelistTimer *time.Timer
+	// relistRequests holds on-demand single-pod relist requests (1.36+).
+	relistRequests chan relistRequest
 
 	gt   *groundtruth.Recorder
 	goid int64
@@ -85,57 +84,23 @@ func NewGenericPLEG(podsDir string, eventChannel chan *PodLifecycleEvent, relist
 		eventChannel:   eventChannel,
 		podRecords:     make(map[types.UID]bool),
 		relistDuration: relistDuration,
+		relistRequests: make(chan relistRequest, relistRequestsCapacity),
 		gt:             gt,
 	}
 }
 
+// relistRequest is an on-demand relist of one pod (kubelet 1.36+).
+type relistRequest struct {
+	podUID    types.UID
+	timestamp time.Time
+}
+
+// relistRequestsCapacity: kubelet's (a request is dropped when it is full).
+const relistRequestsCapacity = 1000
+
 // Watch returns a channel from which the subscriber can receive PodLifecycleEvent events.
 func (g *GenericPLEG) Watch() chan *PodLifecycleEvent {
 	return g.eventChannel
-}
-
-// Start spawns a goroutine to relist periodically.
-func (g *GenericPLEG) Start() {
-	g.runningMu.Lock()
-	defer g.runningMu.Unlock()
-	if !g.isRunning {
-		g.isRunning = true
-		g.stopCh = make(chan struct{})
-		g.done = make(chan struct{})
-		go func() {
-			defer close(g.done)
-			if g.gt != nil {
-				g.goid = groundtruth.Goid()
-			}
-			// kubelet: go wait.Until(g.Relist, g.relistDuration.RelistPeriod, g.stopCh)
-			// The closure only adds the ground-truth record around Relist.
-			wait.Until(func() {
-				start := g.monoNow()
-				g.Relist()
-				if g.gt != nil {
-					end := groundtruth.MonoNow()
-					g.gt.Add(groundtruth.Record{
-						Stage:     "relist",
-						StartMono: start,
-						EndMono:   end,
-						Goid:      g.goid,
-						Extra:     []groundtruth.KV{{K: "pods", V: len(g.podRecords)}},
-					})
-				}
-			}, g.relistDuration.RelistPeriod, g.stopCh)
-		}()
-	}
-}
-
-// Stop stops the relist goroutine and waits for it.
-func (g *GenericPLEG) Stop() {
-	g.runningMu.Lock()
-	defer g.runningMu.Unlock()
-	if g.isRunning {
-		close(g.stopCh)
-		<-g.done
-		g.isRunning = false
-	}
 }
 
 func (g *GenericPLEG) monoNow() int64 {

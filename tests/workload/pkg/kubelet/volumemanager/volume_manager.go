@@ -22,6 +22,7 @@ import (
 	"k8s.io/kubernetes/pkg/kubelet/volumemanager/populator"
 	"k8s.io/kubernetes/pkg/kubelet/volumemanager/reconciler"
 	"k8s.io/kubernetes/pkg/volume/util"
+	"k8s.io/kubernetes/pkg/volume/util/operationexecutor"
 	"k8s.io/kubernetes/pkg/volume/util/types"
 )
 
@@ -52,6 +53,14 @@ var (
 	// call waits before retrying
 	podAttachAndMountRetryInterval = 300 * time.Millisecond
 )
+
+// waitForAttachTimeout is the maximum amount of time a
+// operationexecutor.Mount call will wait for a volume to be attached.
+// Set to 10 minutes because we've seen attach operations take several
+// minutes to complete for some volume plugins in some cases. While this
+// operation is waiting it only blocks other operations on the same device,
+// other devices are not affected.
+const waitForAttachTimeout = 10 * time.Minute
 
 // Intervals holds the loop periods the workload can tune.
 type Intervals struct {
@@ -121,12 +130,15 @@ func NewVolumeManager(
 		vm.desiredStateOfWorld,
 		vm.actualStateOfWorld,
 		gt)
+	vm.operationExecutor = operationexecutor.NewOperationExecutor(
+		operationexecutor.NewOperationGenerator(kubeletPodsDir, vm.desiredStateOfWorld.AddErrorToPod, gt))
 	vm.reconciler = reconciler.NewReconciler(
 		reconcilerLoopSleepPeriod,
+		waitForAttachTimeout,
 		vm.desiredStateOfWorld,
 		vm.actualStateOfWorld,
 		vm.desiredStateOfWorldPopulator.HasAddedPods,
-		kubeletPodsDir,
+		vm.operationExecutor,
 		gt)
 	return vm
 }
@@ -155,6 +167,10 @@ type volumeManager struct {
 	// desiredStateOfWorldPopulator runs an asynchronous periodic loop to
 	// populate the desiredStateOfWorld using the kubelet PodManager.
 	desiredStateOfWorldPopulator populator.DesiredStateOfWorldPopulator
+
+	// operationExecutor is used to start asynchronous mount operations
+	// (each on a goroutine of its own).
+	operationExecutor operationexecutor.OperationExecutor
 
 	// gt receives the workload's ground-truth records (nil: none).
 	gt *groundtruth.Recorder
@@ -281,11 +297,6 @@ func (vm *volumeManager) getUnattachedVolumes(uniquePodName types.UniquePodName)
 // (amd64) RDX is the closure context, RAX/RBX the ctx; it returns done in AL
 // and err in RBX/RCX.
 //
-// noinline: if this function were inlined into WaitForAttachAndMount, Go 1.21+
-// would rename the closure after the inlining chain
-// (WaitForAttachAndMount.verifyVolumesMountedFunc.func1 or similar).
-//
-//go:noinline
 func (vm *volumeManager) verifyVolumesMountedFunc(podName types.UniquePodName, expectedVolumes []string) wait.ConditionWithContextFunc {
 	return func(ctx context.Context) (done bool, err error) {
 		if errs := vm.desiredStateOfWorld.PopPodErrors(podName); len(errs) > 0 {

@@ -88,10 +88,11 @@ type mountedPod struct {
 
 // MarkVolumeAsMounted records that a volume was mounted for a pod.
 //
-// In kubelet it is called through the ActualStateOfWorldMounterUpdater
-// interface by the mount operation once SetUp succeeded; the podtrace
-// workload's reconciler calls it the same way. markVolumeOpts is passed on the
-// stack (see operationexecutor.MarkVolumeOpts for the offsets).
+// As in kubelet, the mount operation calls it through the
+// ActualStateOfWorldMounterUpdater interface once SetUp succeeded, on the
+// operation executor's goroutine for that mount (not the reconciler's).
+// markVolumeOpts is passed on the stack (see operationexecutor.MarkVolumeOpts
+// for the offsets).
 //
 // noinline: the real function is a one-line wrapper that the compiler could
 // inline into a direct caller (kubelet only calls it through an interface);

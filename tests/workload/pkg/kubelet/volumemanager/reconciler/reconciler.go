@@ -23,14 +23,16 @@ func (rc *reconciler) Run(stopCh <-chan struct{}) {
 // reconciliationLoopFunc returns the loop body; the closure is the symbol
 // "k8s.io/kubernetes/pkg/kubelet/volumemanager/reconciler.(*reconciler).reconciliationLoopFunc.func1".
 //
-// noinline: keeps the closure's name stable across Go versions (see
-// volumemanager.verifyVolumesMountedFunc).
+// noinline: keeps the closure's name stable across Go versions (inlined,
+// Go 1.21-1.26 would name it after the inlining chain, `Run.(*reconciler).
+// reconciliationLoopFunc.func1`; kubelet 1.34+ has no such function: its
+// closure is `(*reconciler).Run.func1`).
 //
 //go:noinline
 func (rc *reconciler) reconciliationLoopFunc() func() {
 	return func() {
 		start := rc.monoNow()
-		rc.mountedInLastLoop = 0
+		rc.startedInLastLoop = 0
 		rc.reconcile()
 		if rc.gt != nil {
 			end := groundtruth.MonoNow()
@@ -39,7 +41,7 @@ func (rc *reconciler) reconciliationLoopFunc() func() {
 				StartMono: start,
 				EndMono:   end,
 				Goid:      rc.goid,
-				Extra:     []groundtruth.KV{{K: "mounted", V: rc.mountedInLastLoop}},
+				Extra:     []groundtruth.KV{{K: "mounts_started", V: rc.startedInLastLoop}},
 			})
 		}
 		// Sync the state with the reality once after all existing pods are added to the desired state from all sources.

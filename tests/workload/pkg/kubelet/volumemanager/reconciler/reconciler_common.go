@@ -4,15 +4,12 @@
 package reconciler
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"k8s.io/kubernetes/internal/groundtruth"
 	"k8s.io/kubernetes/pkg/kubelet/volumemanager/cache"
-	"k8s.io/kubernetes/pkg/volume/util"
+	"k8s.io/kubernetes/pkg/volume/util/nestedpendingoperations"
 	"k8s.io/kubernetes/pkg/volume/util/operationexecutor"
 )
 
@@ -46,21 +43,23 @@ type Reconciler interface {
 // populatorHasAddedPods - checker for whether the populator has finished
 // adding pods to the desiredStateOfWorld cache at least once after sources
 // are all ready (before sources are ready, pods are probably missing)
-// kubeletPodsDir - the directory under which the reconciler creates the pod
-// volume directories (ROOT/pods)
+// operationExecutor - used to trigger mount operations (each runs on a
+// goroutine of its own and marks the volume mounted in actualStateOfWorld)
 func NewReconciler(
 	loopSleepDuration time.Duration,
+	waitForAttachTimeout time.Duration,
 	desiredStateOfWorld cache.DesiredStateOfWorld,
 	actualStateOfWorld cache.ActualStateOfWorld,
 	populatorHasAddedPods func() bool,
-	kubeletPodsDir string,
+	operationExecutor operationexecutor.OperationExecutor,
 	gt *groundtruth.Recorder) Reconciler {
 	return &reconciler{
 		loopSleepDuration:     loopSleepDuration,
+		waitForAttachTimeout:  waitForAttachTimeout,
 		desiredStateOfWorld:   desiredStateOfWorld,
 		actualStateOfWorld:    actualStateOfWorld,
 		populatorHasAddedPods: populatorHasAddedPods,
-		kubeletPodsDir:        kubeletPodsDir,
+		operationExecutor:     operationExecutor,
 		timeOfLastSync:        time.Time{},
 		gt:                    gt,
 	}
@@ -68,15 +67,16 @@ func NewReconciler(
 
 type reconciler struct {
 	loopSleepDuration     time.Duration
+	waitForAttachTimeout  time.Duration
 	desiredStateOfWorld   cache.DesiredStateOfWorld
 	actualStateOfWorld    cache.ActualStateOfWorld
 	populatorHasAddedPods func() bool
-	kubeletPodsDir        string
+	operationExecutor     operationexecutor.OperationExecutor
 	timeOfLastSync        time.Time
 	syncLock              sync.RWMutex
 	gt                    *groundtruth.Recorder
 	goid                  int64
-	mountedInLastLoop     int // reconciler goroutine only
+	startedInLastLoop     int // mount operations started; reconciler goroutine only
 }
 
 func (rc *reconciler) StatesHasBeenSynced() bool {
@@ -91,17 +91,17 @@ func (rc *reconciler) updateLastSyncTime() {
 	rc.timeOfLastSync = time.Now()
 }
 
-// mountOrAttachVolumes mounts every volume of the desired state that is not
-// mounted yet.
+// mountOrAttachVolumes starts a mount of every volume of the desired state
+// that is not mounted yet.
 //
 // Entry (amd64): RAX=rc.
 //
-// kubelet hands each mount to the operation executor, which runs the volume
-// plugin's SetUp in a goroutine and then calls MarkVolumeAsMounted. The
-// workload does the same work synchronously: it creates
-// ROOT/pods/<uid>/volumes/<plugin-dir>/<volume> (and, for a projected
-// kube-api-access volume, writes token/ca.crt/namespace files into it), then
-// calls actualStateOfWorld.MarkVolumeAsMounted through the interface.
+// As in kubelet, each mount is handed to the operation executor, which runs
+// it on a goroutine of its own: the volume plugin's SetUp (here: create
+// ROOT/pods/<uid>/volumes/<plugin-dir>/<volume> and, for a projected
+// kube-api-access volume, write token/ca.crt/namespace files into it), then
+// MarkVolumeAsMounted through the ActualStateOfWorldMounterUpdater
+// interface. A volume whose operation still runs is skipped (AlreadyExists).
 //
 // noinline: keep the symbol callable for a probe (ours is small).
 //
@@ -118,72 +118,20 @@ func (rc *reconciler) mountOrAttachVolumes() {
 }
 
 func (rc *reconciler) mountAttachedVolumes(volumeToMount cache.VolumeToMount) {
-	// "SetUp" of the volume plugin.
-	if err := rc.setUpVolume(volumeToMount); err != nil {
+	// Volume is not mounted: start the mount operation.
+	err := rc.operationExecutor.MountVolume(
+		rc.waitForAttachTimeout,
+		volumeToMount.VolumeToMount,
+		rc.actualStateOfWorld,
+		false /* isRemount */)
+	switch {
+	case err == nil:
+		rc.startedInLastLoop++
+	case nestedpendingoperations.IsAlreadyExists(err):
+		// The previous tick's mount still runs (kubelet: an expected error).
+	default:
 		rc.desiredStateOfWorld.AddErrorToPod(volumeToMount.PodName, err.Error())
-		return
 	}
-	markOpts := operationexecutor.MarkVolumeOpts{
-		PodName:             volumeToMount.PodName,
-		PodUID:              volumeToMount.Pod.UID,
-		VolumeName:          volumeToMount.VolumeName,
-		Mounter:             nil,
-		OuterVolumeSpecName: volumeToMount.OuterVolumeSpecName,
-		VolumeGidVolume:     volumeToMount.VolumeGidValue,
-		VolumeSpec:          volumeToMount.VolumeSpec,
-		VolumeMountState:    operationexecutor.VolumeMounted,
-	}
-	// Ground truth: an instant, taken just before the call.
-	at := rc.monoNow()
-	markVolMountedErr := rc.actualStateOfWorld.MarkVolumeAsMounted(markOpts)
-	if markVolMountedErr != nil {
-		rc.desiredStateOfWorld.AddErrorToPod(volumeToMount.PodName, markVolMountedErr.Error())
-		return
-	}
-	rc.mountedInLastLoop++
-	if rc.gt != nil {
-		rc.gt.Add(groundtruth.Record{
-			Stage:     "volume_mounted",
-			PodUID:    string(volumeToMount.Pod.UID),
-			PodName:   volumeToMount.Pod.Name,
-			Namespace: volumeToMount.Pod.Namespace,
-			StartMono: at,
-			EndMono:   at,
-			Goid:      rc.goid,
-			Extra: []groundtruth.KV{
-				{K: "volume", V: volumeToMount.OuterVolumeSpecName},
-				{K: "unique_volume_name", V: string(volumeToMount.VolumeName)},
-				{K: "returned_mono_ns", V: groundtruth.MonoNow()},
-			},
-		})
-	}
-}
-
-// setUpVolume does what the emptyDir / projected volume plugins' SetUp does,
-// minus mounting: create the volume directory and, for projected volumes,
-// write its files.
-func (rc *reconciler) setUpVolume(volumeToMount cache.VolumeToMount) error {
-	if volumeToMount.Pod == nil || volumeToMount.VolumeSpec == nil || volumeToMount.VolumeSpec.Volume == nil {
-		return fmt.Errorf("volume %q of pod %q has no spec", volumeToMount.VolumeName, volumeToMount.PodName)
-	}
-	_, pluginDir := util.PluginNameForVolume(volumeToMount.VolumeSpec.Volume)
-	dir := filepath.Join(rc.kubeletPodsDir, string(volumeToMount.Pod.UID), "volumes", pluginDir, volumeToMount.OuterVolumeSpecName)
-	if err := os.MkdirAll(dir, 0750); err != nil {
-		return fmt.Errorf("MountVolume.SetUp failed for volume %q: %w", volumeToMount.OuterVolumeSpecName, err)
-	}
-	if volumeToMount.VolumeSpec.Volume.Projected != nil {
-		files := map[string]string{
-			"token":     "podtrace-fake-token." + string(volumeToMount.Pod.UID),
-			"ca.crt":    "-----BEGIN CERTIFICATE-----\npodtrace\n-----END CERTIFICATE-----\n",
-			"namespace": volumeToMount.Pod.Namespace,
-		}
-		for name, content := range files {
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0644); err != nil {
-				return fmt.Errorf("MountVolume.SetUp failed for volume %q: %w", volumeToMount.OuterVolumeSpecName, err)
-			}
-		}
-	}
-	return nil
 }
 
 func (rc *reconciler) monoNow() int64 {

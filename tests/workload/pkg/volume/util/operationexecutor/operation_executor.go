@@ -1,6 +1,7 @@
 // Package operationexecutor is the subset of
 // k8s.io/kubernetes/pkg/volume/util/operationexecutor the podtrace workload
-// needs: the argument type of MarkVolumeAsMounted and the structs the
+// needs: the executor that runs each mount on a goroutine of its own (which
+// then calls MarkVolumeAsMounted), its argument type, and the structs the
 // volume manager caches are built from.
 package operationexecutor
 
@@ -11,15 +12,80 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"k8s.io/kubernetes/pkg/volume"
+	"k8s.io/kubernetes/pkg/volume/util"
+	"k8s.io/kubernetes/pkg/volume/util/nestedpendingoperations"
 	volumetypes "k8s.io/kubernetes/pkg/volume/util/types"
 )
 
+// OperationExecutor defines a set of operations for attaching, detaching,
+// mounting, or unmounting a volume that are executed with a
+// NewNestedPendingOperations which prevents more than one operation from
+// being triggered on the same volume (the workload: mounting only).
+type OperationExecutor interface {
+	// MountVolume mounts the volume to the pod specified in volumeToMount,
+	// on a goroutine of its own: the volume plugin's SetUp, then
+	// actualStateOfWorld.MarkVolumeAsMounted. It returns at once (an
+	// AlreadyExists error while that volume's operation still runs).
+	MountVolume(waitForAttachTimeout time.Duration, volumeToMount VolumeToMount, actualStateOfWorld ActualStateOfWorldMounterUpdater, isRemount bool) error
+
+	// IsOperationPending returns true if an operation for the given
+	// volumeName and podName is pending, otherwise it returns false.
+	IsOperationPending(volumeName v1.UniqueVolumeName, podName volumetypes.UniquePodName, nodeName types.NodeName) bool
+}
+
+// NewOperationExecutor returns a new instance of OperationExecutor.
+func NewOperationExecutor(operationGenerator OperationGenerator) OperationExecutor {
+	return &operationExecutor{
+		pendingOperations:  nestedpendingoperations.NewNestedPendingOperations(),
+		operationGenerator: operationGenerator,
+	}
+}
+
+type operationExecutor struct {
+	// pendingOperations keeps track of pending attach and detach operations so
+	// multiple operations are not started on the same volume
+	pendingOperations nestedpendingoperations.NestedPendingOperations
+
+	// operationGenerator is an interface that provides implementations for
+	// generating volume function
+	operationGenerator OperationGenerator
+}
+
+func (oe *operationExecutor) IsOperationPending(
+	volumeName v1.UniqueVolumeName,
+	podName volumetypes.UniquePodName,
+	nodeName types.NodeName) bool {
+	return oe.pendingOperations.IsOperationPending(volumeName, podName, nodeName)
+}
+
+func (oe *operationExecutor) MountVolume(
+	waitForAttachTimeout time.Duration,
+	volumeToMount VolumeToMount,
+	actualStateOfWorld ActualStateOfWorldMounterUpdater,
+	isRemount bool) error {
+	generatedOperations := oe.operationGenerator.GenerateMountVolumeFunc(
+		waitForAttachTimeout, volumeToMount, actualStateOfWorld, isRemount)
+
+	// Avoid executing mount/map from multiple pods referencing the
+	// same volume in parallel
+	podName := nestedpendingoperations.EmptyUniquePodName
+	if !volumeToMount.PluginIsAttachable && !volumeToMount.PluginIsDeviceMountable {
+		// volume plugins which are Non-attachable and Non-deviceMountable can execute mount for multiple pods
+		// referencing the same volume in parallel
+		podName = util.GetUniquePodName(volumeToMount.Pod)
+	}
+	return oe.pendingOperations.Run(
+		volumeToMount.VolumeName, podName, "" /* nodeName */, generatedOperations)
+}
+
 // MarkVolumeOpts is a struct to pass arguments to MountVolume functions.
 //
-// Field order and types are the real ones (Kubernetes 1.27-1.33). The struct
-// is 152 bytes and needs 17 integer registers, more than the 9 the Go
-// register ABI has (amd64 RAX..R11, arm64 R0..R15 has 16: still too few,
-// since the receiver takes one), so it is passed on the stack. At entry to
+// Field order and types are the real ones (Kubernetes 1.27-1.35; 1.36 drops
+// OuterVolumeSpecName: 136 bytes, 17 words). The struct is 152 bytes, 19
+// words, all of them integer registers' worth (strings and interfaces take
+// two), more than the 9 the Go register ABI has (amd64 RAX..R11; arm64
+// R0..R15 has 16: still too few, since the receiver takes one), so it is
+// passed on the stack. At entry to
 // (*actualStateOfWorld).MarkVolumeAsMounted on amd64 the receiver is in RAX
 // and the struct starts at SP+8 (SP+0 holds the return address):
 //

@@ -1,9 +1,19 @@
 package operationexecutor
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 	"unsafe"
+
+	v1 "k8s.io/api/core/v1"
+
+	"k8s.io/kubernetes/internal/groundtruth"
+	"k8s.io/kubernetes/pkg/volume"
+	"k8s.io/kubernetes/pkg/volume/util/nestedpendingoperations"
+	volumetypes "k8s.io/kubernetes/pkg/volume/util/types"
 )
 
 // TestMarkVolumeOptsLayout pins the offsets podtrace relies on when it reads
@@ -44,7 +54,11 @@ func TestMarkVolumeOptsLayout(t *testing.T) {
 	// register-assigned only if all of its fields fit in the remaining
 	// integer registers (9 on amd64, 16 on arm64; the receiver already took
 	// one). Count the integer registers it would need.
-	if n := intRegs(reflect.TypeOf(o)); n <= 15 {
+	n := intRegs(reflect.TypeOf(o))
+	if n != 19 {
+		t.Errorf("MarkVolumeOpts is %d words, want 19 (kubelet 1.27-1.35's; the README says 19)", n)
+	}
+	if n <= 15 {
 		t.Errorf("MarkVolumeOpts needs only %d integer registers; it might be register-assigned", n)
 	} else {
 		t.Logf("MarkVolumeOpts needs %d integer registers > 8 (amd64) / 15 (arm64) left after the receiver: passed on the stack", n)
@@ -71,4 +85,62 @@ func intRegs(t reflect.Type) int {
 		return t.Len() * intRegs(t.Elem())
 	}
 	return 0
+}
+
+// recordingASW is an ActualStateOfWorldMounterUpdater that records the
+// goroutine each MarkVolumeAsMounted ran on.
+type recordingASW struct {
+	marked chan int64
+	block  chan struct{}
+}
+
+func (r *recordingASW) MarkVolumeAsMounted(opts MarkVolumeOpts) error {
+	<-r.block
+	r.marked <- groundtruth.Goid()
+	return nil
+}
+
+// As in kubelet, a mount runs on a goroutine of the executor's (not the
+// caller's, the reconciler's) and marks the volume mounted through the
+// ActualStateOfWorldMounterUpdater interface; while it runs, the same
+// volume's next mount is refused.
+func TestMountVolumeMarksMountedOnAnOperationGoroutine(t *testing.T) {
+	dir := t.TempDir()
+	var errs []string
+	oe := NewOperationExecutor(NewOperationGenerator(dir, func(_ volumetypes.UniquePodName, e string) { errs = append(errs, e) }, nil))
+	pod := &v1.Pod{}
+	pod.UID = "uid-1"
+	vol := &v1.Volume{Name: "scratch", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{}}}
+	vtm := VolumeToMount{
+		VolumeName:          "kubernetes.io/empty-dir/uid-1-scratch",
+		PodName:             "uid-1",
+		VolumeSpec:          volume.NewSpecFromVolume(vol),
+		OuterVolumeSpecName: "scratch",
+		Pod:                 pod,
+	}
+	asw := &recordingASW{marked: make(chan int64, 2), block: make(chan struct{})}
+	if err := oe.MountVolume(time.Minute, vtm, asw, false); err != nil {
+		t.Fatalf("MountVolume: %v", err)
+	}
+	if !oe.IsOperationPending(vtm.VolumeName, vtm.PodName, "") {
+		t.Errorf("the mount is not pending while it runs")
+	}
+	if err := oe.MountVolume(time.Minute, vtm, asw, false); !nestedpendingoperations.IsAlreadyExists(err) {
+		t.Errorf("a second mount of a pending volume: %v, want AlreadyExists", err)
+	}
+	close(asw.block)
+	select {
+	case g := <-asw.marked:
+		if me := groundtruth.Goid(); g == me || g == 0 {
+			t.Errorf("MarkVolumeAsMounted ran on goroutine %d, the caller is %d", g, me)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("MarkVolumeAsMounted never ran")
+	}
+	if len(errs) != 0 {
+		t.Errorf("errors reported: %v", errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "uid-1", "volumes", "kubernetes.io~empty-dir", "scratch")); err != nil {
+		t.Errorf("SetUp made no volume directory: %v", err)
+	}
 }

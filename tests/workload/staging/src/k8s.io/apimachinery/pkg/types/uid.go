@@ -16,3 +16,6 @@ type NamespacedName struct {
 func (n NamespacedName) String() string {
 	return n.Namespace + "/" + n.Name
 }
+
+// NodeName is a type that holds a api.Node's Name identifier.
+type NodeName string
