@@ -107,9 +107,13 @@ pub struct Chain {
     pub populate_wait_ms: f64,
     /// That tick's duration (work).
     pub populate_work_ms: f64,
-    /// Its end → the reconciler tick that started the mount (a wait).
+    /// Its end → the first reconciler tick after it (a wait).
     pub reconcile_wait_ms: f64,
-    /// That tick's start → the last volume marked mounted (work).
+    /// Whole reconciler periods from that tick to the one that started the
+    /// mount (waits): the real kubelet marks an emptyDir or hostPath volume
+    /// attached in one tick and mounts it in the next.
+    pub reconcile_ticks: u32,
+    /// The mounting tick's start → the last volume marked mounted (work).
     pub mount_work_ms: f64,
 }
 
@@ -227,11 +231,18 @@ pub fn models(report: &Report, c: &Correlated) -> Vec<PodModel> {
                 .find(|t| t.0 >= pop.1)
                 .filter(|t| t.0 <= mounted)
                 .or_else(|| recs.iter().rev().find(|t| t.0 <= mounted))?;
+            // The tick that started the mount: the last one before it.
+            let later: Vec<&(u64, u64)> = recs
+                .iter()
+                .filter(|t| t.0 > rec.0 && t.0 <= mounted)
+                .collect();
+            let mounting = later.last().map_or(rec.0, |t| t.0);
             Some(Chain {
                 populate_wait_ms: rel(pop.0),
                 populate_work_ms: (pop.1 - pop.0) as f64 / 1e6,
                 reconcile_wait_ms: (rec.0 as f64 - pop.1 as f64) / 1e6,
-                mount_work_ms: (mounted as f64 - rec.0 as f64) / 1e6,
+                reconcile_ticks: later.len() as u32,
+                mount_work_ms: (mounted as f64 - mounting as f64) / 1e6,
             })
         })();
         out.push(PodModel {
@@ -270,7 +281,8 @@ impl PodModel {
     pub fn outcome(&self, iv: &Resolved, lag_ms: f64, u_pop: f64, u_rec: f64) -> Option<Outcome> {
         let ch = self.chain.as_ref()?;
         let t_pop = u_pop * iv.populate_ms;
-        let t_rec = t_pop + ch.populate_work_ms + u_rec * iv.reconcile_ms;
+        let t_rec =
+            t_pop + ch.populate_work_ms + (u_rec + f64::from(ch.reconcile_ticks)) * iv.reconcile_ms;
         let mounted = t_rec + ch.mount_work_ms;
         let c0 = self.mount_wait_start_ms + self.first_check_ms;
         let step = (iv.poll_ms + lag_ms).max(1e-6);
