@@ -70,29 +70,28 @@ pub fn run() -> Result<()> {
     let n_fast = "400000";
     let n_slow = "60000";
 
-    let podtrace_with = |catalogue: &std::path::Path,
-                         n: &'static str,
-                         extra: &'static [&'static str]| {
-        let bin = bin.clone();
-        let catalogue = catalogue.to_path_buf();
-        let trace = trace.clone();
-        move || -> Result<f64> {
-            let mut c = Command::new(podtrace_bin());
-            c.args(["record", "-q", "--catalogue"])
-                .arg(&catalogue)
-                .arg("-o")
-                .arg(&trace)
-                .args(extra)
-                .arg("--")
-                .arg(&bin)
-                .args(["-n", n]);
-            let (ns, stderr) = measure(&mut c)?;
-            if !stderr.contains(" 0 dropped") {
-                bail!("events were dropped: {stderr}");
+    let podtrace_with =
+        |catalogue: &std::path::Path, n: &'static str, extra: &'static [&'static str]| {
+            let bin = bin.clone();
+            let catalogue = catalogue.to_path_buf();
+            let trace = trace.clone();
+            move || -> Result<f64> {
+                let mut c = Command::new(podtrace_bin());
+                c.args(["record", "-q", "--catalogue"])
+                    .arg(&catalogue)
+                    .arg("-o")
+                    .arg(&trace)
+                    .args(extra)
+                    .arg("--")
+                    .arg(&bin)
+                    .args(["-n", n]);
+                let (ns, stderr) = measure(&mut c)?;
+                if !stderr.contains(" 0 dropped") {
+                    bail!("events were dropped: {stderr}");
+                }
+                Ok(ns)
             }
-            Ok(ns)
-        }
-    };
+        };
     let podtrace = |n, extra| podtrace_with(&catalogue, n, extra);
 
     step("baseline: no probes");
