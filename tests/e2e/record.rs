@@ -126,7 +126,7 @@ fn an_event_storm_does_not_keep_duration_sigint_or_sigterm_waiting() {
 }
 
 #[test]
-fn ring_size_and_durations_are_checked_with_clear_errors() {
+fn option_values_are_checked_with_clear_errors() {
     for (args, expect) in [
         (&["--ring-mib", "4096"][..], "1 to 1024 MiB"),
         (&["--ring-mib", "0"][..], "1 to 1024 MiB"),
@@ -147,6 +147,20 @@ fn ring_size_and_durations_are_checked_with_clear_errors() {
         assert!(!o.status.success(), "{args:?} should fail");
         assert!(e.contains(expect), "{args:?}: expected {expect:?} in {e}");
         assert!(!e.contains("panicked"), "{e}");
+    }
+    for (args, expect) in [
+        (&["--retries", "11"][..], "0..=10"),
+        (&["--timeout-secs", "0"][..], "1..=3600"),
+    ] {
+        let o = podtrace(
+            &[
+                &["export", "/nonexistent.trace", "--format", "otlp"][..],
+                args,
+            ]
+            .concat(),
+        );
+        let e = stderr(&o);
+        assert!(!o.status.success() && e.contains(expect), "{args:?}: {e}");
     }
 }
 
