@@ -242,12 +242,12 @@ fn a_kubelet_whose_executable_was_replaced_is_found_and_traced() {
         "the kernel shows {}",
         link.display()
     );
-    discovered_and_recorded(
-        &dir,
-        wl,
-        &gt,
-        &format!("found {}, deleted or replaced", exe.display()),
+    let found = format!(
+        "found {}, deleted or replaced since it started (pid {}) running kubelet",
+        exe.display(),
+        wl.id()
     );
+    discovered_and_recorded(&dir, wl, &gt, &found);
 }
 
 #[test]
@@ -259,7 +259,8 @@ fn a_kubelet_inside_a_k3s_binary_is_found_by_its_code() {
     let gt = dir.join("gt.jsonl");
     let wl = start_workload(&exe, &["agent"], &gt);
     std::thread::sleep(Duration::from_millis(200));
-    discovered_and_recorded(&dir, wl, &gt, &format!("found {} (pid ", exe.display()));
+    let found = format!("found {} (pid {}) running kubelet", exe.display(), wl.id());
+    discovered_and_recorded(&dir, wl, &gt, &found);
 }
 
 #[test]
