@@ -126,7 +126,7 @@ fn an_event_storm_does_not_keep_duration_sigint_or_sigterm_waiting() {
 }
 
 #[test]
-fn ring_size_and_durations_are_checked_with_clear_errors() {
+fn option_values_are_checked_with_clear_errors() {
     for (args, expect) in [
         (&["--ring-mib", "4096"][..], "1 to 1024 MiB"),
         (&["--ring-mib", "0"][..], "1 to 1024 MiB"),
@@ -147,6 +147,20 @@ fn ring_size_and_durations_are_checked_with_clear_errors() {
         assert!(!o.status.success(), "{args:?} should fail");
         assert!(e.contains(expect), "{args:?}: expected {expect:?} in {e}");
         assert!(!e.contains("panicked"), "{e}");
+    }
+    for (args, expect) in [
+        (&["--retries", "11"][..], "0..=10"),
+        (&["--timeout-secs", "0"][..], "1..=3600"),
+    ] {
+        let o = podtrace(
+            &[
+                &["export", "/nonexistent.trace", "--format", "otlp"][..],
+                args,
+            ]
+            .concat(),
+        );
+        let e = stderr(&o);
+        assert!(!o.status.success() && e.contains(expect), "{args:?}: {e}");
     }
 }
 
@@ -228,12 +242,12 @@ fn a_kubelet_whose_executable_was_replaced_is_found_and_traced() {
         "the kernel shows {}",
         link.display()
     );
-    discovered_and_recorded(
-        &dir,
-        wl,
-        &gt,
-        &format!("found {}, deleted or replaced", exe.display()),
+    let found = format!(
+        "found {}, deleted or replaced since it started (pid {}) running kubelet",
+        exe.display(),
+        wl.id()
     );
+    discovered_and_recorded(&dir, wl, &gt, &found);
 }
 
 #[test]
@@ -245,7 +259,8 @@ fn a_kubelet_inside_a_k3s_binary_is_found_by_its_code() {
     let gt = dir.join("gt.jsonl");
     let wl = start_workload(&exe, &["agent"], &gt);
     std::thread::sleep(Duration::from_millis(200));
-    discovered_and_recorded(&dir, wl, &gt, &format!("found {} (pid ", exe.display()));
+    let found = format!("found {} (pid {}) running kubelet", exe.display(), wl.id());
+    discovered_and_recorded(&dir, wl, &gt, &found);
 }
 
 #[test]
@@ -290,9 +305,11 @@ fn failing_and_truncated_captures_are_counted_and_with_ebpf_log_located() {
     let bench = bench_binary(&dir);
     let cat = dir.join("diag.toml");
     std::fs::write(&cat, DIAG_CATALOGUE).expect("write catalogue");
-    // bench -n 1000: 1000 warm-up calls and 1000 timed ones, i = 0..999 each.
-    let calls = 2000u64;
-    let truncated = 2 * (1000 - 97); // i > 96 (STR_CAP)
+    // bench -n 1000: 1000 warm-up calls and 1000 timed ones, i = 0..999
+    // each, so 2000 entries of which 2 × 903 have i > 96 (STR_CAP); and a
+    // few more when the goroutine's stack grows (morestack re-enters the
+    // function at its first instruction, before the probed jump).
+    let (calls, truncated) = (2000u64, 2 * (1000 - 97u64));
     for log in [false, true] {
         let trace = dir.join(&format!("diag-{log}.trace"));
         let mut cmd = Command::new(podtrace_bin());
@@ -311,6 +328,27 @@ fn failing_and_truncated_captures_are_counted_and_with_ebpf_log_located() {
             .expect("podtrace");
         let e = stderr(&out);
         assert!(out.status.success(), "{e}");
+        let text = std::fs::read_to_string(&trace).expect("trace");
+        let entries: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v.get("e").cloned())
+            .filter(|e| e["k"] == 1)
+            .collect();
+        let hits = entries.len() as u64;
+        assert!(
+            (calls..calls + 10).contains(&hits),
+            "{hits} entry events for {calls} calls"
+        );
+        // The trace: `bad` null in every entry, `long` marked cut (tr bit
+        // 1) when the call's i was over 96.
+        assert!(entries.iter().all(|e| e["a"][0].is_null()));
+        let marked = entries.iter().filter(|e| e["tr"] == 2).count() as u64;
+        assert!(
+            (truncated..=truncated + hits - calls).contains(&marked),
+            "{marked} truncated"
+        );
+        // The report and the footer count the same.
         let r = report_json(&trace);
         let problems = r["capture_problems"].as_array().expect("capture_problems");
         let by_name = |n: &str| {
@@ -319,18 +357,18 @@ fn failing_and_truncated_captures_are_counted_and_with_ebpf_log_located() {
                 .find(|p| p["capture"] == n)
                 .unwrap_or_else(|| panic!("no problem counted for `{n}`: {problems:?}"))
         };
-        assert_eq!(by_name("bad")["failed"], calls, "{problems:?}");
+        assert_eq!(by_name("bad")["failed"], hits, "{problems:?}");
         assert_eq!(by_name("bad")["site"], "entry");
-        assert_eq!(by_name("long")["truncated"], truncated, "{problems:?}");
+        assert_eq!(by_name("long")["truncated"], marked, "{problems:?}");
         assert_eq!(by_name("long")["failed"], 0);
+        let f = footer(&trace);
+        assert_eq!(&f["capture_problems"], &r["capture_problems"]);
         assert!(
-            e.contains("bench hot entry capture `bad`: 2000 failed, 0 truncated"),
+            e.contains(&format!(
+                "bench hot entry capture `bad`: {hits} failed, 0 truncated"
+            )),
             "{e}"
         );
-        // The trace marks each cut string.
-        let text = std::fs::read_to_string(&trace).expect("trace");
-        let marked = text.lines().filter(|l| l.contains("\"tr\":2")).count() as u64;
-        assert_eq!(marked, truncated, "events marked truncated");
         let ebpf: Vec<&str> = e
             .lines()
             .filter(|l| l.starts_with("podtrace: ebpf:"))

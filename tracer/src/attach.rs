@@ -142,7 +142,7 @@ pub fn plan(
                 for pid in pids {
                     if opts.sites != SiteSelection::Exit {
                         sites.push(Site {
-                            path: t.binary.path().to_path_buf(),
+                            path: site_path(t.binary.path(), pid),
                             offset: entry_offset,
                             cookie: 2 * id,
                             pid,
@@ -153,7 +153,7 @@ pub fn plan(
                     }
                     for &off in &target.ret_offsets {
                         sites.push(Site {
-                            path: t.binary.path().to_path_buf(),
+                            path: site_path(t.binary.path(), pid),
                             offset: off,
                             cookie: 2 * id + 1,
                             pid,
@@ -164,6 +164,18 @@ pub fn plan(
         }
     }
     Ok((probes, specs, sites))
+}
+
+/// Where to attach for one process: a binary found as /proc/N/exe (the
+/// first of the processes running it) is reached through each process's
+/// own /proc/PID/exe, so that N exiting first does not fail the others.
+fn site_path(binary: &std::path::Path, pid: Option<u32>) -> PathBuf {
+    match pid {
+        Some(pid) if binary.starts_with("/proc") && binary.ends_with("exe") => {
+            PathBuf::from(format!("/proc/{pid}/exe"))
+        }
+        _ => binary.to_path_buf(),
+    }
 }
 
 fn spec(id: u32, kind: u8, goid_offset: u32, caps: &[CaptureDef]) -> ProbeSpec {

@@ -106,11 +106,18 @@ pub async fn run(
             last_events = writer.events;
         }
     };
+    let recorded = started.elapsed();
     if tty && opts.status {
         eprintln!();
     }
     // Detach first, so that what is left in the ring is finite however fast
     // the probes were firing; then take all of it.
+    if opts.status && loaded.attached > 20 {
+        eprintln!(
+            "podtrace: {stopped_by}: detaching {} uprobes (the kernel takes up to 0.1 s for each)",
+            loaded.attached
+        );
+    }
     loaded.detach()?;
     while drain(loaded, probes, &mut state, &mut writer, BATCH)? {}
     loaded.flush_log();
@@ -119,7 +126,7 @@ pub async fn run(
         events: writer.events,
         drops,
         hits,
-        duration_ns: started.elapsed().as_nanos() as u64,
+        duration_ns: recorded.as_nanos() as u64,
         stopped_by,
         capture_problems: state.captures.problems(probes),
     };

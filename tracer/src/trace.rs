@@ -108,6 +108,8 @@ pub struct Footer {
     pub events: u64,
     pub drops: u64,
     pub hits: u64,
+    /// From the start of recording to the stop (before the uprobes were
+    /// detached and the ring drained).
     pub duration_ns: u64,
     pub stopped_by: String,
     /// Captures that could not be read or were cut short, per probe and

@@ -45,8 +45,8 @@ pub struct ExportArgs {
     /// OTLP push: an extra request header, NAME=VALUE (repeatable).
     #[arg(long = "header", value_name = "NAME=VALUE")]
     pub headers: Vec<String>,
-    /// OTLP push: connect/read/write timeout in seconds.
-    #[arg(long, default_value_t = 10)]
+    /// OTLP push: connect and whole-request timeout in seconds (1 to 3600).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout_secs: u64,
     /// OTLP push over https: also trust this CA certificate (PEM), beside
     /// the system's roots (a collector with its own CA).
@@ -55,7 +55,8 @@ pub struct ExportArgs {
     /// OTLP push: retries after a transient failure (connect error,
     /// timeout, 429/502/503/504), waiting 0.25 s, then twice as long each
     /// time, or what the receiver's Retry-After says.
-    #[arg(long, default_value_t = 3)]
+    /// At most 10.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
     pub retries: u32,
 }
 

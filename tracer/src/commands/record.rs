@@ -527,3 +527,18 @@ fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(parse_ring_mib("16"), Ok(16));
+        assert_eq!(parse_ring_mib("1024"), Ok(1024));
+        assert!(parse_ring_mib("4096").is_err_and(|e| e.contains("1 to 1024 MiB")));
+        assert!(parse_ring_mib("0").is_err_and(|e| e.contains("1 to 1024 MiB")));
+        assert!(parse_ring_mib("24").is_err_and(|e| e.contains("try 16 or 32")));
+        assert!(parse_ring_mib("-1").is_err_and(|e| e.contains("whole number")));
+    }
+}
