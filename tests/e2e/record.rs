@@ -295,6 +295,7 @@ role = "stage"
 help = "the benchmark's hot function"
 [[probe.variant]]
 symbol = "main.hot"
+when = [{ symbol = "main.hot" }]
 entry = [{ name = "bad", kind = "u64", reg = "RAX", path = [0] }, { name = "long", kind = "strregs", reg = "RSP", reg2 = "RAX" }]
 exit = [{ name = "result", kind = "u64", reg = "RAX" }]
 "#;
