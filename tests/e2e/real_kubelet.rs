@@ -113,11 +113,19 @@ struct Wait {
     checks: usize,
 }
 
-fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<Wait> {
+/// One recorded run: the pods that waited, and the trace (kept until the
+/// run is dropped).
+struct Run {
+    waits: Vec<Wait>,
+    trace: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+fn run(version: &str, tuned: bool, interval_ms: f64, pods: usize) -> Run {
     let label = format!("kubelet {version}{}", if tuned { " tuned" } else { "" });
     let dir = TempDir::new("real-kubelet");
     let node = Node::start(NodeOpts::new(node::kubelet(version, tuned)));
-    let names: Vec<String> = (0..PODS).map(|i| format!("e2e-{i:02}")).collect();
+    let names: Vec<String> = (0..pods).map(|i| format!("e2e-{i:02}")).collect();
     let rec = node.record_pods(&podtrace_bin(), &dir.join("real.trace"), &names, GAP);
 
     // Detached: no uprobe link left, and kubelet still starts pods.
@@ -433,7 +441,11 @@ fn run(version: &str, tuned: bool, interval_ms: f64) -> Vec<Wait> {
         periods.join(", "),
     );
     node.remove_all_pods(Duration::from_secs(30));
-    waits
+    Run {
+        waits,
+        trace: rec.trace.clone(),
+        _dir: dir,
+    }
 }
 
 /// Waits until kubelet's syncPod span of every pod arrived.
@@ -491,20 +503,28 @@ fn check_default_waits(label: &str, waits: &[Wait]) {
 
 #[test]
 fn kubelet_1_34_default() {
-    check_default_waits("kubelet v1.34.4", &run("v1.34.4", false, 300.0));
+    check_default_waits("kubelet v1.34.4", &run("v1.34.4", false, 300.0, PODS).waits);
 }
+
+/// Pods per run of the default/tuned pair: the prediction is held to 10 %
+/// of the tuned run's medians, and a sync median over 4 pods moves more
+/// than that with the runtime's own jitter.
+const PAIR_PODS: usize = 12;
+/// How far the prediction may be from the measured tuned run (the issue's
+/// bar).
+const PREDICT_TOLERANCE: f64 = 0.10;
 
 #[test]
 fn kubelet_1_36_default_and_tuned() {
-    let default = run("v1.36.3", false, 300.0);
-    let tuned = run("v1.36.3", true, 30.0);
+    let default = run("v1.36.3", false, 300.0, PAIR_PODS);
+    let tuned = run("v1.36.3", true, 30.0, PAIR_PODS);
     assert!(
-        !default.is_empty() && !tuned.is_empty(),
+        !default.waits.is_empty() && !tuned.waits.is_empty(),
         "no pod waited for a poll tick"
     );
-    check_default_waits("kubelet v1.36.3", &default);
+    check_default_waits("kubelet v1.36.3", &default.waits);
     let ms = |v: &[Wait]| v.iter().map(|w| w.ms).collect::<Vec<f64>>();
-    let (d, t) = (median(ms(&default)), median(ms(&tuned)));
+    let (d, t) = (median(ms(&default.waits)), median(ms(&tuned.waits)));
     let ratio = d / t;
     eprintln!(
         "kubelet v1.36.3: median mount wait default {d:.1} ms, tuned {t:.1} ms ({ratio:.1}x)"
@@ -513,6 +533,71 @@ fn kubelet_1_36_default_and_tuned() {
         (7.0..=13.0).contains(&ratio),
         "tuned build cut the mount wait {ratio:.1}x, expected about 10x"
     );
+    check_prediction(&default.trace, &tuned.trace);
+}
+
+/// `compare` calls the change on the real kubelet, flags nothing under its
+/// minimal effect, and its prediction of the tuned run made from the default
+/// trace alone is within [`PREDICT_TOLERANCE`] of the measured medians.
+fn check_prediction(default: &std::path::Path, tuned: &std::path::Path) {
+    let out = std::process::Command::new(podtrace_bin())
+        .arg("compare")
+        .arg(default)
+        .arg(tuned)
+        .args(["--format", "json"])
+        .output()
+        .expect("running podtrace compare");
+    assert!(
+        out.status.success(),
+        "podtrace compare failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cmp: Value = serde_json::from_slice(&out.stdout).expect("compare JSON");
+    let stages = cmp["stages"].as_array().expect("stages");
+    let f = |v: &Value| {
+        v.as_f64()
+            .unwrap_or_else(|| panic!("expected a number, got {v}"))
+    };
+    let mut table = String::new();
+    let mut wrong = Vec::new();
+    for name in ["mount_wait", "sync", "lost_to_polling"] {
+        let r = stages
+            .iter()
+            .find(|s| s["stage"] == name)
+            .unwrap_or_else(|| panic!("compare has no {name} row: {cmp:#}"));
+        let (base, m, p) = (
+            f(&r["runs"][0]["p50"]),
+            f(&r["runs"][1]["p50"]),
+            f(&r["predicted"][1]["p50"]),
+        );
+        let (lo, hi) = (f(&r["predicted"][1]["low"]), f(&r["predicted"][1]["high"]));
+        table += &format!(
+            "{name:<16} default {base:8.1}  tuned measured {m:8.1}  predicted {p:8.1} [{lo:.1}, {hi:.1}]  {:+.1}%  verdict {}\n",
+            (p - m) / m * 100.0,
+            r["diffs"][1]["verdict"]
+        );
+        if r["diffs"][1]["verdict"] != "faster" {
+            wrong.push(format!("{name} not called faster: {}", r["diffs"][1]));
+        }
+        // lost_to_polling is tens of µs tuned: 10 % of it is below what
+        // a tick's phase decides; its verdict is checked above.
+        if name != "lost_to_polling" && (p - m).abs() > PREDICT_TOLERANCE * m {
+            wrong.push(format!(
+                "{name}: predicted p50 {p:.1} ms, measured {m:.1} ms (more than 10 % apart)"
+            ));
+        }
+    }
+    for s in stages {
+        let d = &s["diffs"][1];
+        if d["significant"] == true {
+            assert!(
+                f(&d["shift"]).abs() >= f(&d["threshold_ms"]),
+                "a change under the minimal effect was called: {s}"
+            );
+        }
+    }
+    eprintln!("kubelet v1.36.3 default -> tuned, predicted from the default trace:\n{table}");
+    assert!(wrong.is_empty(), "{}\n{table}", wrong.join("\n"));
 }
 
 /// The node harness leaves nothing behind, also when the test panics: no
