@@ -199,14 +199,14 @@ fn a_binary_replaced_at_its_path_is_reattached_within_a_second_and_the_gap_repor
     // The old build keeps running across the first swap: its pod, started
     // after the swap, is still traced (its file keeps its probes).
     let gt_old = dir.join("gt-old.jsonl");
-    let old = Guard::new(
+    let mut old = Some(Guard::new(
         Command::new(&exe)
             .args(["--preset", "tuned", "--pods", "1", "--start-delay", "2s"])
             .arg("--ground-truth")
             .arg(&gt_old)
             .spawn()
             .expect("start old"),
-    );
+    ));
     let mut gts = vec![gt_old.clone()];
     let mut swapped_at = Vec::new();
     const SWAPS: usize = 3;
@@ -216,25 +216,17 @@ fn a_binary_replaced_at_its_path_is_reattached_within_a_second_and_the_gap_repor
         std::fs::rename(&new, &exe).expect("rename over the binary");
         swapped_at.push(t0);
         wait_for_notes(&trace, "reattached", i + 1, Duration::from_secs(10));
-        if i == 0 {
+        if let Some(old) = old.take() {
             assert!(old.wait_ok(), "old build failed");
         }
         let gt = dir.join(&format!("gt{i}.jsonl"));
         run_workload(&exe, 1, "300ms", &gt);
         gts.push(gt);
     }
-    // The replaced files' probes are released (no process runs them):
-    // what is left is one file's worth. Closing takes a grace period each.
-    let t = Instant::now();
-    while uprobe_links_of(pt.id()).len() != links0 && t.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(
-        uprobe_links_of(pt.id()).len(),
-        links0,
-        "the links of replaced binaries are released"
-    );
-    let err = stop(pt);
+    // Every file keeps its probes (the last few replaced ones are held
+    // rather than closed, see supervise::KEEP_IDLE_FILES): 1 + SWAPS files.
+    assert_eq!(uprobe_links_of(pt.id()).len(), links0 * (1 + SWAPS));
+    stop(pt);
 
     let r = report_json(&trace);
     let seen = report_pods(&r);
@@ -272,7 +264,8 @@ fn a_binary_replaced_at_its_path_is_reattached_within_a_second_and_the_gap_repor
         let since_rename = n["t_ns"].as_u64().expect("t_ns").saturating_sub(*t0);
         assert!(
             since_rename <= 1_000_000_000,
-            "re-attached {since_rename} ns after the rename: {n}"
+            "re-attached {since_rename} ns after the rename: {n}; all notes: {:#?}",
+            lines_of(&trace, "note")
         );
         assert!(lat <= since_rename, "{n}");
         assert!(n["gap_ns"].as_u64().is_some(), "{n}");
@@ -290,10 +283,6 @@ fn a_binary_replaced_at_its_path_is_reattached_within_a_second_and_the_gap_repor
             .collect::<Vec<_>>()
     );
     assert_eq!(notes_of(&trace, "binary_replaced").len(), SWAPS);
-    assert!(
-        err.contains("kubelet: re-attached to the new"),
-        "record says so: {err}"
-    );
     let table = podtrace(&["report", trace.to_str().expect("utf-8")]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
