@@ -483,6 +483,46 @@ fn a_full_disk_stops_recording_with_a_clear_error_and_a_readable_trace() {
     assert!(whole_events > 100, "{whole_events} events");
 }
 
+/// The sockets process `pid` listens on (or binds for datagrams): its
+/// socket inodes found in /proc/net/{tcp,tcp6,udp,udp6} in state LISTEN
+/// (0A) or bound (udp), and in /proc/net/unix with the listening flag.
+fn listening_sockets(pid: u32) -> Vec<String> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fds")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .map(str::to_string)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for table in ["tcp", "tcp6", "udp", "udp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            if f.len() > 9
+                && inodes.iter().any(|i| i == f[9])
+                && (f[3] == "0A" || table.starts_with("udp"))
+            {
+                out.push(format!("{table}: {l}"));
+            }
+        }
+    }
+    let unix = std::fs::read_to_string(format!("/proc/{pid}/net/unix")).unwrap_or_default();
+    for l in unix.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // Num RefCount Protocol Flags Type St Inode Path; Flags 00010000 = listening
+        if f.len() > 6 && inodes.iter().any(|i| i == f[6]) && f[3] == "00010000" {
+            out.push(format!("unix: {l}"));
+        }
+    }
+    out
+}
+
 /// (vaddr, file offset) of every probe site of `bin` (`podtrace probes`).
 fn probe_sites(bin: &Path) -> Vec<(u64, u64)> {
     let o = podtrace(&[
@@ -537,6 +577,11 @@ fn sigkill_leaves_no_uprobe_in_the_kernel_and_a_readable_trace() {
     assert!(
         in_memory(wl.id()).iter().all(|&b| b == 0xcc),
         "every probe site holds the breakpoint while recording"
+    );
+    assert_eq!(
+        listening_sockets(pt.id()),
+        Vec::<String>::new(),
+        "record listens on no socket unless asked"
     );
     // Some loop ticks into the trace.
     std::thread::sleep(Duration::from_millis(800));

@@ -582,14 +582,23 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
         drain_every: Duration::from_millis(20),
         status: !a.quiet,
     };
-    let (footer, child_status) = rt.block_on(collect::run(
+    let recorded = rt.block_on(collect::run(
         &mut loaded,
         &mut probes,
         writer,
         child,
         &opts,
         Some(&mut supervisor),
-    ))?;
+    ));
+    let (footer, child_status) = match recorded {
+        Ok(r) => r,
+        Err(e) => {
+            // A full disk, say: the uprobes go now, closed in parallel
+            // (dropping them one by one takes a grace period each).
+            let _ = loaded.detach();
+            return Err(e);
+        }
+    };
     for l in loaded.log_summary() {
         eprintln!("{l}");
     }
