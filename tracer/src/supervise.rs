@@ -15,7 +15,7 @@
 //! probes are released once no process runs it.
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -93,6 +93,10 @@ pub struct Supervisor<'c> {
     pub verbose: bool,
     /// Seen → attached, for every replaced or found binary (ns).
     pub latencies_ns: Vec<u64>,
+    /// Notes written so far, per kind (for a metrics exporter).
+    pub counts: BTreeMap<NoteKind, u64>,
+    /// The last re-attach's untraced gap (ns), for a metrics exporter.
+    pub last_gap_ns: Option<u64>,
 }
 
 impl<'c> Supervisor<'c> {
@@ -136,6 +140,8 @@ impl<'c> Supervisor<'c> {
             last: Instant::now(),
             verbose: true,
             latencies_ns: Vec::new(),
+            counts: BTreeMap::new(),
+            last_gap_ns: None,
         }
     }
 
@@ -144,7 +150,11 @@ impl<'c> Supervisor<'c> {
         self.last.elapsed() >= Self::EVERY
     }
 
-    fn note(&self, writer: &mut Writer, n: Note) -> Result<()> {
+    fn note(&mut self, writer: &mut Writer, n: Note) -> Result<()> {
+        *self.counts.entry(n.kind).or_default() += 1;
+        if n.kind == NoteKind::Reattached {
+            self.last_gap_ns = n.gap_ns;
+        }
         if self.verbose {
             eprintln!("podtrace: {}", n.describe());
         }
