@@ -293,6 +293,45 @@ fn a_binary_replaced_at_its_path_is_reattached_within_a_second_and_the_gap_repor
 }
 
 #[test]
+fn a_binary_rewritten_in_place_loses_its_old_probes_and_is_attached_anew() {
+    let dir = TempDir::new("inplace");
+    let exe = workload_copy(&dir.join("kubelet"));
+    let trace = dir.join("t.trace");
+    let pt = record(&["--kubelet", exe.to_str().expect("utf-8")], &trace);
+    // `cp` over a stopped kubelet writes the new build into the same file
+    // (inode): probes left at the old build's offsets would break the new
+    // build's instructions (a Go 1.27 build here: other code, other offsets).
+    std::fs::copy(workload("go1.27"), &exe).expect("cp over the binary");
+    let re = wait_for_notes(&trace, "reattached", 1, Duration::from_secs(20));
+    let replaced = notes_of(&trace, "binary_replaced");
+    assert!(
+        replaced
+            .first()
+            .is_some_and(|n| n["detail"].as_str().is_some_and(|d| d.contains("in place"))),
+        "{replaced:?}"
+    );
+    let gt = dir.join("gt.jsonl");
+    // Runs clean (no stale breakpoint) and is traced with the new probes.
+    run_workload(&exe, 1, "300ms", &gt);
+    stop(pt);
+    let r = report_json(&trace);
+    let seen = report_pods(&r);
+    for uid in gt_pods(&gt) {
+        assert!(seen.contains(&uid), "pod {uid} not traced: {seen:?}");
+    }
+    let b = lines_of(&trace, "binary");
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert!(
+        b[0]["go_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("go1.27")),
+        "{}",
+        b[0]["go_version"]
+    );
+    eprintln!("rewritten in place: re-attached {re:?}");
+}
+
+#[test]
 fn discovery_picks_up_a_kubelet_started_later_and_one_exiting_does_not_stop_the_others() {
     let dir = TempDir::new("later");
     let a = workload_copy(&dir.join("a/kubelet"));

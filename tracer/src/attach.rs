@@ -354,6 +354,27 @@ impl Loaded {
         Ok(n)
     }
 
+    /// Detaches the links of `group` and waits until they are gone: the
+    /// file they are on was rewritten, and a breakpoint left at an old
+    /// offset would cut an instruction of the new code in two.
+    pub fn release_group_now(&mut self, group: u32) -> Result<usize> {
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut("podtrace_go")
+            .context("eBPF object has no podtrace_go program")?
+            .try_into()?;
+        let (gone, keep): (Vec<_>, Vec<_>) = self.links.drain(..).partition(|(g, _)| *g == group);
+        self.links = keep;
+        let links: Vec<UProbeLink> = gone
+            .into_iter()
+            .filter_map(|(_, id)| prog.take_link(id).ok())
+            .collect();
+        let n = links.len();
+        self.attached = self.attached.saturating_sub(n);
+        close_links(links);
+        Ok(n)
+    }
+
     /// [`Loaded::attach`], the links tagged with `group` so that they can
     /// be released together.
     pub fn attach_group(

@@ -62,6 +62,18 @@ struct Traced<'c> {
     /// process runs it.
     retired: bool,
     released: bool,
+    /// The watched file's (size, mtime) when last looked at.
+    stamp: Option<Stamp>,
+    /// Rewritten in place (same inode, new content): when that was seen
+    /// and the stamp then; attached again once the stamp holds for a tick.
+    rewritten: Option<(u64, Stamp)>,
+}
+
+/// A file's (size, mtime s, mtime ns): what changes when it is rewritten.
+type Stamp = (u64, i64, i64);
+
+fn stamp_of(m: &std::fs::Metadata) -> Stamp {
+    (m.size(), m.mtime(), m.mtime_nsec())
 }
 
 /// A target as `record` chose and attached it.
@@ -86,7 +98,7 @@ pub struct Supervisor<'c> {
     not_ours: HashSet<FileKey>,
     /// A replacement that failed to attach, with its (size, mtime): tried
     /// again only when the file changes.
-    failed: Vec<(FileKey, (u64, i64))>,
+    failed: Vec<(FileKey, Stamp)>,
     next_group: u32,
     last: Instant,
     /// Print each note on stderr.
@@ -116,6 +128,12 @@ impl<'c> Supervisor<'c> {
             .into_iter()
             .map(|i| {
                 let pids = pids_of(&running, i.key, &i.only);
+                let stamp = i
+                    .watch
+                    .as_deref()
+                    .and_then(|w| std::fs::metadata(w).ok())
+                    .filter(|m| (m.dev(), m.ino()) == i.key)
+                    .map(|m| stamp_of(&m));
                 Traced {
                     catalogue: i.catalogue,
                     key: i.key,
@@ -126,6 +144,8 @@ impl<'c> Supervisor<'c> {
                     group: i.group,
                     retired: false,
                     released: false,
+                    stamp,
+                    rewritten: None,
                 }
             })
             .collect();
@@ -251,9 +271,10 @@ impl<'c> Supervisor<'c> {
             };
             let key = (meta.dev(), meta.ino());
             if key == self.traced[i].key {
+                self.rewritten_in_place(i, &meta, running, loaded, probes, writer)?;
                 continue;
             }
-            let stamp = (meta.size(), meta.mtime());
+            let stamp = stamp_of(&meta);
             if self.failed.contains(&(key, stamp)) {
                 continue;
             }
@@ -291,6 +312,8 @@ impl<'c> Supervisor<'c> {
                         group,
                         retired: false,
                         released: false,
+                        stamp: Some(stamp),
+                        rewritten: None,
                     });
                     self.note(writer, n)?;
                 }
@@ -304,6 +327,98 @@ impl<'c> Supervisor<'c> {
             }
         }
         Ok(())
+    }
+
+    /// The watched file of `traced[i]` is still the same inode: if its
+    /// content changed (`cp new kubelet` over a stopped kubelet writes into
+    /// the same file), the probes sit at offsets of the old code, where
+    /// they would break the new one's instructions: they are removed at
+    /// once, and attached anew once the file has stopped changing for a
+    /// tick.
+    fn rewritten_in_place(
+        &mut self,
+        i: usize,
+        meta: &std::fs::Metadata,
+        running: &[RunningExe],
+        loaded: &mut Loaded,
+        probes: &mut Vec<ProbeInfo>,
+        writer: &mut Writer,
+    ) -> Result<()> {
+        let stamp = stamp_of(meta);
+        let t = &mut self.traced[i];
+        let Some(path) = t.watch.clone() else {
+            return Ok(());
+        };
+        let name = t.catalogue.binary.name.clone();
+        match t.rewritten {
+            None if t.stamp.is_none_or(|s| s == stamp) => {
+                t.stamp = Some(stamp);
+                Ok(())
+            }
+            None => {
+                let seen = mono_now();
+                t.rewritten = Some((seen, stamp));
+                t.stamp = Some(stamp);
+                let group = t.group;
+                if !t.released {
+                    t.released = true;
+                    loaded.release_group_now(group)?;
+                }
+                let mut n = Note::new(seen, NoteKind::BinaryReplaced, &name);
+                n.path = path.display().to_string();
+                n.detail = "rewritten in place: its probes were removed".into();
+                self.note(writer, n)
+            }
+            Some((seen, last)) if last != stamp => {
+                // Still being written.
+                t.rewritten = Some((seen, stamp));
+                t.stamp = Some(stamp);
+                Ok(())
+            }
+            Some(_) if self.failed.contains(&(t.key, stamp)) => Ok(()),
+            Some((seen, _)) => {
+                let catalogue = t.catalogue;
+                let pids = pids_of(running, t.key, &[]);
+                match self.attach_file(loaded, probes, writer, catalogue, &path, &pids)? {
+                    Ok(group) => {
+                        let attached = mono_now();
+                        let old = &mut self.traced[i];
+                        old.watch = None;
+                        old.retired = true;
+                        old.rewritten = None;
+                        let key = old.key;
+                        self.latencies_ns.push(attached - seen);
+                        let mut n = Note::new(attached, NoteKind::Reattached, &name);
+                        n.path = path.display().to_string();
+                        n.latency_ns = Some(attached - seen);
+                        n.gap_ns = Some(attached - seen);
+                        self.traced.push(Traced {
+                            catalogue,
+                            key,
+                            watch: Some(path),
+                            only: Vec::new(),
+                            pids,
+                            last_exit_ns: None,
+                            group,
+                            retired: false,
+                            released: false,
+                            stamp: Some(stamp),
+                            rewritten: None,
+                        });
+                        self.note(writer, n)
+                    }
+                    Err(e) => {
+                        // Tried again when the file changes.
+                        let key = self.traced[i].key;
+                        self.failed.push((key, stamp));
+                        let mut n = Note::new(mono_now(), NoteKind::AttachFailed, &name);
+                        n.path = path.display().to_string();
+                        n.detail = format!("{e:#}");
+                        self.note(writer, n)
+                    }
+                }
+            }
+        }
     }
 
     /// Discovery: a kubelet or containerd file that started running since.
@@ -366,6 +481,11 @@ impl<'c> Supervisor<'c> {
                             group,
                             retired: false,
                             released: false,
+                            stamp: watch
+                                .as_deref()
+                                .and_then(|w| std::fs::metadata(w).ok())
+                                .map(|m| stamp_of(&m)),
+                            rewritten: None,
                         });
                         self.note(writer, n)?;
                     }
