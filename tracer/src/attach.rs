@@ -92,7 +92,17 @@ pub fn plan(
     targets: &[TargetBinary<'_>],
     opts: PlanOptions,
 ) -> Result<(Vec<ProbeInfo>, Vec<ProbeSpec>, Vec<Site>)> {
-    let mut probes = Vec::new();
+    plan_from(targets, opts, 0)
+}
+
+/// [`plan`] for probes appended to a table of `first_id` probes (a binary
+/// attached while recording): ids, spec slots and cookies continue from there.
+pub fn plan_from(
+    targets: &[TargetBinary<'_>],
+    opts: PlanOptions,
+    first_id: u32,
+) -> Result<(Vec<ProbeInfo>, Vec<ProbeSpec>, Vec<Site>)> {
+    let mut probes: Vec<ProbeInfo> = Vec::new();
     let mut specs = Vec::new();
     let mut sites = Vec::new();
     for t in targets {
@@ -105,7 +115,7 @@ pub fn plan(
                 continue;
             };
             for target in &res.targets {
-                let id = probes.len() as u32;
+                let id = first_id + probes.len() as u32;
                 if 2 * id + 2 > MAX_SPECS {
                     bail!("more than {} traced functions", MAX_SPECS / 2);
                 }
@@ -199,13 +209,29 @@ fn process_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Closes uprobe links from up to [`DETACH_THREADS`] threads, so that
+/// their grace periods overlap (see [`Loaded::detach`]).
+fn close_links(links: Vec<UProbeLink>) {
+    let per_thread = links.len().div_ceil(DETACH_THREADS).max(1);
+    let mut links = links.into_iter();
+    std::thread::scope(|scope| loop {
+        let chunk: Vec<UProbeLink> = links.by_ref().take(per_thread).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        // Dropping a link detaches it.
+        scope.spawn(move || drop(chunk));
+    });
+}
+
 /// The loaded program with its maps.
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub ring: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, u64>,
     pub attached: usize,
-    links: Vec<UProbeLinkId>,
+    /// Each link with the group it was attached in (see [`Loaded::attach_group`]).
+    links: Vec<(u32, UProbeLinkId)>,
     /// Reader of the program's aya-log records (`--ebpf-log`), and a handle
     /// on its counts.
     log: Option<(EbpfLogger<CaptureLogger>, CaptureLogger)>,
@@ -276,7 +302,87 @@ pub fn load(
 
 impl Loaded {
     /// Attaches every site; `progress(done, total)` is called as it goes.
-    pub fn attach(&mut self, sites: &[Site], mut progress: impl FnMut(usize, usize)) -> Result<()> {
+    pub fn attach(&mut self, sites: &[Site], progress: impl FnMut(usize, usize)) -> Result<()> {
+        self.attach_group(sites, 0, progress)
+    }
+
+    /// Writes the specs of probes appended while recording, from slot
+    /// `first_slot` (twice the first new probe id) on.
+    pub fn set_specs(&mut self, first_slot: u32, specs: &[ProbeSpec]) -> Result<()> {
+        if first_slot as usize + specs.len() > MAX_SPECS as usize {
+            bail!(
+                "more than {} traced functions in all (the eBPF program's spec table is full)",
+                MAX_SPECS / 2
+            );
+        }
+        let map = self
+            .ebpf
+            .map_mut("SPECS")
+            .context("eBPF object has no SPECS map")?;
+        let mut arr: Array<_, ProbeSpec> = Array::try_from(map)?;
+        for (i, s) in specs.iter().enumerate() {
+            let slot = first_slot + i as u32;
+            arr.set(slot, s, 0)
+                .with_context(|| format!("writing probe spec {slot}"))?;
+        }
+        Ok(())
+    }
+
+    /// Detaches the links of `group` (one binary's probes, no longer
+    /// needed) on a thread of its own: each close waits for a kernel grace
+    /// period (see [`Loaded::detach`]) and the collector must not.
+    pub fn release_group(&mut self, group: u32) -> Result<usize> {
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut("podtrace_go")
+            .context("eBPF object has no podtrace_go program")?
+            .try_into()?;
+        let (gone, keep): (Vec<_>, Vec<_>) = self.links.drain(..).partition(|(g, _)| *g == group);
+        self.links = keep;
+        let links: Vec<UProbeLink> = gone
+            .into_iter()
+            .filter_map(|(_, id)| prog.take_link(id).ok())
+            .collect();
+        let n = links.len();
+        self.attached = self.attached.saturating_sub(n);
+        if n > 0 {
+            std::thread::Builder::new()
+                .name("podtrace-detach".into())
+                .spawn(move || close_links(links))
+                .context("starting a thread to detach uprobes")?;
+        }
+        Ok(n)
+    }
+
+    /// Detaches the links of `group` and waits until they are gone: the
+    /// file they are on was rewritten, and a breakpoint left at an old
+    /// offset would cut an instruction of the new code in two.
+    pub fn release_group_now(&mut self, group: u32) -> Result<usize> {
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut("podtrace_go")
+            .context("eBPF object has no podtrace_go program")?
+            .try_into()?;
+        let (gone, keep): (Vec<_>, Vec<_>) = self.links.drain(..).partition(|(g, _)| *g == group);
+        self.links = keep;
+        let links: Vec<UProbeLink> = gone
+            .into_iter()
+            .filter_map(|(_, id)| prog.take_link(id).ok())
+            .collect();
+        let n = links.len();
+        self.attached = self.attached.saturating_sub(n);
+        close_links(links);
+        Ok(n)
+    }
+
+    /// [`Loaded::attach`], the links tagged with `group` so that they can
+    /// be released together.
+    pub fn attach_group(
+        &mut self,
+        sites: &[Site],
+        group: u32,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<()> {
         let prog: &mut UProbe = self
             .ebpf
             .program_mut("podtrace_go")
@@ -297,7 +403,7 @@ impl Loaded {
             }
             match prog.attach(point, &s.path, scope) {
                 Ok(id) => {
-                    self.links.push(id);
+                    self.links.push((group, id));
                     self.attached += 1;
                 }
                 // A process found running may exit before we get to it.
@@ -353,18 +459,9 @@ impl Loaded {
         let links: Vec<UProbeLink> = self
             .links
             .drain(..)
-            .filter_map(|id| prog.take_link(id).ok())
+            .filter_map(|(_, id)| prog.take_link(id).ok())
             .collect();
-        let per_thread = links.len().div_ceil(DETACH_THREADS).max(1);
-        let mut links = links.into_iter();
-        std::thread::scope(|scope| loop {
-            let chunk: Vec<UProbeLink> = links.by_ref().take(per_thread).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            // Dropping a link detaches it.
-            scope.spawn(move || drop(chunk));
-        });
+        close_links(links);
         if self.attached > 0 {
             prog.unload().context("detaching the uprobes")?;
             self.attached = 0;

@@ -19,6 +19,7 @@ use podtrace_common::{Event, KIND_ENTRY};
 use crate::{
     attach::{Loaded, ProbeInfo},
     catalogue::Role,
+    supervise::Supervisor,
     trace::{CaptureCounts, Footer, Rec, Writer},
 };
 
@@ -33,13 +34,17 @@ pub struct Options {
     pub status: bool,
 }
 
-/// Records until the duration passes, SIGINT/SIGTERM arrives or `child` exits.
+/// Records until the duration passes, SIGINT/SIGTERM arrives or `child`
+/// exits (a traced process exiting does not stop it). The `supervisor`,
+/// if any, looks after restarts and replaced binaries every
+/// [`Supervisor::EVERY`] and may append to `probes`.
 pub async fn run(
     loaded: &mut Loaded,
-    probes: &[ProbeInfo],
+    probes: &mut Vec<ProbeInfo>,
     mut writer: Writer,
     mut child: Option<Child>,
     opts: &Options,
+    mut supervisor: Option<&mut Supervisor<'_>>,
 ) -> Result<(Footer, Option<std::process::ExitStatus>)> {
     let started = Instant::now();
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -73,6 +78,13 @@ pub async fn run(
         }
         backlog = drain(loaded, probes, &mut state, &mut writer, BATCH)?;
         loaded.flush_log();
+        if let Some(s) = supervisor.as_deref_mut().filter(|s| s.due()) {
+            writer.counters = loaded.counters();
+            s.tick(loaded, probes, &mut writer)?;
+            if state.uid_slots.len() != probes.len() {
+                state.uid_slots = pod_uid_slots(probes);
+            }
+        }
         if let Some(c) = child.as_mut() {
             if let Some(st) = c.try_wait().context("waiting for the traced command")? {
                 child_status = Some(st);

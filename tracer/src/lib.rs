@@ -19,5 +19,6 @@ pub mod predict;
 pub mod report;
 pub mod resolve;
 pub mod stats;
+pub mod supervise;
 pub mod test_support;
 pub mod trace;

@@ -44,12 +44,20 @@ enum Cmd {
     /// Attach to kubelet and/or containerd and write a trace until
     /// --duration, Ctrl-C, or the command given after `--` exits.
     ///
+    /// A traced process that exits does not stop the recording. Restarts
+    /// are traced and noted; a binary replaced at its path (a new file
+    /// renamed over it) is re-attached within about a second, the time it
+    /// was not traced noted in the trace; without --kubelet/--containerd/
+    /// --pid, a kubelet or containerd started later is picked up too.
+    /// --kubelet PATH works before any kubelet runs. The trace is mode 0600.
+    ///
     /// Examples:
     ///   podtrace record --kubelet /usr/bin/kubelet --duration 30s -o a.trace
     ///   podtrace record --pid $(pidof kubelet) -o a.trace
     ///   podtrace record -o a.trace            (finds running kubelet/containerd)
     ///   podtrace record --kubelet /usr/bin/kubelet --containerd /usr/bin/containerd -o a.trace
     ///   podtrace record -o a.trace -- ./kubelet --preset tuned
+    ///   podtrace record -o /var/lib/podtrace/node.trace --max-size 100M --max-files 10
     #[command(verbatim_doc_comment)]
     Record(record::RecordArgs),
     /// Per-pod stage tables, the mount wait's poll checks and the loop periods

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::{
     catalogue::Role,
     correlate::{Correlated, Span, Stats},
-    trace::{CaptureProblem, Trace},
+    trace::{CaptureProblem, Note, NoteKind, Trace},
 };
 
 pub const REPORT_VERSION: u32 = 1;
@@ -32,7 +32,21 @@ pub struct Report {
     /// (truncated), per probe and capture: a sign of a layout this
     /// catalogue does not know.
     pub capture_problems: Vec<CaptureProblem>,
+    /// What happened to the traced processes and binaries while
+    /// recording: starts, exits, restarts, binaries replaced and
+    /// re-attached (with the gap), binaries found later.
+    pub notes: Vec<NoteRow>,
     pub warnings: Vec<String>,
+}
+
+/// One supervisor note of the trace, with its time and a sentence.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoteRow {
+    /// ms after recording started.
+    pub at_ms: f64,
+    #[serde(flatten)]
+    pub note: Note,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -491,6 +505,18 @@ impl Report {
             probes,
             stats: c.stats.clone(),
             capture_problems: trace.capture_problems(),
+            notes: {
+                let start = trace.header.started_unix_ns - off;
+                trace
+                    .notes
+                    .iter()
+                    .map(|n| NoteRow {
+                        at_ms: (n.t_ns as i64 - start) as f64 / 1e6,
+                        note: n.clone(),
+                        text: n.describe(),
+                    })
+                    .collect()
+            },
             warnings: trace.warnings.clone(),
         }
     }
@@ -679,6 +705,27 @@ impl Report {
             "\nspans {}  morestack duplicates dropped {}  aged out {}  unmatched exits {}  open at end {}",
             s.spans, s.duplicate_entries, s.aged_out, s.unmatched_exits, s.open_at_end
         );
+        if !self.notes.is_empty() {
+            let count = |k: NoteKind| self.notes.iter().filter(|n| n.note.kind == k).count();
+            let _ = writeln!(
+                o,
+                "\nprocesses: {} started, {} exited, {} restarts; binaries: {} replaced, {} re-attached, {} found later",
+                count(NoteKind::ProcessStarted),
+                count(NoteKind::ProcessExited),
+                count(NoteKind::Restart),
+                count(NoteKind::BinaryReplaced),
+                count(NoteKind::Reattached),
+                count(NoteKind::BinaryFound)
+            );
+            for n in self.notes.iter().filter(|n| {
+                !matches!(
+                    n.note.kind,
+                    NoteKind::ProcessStarted | NoteKind::ProcessExited
+                )
+            }) {
+                let _ = writeln!(o, "  {:>10.3} ms  {}", n.at_ms, n.text);
+            }
+        }
         for c in &self.capture_problems {
             let p = self.probes.get(c.probe as usize);
             let _ = writeln!(

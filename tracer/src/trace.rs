@@ -4,13 +4,22 @@
 //! ```text
 //! {"header": {...}}          first line: format version, clock, binaries, probe table
 //! {"e": {...}}               one per probe hit
+//! {"binary": {...}}          a binary attached while recording (replaced at its
+//!                            path, or found later), with its probes (version 2)
+//! {"note": {...}}            a traced process started or exited, a restart, a
+//!                            binary replaced and re-attached (version 2)
 //! {"footer": {...}}          last line: counts, drops, why recording stopped
 //! ```
+//!
+//! Version 2 added the `binary` and `note` lines. A version-1 reader would
+//! skip them as unreadable and then reject the events of the appended
+//! probes, so version-2 files say 2 (old readers refuse them with a clear
+//! message); this reader reads both.
 
 use std::{
     fs::File,
     io::{BufRead, BufReader, BufWriter, Write},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use anyhow::{bail, Context as _, Result};
@@ -20,7 +29,9 @@ use serde::{Deserialize, Serialize};
 use crate::{attach::ProbeInfo, catalogue::CaptureKind};
 
 pub const FORMAT: &str = "podtrace-trace";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this reader reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Header {
@@ -43,6 +54,140 @@ pub struct BinaryRecord {
     pub pids: Vec<u32>,
     /// Probes of the catalogue that did not resolve, with why.
     pub unresolved: Vec<String>,
+}
+
+/// A binary attached while recording: a new executable at a traced path
+/// (an upgrade, a default→tuned swap) or, with discovery, a kubelet or
+/// containerd started after recording began. Its probes continue the
+/// probe table (ids after every earlier one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BinaryAdded {
+    #[serde(flatten)]
+    pub binary: BinaryRecord,
+    pub probes: Vec<ProbeInfo>,
+}
+
+/// What the supervisor saw happen to a traced binary or process. The set
+/// is closed so that a metrics exporter can count each kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// A process of a traced binary appeared.
+    ProcessStarted,
+    /// A traced process is gone.
+    ProcessExited,
+    /// A process of a traced binary started after the previous one exited
+    /// (`gap_ns`: from that exit to this start being seen).
+    Restart,
+    /// The traced path now names another file (`seen` at `t_ns`).
+    BinaryReplaced,
+    /// Probes attached to the new file at a replaced path (`latency_ns`:
+    /// from seeing the replacement to attached; `gap_ns`: how long the path
+    /// was not traced).
+    Reattached,
+    /// Discovery found a kubelet or containerd binary started after
+    /// recording began, and attached to it.
+    BinaryFound,
+    /// A new binary could not be traced (`detail` says why).
+    AttachFailed,
+}
+
+impl NoteKind {
+    pub const ALL: [NoteKind; 7] = [
+        NoteKind::ProcessStarted,
+        NoteKind::ProcessExited,
+        NoteKind::Restart,
+        NoteKind::BinaryReplaced,
+        NoteKind::Reattached,
+        NoteKind::BinaryFound,
+        NoteKind::AttachFailed,
+    ];
+
+    /// The name used in the trace (and for a metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoteKind::ProcessStarted => "process_started",
+            NoteKind::ProcessExited => "process_exited",
+            NoteKind::Restart => "restart",
+            NoteKind::BinaryReplaced => "binary_replaced",
+            NoteKind::Reattached => "reattached",
+            NoteKind::BinaryFound => "binary_found",
+            NoteKind::AttachFailed => "attach_failed",
+        }
+    }
+}
+
+/// One supervisor note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    /// CLOCK_MONOTONIC ns (the events' clock) when it was seen or done.
+    pub t_ns: u64,
+    pub kind: NoteKind,
+    /// Catalogue binary name ("kubelet").
+    pub binary: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Restart: exit seen → start seen. Reattached: how long the path was
+    /// not traced (from the replacement being seen, or the old process's
+    /// exit if that came first, to attached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_ns: Option<u64>,
+    /// Reattached, binary_found: from seeing the new file to its probes attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+impl Note {
+    pub fn new(t_ns: u64, kind: NoteKind, binary: &str) -> Note {
+        Note {
+            t_ns,
+            kind,
+            binary: binary.to_string(),
+            path: String::new(),
+            pid: None,
+            gap_ns: None,
+            latency_ns: None,
+            detail: String::new(),
+        }
+    }
+
+    /// One line for people (the report, record's stderr).
+    pub fn describe(&self) -> String {
+        let ms = |ns: u64| format!("{:.1} ms", ns as f64 / 1e6);
+        let pid = self.pid.map(|p| p.to_string()).unwrap_or_default();
+        match self.kind {
+            NoteKind::ProcessStarted => format!("{}: process {pid} started", self.binary),
+            NoteKind::ProcessExited => format!("{}: process {pid} exited", self.binary),
+            NoteKind::Restart => format!(
+                "{}: restarted as process {pid}, {} after the previous one exited",
+                self.binary,
+                self.gap_ns.map(ms).unwrap_or_default()
+            ),
+            NoteKind::BinaryReplaced => {
+                format!("{}: {} replaced by another file", self.binary, self.path)
+            }
+            NoteKind::Reattached => format!(
+                "{}: re-attached to the new {} in {} (not traced for {})",
+                self.binary,
+                self.path,
+                self.latency_ns.map(ms).unwrap_or_default(),
+                self.gap_ns.map(ms).unwrap_or_default()
+            ),
+            NoteKind::BinaryFound => format!(
+                "{}: found {} started while recording, attached in {}",
+                self.binary,
+                self.path,
+                self.latency_ns.map(ms).unwrap_or_default()
+            ),
+            NoteKind::AttachFailed => {
+                format!("{}: {} not traced: {}", self.binary, self.path, self.detail)
+            }
+        }
+    }
 }
 
 /// A captured value: a number or a string.
@@ -187,6 +332,8 @@ enum Line {
     Header(Box<Header>),
     #[serde(rename = "e")]
     Event(Rec),
+    Binary(Box<BinaryAdded>),
+    Note(Note),
     Footer(Footer),
 }
 
@@ -233,47 +380,197 @@ impl Rec {
     }
 }
 
-/// Streams a trace to a file.
+/// `--max-size`/`--max-files`: when the file reaches `max_bytes` it gets
+/// its footer and is renamed FILE.1 (FILE.1 → FILE.2, …), and a new FILE
+/// starts with a header holding the whole probe table, so that every file
+/// is a trace on its own; at most `max_files` files are kept, the oldest
+/// deleted. FILE is always the newest (logrotate's numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_bytes: u64,
+    pub max_files: u32,
+}
+
+impl Rotation {
+    /// The name of the `n`th older file (0 = `path` itself).
+    pub fn numbered(path: &Path, n: u32) -> PathBuf {
+        if n == 0 {
+            return path.to_path_buf();
+        }
+        let mut s = path.as_os_str().to_os_string();
+        s.push(format!(".{n}"));
+        PathBuf::from(s)
+    }
+}
+
+/// `stopped_by` of the footer of a file closed by rotation.
+pub const ROTATED: &str = "rotated";
+
+/// Streams a trace to a file (mode 0600: it holds pod names and ids), and
+/// rotates it if asked.
 pub struct Writer {
     out: BufWriter<File>,
+    path: PathBuf,
+    /// The header of the next file: the probe table grows as binaries are
+    /// added.
+    header: Header,
+    rotation: Option<Rotation>,
+    /// Bytes written to (or buffered for) the current file.
+    bytes: u64,
+    file_events: u64,
+    file_started_ns: u64,
+    scratch: Vec<u8>,
+    /// Events written, over every file.
     pub events: u64,
+    /// Drops and probe hits as last read (for the footer of a rotated file).
+    pub counters: (u64, u64),
+}
+
+/// Creates (or truncates) `path` with mode 0600.
+fn create_private(path: &Path) -> Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    // The mode applies only to a new file: an existing one keeps its own.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("making {} private (0600)", path.display()))?;
+    Ok(f)
 }
 
 impl Writer {
     pub fn create(path: &Path, header: &Header) -> Result<Writer> {
-        let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        Self::create_rotating(path, header, None)
+    }
+
+    pub fn create_rotating(
+        path: &Path,
+        header: &Header,
+        rotation: Option<Rotation>,
+    ) -> Result<Writer> {
         let mut w = Writer {
-            out: BufWriter::with_capacity(1 << 20, f),
+            out: BufWriter::with_capacity(1 << 20, create_private(path)?),
+            path: path.to_path_buf(),
+            header: header.clone(),
+            rotation,
+            bytes: 0,
+            file_events: 0,
+            file_started_ns: mono_now(),
+            scratch: Vec::with_capacity(1024),
             events: 0,
+            counters: (0, 0),
         };
         w.line(&Line::Header(Box::new(header.clone())))?;
-        w.out.flush()?;
+        w.flush()?;
         Ok(w)
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn line(&mut self, l: &Line) -> Result<()> {
-        serde_json::to_writer(&mut self.out, l)?;
-        self.out.write_all(b"\n")?;
-        Ok(())
+        self.scratch.clear();
+        serde_json::to_writer(&mut self.scratch, l)?;
+        self.scratch.push(b'\n');
+        self.bytes += self.scratch.len() as u64;
+        self.out
+            .write_all(&self.scratch)
+            .with_context(|| format!("writing trace {}", self.path.display()))
     }
 
     pub fn event(&mut self, r: Rec) -> Result<()> {
         self.events += 1;
-        self.line(&Line::Event(r))
+        self.file_events += 1;
+        self.line(&Line::Event(r))?;
+        self.rotate_if_full()
+    }
+
+    /// A binary attached while recording: its record and probes go into
+    /// this file and the header of every later one.
+    pub fn binary_added(&mut self, b: BinaryAdded) -> Result<()> {
+        self.header.binaries.push(b.binary.clone());
+        self.header.probes.extend(b.probes.iter().cloned());
+        self.line(&Line::Binary(Box::new(b)))?;
+        self.flush()
+    }
+
+    pub fn note(&mut self, n: Note) -> Result<()> {
+        self.line(&Line::Note(n))?;
+        self.flush()
     }
 
     pub fn flush(&mut self) -> Result<()> {
-        self.out.flush().context("writing trace")
+        self.out
+            .flush()
+            .with_context(|| format!("writing trace {}", self.path.display()))
+    }
+
+    fn rotate_if_full(&mut self) -> Result<()> {
+        let Some(rot) = self.rotation else {
+            return Ok(());
+        };
+        if self.bytes < rot.max_bytes {
+            return Ok(());
+        }
+        let footer = Footer {
+            events: self.file_events,
+            drops: self.counters.0,
+            hits: self.counters.1,
+            duration_ns: mono_now().saturating_sub(self.file_started_ns),
+            stopped_by: ROTATED.into(),
+            capture_problems: Vec::new(),
+        };
+        self.line(&Line::Footer(footer))?;
+        self.flush()?;
+        let name = |n| Rotation::numbered(&self.path, n);
+        // The oldest goes; the others move up one.
+        let last = rot.max_files.saturating_sub(1);
+        let oldest = name(last);
+        match std::fs::remove_file(&oldest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", oldest.display())),
+        }
+        for n in (0..last).rev() {
+            let (from, to) = (name(n), name(n + 1));
+            if from.exists() {
+                std::fs::rename(&from, &to)
+                    .with_context(|| format!("rotating {} to {}", from.display(), to.display()))?;
+            }
+        }
+        self.header.started_unix_ns = mono_now() as i64 + self.header.mono_to_unix_ns;
+        self.out = BufWriter::with_capacity(1 << 20, create_private(&self.path)?);
+        self.bytes = 0;
+        self.file_events = 0;
+        self.file_started_ns = mono_now();
+        let header = Line::Header(Box::new(self.header.clone()));
+        self.line(&header)?;
+        self.flush()
     }
 
     pub fn finish(mut self, footer: Footer) -> Result<()> {
+        let footer = Footer {
+            // Per file when rotated: what this file holds.
+            events: if self.rotation.is_some() {
+                self.file_events
+            } else {
+                footer.events
+            },
+            ..footer
+        };
         self.line(&Line::Footer(footer))?;
-        self.out.flush().context("writing trace")?;
+        self.flush()?;
+        let path = self.path.clone();
         self.out
             .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_all()
-            .context("syncing trace")
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing trace {}", path.display()))
     }
 }
 
@@ -284,6 +581,9 @@ pub struct Trace {
     pub events: Vec<Rec>,
     /// None if the recording was cut short.
     pub footer: Option<Footer>,
+    /// What happened to the traced processes and binaries while recording
+    /// (version 2).
+    pub notes: Vec<Note>,
     /// Problems met while reading (a cut last line, say).
     pub warnings: Vec<String>,
 }
@@ -307,9 +607,9 @@ impl Trace {
         if header.format != FORMAT {
             bail!("{name}: format `{}`, expected `{FORMAT}`", header.format);
         }
-        if header.version != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&header.version) {
             bail!(
-                "{name}: trace format version {} but this podtrace reads version {FORMAT_VERSION}",
+                "{name}: trace format version {} but this podtrace reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}",
                 header.version
             );
         }
@@ -317,6 +617,7 @@ impl Trace {
             header,
             events: Vec::new(),
             footer: None,
+            notes: Vec::new(),
             warnings: Vec::new(),
         };
         for (n, line) in lines.enumerate() {
@@ -331,6 +632,18 @@ impl Trace {
             match serde_json::from_str::<Line>(&line) {
                 Ok(Line::Event(e)) => t.events.push(e),
                 Ok(Line::Footer(f)) => t.footer = Some(f),
+                Ok(Line::Binary(b)) => {
+                    let next = t.header.probes.len() as u32;
+                    if b.probes.iter().enumerate().any(|(i, p)| p.id != next + i as u32) {
+                        bail!(
+                            "{name}:{}: appended probes do not continue the probe table at id {next}",
+                            n + 2
+                        );
+                    }
+                    t.header.binaries.push(b.binary);
+                    t.header.probes.extend(b.probes);
+                }
+                Ok(Line::Note(note)) => t.notes.push(note),
                 Ok(Line::Header(_)) => t.warnings.push(format!("{name}:{}: second header ignored", n + 2)),
                 Err(e) => t.warnings.push(format!(
                     "{name}:{}: unreadable line ignored ({e}); the recording was probably cut short",
@@ -398,4 +711,111 @@ pub fn mono_to_unix_offset() -> i64 {
 /// CLOCK_MONOTONIC now, in ns (the clock of bpf_ktime_get_ns).
 pub fn mono_now() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::synth::{synth, KubeletLike};
+
+    fn small_trace() -> Trace {
+        let spec = KubeletLike::default_periods(2, 7).spec();
+        synth(&spec)
+            .map(|(t, _)| t)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("podtrace-trace-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        d
+    }
+
+    #[test]
+    fn appended_binaries_and_notes_read_back_and_version_1_still_reads() {
+        let t = small_trace();
+        let dir = tmp("append");
+        let path = dir.join("t.trace");
+        let mut w = Writer::create(&path, &t.header).unwrap_or_else(|e| panic!("{e:#}"));
+        let n = t.header.probes.len() as u32;
+        let mut more = t.header.probes.clone();
+        for (i, p) in more.iter_mut().enumerate() {
+            p.id = n + i as u32;
+        }
+        let mut note = Note::new(5, NoteKind::Reattached, "kubelet");
+        note.latency_ns = Some(3);
+        w.note(note.clone()).unwrap_or_else(|e| panic!("{e:#}"));
+        w.binary_added(BinaryAdded {
+            binary: t.header.binaries[0].clone(),
+            probes: more,
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        let mut e = t.events[0].clone();
+        e.p = 2 * n - 1;
+        w.event(e).unwrap_or_else(|e| panic!("{e:#}"));
+        w.finish(Footer::default())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let back = Trace::read(&path).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(back.header.probes.len(), 2 * n as usize);
+        assert_eq!(back.header.binaries.len(), t.header.binaries.len() + 1);
+        assert_eq!(back.notes, vec![note]);
+        assert!(back.warnings.is_empty(), "{:?}", back.warnings);
+        // Private.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600));
+        // A version-1 file (no binary or note lines) reads as before.
+        let mut h = t.header.clone();
+        h.version = 1;
+        let v1 = format!(
+            "{}\n{}\n",
+            serde_json::json!({ "header": h }),
+            serde_json::json!({ "e": t.events[0] })
+        );
+        let old = Trace::read_from(v1.as_bytes(), "v1").unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(old.events.len(), 1);
+        h.version = FORMAT_VERSION + 1;
+        let v3 = format!("{}\n", serde_json::json!({ "header": h }));
+        let err = Trace::read_from(v3.as_bytes(), "v3")
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("reads versions 1 to 2")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn rotation_numbers_files_like_logrotate_and_keeps_max_files() {
+        let t = small_trace();
+        let dir = tmp("rotate");
+        let path = dir.join("t.trace");
+        let rot = Rotation {
+            max_bytes: 4096,
+            max_files: 3,
+        };
+        let mut w = Writer::create_rotating(&path, &t.header, Some(rot))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        for e in t.events.iter().cycle().take(2000) {
+            w.event(e.clone()).unwrap_or_else(|e| panic!("{e:#}"));
+        }
+        w.finish(Footer::default())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(Rotation::numbered(&path, 2).exists());
+        assert!(!Rotation::numbered(&path, 3).exists());
+        assert_eq!(Rotation::numbered(&path, 1), dir.join("t.trace.1"));
+        let mut total = 0;
+        for n in 0..3 {
+            let f = Rotation::numbered(&path, n);
+            let r = Trace::read(&f).unwrap_or_else(|e| panic!("{e:#}"));
+            let footer = r
+                .footer
+                .unwrap_or_else(|| panic!("{} has no footer", f.display()));
+            assert_eq!(footer.events as usize, r.events.len());
+            assert_eq!(footer.stopped_by == ROTATED, n > 0);
+            assert_eq!(r.header.probes.len(), t.header.probes.len());
+            total += r.events.len();
+        }
+        assert!(total < 2000, "older files were deleted");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -16,7 +16,8 @@ use crate::{
     collect,
     commands::{catalogue_for, format_duration, load_catalogue, parse_duration},
     resolve::GoBinary,
-    trace::{self, BinaryRecord, Header, Writer},
+    supervise::Supervisor,
+    trace::{self, BinaryRecord, Header, Rotation, Writer},
 };
 
 #[derive(clap::Args)]
@@ -34,9 +35,20 @@ pub struct RecordArgs {
     /// Stop after this long (e.g. 500ms, 30s, 5m, 1h30m). Default: until Ctrl-C.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Trace file to write (JSON Lines).
+    /// Trace file to write (JSON Lines, mode 0600).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    /// Rotate the trace when it reaches this size (e.g. 100M, 1G, 512K;
+    /// K, M, G are powers of 1024): FILE is finished with its footer and
+    /// renamed FILE.1 (an older FILE.1 becomes FILE.2, and so on) and a new
+    /// FILE starts. Every file is a complete trace with the whole probe
+    /// table in its header: `podtrace report FILE.3` works on its own.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+    /// With --max-size: keep at most this many files (FILE and FILE.1 to
+    /// FILE.N-1), deleting the oldest. Default 10.
+    #[arg(long, value_name = "N", requires = "max_size", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub max_files: Option<u32>,
     /// Ring buffer size in MiB: a power of two from 1 to 1024.
     #[arg(long, default_value = "16", value_parser = parse_ring_mib)]
     pub ring_mib: u32,
@@ -62,6 +74,46 @@ pub struct RecordArgs {
     /// Command to start once the probes are attached; recording stops when it exits.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `--max-files` when only `--max-size` is given.
+pub const DEFAULT_MAX_FILES: u32 = 10;
+
+/// Smallest `--max-size`: below this a file would hold little more than
+/// its header (the probe table).
+pub const MIN_MAX_SIZE: u64 = 16 << 10;
+
+/// `--max-size`: bytes, with an optional K, M or G (powers of 1024; `KiB`,
+/// `MB` and the like are read the same), at least [`MIN_MAX_SIZE`].
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a size such as 100M, 1G or 512K"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        u => return Err(format!("`{s}`: unknown unit `{u}` (use K, M or G)")),
+    };
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes > u64::MAX as f64 {
+        return Err(format!("`{s}`: too large"));
+    }
+    let bytes = bytes as u64;
+    if bytes < MIN_MAX_SIZE {
+        return Err(format!(
+            "`{s}` is below the smallest trace file size, {} KiB (a file must hold its header, the probe table)",
+            MIN_MAX_SIZE >> 10
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Largest `--ring-mib`. The kernel takes any power of two that fits its u32
@@ -96,21 +148,23 @@ const DELETED: &str = " (deleted)";
 /// A running executable (one file, possibly already deleted) and the
 /// processes running it.
 #[derive(Debug)]
-struct RunningExe {
+pub(crate) struct RunningExe {
     /// The link text of /proc/PID/exe without [`DELETED`].
-    shown: PathBuf,
-    deleted: bool,
-    pids: Vec<u32>,
+    pub shown: PathBuf,
+    pub deleted: bool,
+    /// Device and inode of the file.
+    pub key: (u64, u64),
+    pub pids: Vec<u32>,
 }
 
 impl RunningExe {
     /// A path that opens this very file for as long as its first process
     /// lives, also when it was deleted or lives in another mount namespace.
-    fn proc_path(&self) -> PathBuf {
+    pub fn proc_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/{}/exe", self.pids[0]))
     }
 
-    fn file_name(&self) -> &str {
+    pub fn file_name(&self) -> &str {
         self.shown
             .file_name()
             .and_then(|n| n.to_str())
@@ -121,7 +175,7 @@ impl RunningExe {
 /// Every process's executable, grouped by file (device and inode of the
 /// file /proc/PID/exe points at), in pid order. Kernel threads and
 /// processes we may not look at are left out, and so is podtrace itself.
-fn running_executables() -> Vec<RunningExe> {
+pub(crate) fn running_executables() -> Vec<RunningExe> {
     use std::os::unix::fs::MetadataExt as _;
     let me = std::process::id();
     let mut pids: Vec<u32> = std::fs::read_dir("/proc")
@@ -132,7 +186,7 @@ fn running_executables() -> Vec<RunningExe> {
         })
         .unwrap_or_default();
     pids.sort_unstable();
-    let mut out: Vec<(u64, u64, RunningExe)> = Vec::new();
+    let mut out: Vec<RunningExe> = Vec::new();
     for pid in pids.into_iter().filter(|&p| p != me) {
         let exe = format!("/proc/{pid}/exe");
         let (Ok(link), Ok(meta)) = (std::fs::read_link(&exe), std::fs::metadata(&exe)) else {
@@ -144,26 +198,23 @@ fn running_executables() -> Vec<RunningExe> {
             None => (link.clone(), false),
         };
         let key = (meta.dev(), meta.ino());
-        match out.iter_mut().find(|(d, i, _)| (*d, *i) == key) {
-            Some((_, _, r)) => r.pids.push(pid),
-            None => out.push((
-                key.0,
-                key.1,
-                RunningExe {
-                    shown,
-                    deleted,
-                    pids: vec![pid],
-                },
-            )),
+        match out.iter_mut().find(|r| r.key == key) {
+            Some(r) => r.pids.push(pid),
+            None => out.push(RunningExe {
+                shown,
+                deleted,
+                key,
+                pids: vec![pid],
+            }),
         }
     }
-    out.into_iter().map(|(_, _, r)| r).collect()
+    out
 }
 
 /// Whether `path` is an ELF file with Go's build-info section, read from
 /// its headers only: discovery looks at every process, and most are not Go
 /// (GoBinary::open would read each file whole).
-fn has_go_buildinfo(path: &Path) -> bool {
+pub(crate) fn has_go_buildinfo(path: &Path) -> bool {
     use object::{Object as _, ObjectSection as _};
     let Ok(f) = std::fs::File::open(path) else {
         return false;
@@ -195,6 +246,9 @@ fn which(cmd: &str) -> Option<PathBuf> {
 struct Chosen<'c> {
     path: PathBuf,
     pids: Vec<u32>,
+    /// The path to watch for the binary being replaced (None: `--pid`, or
+    /// a file already deleted).
+    watch: Option<PathBuf>,
     catalogue: &'c BinaryCatalogue,
     /// Shared by the catalogues of one multi-call binary.
     binary: Rc<GoBinary>,
@@ -204,7 +258,7 @@ struct Chosen<'c> {
 /// defines the binary (a pod sync for kubelet, a CRI handler for a runtime)
 /// resolves. A multi-call binary such as k3s (kubelet and containerd in one
 /// executable) gets every one that does.
-fn recognising<'c>(cat: &'c Catalogue, bin: &GoBinary) -> Vec<&'c BinaryCatalogue> {
+pub(crate) fn recognising<'c>(cat: &'c Catalogue, bin: &GoBinary) -> Vec<&'c BinaryCatalogue> {
     cat.binaries
         .iter()
         .filter(|b| {
@@ -244,12 +298,17 @@ fn choose_targets<'c>(a: &RecordArgs, cat: &'c Catalogue) -> Result<Vec<Chosen<'
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut add = |path: PathBuf, pids: Vec<u32>, cats: Vec<&'c BinaryCatalogue>, binary| {
+    let mut add = |path: PathBuf,
+                   pids: Vec<u32>,
+                   watch: Option<PathBuf>,
+                   cats: Vec<&'c BinaryCatalogue>,
+                   binary| {
         let binary = Rc::new(binary);
         for catalogue in cats {
             out.push(Chosen {
                 path: path.clone(),
                 pids: pids.clone(),
+                watch: watch.clone(),
                 catalogue,
                 binary: Rc::clone(&binary),
             });
@@ -259,7 +318,13 @@ fn choose_targets<'c>(a: &RecordArgs, cat: &'c Catalogue) -> Result<Vec<Chosen<'
         if let Some(p) = p {
             let path = absolute(p)?;
             let binary = GoBinary::open(&path)?;
-            add(path, vec![], vec![catalogue_for(cat, name)?], binary);
+            add(
+                path.clone(),
+                vec![],
+                Some(path),
+                vec![catalogue_for(cat, name)?],
+                binary,
+            );
         }
     }
     for &pid in &a.pid {
@@ -281,7 +346,7 @@ fn choose_targets<'c>(a: &RecordArgs, cat: &'c Catalogue) -> Result<Vec<Chosen<'
                 binary.go_version().unwrap_or("no Go version")
             );
         }
-        add(path, vec![pid], cats, binary);
+        add(path, vec![pid], None, cats, binary);
     }
     if let Some(cmd) = a.command.first() {
         if a.kubelet.is_none() && a.containerd.is_none() && a.pid.is_empty() {
@@ -297,7 +362,7 @@ fn choose_targets<'c>(a: &RecordArgs, cat: &'c Catalogue) -> Result<Vec<Chosen<'
                     binary.go_version().unwrap_or("no Go version")
                 )
             })?;
-            add(path, vec![], vec![c], binary);
+            add(path.clone(), vec![], Some(path), vec![c], binary);
         }
     }
     if a.kubelet.is_none() && a.containerd.is_none() && a.pid.is_empty() && a.command.is_empty() {
@@ -345,7 +410,11 @@ fn choose_targets<'c>(a: &RecordArgs, cat: &'c Catalogue) -> Result<Vec<Chosen<'
                     .collect::<Vec<_>>()
                     .join(" and ")
             );
-            add(path, exe.pids, cats, binary);
+            // Watched at the path it was started from, when that still
+            // names it here (not in another mount namespace).
+            let watch = (!exe.deleted && crate::supervise::file_key(&exe.shown) == Some(exe.key))
+                .then(|| exe.shown.clone());
+            add(path, exe.pids, watch, cats, binary);
         }
         if out.is_empty() {
             bail!(
@@ -426,18 +495,42 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
             pids: c.pids.clone(),
         });
     }
-    let (probes, specs, sites) = attach::plan(
-        &targets,
-        attach::PlanOptions {
-            sites: a.sites,
-            entry_at_function_start: a.entry_at_function_start,
-        },
-    )?;
+    let plan_opts = attach::PlanOptions {
+        sites: a.sites,
+        entry_at_function_start: a.entry_at_function_start,
+    };
+    // One plan per target, so that each target's uprobes are a group of
+    // their own that the supervisor can release when its file is replaced.
+    let mut probes = Vec::new();
+    let mut specs = Vec::new();
+    let mut target_sites = Vec::new();
+    for t in &targets {
+        let (p, s, sites) =
+            attach::plan_from(std::slice::from_ref(t), plan_opts, probes.len() as u32)?;
+        probes.extend(p);
+        specs.extend(s);
+        target_sites.push(sites);
+    }
     let logger = a
         .ebpf_log
         .then(|| crate::ebpf_log::CaptureLogger::stderr(probes.clone()));
     let mut loaded = attach::load(a.ring_mib << 20, &specs, logger)?;
-    loaded.attach(&sites, |_, _| {})?;
+    let mut initial = Vec::new();
+    for (group, (c, sites)) in chosen.iter().zip(&target_sites).enumerate() {
+        loaded.attach_group(sites, group as u32, |_, _| {})?;
+        let key = crate::supervise::file_key(&c.path)
+            .with_context(|| format!("{}: cannot stat the file", c.path.display()))?;
+        initial.push(crate::supervise::Initial {
+            catalogue: c.catalogue,
+            key,
+            watch: c.watch.clone(),
+            only: c.pids.clone(),
+            group: group as u32,
+        });
+    }
+    let discover =
+        a.kubelet.is_none() && a.containerd.is_none() && a.pid.is_empty() && a.command.is_empty();
+    let mut supervisor = Supervisor::new(&cat, plan_opts, discover, initial);
     for c in &chosen {
         let n = probes
             .iter()
@@ -466,7 +559,11 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
         binaries: records,
         probes: probes.clone(),
     };
-    let writer = Writer::create(&a.output, &header)?;
+    let rotation = a.max_size.map(|max_bytes| Rotation {
+        max_bytes,
+        max_files: a.max_files.unwrap_or(DEFAULT_MAX_FILES),
+    });
+    let writer = Writer::create_rotating(&a.output, &header, rotation)?;
     let child = match a.command.split_first() {
         Some((cmd, args)) => Some(
             Command::new(cmd)
@@ -485,8 +582,23 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
         drain_every: Duration::from_millis(20),
         status: !a.quiet,
     };
-    let (footer, child_status) =
-        rt.block_on(collect::run(&mut loaded, &probes, writer, child, &opts))?;
+    let recorded = rt.block_on(collect::run(
+        &mut loaded,
+        &mut probes,
+        writer,
+        child,
+        &opts,
+        Some(&mut supervisor),
+    ));
+    let (footer, child_status) = match recorded {
+        Ok(r) => r,
+        Err(e) => {
+            // A full disk, say: the uprobes go now, closed in parallel
+            // (dropping them one by one takes a grace period each).
+            let _ = loaded.detach();
+            return Err(e);
+        }
+    };
     for l in loaded.log_summary() {
         eprintln!("{l}");
     }
@@ -499,6 +611,18 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
         footer.drops,
         a.output.display()
     );
+    let mut lat = supervisor.latencies_ns.clone();
+    if !lat.is_empty() {
+        lat.sort_unstable();
+        let ms = |ns: u64| ns as f64 / 1e6;
+        eprintln!(
+            "podtrace: attached to {} binaries while recording, seen to attached min {:.1} ms, median {:.1} ms, max {:.1} ms",
+            lat.len(),
+            ms(lat[0]),
+            ms(lat[lat.len() / 2]),
+            ms(lat[lat.len() - 1])
+        );
+    }
     for c in &footer.capture_problems {
         let p = probes.get(c.probe as usize);
         eprintln!(
@@ -540,5 +664,17 @@ mod tests {
         assert!(parse_ring_mib("0").is_err_and(|e| e.contains("1 to 1024 MiB")));
         assert!(parse_ring_mib("24").is_err_and(|e| e.contains("try 16 or 32")));
         assert!(parse_ring_mib("-1").is_err_and(|e| e.contains("whole number")));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100M"), Ok(100 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1.5m"), Ok(3 << 19));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert!(parse_size("1K").is_err_and(|e| e.contains("smallest")));
+        assert!(parse_size("10 parsecs").is_err_and(|e| e.contains("unknown unit")));
+        assert!(parse_size("lots").is_err_and(|e| e.contains("such as 100M")));
     }
 }

@@ -665,6 +665,7 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
             header,
             events,
             footer: Some(footer),
+            notes: vec![],
             warnings: vec![],
         },
         truth,
