@@ -75,6 +75,14 @@ fn daemonset_runs_the_static_pods_spec() {
         spec, pod["spec"],
         "daemonset.yaml's pod template and static-pod.yaml's spec differ"
     );
+    // Long enough to detach ~100 uprobes (0.1 s each, partly parallel:
+    // seconds on a loaded node) and write the footer before kubelet's
+    // SIGKILL; the static-pod test waits for the footer this long.
+    assert!(
+        grace_period() >= 120,
+        "terminationGracePeriodSeconds {} is too short for podtrace to detach its uprobes",
+        grace_period()
+    );
     // What the privileges are, so a change to them is a change to this test.
     let c = &pod["spec"]["containers"][0];
     let sc = &c["securityContext"];
@@ -98,6 +106,15 @@ fn daemonset_runs_the_static_pods_spec() {
         [&serde_json::json!({"path": "/var/lib/podtrace", "type": "DirectoryOrCreate"})],
         "the trace directory is the only host path"
     );
+}
+
+/// deploy/static-pod.yaml's terminationGracePeriodSeconds: how long kubelet
+/// gives podtrace after SIGTERM to detach its probes and write the footer.
+fn grace_period() -> u64 {
+    let pod = yaml_docs(&root().join("deploy/static-pod.yaml")).remove(0);
+    pod["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("static-pod.yaml sets terminationGracePeriodSeconds")
 }
 
 /// The OCI layout `cargo xtask image` builds.
@@ -344,7 +361,9 @@ fn static_pod_records_the_real_kubelet_and_containerd() {
     let rss = peak_rss_mib(pid);
     node.remove_pod("podtrace");
     let trace = traces.join(format!("{}.trace", node::NODE_NAME));
-    let lines = wait_footer(&trace, Duration::from_secs(45));
+    // kubelet allows the grace period; the file shows the footer shortly
+    // after podtrace wrote it.
+    let lines = wait_footer(&trace, Duration::from_secs(grace_period() + 15));
     for id in &links {
         let t = Instant::now();
         while bpf_object_exists("link", *id) {
