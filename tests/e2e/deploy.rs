@@ -397,49 +397,8 @@ fn static_pod_records_the_real_kubelet_and_containerd() {
     // Every pod started while it recorded, with its stages and CRI calls.
     let report = report_json(&trace);
     let klog = node.klog();
-    let in_report = report["pods"].as_array().expect("pods");
     for full in &pods {
-        let p = in_report
-            .iter()
-            .find(|p| p["name"] == full.as_str())
-            .unwrap_or_else(|| panic!("{full} is not in the report of {}", trace.display()));
-        let uid = klog
-            .iter()
-            .find(|l| {
-                l.msg == "SyncPod enter"
-                    && l.field("pod").as_deref() == Some(&format!("default/{full}"))
-            })
-            .and_then(|l| l.field("podUID"))
-            .expect("kubelet logged SyncPod enter with the pod's UID");
-        assert_eq!(p["uid"], uid.as_str(), "{full}'s UID");
-        let stages: Vec<&str> = p["stages"]
-            .as_array()
-            .expect("stages")
-            .iter()
-            .filter(|s| s["duration_ms"].as_f64().is_some())
-            .filter_map(|s| s["stage"].as_str())
-            .collect();
-        for s in [
-            "sync",
-            "mount_wait",
-            "runtime_sync",
-            "create_sandbox",
-            "start_container",
-        ] {
-            assert!(
-                stages.contains(&s),
-                "{full} has no finished {s} stage: {stages:?}"
-            );
-        }
-        let calls: Vec<&str> = p["cri"]
-            .as_array()
-            .expect("cri")
-            .iter()
-            .filter_map(|c| c["call"].as_str())
-            .collect();
-        for c in ["RunPodSandbox", "CreateContainer", "StartContainer"] {
-            assert!(calls.contains(&c), "{full} has no {c} call: {calls:?}");
-        }
+        node::started_pod(&report, full, &node::pod_uid(&klog, full), "deploy");
     }
     eprintln!(
         "deploy: podtrace pod traced {} pods ({} events, peak RSS {rss:.0} MiB) from {}",

@@ -579,6 +579,7 @@ pub fn systematic_cri_errors(label: &str, diffs: &[(&str, f64)], tolerance_ms: f
 pub mod containerd;
 pub mod node;
 pub mod otlp;
+pub mod util;
 
 /// tests/bench (one hot function called in a loop) built with Go 1.19 into `dir`.
 pub fn bench_binary(dir: &TempDir) -> PathBuf {

@@ -191,7 +191,10 @@ pub fn make_seeds() -> Result<()> {
         for e in entries {
             let p = e?.path();
             let data = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-            let name = format!("crafted-{}", p.file_name().unwrap_or_default().to_string_lossy());
+            let name = format!(
+                "crafted-{}",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            );
             for t in targets {
                 put(t, &name, &data)?;
             }

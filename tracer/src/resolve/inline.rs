@@ -216,13 +216,11 @@ pub(crate) fn inlined_into<'d>(
             checked <= 4096 || checked == t.len
         })
         .collect();
-    let gofunc = *gofunc_candidates
-        .iter()
-        .find(|&&g| {
-            sample
-                .iter()
-                .all(|t| tree_names(g, t.gofunc_off, t.len).is_some())
-        })?;
+    let gofunc = *gofunc_candidates.iter().find(|&&g| {
+        sample
+            .iter()
+            .all(|t| tree_names(g, t.gofunc_off, t.len).is_some())
+    })?;
 
     // Each distinct tree (by offset, largest length seen) decoded once;
     // together they may not hold more entries than the image has bytes for.

@@ -448,9 +448,15 @@ mod tests {
         let len = t0.len() as u64;
         // Each offset field in turn (and those after it, to keep them
         // ascending) pushed past the end: the first one out is named.
-        for (i, field) in ["funcnameOffset", "cuOffset", "filetabOffset", "pctabOffset", "pclnOffset"]
-            .iter()
-            .enumerate()
+        for (i, field) in [
+            "funcnameOffset",
+            "cuOffset",
+            "filetabOffset",
+            "pctabOffset",
+            "pclnOffset",
+        ]
+        .iter()
+        .enumerate()
         {
             for huge in [len, 1 << 40, u64::MAX] {
                 let mut t = t0.clone();
@@ -459,7 +465,9 @@ mod tests {
                 }
                 assert_eq!(
                     malformed_msg(&t),
-                    format!("pcHeader.{field} {huge:#x} is past the end of the {len:#x}-byte pclntab")
+                    format!(
+                        "pcHeader.{field} {huge:#x} is past the end of the {len:#x}-byte pclntab"
+                    )
                 );
             }
         }
@@ -551,10 +559,7 @@ mod tests {
         for n in 0..t.len() - 4 {
             // As the section size says (a cut file) and as the bytes say.
             assert!(
-                matches!(
-                    parse(&t[..n], t.len() as u64),
-                    Err(PclnError::Truncated(_))
-                ),
+                matches!(parse(&t[..n], t.len() as u64), Err(PclnError::Truncated(_))),
                 "cut at {n}"
             );
             assert!(parse(&t[..n], n as u64).is_err(), "cut at {n}");
