@@ -3,7 +3,7 @@
 //! plain one that answers 503 before it accepts.
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufReader, Write},
     net::{TcpListener, TcpStream},
     path::PathBuf,
     sync::{mpsc, Arc},
@@ -22,6 +22,9 @@ use podtrace::{
 use prost::Message as _;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
+mod support;
+use support::{read_request, Request};
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("podtrace-otlp-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).expect("temp dir");
@@ -37,39 +40,6 @@ fn request() -> ExportTraceServiceRequest {
     let req = otlp::otlp_request(&t, &correlate(&t));
     assert!(!req.resource_spans.is_empty());
     req
-}
-
-/// One HTTP/1.1 request as received.
-struct Request {
-    line: String,
-    body: Vec<u8>,
-}
-
-/// Reads one HTTP/1.1 request (Content-Length bodies).
-fn read_request(r: &mut impl BufRead) -> Option<Request> {
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h).ok()? == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.trim_end().split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some(Request {
-        line: line.trim_end().to_string(),
-        body,
-    })
 }
 
 fn answer(w: &mut impl Write, status: &str, extra: &str, body: &[u8]) {
@@ -146,7 +116,7 @@ fn tls_receiver(n: usize) -> (u16, String, mpsc::Receiver<(String, Vec<u8>)>) {
                 return;
             };
             let mut tls = BufReader::new(rustls::StreamOwned::new(conn, sock));
-            let Some(Request { line, body }) = read_request(&mut tls) else {
+            let Some(Request { line, body, .. }) = read_request(&mut tls) else {
                 continue;
             };
             let ok = ExportTraceServiceResponse {

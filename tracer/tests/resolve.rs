@@ -1327,6 +1327,36 @@ fn check_versions(label: &str, bin: &GoBinary, k8s: &str) {
     );
 }
 
+/// Resolves a real kubelet with the kubelet catalogue, with and without
+/// module versions: both must give `want`, and the sync probe's error
+/// capture must read `error_reg`, where SyncPod's `results` leave the
+/// error's type word.
+fn check_both_catalogues(
+    label: &str,
+    bin: &GoBinary,
+    want: &[Want],
+    error_reg: &str,
+    results: &str,
+) {
+    for (how, cat) in [
+        ("with module versions", kubelet_catalogue(KUBELET_TOML)),
+        ("by code alone", kubelet_catalogue_without_modules()),
+    ] {
+        let res = cat.resolve(bin);
+        check_resolutions(&format!("{label} {how}"), &res, want);
+        let sync = res.iter().find(|r| r.probe == "sync").expect("sync");
+        let error = sync
+            .exit_captures
+            .iter()
+            .find(|c| c.name == "error")
+            .expect("error");
+        assert_eq!(
+            error.reg, error_reg,
+            "{label} {how}: {results}: the error's type word is {error_reg}"
+        );
+    }
+}
+
 #[test]
 fn real_kubelet_1_34_probes() {
     let (label, path) = kubelet_134();
@@ -1337,23 +1367,7 @@ fn real_kubelet_1_34_probes() {
     // 1.32-1.34 check the volumes in the condition closure itself.
     want.push(("poll_check", "mismatch", 0, String::new()));
     want.push(("relist_pod", "missing", 0, String::new()));
-    for (how, cat) in [
-        ("with module versions", kubelet_catalogue(KUBELET_TOML)),
-        ("by code alone", kubelet_catalogue_without_modules()),
-    ] {
-        let res = cat.resolve(&bin);
-        check_resolutions(&format!("{label} {how}"), &res, &want);
-        let sync = res.iter().find(|r| r.probe == "sync").expect("sync");
-        let error = sync
-            .exit_captures
-            .iter()
-            .find(|c| c.name == "error")
-            .expect("error");
-        assert_eq!(
-            error.reg, "RBX",
-            "(bool, error): the error's type word is RBX"
-        );
-    }
+    check_both_catalogues(&label, &bin, &want, "RBX", "(bool, error)");
     let res = kubelet_catalogue(KUBELET_TOML).resolve(&bin);
     let check = res
         .iter()
@@ -1389,23 +1403,7 @@ fn real_kubelet_1_36_probes() {
         1,
         format!("{K}/pleg.(*GenericPLEG).relistPod"),
     ));
-    for (how, cat) in [
-        ("with module versions", kubelet_catalogue(KUBELET_TOML)),
-        ("by code alone", kubelet_catalogue_without_modules()),
-    ] {
-        let res = cat.resolve(&bin);
-        check_resolutions(&format!("{label} {how}"), &res, &want);
-        let sync = res.iter().find(|r| r.probe == "sync").expect("sync");
-        let error = sync
-            .exit_captures
-            .iter()
-            .find(|c| c.name == "error")
-            .expect("error");
-        assert_eq!(
-            error.reg, "RCX",
-            "(bool, func(), error): the error's type word is RCX"
-        );
-    }
+    check_both_catalogues(&label, &bin, &want, "RCX", "(bool, func(), error)");
     // Without module versions the postSync closure says "1.36 shape".
     let res = kubelet_catalogue_without_modules().resolve(&bin);
     let sync = res.iter().find(|r| r.probe == "sync").expect("sync");
