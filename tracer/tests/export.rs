@@ -445,15 +445,9 @@ fn receiver(
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let conn = loop {
-            match l.accept() {
-                Ok((c, _)) => break c,
-                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-                Err(_) => return,
-            }
+        let Some(conn) = support::accept(&l, deadline) else {
+            return;
         };
-        let _ = conn.set_nonblocking(false);
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
         let mut r = BufReader::new(conn);
         let Some(req) = support::read_request(&mut r) else {
             return;

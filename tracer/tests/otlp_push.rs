@@ -4,7 +4,7 @@
 
 use std::{
     io::{BufReader, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     path::PathBuf,
     sync::{mpsc, Arc},
     thread,
@@ -23,7 +23,7 @@ use prost::Message as _;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 mod support;
-use support::{read_request, Request};
+use support::{accept, read_request, Request};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("podtrace-otlp-{name}-{}", std::process::id()));
@@ -49,20 +49,6 @@ fn answer(w: &mut impl Write, status: &str, extra: &str, body: &[u8]) {
     );
     let _ = w.write_all(head.as_bytes()).and_then(|_| w.write_all(body));
     let _ = w.flush();
-}
-
-fn accept(l: &TcpListener, deadline: Instant) -> Option<TcpStream> {
-    loop {
-        match l.accept() {
-            Ok((c, _)) => {
-                c.set_nonblocking(false).ok()?;
-                c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-                return Some(c);
-            }
-            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-            Err(_) => return None,
-        }
-    }
 }
 
 /// A CA, and a server certificate for 127.0.0.1 and localhost it signed:

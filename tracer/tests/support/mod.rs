@@ -1,7 +1,28 @@
 //! Shared by the integration tests that stand up HTTP receivers
 //! (`export.rs`, `otlp_push.rs`): included with `mod support;`.
 
-use std::io::BufRead;
+use std::{
+    io::BufRead,
+    net::{TcpListener, TcpStream},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// The next connection on a non-blocking listener, blocking with a 10 s
+/// read timeout; None once `deadline` passes without one.
+pub fn accept(l: &TcpListener, deadline: Instant) -> Option<TcpStream> {
+    loop {
+        match l.accept() {
+            Ok((c, _)) => {
+                c.set_nonblocking(false).ok()?;
+                c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+                return Some(c);
+            }
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+            Err(_) => return None,
+        }
+    }
+}
 
 /// One HTTP/1.1 request as received.
 // Each test crate reads the fields it checks; the others stay unread there.
