@@ -6,7 +6,6 @@
 use std::{
     collections::{BTreeMap, HashMap},
     io::{BufReader, Write},
-    net::TcpListener,
     path::{Path, PathBuf},
     sync::mpsc,
     thread,
@@ -439,9 +438,7 @@ fn receiver(
     content_type: &'static str,
     body: Vec<u8>,
 ) -> (String, mpsc::Receiver<support::Request>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    l.set_nonblocking(true).expect("nonblocking");
+    let (l, addr) = support::listen();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(30);

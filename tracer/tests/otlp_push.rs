@@ -4,7 +4,6 @@
 
 use std::{
     io::{BufReader, Write},
-    net::TcpListener,
     path::PathBuf,
     sync::{mpsc, Arc},
     thread,
@@ -88,9 +87,8 @@ fn tls_receiver(n: usize) -> (u16, String, mpsc::Receiver<(String, Vec<u8>)>) {
             .with_single_cert(chain, key)
             .expect("server config"),
     );
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    l.set_nonblocking(true).expect("nonblocking");
+    let (l, addr) = support::listen();
+    let port = addr.port();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -159,9 +157,7 @@ fn push_over_https_to_a_receiver_with_its_own_ca() {
 fn flaky_receiver(
     statuses: Vec<(&'static str, &'static str)>,
 ) -> (String, mpsc::Receiver<Instant>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    l.set_nonblocking(true).expect("nonblocking");
+    let (l, addr) = support::listen();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(30);

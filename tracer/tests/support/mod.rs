@@ -8,6 +8,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// A non-blocking listener on a free port of 127.0.0.1 (for [`accept`])
+/// and its address.
+pub fn listen() -> (TcpListener, std::net::SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    l.set_nonblocking(true).expect("nonblocking");
+    (l, addr)
+}
+
 /// The next connection on a non-blocking listener, blocking with a 10 s
 /// read timeout; None once `deadline` passes without one.
 pub fn accept(l: &TcpListener, deadline: Instant) -> Option<TcpStream> {
