@@ -543,12 +543,7 @@ fn attached_to_a_busy_node_only_new_pods_are_starts() {
         Duration::from_secs(2),
     );
     let report = report_json(&rec.trace);
-    let started: Vec<&str> = report["pods"]
-        .as_array()
-        .expect("pods")
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
+    let started = podtrace_tests::strs(&report["pods"], "name");
     let mut want: Vec<&str> = rec.pods.iter().map(String::as_str).collect();
     let mut got = started.clone();
     want.sort();

@@ -187,12 +187,7 @@ pub fn started_pod<'r>(report: &'r Value, full: &str, uid: &str, label: &str) ->
             "{label}: {full} has no finished {s} stage: {stages:?}"
         );
     }
-    let calls: Vec<&str> = pod["cri"]
-        .as_array()
-        .expect("cri")
-        .iter()
-        .filter_map(|c| c["call"].as_str())
-        .collect();
+    let calls = crate::strs(&pod["cri"], "call");
     for c in POD_CRI_CALLS {
         assert!(
             calls.contains(c),
