@@ -26,9 +26,9 @@
 //! its own OTLP traces somewhere ([`Options::otlp_endpoint`]).
 //!
 //! Needs root and `apt-get install containerd runc docker-registry skopeo
-//! golang-go`. The module uses only std and libc, so it can also be pulled
-//! into another crate's tests with `#[path]` (tests/cri-client/tests/env.rs
-//! does).
+//! golang-go`. The module uses only std, libc and `util.rs` (likewise), so
+//! both can also be pulled into another crate's tests with `#[path]`
+//! (tests/cri-client/tests/env.rs does).
 //!
 //! Like the rest of the harness it panics with a clear message (including
 //! the tail of containerd's log) instead of returning errors; `Drop` cleans
@@ -47,7 +47,7 @@ use std::{
 };
 
 use crate::util::{
-    cgroup_roots, free_port, podtrace_home, rand_hex, stop_child, tail, workspace_bin,
+    cgroup_roots, free_port, podtrace_home, rand_hex, repo_root, stop_child, tail, workspace_bin,
 };
 
 const CONTAINERD_1_CONFIG: &str = include_str!("../containerd/containerd-1.x.toml.in");
@@ -285,21 +285,6 @@ pub struct Env {
     registry_child: Option<Child>,
     run_containerd_existed: bool,
     cgroup_parent_existed: Vec<PathBuf>,
-}
-
-fn repo_root() -> PathBuf {
-    let mut d = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        if d.join("tests/containerd/build-images.sh").exists() {
-            return d;
-        }
-        if !d.pop() {
-            panic!(
-                "cannot find tests/containerd/build-images.sh above {}",
-                env!("CARGO_MANIFEST_DIR")
-            );
-        }
-    }
 }
 
 fn which(name: &str) -> Option<PathBuf> {

@@ -1,6 +1,8 @@
 //! Helpers the harnesses (`containerd`, `node`, `otlp`) share: where
 //! set-up keeps its builds, the test's own helper binaries, log tails,
-//! ports, random names, cgroup roots and stopping child processes.
+//! ports, random names, cgroup roots and stopping child processes. Only std
+//! and libc, like `containerd.rs`: tests/cri-client/tests/env.rs pulls both
+//! in with `#[path]`.
 
 use std::{
     io::Read as _,
@@ -22,6 +24,24 @@ pub fn podtrace_home() -> PathBuf {
         })
 }
 
+/// The repository root: the directory above this crate that holds
+/// tests/containerd/build-images.sh (found by walking up, so that it holds
+/// also for the crates that include this file with `#[path]`).
+pub(crate) fn repo_root() -> PathBuf {
+    let mut d = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    loop {
+        if d.join("tests/containerd/build-images.sh").exists() {
+            return d;
+        }
+        if !d.pop() {
+            panic!(
+                "cannot find tests/containerd/build-images.sh above {}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+        }
+    }
+}
+
 /// A helper binary of this workspace (`cri-client`, `otlp-sink`): `$var`,
 /// else next to the running test binary's target dir (release, then
 /// debug), else `target/release/NAME`; panics with `how` to build it.
@@ -40,7 +60,7 @@ pub(crate) fn workspace_bin(name: &str, var: &str, how: &str) -> PathBuf {
         candidates.push(target.join("release").join(name));
         candidates.push(target.join("debug").join(name));
     }
-    let fallback = crate::root().join("target/release").join(name);
+    let fallback = repo_root().join("target/release").join(name);
     candidates.push(fallback.clone());
     candidates
         .into_iter()
