@@ -75,6 +75,14 @@ fn daemonset_runs_the_static_pods_spec() {
         spec, pod["spec"],
         "daemonset.yaml's pod template and static-pod.yaml's spec differ"
     );
+    // Long enough to detach ~100 uprobes (0.1 s each, partly parallel:
+    // seconds on a loaded node) and write the footer before kubelet's
+    // SIGKILL; the static-pod test waits for the footer this long.
+    assert!(
+        grace_period() >= 120,
+        "terminationGracePeriodSeconds {} is too short for podtrace to detach its uprobes",
+        grace_period()
+    );
     // What the privileges are, so a change to them is a change to this test.
     let c = &pod["spec"]["containers"][0];
     let sc = &c["securityContext"];
@@ -98,6 +106,15 @@ fn daemonset_runs_the_static_pods_spec() {
         [&serde_json::json!({"path": "/var/lib/podtrace", "type": "DirectoryOrCreate"})],
         "the trace directory is the only host path"
     );
+}
+
+/// deploy/static-pod.yaml's terminationGracePeriodSeconds: how long kubelet
+/// gives podtrace after SIGTERM to detach its probes and write the footer.
+fn grace_period() -> u64 {
+    let pod = yaml_docs(&root().join("deploy/static-pod.yaml")).remove(0);
+    pod["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("static-pod.yaml sets terminationGracePeriodSeconds")
 }
 
 /// The OCI layout `cargo xtask image` builds.
@@ -344,7 +361,9 @@ fn static_pod_records_the_real_kubelet_and_containerd() {
     let rss = peak_rss_mib(pid);
     node.remove_pod("podtrace");
     let trace = traces.join(format!("{}.trace", node::NODE_NAME));
-    let lines = wait_footer(&trace, Duration::from_secs(45));
+    // kubelet allows the grace period; the file shows the footer shortly
+    // after podtrace wrote it.
+    let lines = wait_footer(&trace, Duration::from_secs(grace_period() + 15));
     for id in &links {
         let t = Instant::now();
         while bpf_object_exists("link", *id) {
@@ -378,49 +397,8 @@ fn static_pod_records_the_real_kubelet_and_containerd() {
     // Every pod started while it recorded, with its stages and CRI calls.
     let report = report_json(&trace);
     let klog = node.klog();
-    let in_report = report["pods"].as_array().expect("pods");
     for full in &pods {
-        let p = in_report
-            .iter()
-            .find(|p| p["name"] == full.as_str())
-            .unwrap_or_else(|| panic!("{full} is not in the report of {}", trace.display()));
-        let uid = klog
-            .iter()
-            .find(|l| {
-                l.msg == "SyncPod enter"
-                    && l.field("pod").as_deref() == Some(&format!("default/{full}"))
-            })
-            .and_then(|l| l.field("podUID"))
-            .expect("kubelet logged SyncPod enter with the pod's UID");
-        assert_eq!(p["uid"], uid.as_str(), "{full}'s UID");
-        let stages: Vec<&str> = p["stages"]
-            .as_array()
-            .expect("stages")
-            .iter()
-            .filter(|s| s["duration_ms"].as_f64().is_some())
-            .filter_map(|s| s["stage"].as_str())
-            .collect();
-        for s in [
-            "sync",
-            "mount_wait",
-            "runtime_sync",
-            "create_sandbox",
-            "start_container",
-        ] {
-            assert!(
-                stages.contains(&s),
-                "{full} has no finished {s} stage: {stages:?}"
-            );
-        }
-        let calls: Vec<&str> = p["cri"]
-            .as_array()
-            .expect("cri")
-            .iter()
-            .filter_map(|c| c["call"].as_str())
-            .collect();
-        for c in ["RunPodSandbox", "CreateContainer", "StartContainer"] {
-            assert!(calls.contains(&c), "{full} has no {c} call: {calls:?}");
-        }
+        node::started_pod(&report, full, &node::pod_uid(&klog, full), "deploy");
     }
     eprintln!(
         "deploy: podtrace pod traced {} pods ({} events, peak RSS {rss:.0} MiB) from {}",

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use podtrace_tests::{
     bpf_object_exists, entry_captures,
-    node::{self, Klog, Node, NodeOpts},
+    node::{self, Node, NodeOpts},
     otlp, podtrace_bin, report_json, TempDir,
 };
 use serde_json::Value;
@@ -64,14 +64,6 @@ fn stage(pod: &Value, name: &str) -> Stage {
         start_unix_ns: start,
         end_unix_ns: start + (dur * 1e6) as i64,
     }
-}
-
-/// The first klog line `msg` logged for pod `full` (the create sync's).
-fn first_log<'a>(log: &'a [Klog], msg: &str, full: &str) -> &'a Klog {
-    let want = format!("default/{full}");
-    log.iter()
-        .find(|l| l.msg == msg && l.field("pod").as_deref() == Some(want.as_str()))
-        .unwrap_or_else(|| panic!("kubelet never logged {msg:?} for {want}"))
 }
 
 #[derive(Default)]
@@ -148,15 +140,7 @@ fn run(version: &str, tuned: bool, interval_ms: f64, pods: usize) -> Run {
 
     let report = report_json(&rec.trace);
     let log = node.klog();
-    let uids: Vec<String> = rec
-        .pods
-        .iter()
-        .map(|full| {
-            first_log(&log, "SyncPod enter", full)
-                .field("podUID")
-                .expect("SyncPod enter has podUID")
-        })
-        .collect();
+    let uids: Vec<String> = rec.pods.iter().map(|f| node::pod_uid(&log, f)).collect();
     // kubelet exports spans in batches (every 5 s by default).
     let sink: &otlp::Sink = &node.sink;
     let spans = wait_spans(sink, &uids);
@@ -166,32 +150,18 @@ fn run(version: &str, tuned: bool, interval_ms: f64, pods: usize) -> Run {
     let mut mount_vs_setup_us = Vec::new();
     let mut waits = Vec::new();
     let mut relists_after_ms = Vec::new();
-    let pods = report["pods"].as_array().expect("pods");
     for (full, uid) in rec.pods.iter().zip(&uids) {
-        let pod = pods
-            .iter()
-            .find(|p| p["name"] == full.as_str())
-            .unwrap_or_else(|| panic!("{label}: {full} not in the report: {report:#}"));
-        assert_eq!(pod["uid"], uid.as_str(), "{label}: {full}'s UID");
+        let pod = node::started_pod(&report, full, uid, &label);
         assert_eq!(pod["namespace"], "default", "{label}: {full}'s namespace");
-        for s in [
-            "sync",
-            "mount_wait",
-            "runtime_sync",
-            "create_sandbox",
-            "start_container",
-        ] {
-            stage(pod, s);
-        }
 
         // The mount wait against kubelet's two V(3) lines.
         let mw = stage(pod, "mount_wait");
-        let waiting = first_log(
+        let waiting = node::first_klog(
             &log,
             "Waiting for volumes to attach and mount for pod",
             full,
         );
-        let mounted = first_log(&log, "All volumes are attached and mounted for pod", full);
+        let mounted = node::first_klog(&log, "All volumes are attached and mounted for pod", full);
         agree.add(
             &format!("{label} {full} mount wait start"),
             mw.start_unix_ns,
@@ -224,12 +194,6 @@ fn run(version: &str, tuned: bool, interval_ms: f64, pods: usize) -> Run {
         // Each CRI call containerd handled inside kubelet's client span.
         let base = pod["start_unix_ns"].as_i64().expect("start_unix_ns");
         let cri = pod["cri"].as_array().expect("cri");
-        for want in ["RunPodSandbox", "CreateContainer", "StartContainer"] {
-            assert!(
-                cri.iter().any(|c| c["call"] == want),
-                "{label}: {full} has no {want} call: {cri:#?}"
-            );
-        }
         for c in cri {
             let call = c["call"].as_str().expect("call");
             let start = base + (c["start_ms"].as_f64().expect("start_ms") * 1e6) as i64;
@@ -664,12 +628,7 @@ fn attached_to_a_busy_node_only_new_pods_are_starts() {
         Duration::from_secs(2),
     );
     let report = report_json(&rec.trace);
-    let started: Vec<&str> = report["pods"]
-        .as_array()
-        .expect("pods")
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
+    let started = podtrace_tests::strs(&report["pods"], "name");
     let mut want: Vec<&str> = rec.pods.iter().map(String::as_str).collect();
     let mut got = started.clone();
     want.sort();

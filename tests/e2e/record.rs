@@ -194,12 +194,7 @@ fn discovered_and_recorded(dir: &TempDir, wl: Guard, gt: &Path, expect_found: &s
     assert!(out.status.success(), "podtrace: {}", stderr(&out));
     let gt = read_gt(gt);
     let r = report_json(&trace);
-    let uids: Vec<&str> = r["pods"]
-        .as_array()
-        .expect("pods")
-        .iter()
-        .filter_map(|p| p["uid"].as_str())
-        .collect();
+    let uids = podtrace_tests::strs(&r["pods"], "uid");
     let ours: Vec<&str> = gt
         .iter()
         .filter(|g| g.stage == "sync")

@@ -26,9 +26,9 @@
 //! its own OTLP traces somewhere ([`Options::otlp_endpoint`]).
 //!
 //! Needs root and `apt-get install containerd runc docker-registry skopeo
-//! golang-go`. The module uses only std and libc, so it can also be pulled
-//! into another crate's tests with `#[path]` (tests/cri-client/tests/env.rs
-//! does).
+//! golang-go`. The module uses only std, libc and `util.rs` (likewise), so
+//! both can also be pulled into another crate's tests with `#[path]`
+//! (tests/cri-client/tests/env.rs does).
 //!
 //! Like the rest of the harness it panics with a clear message (including
 //! the tail of containerd's log) instead of returning errors; `Drop` cleans
@@ -38,12 +38,16 @@ use std::{
     collections::BTreeSet,
     ffi::CString,
     io::{Read as _, Write as _},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::OnceLock,
     time::{Duration, Instant, SystemTime},
+};
+
+use crate::util::{
+    cgroup_roots, free_port, podtrace_home, rand_hex, repo_root, stop_child, tail, workspace_bin,
 };
 
 const CONTAINERD_1_CONFIG: &str = include_str!("../containerd/containerd-1.x.toml.in");
@@ -138,16 +142,6 @@ fn shim_at(p: PathBuf) -> PathBuf {
     } else {
         p
     }
-}
-
-/// Where set-up keeps what it builds outside the repo (xtask/src/setup.rs).
-fn podtrace_home() -> PathBuf {
-    std::env::var_os("PODTRACE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".podtrace")
-        })
 }
 
 impl Options {
@@ -293,48 +287,6 @@ pub struct Env {
     cgroup_parent_existed: Vec<PathBuf>,
 }
 
-fn repo_root() -> PathBuf {
-    let mut d = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        if d.join("tests/containerd/build-images.sh").exists() {
-            return d;
-        }
-        if !d.pop() {
-            panic!(
-                "cannot find tests/containerd/build-images.sh above {}",
-                env!("CARGO_MANIFEST_DIR")
-            );
-        }
-    }
-}
-
-/// The `cri-client` binary: `CRI_CLIENT_BIN`, else next to the running test
-/// binary's target dir (release, then debug), else `target/release/cri-client`.
-pub fn cri_client_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("CRI_CLIENT_BIN") {
-        let p = PathBuf::from(p);
-        assert!(p.exists(), "CRI_CLIENT_BIN={} does not exist", p.display());
-        return p;
-    }
-    let mut candidates = Vec::new();
-    // <target>/<profile>/deps/<test binary>
-    if let Some(target) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent()?.parent()?.parent().map(Path::to_path_buf))
-    {
-        candidates.push(target.join("release/cri-client"));
-        candidates.push(target.join("debug/cri-client"));
-    }
-    let fallback = repo_root().join("target/release/cri-client");
-    candidates.push(fallback.clone());
-    candidates.into_iter().find(|p| p.exists()).unwrap_or_else(|| {
-        panic!(
-            "{} does not exist: build it with `cargo build --release -p cri-client` (or set CRI_CLIENT_BIN)",
-            fallback.display()
-        )
-    })
-}
-
 fn which(name: &str) -> Option<PathBuf> {
     if name.contains('/') {
         return Some(PathBuf::from(name)).filter(|p| p.exists());
@@ -353,26 +305,14 @@ fn need(name: &str, package: &str) -> PathBuf {
     })
 }
 
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let v: Vec<&str> = text.lines().collect();
-    let start = v.len().saturating_sub(lines);
-    format!(
-        "--- last {} lines of {} ---\n{}",
-        v.len() - start,
-        path.display(),
-        v[start..].join("\n")
+/// The `cri-client` binary: `CRI_CLIENT_BIN`, else next to the running test
+/// binary's target dir (release, then debug), else `target/release/cri-client`.
+pub fn cri_client_bin() -> PathBuf {
+    workspace_bin(
+        "cri-client",
+        "CRI_CLIENT_BIN",
+        "`cargo build --release -p cri-client`",
     )
-}
-
-fn rand_hex() -> String {
-    let mut b = [0u8; 6];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut b);
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -454,13 +394,6 @@ pub fn images_dir() -> PathBuf {
     .clone()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
-}
-
 /// GET /v2/ on the registry; true on HTTP 200.
 fn registry_ready(addr: &str) -> bool {
     let Ok(mut s) =
@@ -489,23 +422,6 @@ fn signal(pid: u32, sig: libc::c_int) {
         // SAFETY: plain kill(2).
         unsafe { libc::kill(pid as libc::pid_t, sig) };
     }
-}
-
-/// SIGTERM, wait up to `grace`, then SIGKILL and reap.
-fn stop_child(child: &mut Child, grace: Duration) {
-    if exited(child).is_some() {
-        return;
-    }
-    signal(child.id(), libc::SIGTERM);
-    let t = Instant::now();
-    while t.elapsed() < grace {
-        if exited(child).is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Run a command with a deadline; returns (status or None on timeout, stdout, stderr).
@@ -1182,24 +1098,6 @@ pub fn unmount_under(dir: &Path) {
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
     }
-}
-
-/// Cgroup hierarchy roots: /sys/fs/cgroup/<controller> on v1 (and the
-/// hybrid `unified`), /sys/fs/cgroup itself on v2.
-fn cgroup_roots() -> Vec<PathBuf> {
-    let base = Path::new("/sys/fs/cgroup");
-    if base.join("cgroup.procs").exists() {
-        return vec![base.to_path_buf()];
-    }
-    let mut v: Vec<PathBuf> = std::fs::read_dir(base)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
-    v.sort();
-    v
 }
 
 fn cgroup_dirs_of(ids: &BTreeSet<String>) -> Vec<PathBuf> {

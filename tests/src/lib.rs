@@ -213,6 +213,17 @@ pub fn entry_captures(trace: &Path, probe: &str) -> Vec<serde_json::Map<String, 
         .collect()
 }
 
+/// The string `key` of each object in the JSON array `array` that has one,
+/// e.g. the names of a report's pods: `strs(&report["pods"], "name")`.
+pub fn strs<'a>(array: &'a Value, key: &str) -> Vec<&'a str> {
+    array
+        .as_array()
+        .unwrap_or_else(|| panic!("not a JSON array: {array}"))
+        .iter()
+        .filter_map(|o| o[key].as_str())
+        .collect()
+}
+
 pub fn report_json(trace: &Path) -> Value {
     report_json_args(trace, &[])
 }
@@ -579,6 +590,7 @@ pub fn systematic_cri_errors(label: &str, diffs: &[(&str, f64)], tolerance_ms: f
 pub mod containerd;
 pub mod node;
 pub mod otlp;
+pub mod util;
 
 /// tests/bench (one hot function called in a loop) built with Go 1.19 into `dir`.
 pub fn bench_binary(dir: &TempDir) -> PathBuf {

@@ -30,23 +30,15 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use serde_json::Value;
+
 use crate::containerd::{self, Env};
 use crate::otlp;
+pub use crate::util::podtrace_home;
+use crate::util::{cgroup_roots, free_port, rand_hex, stop_child, tail};
 
 /// The node name kubelet runs as: static pods are named `<name>-<node>`.
 pub const NODE_NAME: &str = "podtrace-node";
-
-/// `$PODTRACE_HOME` (default `~/.podtrace`), where `cargo xtask setup` builds
-/// the upstream binaries.
-pub fn podtrace_home() -> PathBuf {
-    std::env::var_os("PODTRACE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("HOME")
-                .map_or_else(|| PathBuf::from("/root"), PathBuf::from)
-                .join(".podtrace")
-        })
-}
 
 /// A kubelet built by `cargo xtask setup`: `kubelet("v1.34.4", false)`.
 /// Panics with what to run when it is missing.
@@ -144,6 +136,67 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
+/// The first klog line `msg` logged for static pod `full`
+/// (`pod="default/FULL"`): the create sync's.
+pub fn first_klog<'a>(log: &'a [Klog], msg: &str, full: &str) -> &'a Klog {
+    let want = format!("default/{full}");
+    log.iter()
+        .find(|l| l.msg == msg && l.field("pod").as_deref() == Some(want.as_str()))
+        .unwrap_or_else(|| panic!("kubelet never logged {msg:?} for {want}"))
+}
+
+/// The UID kubelet gave static pod `full` (from its "SyncPod enter" line).
+pub fn pod_uid(log: &[Klog], full: &str) -> String {
+    first_klog(log, "SyncPod enter", full)
+        .field("podUID")
+        .unwrap_or_else(|| panic!("kubelet's SyncPod enter for {full} has no podUID"))
+}
+
+/// The stages every pod a node starts goes through, finished.
+pub const POD_STAGES: &[&str] = &[
+    "sync",
+    "mount_wait",
+    "runtime_sync",
+    "create_sandbox",
+    "start_container",
+];
+/// The CRI calls every pod a node starts makes.
+pub const POD_CRI_CALLS: &[&str] = &["RunPodSandbox", "CreateContainer", "StartContainer"];
+
+/// Static pod `full` in a `podtrace report --format json` of the node:
+/// there, with kubelet's `uid`, every stage of [`POD_STAGES`] finished and
+/// every call of [`POD_CRI_CALLS`] made. `label` heads the panics.
+pub fn started_pod<'r>(report: &'r Value, full: &str, uid: &str, label: &str) -> &'r Value {
+    let pod = report["pods"]
+        .as_array()
+        .expect("the report has pods")
+        .iter()
+        .find(|p| p["name"] == full)
+        .unwrap_or_else(|| panic!("{label}: {full} is not in the report: {report:#}"));
+    assert_eq!(pod["uid"], uid, "{label}: {full}'s UID");
+    let stages: Vec<&str> = pod["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter(|s| s["duration_ms"].as_f64().is_some())
+        .filter_map(|s| s["stage"].as_str())
+        .collect();
+    for s in POD_STAGES {
+        assert!(
+            stages.contains(s),
+            "{label}: {full} has no finished {s} stage: {stages:?}"
+        );
+    }
+    let calls = crate::strs(&pod["cri"], "call");
+    for c in POD_CRI_CALLS {
+        assert!(
+            calls.contains(c),
+            "{label}: {full} has no {c} call: {calls:?}"
+        );
+    }
+    pod
+}
+
 /// Parses one klog header line. klog has no year: `year` is the one the
 /// test runs in (a test spanning New Year's Eve would need the next one).
 pub fn parse_klog(line: &str, year: i64) -> Option<Klog> {
@@ -189,21 +242,6 @@ pub fn this_year() -> i64 {
     y
 }
 
-fn rand_hex() -> String {
-    let mut b = [0u8; 6];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut b);
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
-}
-
 /// GET /healthz on kubelet's healthz port; true on "ok".
 fn healthz(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(
@@ -222,38 +260,6 @@ fn healthz(port: u16) -> bool {
     let _ = s.read_to_end(&mut buf);
     let r = String::from_utf8_lossy(&buf);
     r.starts_with("HTTP/1.") && r.contains(" 200") && r.trim_end().ends_with("ok")
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let v: Vec<&str> = text.lines().collect();
-    let start = v.len().saturating_sub(lines);
-    format!(
-        "--- last {} lines of {} ---\n{}",
-        v.len() - start,
-        path.display(),
-        v[start..].join("\n")
-    )
-}
-
-/// Cgroup v1 hierarchies (and the hybrid `unified`), or the v2 root.
-fn cgroup_roots() -> Vec<PathBuf> {
-    let base = Path::new("/sys/fs/cgroup");
-    if base.join("cgroup.procs").exists() {
-        return vec![base.to_path_buf()];
-    }
-    let mut v: Vec<PathBuf> = std::fs::read_dir(base)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
-    v.sort();
-    v.dedup();
-    v
 }
 
 /// Every cgroup directory under `dir`, deepest first.
@@ -684,17 +690,7 @@ spec:
     /// SIGTERM kubelet and wait for it (SIGKILL after 10 s).
     pub fn stop_kubelet(&mut self) {
         if let Some(mut c) = self.kubelet.take() {
-            // SAFETY: plain kill(2) on our child.
-            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(10) {
-                if c.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            stop_child(&mut c, Duration::from_secs(10));
         }
     }
 

@@ -21,6 +21,8 @@ use std::{
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::util::{stop_child, tail, workspace_bin};
+
 /// One span as the sink wrote it (see tests/otlp-sink/src/main.rs).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Span {
@@ -60,28 +62,11 @@ impl Span {
 /// The `otlp-sink` binary: `OTLP_SINK_BIN`, else next to the running test
 /// binary's target dir (release, then debug), else `target/release/otlp-sink`.
 pub fn otlp_sink_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("OTLP_SINK_BIN") {
-        let p = PathBuf::from(p);
-        assert!(p.exists(), "OTLP_SINK_BIN={} does not exist", p.display());
-        return p;
-    }
-    let mut candidates = Vec::new();
-    // <target>/<profile>/deps/<test binary>
-    if let Some(target) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent()?.parent()?.parent().map(Path::to_path_buf))
-    {
-        candidates.push(target.join("release/otlp-sink"));
-        candidates.push(target.join("debug/otlp-sink"));
-    }
-    let fallback = crate::root().join("target/release/otlp-sink");
-    candidates.push(fallback.clone());
-    candidates.into_iter().find(|p| p.exists()).unwrap_or_else(|| {
-        panic!(
-            "{} does not exist: build it with `cargo build --release -p otlp-sink` or `cargo xtask build` (or set OTLP_SINK_BIN)",
-            fallback.display()
-        )
-    })
+    workspace_bin(
+        "otlp-sink",
+        "OTLP_SINK_BIN",
+        "`cargo build --release -p otlp-sink` or `cargo xtask build`",
+    )
 }
 
 /// A running `otlp-sink`, stopped on drop.
@@ -93,20 +78,6 @@ pub struct Sink {
     /// Its stderr.
     pub log: PathBuf,
     child: Option<Child>,
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let v: Vec<&str> = text.lines().collect();
-    let start = v.len().saturating_sub(lines);
-    format!(
-        "--- last {} lines of {} ---\n{}",
-        v.len() - start,
-        path.display(),
-        v[start..].join("\n")
-    )
 }
 
 impl Sink {
@@ -221,22 +192,7 @@ impl Sink {
     /// SIGTERM and wait (SIGKILL after 5 s); the exit status, None if it
     /// had to be killed.
     pub fn stop(&mut self) -> Option<ExitStatus> {
-        let mut c = self.child.take()?;
-        if let Ok(Some(st)) = c.try_wait() {
-            return Some(st);
-        }
-        // SAFETY: plain kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(st)) = c.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        None
+        stop_child(&mut self.child.take()?, Duration::from_secs(5))
     }
 }
 

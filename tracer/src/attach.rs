@@ -44,6 +44,38 @@ pub struct ProbeInfo {
     pub exit_captures: Vec<CaptureDef>,
 }
 
+impl ProbeInfo {
+    /// A kubelet probe on `symbol` with an entry probe at the prologue's
+    /// jump, one RET, and the pod UID (`pod_uid`, a string through RSI)
+    /// captured at entry: what the unit tests of the stages after `attach`
+    /// need.
+    #[cfg(test)]
+    pub(crate) fn kubelet_with_pod_uid(
+        id: u32,
+        probe: &str,
+        role: Role,
+        symbol: &str,
+    ) -> ProbeInfo {
+        ProbeInfo {
+            id,
+            binary: "kubelet".into(),
+            probe: probe.into(),
+            role,
+            symbol: symbol.into(),
+            entry_site: SiteKind::PrologueJump,
+            rets: 1,
+            entry_captures: vec![CaptureDef {
+                name: "pod_uid".into(),
+                kind: crate::catalogue::CaptureKind::Str,
+                reg: "RSI".into(),
+                reg2: None,
+                path: vec![96],
+            }],
+            exit_captures: vec![],
+        }
+    }
+}
+
 /// One binary to trace and the processes to trace it in.
 pub struct TargetBinary<'a> {
     pub catalogue: &'a BinaryCatalogue,

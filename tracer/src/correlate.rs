@@ -332,26 +332,10 @@ fn attribute(spans: &mut [Span]) -> Vec<Pod> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalogue::{CaptureDef, CaptureKind, SiteKind};
+    use crate::catalogue::{CaptureDef, CaptureKind};
 
     fn probe(id: u32, role: Role, name: &str) -> ProbeInfo {
-        ProbeInfo {
-            id,
-            binary: "kubelet".into(),
-            probe: name.into(),
-            role,
-            symbol: name.into(),
-            entry_site: SiteKind::PrologueJump,
-            rets: 1,
-            entry_captures: vec![CaptureDef {
-                name: "pod_uid".into(),
-                kind: CaptureKind::Str,
-                reg: "RSI".into(),
-                reg2: None,
-                path: vec![96],
-            }],
-            exit_captures: vec![],
-        }
+        ProbeInfo::kubelet_with_pod_uid(id, name, role, name)
     }
 
     fn ev(t: u64, p: u32, k: u8, g: u64, sp: u64, ra: u64, uid: Option<&str>) -> Rec {

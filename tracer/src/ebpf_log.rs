@@ -160,27 +160,16 @@ mod tests {
     use log::Log as _;
 
     use super::*;
-    use crate::catalogue::{CaptureKind, Role, SiteKind};
+    use crate::catalogue::Role;
 
     #[test]
     fn names_the_probe_and_capture_and_limits_repeats() {
-        let probe = ProbeInfo {
-            id: 0,
-            binary: "kubelet".into(),
-            probe: "sync".into(),
-            role: Role::PodSync,
-            symbol: "k8s.io/kubernetes/pkg/kubelet.(*Kubelet).SyncPod".into(),
-            entry_site: SiteKind::PrologueJump,
-            rets: 1,
-            entry_captures: vec![CaptureDef {
-                name: "pod_uid".into(),
-                kind: CaptureKind::Str,
-                reg: "RSI".into(),
-                reg2: None,
-                path: vec![96],
-            }],
-            exit_captures: vec![],
-        };
+        let probe = ProbeInfo::kubelet_with_pod_uid(
+            0,
+            "sync",
+            Role::PodSync,
+            "k8s.io/kubernetes/pkg/kubelet.(*Kubelet).SyncPod",
+        );
         let lines = Arc::new(Mutex::new(Vec::<String>::new()));
         let out = Arc::clone(&lines);
         let l = CaptureLogger::new(

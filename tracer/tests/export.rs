@@ -5,8 +5,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpListener,
+    io::{BufReader, Write},
     path::{Path, PathBuf},
     sync::mpsc,
     thread,
@@ -35,6 +34,8 @@ use podtrace::{
     trace::{Trace, Val},
 };
 use prost::Message as _;
+
+mod support;
 use serde_json::Value;
 
 fn tmp(name: &str) -> PathBuf {
@@ -430,58 +431,24 @@ fn otlp_json_and_protobuf_decode_to_the_pod_starts() {
     assert_eq!(otlp::otlp_request(&t, &c), req);
 }
 
-struct Received {
-    request_line: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
 /// An OTLP/HTTP receiver on 127.0.0.1 that takes one request, answers
 /// `status` with `body`, and hands back what it got. Gives up after 30 s.
 fn receiver(
     status: &'static str,
     content_type: &'static str,
     body: Vec<u8>,
-) -> (String, mpsc::Receiver<Received>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    l.set_nonblocking(true).expect("nonblocking");
+) -> (String, mpsc::Receiver<support::Request>) {
+    let (l, addr) = support::listen();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let conn = loop {
-            match l.accept() {
-                Ok((c, _)) => break c,
-                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-                Err(_) => return,
-            }
+        let Some(conn) = support::accept(&l, deadline) else {
+            return;
         };
-        let _ = conn.set_nonblocking(false);
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
         let mut r = BufReader::new(conn);
-        let mut request_line = String::new();
-        if r.read_line(&mut request_line).is_err() {
+        let Some(req) = support::read_request(&mut r) else {
             return;
-        }
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.trim_end().split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut got = vec![0; len];
-        if r.read_exact(&mut got).is_err() {
-            return;
-        }
+        };
         let mut conn = r.into_inner();
         let head = format!(
             "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -490,11 +457,7 @@ fn receiver(
         let _ = conn
             .write_all(head.as_bytes())
             .and_then(|_| conn.write_all(&body));
-        let _ = tx.send(Received {
-            request_line: request_line.trim_end().to_string(),
-            headers,
-            body: got,
-        });
+        let _ = tx.send(req);
     });
     (format!("http://{addr}"), rx)
 }
@@ -525,7 +488,7 @@ fn otlp_http_push_reaches_a_receiver() {
     let got = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("the receiver got a request");
-    assert_eq!(got.request_line, "POST /v1/traces HTTP/1.1");
+    assert_eq!(got.line, "POST /v1/traces HTTP/1.1");
     let h = |k: &str| {
         got.headers
             .iter()

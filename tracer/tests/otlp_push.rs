@@ -3,8 +3,7 @@
 //! plain one that answers 503 before it accepts.
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    net::{TcpListener, TcpStream},
+    io::{BufReader, Write},
     path::PathBuf,
     sync::{mpsc, Arc},
     thread,
@@ -21,6 +20,9 @@ use podtrace::{
 };
 use prost::Message as _;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+mod support;
+use support::{accept, read_request, Request};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("podtrace-otlp-{name}-{}", std::process::id()));
@@ -39,39 +41,6 @@ fn request() -> ExportTraceServiceRequest {
     req
 }
 
-/// One HTTP/1.1 request as received.
-struct Request {
-    line: String,
-    body: Vec<u8>,
-}
-
-/// Reads one HTTP/1.1 request (Content-Length bodies).
-fn read_request(r: &mut impl BufRead) -> Option<Request> {
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h).ok()? == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.trim_end().split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some(Request {
-        line: line.trim_end().to_string(),
-        body,
-    })
-}
-
 fn answer(w: &mut impl Write, status: &str, extra: &str, body: &[u8]) {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
@@ -79,20 +48,6 @@ fn answer(w: &mut impl Write, status: &str, extra: &str, body: &[u8]) {
     );
     let _ = w.write_all(head.as_bytes()).and_then(|_| w.write_all(body));
     let _ = w.flush();
-}
-
-fn accept(l: &TcpListener, deadline: Instant) -> Option<TcpStream> {
-    loop {
-        match l.accept() {
-            Ok((c, _)) => {
-                c.set_nonblocking(false).ok()?;
-                c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-                return Some(c);
-            }
-            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-            Err(_) => return None,
-        }
-    }
 }
 
 /// A CA, and a server certificate for 127.0.0.1 and localhost it signed:
@@ -132,9 +87,8 @@ fn tls_receiver(n: usize) -> (u16, String, mpsc::Receiver<(String, Vec<u8>)>) {
             .with_single_cert(chain, key)
             .expect("server config"),
     );
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    l.set_nonblocking(true).expect("nonblocking");
+    let (l, addr) = support::listen();
+    let port = addr.port();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -146,7 +100,7 @@ fn tls_receiver(n: usize) -> (u16, String, mpsc::Receiver<(String, Vec<u8>)>) {
                 return;
             };
             let mut tls = BufReader::new(rustls::StreamOwned::new(conn, sock));
-            let Some(Request { line, body }) = read_request(&mut tls) else {
+            let Some(Request { line, body, .. }) = read_request(&mut tls) else {
                 continue;
             };
             let ok = ExportTraceServiceResponse {
@@ -203,9 +157,7 @@ fn push_over_https_to_a_receiver_with_its_own_ca() {
 fn flaky_receiver(
     statuses: Vec<(&'static str, &'static str)>,
 ) -> (String, mpsc::Receiver<Instant>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    l.set_nonblocking(true).expect("nonblocking");
+    let (l, addr) = support::listen();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -1036,6 +1036,88 @@ fn bad_inputs_give_clear_errors() {
     }
 }
 
+/// Real stripped builds whose pclntab header or table is patched to claim
+/// more than the section holds: each is refused, naming the file and the
+/// field, before anything is sized by the claim.
+#[test]
+fn pclntab_claims_beyond_the_section_are_refused() {
+    for b in all_builds() {
+        let data = std::fs::read(&b.stripped).unwrap();
+        let pcln = pclntab_range(&b.stripped);
+        let size = pcln.end - pcln.start;
+        let path = PathBuf::from("/x/crafted");
+        let word = |d: &[u8], o: usize| u64::from_le_bytes(d[o..o + 8].try_into().unwrap());
+        let u32_at = |d: &[u8], o: usize| u32::from_le_bytes(d[o..o + 4].try_into().unwrap());
+        let err = |bad: Vec<u8>| {
+            let e = GoBinary::from_bytes(bad, path.clone()).unwrap_err();
+            assert!(matches!(e, ResolveError::BadPclntab { .. }), "{e}");
+            let prefix = format!(
+                "/x/crafted: malformed pclntab at offset {:#x}: ",
+                pcln.start
+            );
+            let msg = e.to_string();
+            assert!(msg.starts_with(&prefix), "{msg}");
+            msg[prefix.len()..].to_string()
+        };
+        let pcln_off = word(&data, pcln.start + 64) as usize;
+        // The functab: nfunc (entry, funcoff) u32 pairs and an end entry.
+        let room = ((size - pcln_off) / 4 - 1) / 2;
+
+        for claim in [u64::from(u32::MAX), u64::MAX, room as u64 + 1] {
+            let mut bad = data.clone();
+            bad[pcln.start + 8..pcln.start + 16].copy_from_slice(&claim.to_le_bytes());
+            assert_eq!(
+                err(bad),
+                format!(
+                    "pclntab claims {claim} functions (pcHeader.nfunc) but holds room for {room}"
+                ),
+                "Go {}",
+                b.label
+            );
+        }
+
+        // pclnOffset (the last sub-table) past the end of the section.
+        let mut bad = data.clone();
+        let huge = 1u64 << 40;
+        bad[pcln.start + 64..pcln.start + 72].copy_from_slice(&huge.to_le_bytes());
+        assert_eq!(
+            err(bad),
+            format!("pcHeader.pclnOffset {huge:#x} is past the end of the {size:#x}-byte pclntab"),
+            "Go {}",
+            b.label
+        );
+
+        // Every function named by the longest name: more name bytes than
+        // the name table holds (decoded, n copies of it).
+        let nfunc = word(&data, pcln.start + 8) as usize;
+        let funcname = pcln.start + word(&data, pcln.start + 32) as usize;
+        let cu = pcln.start + word(&data, pcln.start + 40) as usize;
+        let names = &data[funcname..cu];
+        let func_at = |i: usize| {
+            pcln.start + pcln_off + u32_at(&data, pcln.start + pcln_off + (2 * i + 1) * 4) as usize
+        };
+        let longest = (0..nfunc)
+            .map(|i| u32_at(&data, func_at(i) + 4))
+            .max_by_key(|&off| names[off as usize..].iter().position(|&c| c == 0))
+            .unwrap();
+        let mut bad = data.clone();
+        for i in 0..nfunc {
+            let at = func_at(i) + 4;
+            bad[at..at + 4].copy_from_slice(&longest.to_le_bytes());
+        }
+        let msg = err(bad);
+        assert!(
+            msg.contains(&format!(
+                "more than the {}-byte name table holds (names overlap)",
+                cu - funcname
+            )),
+            "Go {}: {msg}",
+            b.label
+        );
+        println!("Go {}: every function named alike → {msg}", b.label);
+    }
+}
+
 /// File range of the pclntab section (`.gopclntab`, or
 /// `.data.rel.ro.gopclntab` in Go 1.19 PIE builds).
 fn pclntab_range(path: &Path) -> std::ops::Range<usize> {
@@ -1327,6 +1409,36 @@ fn check_versions(label: &str, bin: &GoBinary, k8s: &str) {
     );
 }
 
+/// Resolves a real kubelet with the kubelet catalogue, with and without
+/// module versions: both must give `want`, and the sync probe's error
+/// capture must read `error_reg`, where SyncPod's `results` leave the
+/// error's type word.
+fn check_both_catalogues(
+    label: &str,
+    bin: &GoBinary,
+    want: &[Want],
+    error_reg: &str,
+    results: &str,
+) {
+    for (how, cat) in [
+        ("with module versions", kubelet_catalogue(KUBELET_TOML)),
+        ("by code alone", kubelet_catalogue_without_modules()),
+    ] {
+        let res = cat.resolve(bin);
+        check_resolutions(&format!("{label} {how}"), &res, want);
+        let sync = res.iter().find(|r| r.probe == "sync").expect("sync");
+        let error = sync
+            .exit_captures
+            .iter()
+            .find(|c| c.name == "error")
+            .expect("error");
+        assert_eq!(
+            error.reg, error_reg,
+            "{label} {how}: {results}: the error's type word is {error_reg}"
+        );
+    }
+}
+
 #[test]
 fn real_kubelet_1_34_probes() {
     let (label, path) = kubelet_134();
@@ -1337,23 +1449,7 @@ fn real_kubelet_1_34_probes() {
     // 1.32-1.34 check the volumes in the condition closure itself.
     want.push(("poll_check", "mismatch", 0, String::new()));
     want.push(("relist_pod", "missing", 0, String::new()));
-    for (how, cat) in [
-        ("with module versions", kubelet_catalogue(KUBELET_TOML)),
-        ("by code alone", kubelet_catalogue_without_modules()),
-    ] {
-        let res = cat.resolve(&bin);
-        check_resolutions(&format!("{label} {how}"), &res, &want);
-        let sync = res.iter().find(|r| r.probe == "sync").expect("sync");
-        let error = sync
-            .exit_captures
-            .iter()
-            .find(|c| c.name == "error")
-            .expect("error");
-        assert_eq!(
-            error.reg, "RBX",
-            "(bool, error): the error's type word is RBX"
-        );
-    }
+    check_both_catalogues(&label, &bin, &want, "RBX", "(bool, error)");
     let res = kubelet_catalogue(KUBELET_TOML).resolve(&bin);
     let check = res
         .iter()
@@ -1389,23 +1485,7 @@ fn real_kubelet_1_36_probes() {
         1,
         format!("{K}/pleg.(*GenericPLEG).relistPod"),
     ));
-    for (how, cat) in [
-        ("with module versions", kubelet_catalogue(KUBELET_TOML)),
-        ("by code alone", kubelet_catalogue_without_modules()),
-    ] {
-        let res = cat.resolve(&bin);
-        check_resolutions(&format!("{label} {how}"), &res, &want);
-        let sync = res.iter().find(|r| r.probe == "sync").expect("sync");
-        let error = sync
-            .exit_captures
-            .iter()
-            .find(|c| c.name == "error")
-            .expect("error");
-        assert_eq!(
-            error.reg, "RCX",
-            "(bool, func(), error): the error's type word is RCX"
-        );
-    }
+    check_both_catalogues(&label, &bin, &want, "RCX", "(bool, func(), error)");
     // Without module versions the postSync closure says "1.36 shape".
     let res = kubelet_catalogue_without_modules().resolve(&bin);
     let sync = res.iter().find(|r| r.probe == "sync").expect("sync");

@@ -179,6 +179,27 @@ pub fn make_seeds() -> Result<()> {
             }
         }
     }
+    // Crafted inputs kept in fuzz/seeds (fuzz/seeds/crafted.py writes
+    // them): tables whose headers claim more than their bytes hold. The
+    // inline_tree ones are whole (tiny) ELF files, so go_binary gets them too.
+    for (dir, targets) in [
+        ("pclntab", &["pclntab"][..]),
+        ("inline_tree", &["inline_tree", "go_binary"][..]),
+    ] {
+        let d = r.join("fuzz/seeds").join(dir);
+        let entries = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
+        for e in entries {
+            let p = e?.path();
+            let data = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            let name = format!(
+                "crafted-{}",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            );
+            for t in targets {
+                put(t, &name, &data)?;
+            }
+        }
+    }
     // Real traces: the ones kept in fuzz/seeds, and those of a demo run.
     let mut traces: Vec<PathBuf> = Vec::new();
     for d in [r.join("fuzz/seeds/trace_reader"), r.join("target/demo")] {

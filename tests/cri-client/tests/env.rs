@@ -7,6 +7,9 @@
 #[path = "../../src/containerd.rs"]
 #[allow(dead_code)]
 mod containerd;
+#[path = "../../src/util.rs"]
+#[allow(dead_code)]
+mod util;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -447,7 +447,7 @@ fn inline_map_of(
     let Some(pcln) = data.get(range) else {
         return Default::default();
     };
-    let Ok(h) = pclntab::parse_header(pcln) else {
+    let Ok(h) = pclntab::parse_header(pcln, pcln.len() as u64) else {
         return Default::default();
     };
     let candidates: Vec<u64> = find_moduledata(elf, data, vaddr, &h)
@@ -463,7 +463,7 @@ fn inline_map_of(
         let off = usize::try_from(elf.file_offset(vaddr)?).ok()?;
         data.get(off..off.checked_add(usize::try_from(len).ok()?)?)
     };
-    inline::inlined_into(pcln, read, &candidates).unwrap_or_default()
+    inline::inlined_into(pcln, read, data.len() as u64, &candidates).unwrap_or_default()
 }
 
 /// Entry points for the fuzz targets in `fuzz/`: the readers under
@@ -476,8 +476,9 @@ pub mod fuzzing {
     /// number of functions read, 0 on an error.
     pub fn pclntab(data: &[u8]) -> usize {
         let _ = pclntab::looks_like_header(data);
-        let _ = pclntab::parse_header(data);
-        pclntab::parse(data).map_or(0, |t| t.funcs.len())
+        let size = data.len() as u64;
+        let _ = pclntab::parse_header(data, size);
+        pclntab::parse(data, size).map_or(0, |t| t.funcs.len())
     }
 
     /// The inline trees of the ELF in `data`, found as [`GoBinary`] finds
@@ -590,7 +591,9 @@ fn pclntab_functions(
 
     let (vaddr, table, range) = if let Some(s) = pclntab_section(elf) {
         let (bytes, off) = elf.section_bytes(data, s);
-        let table = pclntab::parse(bytes).map_err(|e| pcln_err(e, off))?;
+        // The section's own size, not the bytes the file holds: a cut file
+        // is reported as cut, not as a table too small for its header.
+        let table = pclntab::parse(bytes, s.size).map_err(|e| pcln_err(e, off))?;
         (s.addr, table, off as usize..off as usize + bytes.len())
     } else {
         scan_pclntab(elf, data).map_err(|err| match err {
@@ -666,8 +669,17 @@ fn pclntab_section(elf: &Elf) -> Option<&elf::Section> {
 /// other errors), with the candidate's file offset; None if no candidate.
 type Found = (u64, pclntab::Table, std::ops::Range<usize>);
 
+/// Candidates whose pcHeader decodes but whose table does not, before the
+/// scan gives up. Each costs up to the segment's size to check; without a
+/// cap, a crafted segment packed with overlapping headers that all point
+/// at one long almost-valid table costs headers × table (quadratic). Real
+/// binaries have none: a stray header that passes the header checks
+/// (offsets ascending, within the segment, room for nfunc) is unlikely.
+const MAX_SCAN_CANDIDATES: usize = 16;
+
 fn scan_pclntab(elf: &Elf, data: &[u8]) -> Result<Found, Option<(PclnError, u64)>> {
     let mut best: Option<(PclnError, u64)> = None;
+    let mut candidates = 0usize;
     let segs = elf
         .segments
         .iter()
@@ -686,7 +698,17 @@ fn scan_pclntab(elf: &Elf, data: &[u8]) -> Result<Found, Option<(PclnError, u64)
                 continue;
             }
             let pos = at;
-            match pclntab::parse(&bytes[pos..]) {
+            let size = seg.filesz.saturating_sub(pos as u64);
+            if pclntab::parse_header(&bytes[pos..], size).is_ok() {
+                candidates += 1;
+                if candidates > MAX_SCAN_CANDIDATES {
+                    log::debug!(
+                        "pclntab scan: gave up after {MAX_SCAN_CANDIDATES} headers whose tables do not decode"
+                    );
+                    return Err(best);
+                }
+            }
+            match pclntab::parse(&bytes[pos..], size) {
                 Ok(table) => {
                     let start = seg.offset as usize + pos;
                     return Ok((

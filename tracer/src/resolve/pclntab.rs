@@ -13,6 +13,11 @@
 //! From Go 1.26 the textStart word is still there but always 0.
 //!
 //! Every read is bounds-checked: arbitrary bytes give an error, never a panic.
+//! The input is untrusted, so work and memory are bounded by its size too:
+//! the header's counts and offsets are checked against the table's size
+//! before anything is allocated, and the names decoded may not add up to
+//! more than the name table holds (a crafted table whose functions all
+//! point at one huge name would otherwise cost functions × name length).
 
 pub(crate) const MAGIC_GO116: u32 = 0xffff_fffa;
 pub(crate) const MAGIC_GO118: u32 = 0xffff_fff0;
@@ -21,10 +26,6 @@ pub(crate) const MAGIC_GO120: u32 = 0xffff_fff1;
 /// Go 1.2–1.15 tables (unsupported: Go before 1.16 is out of scope).
 #[cfg(test)]
 const MAGIC_GO12: u32 = 0xffff_fffb;
-
-/// No real binary has more functions than this; a bigger count is garbage
-/// and would make us allocate wildly.
-const MAX_FUNCS: u64 = 10_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Version {
@@ -109,7 +110,20 @@ pub(crate) fn looks_like_header(b: &[u8]) -> bool {
         && b[7] == 8
 }
 
-pub(crate) fn parse_header(data: &[u8]) -> Result<Header, PclnError> {
+/// Width of one functab field: u32 offsets from Go 1.18, pointers before.
+fn functab_width(v: Version) -> u64 {
+    if v == Version::Go116 {
+        8
+    } else {
+        4
+    }
+}
+
+/// The pcHeader at the start of `data`. `size` is how long the table says
+/// it is (its section's size, or what is left of its segment): every
+/// offset and count must fit in it. It may exceed `data.len()` when the
+/// file is cut short; reads past the data are then `Truncated`.
+pub(crate) fn parse_header(data: &[u8], size: u64) -> Result<Header, PclnError> {
     let r = Reader(data);
     let magic = r.u32(0)?;
     let version = match magic {
@@ -131,8 +145,8 @@ pub(crate) fn parse_header(data: &[u8]) -> Result<Header, PclnError> {
         ));
     }
     let nfunc = r.u64(8)?;
-    if nfunc == 0 || nfunc > MAX_FUNCS {
-        return malformed(format!("function count {nfunc}"));
+    if nfunc == 0 {
+        return malformed("pcHeader.nfunc is 0: no functions");
     }
     let (text_start, first) = match version {
         Version::Go116 => (0, 24),
@@ -149,6 +163,31 @@ pub(crate) fn parse_header(data: &[u8]) -> Result<Header, PclnError> {
     {
         return malformed("sub-table offsets out of order");
     }
+    // Ascending, so checking the last one checks them all; name the first
+    // that is out, as that is the field to look at.
+    for (field, off) in [
+        ("funcnameOffset", funcname),
+        ("cuOffset", cu),
+        ("filetabOffset", filetab),
+        ("pctabOffset", pctab),
+        ("pclnOffset", pcln),
+    ] {
+        if off >= size {
+            return malformed(format!(
+                "pcHeader.{field} {off:#x} is past the end of the {size:#x}-byte pclntab"
+            ));
+        }
+    }
+    // The functab at pclnOffset holds nfunc (entry, funcoff) pairs and an
+    // end entry: a count the bytes cannot hold is garbage, and is refused
+    // before it sizes any allocation.
+    let w = functab_width(version);
+    let room = ((size - pcln) / w).saturating_sub(1) / 2;
+    if nfunc > room {
+        return malformed(format!(
+            "pclntab claims {nfunc} functions (pcHeader.nfunc) but holds room for {room}"
+        ));
+    }
     Ok(Header {
         version,
         nfunc,
@@ -161,19 +200,15 @@ pub(crate) fn parse_header(data: &[u8]) -> Result<Header, PclnError> {
 }
 
 /// Decode the whole function table. `data` starts at the pcHeader and runs
-/// to the end of what the file holds (it may be longer than the table).
-pub(crate) fn parse(data: &[u8]) -> Result<Table, PclnError> {
-    let header = parse_header(data)?;
+/// to the end of what the file holds (it may be longer than the table);
+/// `size` as for [`parse_header`].
+pub(crate) fn parse(data: &[u8], size: u64) -> Result<Table, PclnError> {
+    let header = parse_header(data, size)?;
     let r = Reader(data);
     let (funcname, cu, pcln) = (header.funcname_offset, header.cu_offset, header.pcln_offset);
 
     let n = header.nfunc;
-    // Width of one functab field: u32 offsets from Go 1.18, pointers before.
-    let w: u64 = if header.version == Version::Go116 {
-        8
-    } else {
-        4
-    };
+    let w = functab_width(header.version);
     let ftab_len = (2 * n + 1) * w;
     // One bounds check for the whole functab, so a truncation shows up at
     // the table rather than somewhere in the middle of it.
@@ -198,7 +233,13 @@ pub(crate) fn parse(data: &[u8]) -> Result<Table, PclnError> {
         (prev_entry, prev_off) = (entry, funcoff);
     }
 
-    let mut funcs = Vec::with_capacity(n as usize);
+    // n fits the functab bytes just read, so this is at most data.len() / 8.
+    let mut funcs = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+    // Real names are laid out once each, so together they fit the name
+    // table; more means functions share (overlapping) names, which would
+    // let a small file decode to gigabytes of copies.
+    let name_table = cu - funcname;
+    let mut name_bytes = 0u64;
     let mut prev = 0u64;
     for i in 0..n {
         let entry = field(2 * i)?;
@@ -219,6 +260,14 @@ pub(crate) fn parse(data: &[u8]) -> Result<Table, PclnError> {
             ));
         }
         let name = cstring(data, funcname, cu, name_off)?;
+        name_bytes += name.len() as u64;
+        if name_bytes > name_table {
+            return malformed(format!(
+                "the names of the first {} of {n} functions already take {name_bytes} bytes, \
+                 more than the {name_table}-byte name table holds (names overlap)",
+                i + 1
+            ));
+        }
         funcs.push((name, entry));
     }
     let end = field(2 * n)?;
@@ -261,9 +310,205 @@ pub(crate) mod moduledata {
     pub const GOFUNC_LAST: u64 = 392;
 }
 
+/// Hand-built Go 1.20 pclntabs for tests (here and in `inline`).
+#[cfg(test)]
+pub(crate) mod synth {
+    use super::MAGIC_GO120;
+
+    /// Bytes of one `_func` record: entryOff, nameOff, …, npcdata @28,
+    /// nfuncdata @43, pcdata[3] @44, funcdata[4] @56.
+    pub const FUNC_LEN: u64 = 72;
+    pub const HEADER_LEN: u64 = 72;
+
+    /// One function: name offset, PCDATA_InlTreeIndex table offset in the
+    /// pctab (0: none), FUNCDATA_InlTree offset from gofunc.
+    #[derive(Clone, Copy)]
+    pub struct Func {
+        pub name: u32,
+        pub inl_pcdata: u32,
+        pub inl_tree: u32,
+    }
+
+    /// A pclntab with these functions (entries 0x40 apart), name table and
+    /// pctab.
+    pub fn table(funcs: &[Func], names: &[u8], pctab: &[u8]) -> Vec<u8> {
+        let n = funcs.len() as u64;
+        let funcname = HEADER_LEN;
+        let cu = funcname + names.len() as u64;
+        let pctab_off = cu;
+        let pcln = pctab_off + pctab.len() as u64;
+        let mut t = vec![0u8; HEADER_LEN as usize];
+        t[..4].copy_from_slice(&MAGIC_GO120.to_le_bytes());
+        t[6] = 1;
+        t[7] = 8;
+        t[8..16].copy_from_slice(&n.to_le_bytes());
+        // nfiles 0, textStart 0, then the sub-table offsets (filetab empty).
+        for (i, v) in [funcname, cu, cu, pctab_off, pcln].iter().enumerate() {
+            t[32 + i * 8..40 + i * 8].copy_from_slice(&v.to_le_bytes());
+        }
+        t.extend_from_slice(names);
+        t.extend_from_slice(pctab);
+        let ftab_len = (2 * n + 1) * 4;
+        let entry = |i: u64| (i * 0x40) as u32;
+        for i in 0..n {
+            t.extend_from_slice(&entry(i).to_le_bytes());
+            t.extend_from_slice(&((ftab_len + i * FUNC_LEN) as u32).to_le_bytes());
+        }
+        t.extend_from_slice(&entry(n).to_le_bytes());
+        for (i, f) in funcs.iter().enumerate() {
+            let mut r = [0u8; FUNC_LEN as usize];
+            r[..4].copy_from_slice(&entry(i as u64).to_le_bytes());
+            r[4..8].copy_from_slice(&f.name.to_le_bytes());
+            r[28..32].copy_from_slice(&3u32.to_le_bytes());
+            r[43] = 4;
+            r[52..56].copy_from_slice(&f.inl_pcdata.to_le_bytes());
+            r[68..72].copy_from_slice(&f.inl_tree.to_le_bytes());
+            t.extend_from_slice(&r);
+        }
+        t
+    }
+
+    /// Names NUL-terminated one after another, with their offsets.
+    pub fn names(list: &[&str]) -> (Vec<u8>, Vec<u32>) {
+        let (mut b, mut offs) = (Vec::new(), Vec::new());
+        for n in list {
+            offs.push(b.len() as u32);
+            b.extend_from_slice(n.as_bytes());
+            b.push(0);
+        }
+        (b, offs)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::synth::Func;
     use super::*;
+
+    /// `funcs` functions with distinct names of `name_len - 1` bytes.
+    fn go120(funcs: usize, name_len: usize) -> Vec<u8> {
+        let mut names = vec![b'x'; name_len * funcs];
+        let fs: Vec<Func> = (0..funcs)
+            .map(|i| {
+                let at = i * name_len;
+                names[at + name_len - 1] = 0;
+                Func {
+                    name: at as u32,
+                    inl_pcdata: 0,
+                    inl_tree: u32::MAX,
+                }
+            })
+            .collect();
+        synth::table(&fs, &names, &[0])
+    }
+
+    fn malformed_msg(t: &[u8]) -> String {
+        match parse(t, t.len() as u64) {
+            Err(PclnError::Malformed(m)) => m,
+            other => panic!("expected a malformed-table error, got {other:?}"),
+        }
+    }
+
+    fn patch(t: &mut [u8], at: usize, v: u64) {
+        t[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    #[test]
+    fn go120_layout() {
+        let t = go120(3, 8);
+        let table = parse(&t, t.len() as u64).unwrap();
+        assert_eq!(table.funcs.len(), 3);
+        assert_eq!(table.funcs[2], ("xxxxxxx".to_string(), 0x80));
+        assert_eq!(table.end, 0xc0);
+    }
+
+    #[test]
+    fn function_count_beyond_the_bytes_is_refused_before_allocating() {
+        let mut t = go120(3, 8);
+        let len = t.len() as u64;
+        // Room: the functab from pclnOffset to the end, 8 bytes a function.
+        let pcln = u64::from_le_bytes(t[64..72].try_into().unwrap());
+        let room = ((len - pcln) / 4 - 1) / 2;
+        for claim in [u64::from(u32::MAX), u64::MAX, room + 1] {
+            patch(&mut t, 8, claim);
+            assert_eq!(
+                malformed_msg(&t),
+                format!(
+                    "pclntab claims {claim} functions (pcHeader.nfunc) but holds room for {room}"
+                )
+            );
+        }
+        patch(&mut t, 8, 0);
+        assert_eq!(malformed_msg(&t), "pcHeader.nfunc is 0: no functions");
+    }
+
+    #[test]
+    fn offsets_beyond_the_table_are_refused() {
+        let t0 = go120(3, 8);
+        let len = t0.len() as u64;
+        // Each offset field in turn (and those after it, to keep them
+        // ascending) pushed past the end: the first one out is named.
+        for (i, field) in [
+            "funcnameOffset",
+            "cuOffset",
+            "filetabOffset",
+            "pctabOffset",
+            "pclnOffset",
+        ]
+        .iter()
+        .enumerate()
+        {
+            for huge in [len, 1 << 40, u64::MAX] {
+                let mut t = t0.clone();
+                for j in i..5 {
+                    patch(&mut t, 32 + j * 8, huge);
+                }
+                assert_eq!(
+                    malformed_msg(&t),
+                    format!(
+                        "pcHeader.{field} {huge:#x} is past the end of the {len:#x}-byte pclntab"
+                    )
+                );
+            }
+        }
+        // A section size bigger than the bytes (a cut file): a truncation.
+        assert!(matches!(
+            parse(&t0[..t0.len() / 2], len),
+            Err(PclnError::Truncated(_))
+        ));
+    }
+
+    #[test]
+    fn functions_sharing_a_huge_name_are_refused() {
+        // 2000 functions all named by one 64 KiB name: 128 MB of copies
+        // from a 210 KB table if decoded.
+        let t = {
+            let mut names = vec![b'x'; 64 << 10];
+            names[(64 << 10) - 1] = 0;
+            let fs = vec![
+                Func {
+                    name: 0,
+                    inl_pcdata: 0,
+                    inl_tree: u32::MAX
+                };
+                2000
+            ];
+            synth::table(&fs, &names, &[0])
+        };
+        assert!(t.len() < 300 << 10, "{}", t.len());
+        assert_eq!(
+            malformed_msg(&t),
+            format!(
+                "the names of the first 2 of 2000 functions already take {} bytes, \
+                 more than the {}-byte name table holds (names overlap)",
+                2 * ((64 << 10) - 1),
+                64 << 10
+            )
+        );
+        // Distinct names filling the table exactly are fine.
+        let t = go120(50, 100);
+        assert_eq!(parse(&t, t.len() as u64).unwrap().funcs.len(), 50);
+    }
 
     fn go116_table() -> Vec<u8> {
         // Hand-built Go 1.16 table with two functions: absolute entries.
@@ -294,7 +539,8 @@ mod tests {
 
     #[test]
     fn go116_layout() {
-        let t = parse(&go116_table()).unwrap();
+        let t = go116_table();
+        let t = parse(&t, t.len() as u64).unwrap();
         assert_eq!(t.header.version, Version::Go116);
         assert_eq!(
             t.funcs,
@@ -311,7 +557,12 @@ mod tests {
         let t = go116_table();
         // The last 4 bytes are _func padding that is never read.
         for n in 0..t.len() - 4 {
-            assert!(parse(&t[..n]).is_err(), "cut at {n}");
+            // As the section size says (a cut file) and as the bytes say.
+            assert!(
+                matches!(parse(&t[..n], t.len() as u64), Err(PclnError::Truncated(_))),
+                "cut at {n}"
+            );
+            assert!(parse(&t[..n], n as u64).is_err(), "cut at {n}");
         }
     }
 
@@ -319,6 +570,9 @@ mod tests {
     fn old_magic_is_unsupported() {
         let mut t = go116_table();
         t[..4].copy_from_slice(&MAGIC_GO12.to_le_bytes());
-        assert_eq!(parse(&t).unwrap_err(), PclnError::BadMagic(MAGIC_GO12));
+        assert_eq!(
+            parse(&t, t.len() as u64).unwrap_err(),
+            PclnError::BadMagic(MAGIC_GO12)
+        );
     }
 }

@@ -415,14 +415,9 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         pt.mount_wait_start = mw;
         g.open("mount_wait", mw, goid, &who(None))?;
         if pod.volumes_ms.is_empty() {
-            // No volume: kubelet returns before polling.
+            // No volume: kubelet returns before polling (nothing below
+            // records an event for a pod without volumes).
             pt.mount_wait_end = mw + 20_000;
-            g.close(
-                "mount_wait",
-                pt.mount_wait_end,
-                goid,
-                &[("error", Val::N(0))],
-            )?;
         }
         let ph = mw + 10_000;
         let interval = ns(pod.poll_interval_ms).max(1_000);
@@ -483,13 +478,13 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
             }
             g.close("poll_helper", t + 5_000, goid, &[])?;
             pt.mount_wait_end = t + 10_000;
-            g.close(
-                "mount_wait",
-                pt.mount_wait_end,
-                goid,
-                &[("error", Val::N(0))],
-            )?;
         }
+        g.close(
+            "mount_wait",
+            pt.mount_wait_end,
+            goid,
+            &[("error", Val::N(0))],
+        )?;
         // With runtime_after_sync the sync returns right after the mount
         // wait and the runtime stages follow on their own goroutine.
         let (rgoid, rs) = if spec.runtime_after_sync {

@@ -1,0 +1,144 @@
+//! Helpers the harnesses (`containerd`, `node`, `otlp`) share: where
+//! set-up keeps its builds, the test's own helper binaries, log tails,
+//! ports, random names, cgroup roots and stopping child processes. Only std
+//! and libc, like `containerd.rs`: tests/cri-client/tests/env.rs pulls both
+//! in with `#[path]`.
+
+use std::{
+    io::Read as _,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, ExitStatus},
+    time::{Duration, Instant},
+};
+
+/// `$PODTRACE_HOME` (default `~/.podtrace`), where `cargo xtask setup` builds
+/// the upstream binaries (xtask/src/setup.rs).
+pub fn podtrace_home() -> PathBuf {
+    std::env::var_os("PODTRACE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+                .join(".podtrace")
+        })
+}
+
+/// The repository root: the directory above this crate that holds
+/// tests/containerd/build-images.sh (found by walking up, so that it holds
+/// also for the crates that include this file with `#[path]`).
+pub(crate) fn repo_root() -> PathBuf {
+    let mut d = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    loop {
+        if d.join("tests/containerd/build-images.sh").exists() {
+            return d;
+        }
+        if !d.pop() {
+            panic!(
+                "cannot find tests/containerd/build-images.sh above {}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+        }
+    }
+}
+
+/// A helper binary of this workspace (`cri-client`, `otlp-sink`): `$var`,
+/// else next to the running test binary's target dir (release, then
+/// debug), else `target/release/NAME`; panics with `how` to build it.
+pub(crate) fn workspace_bin(name: &str, var: &str, how: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
+        let p = PathBuf::from(p);
+        assert!(p.exists(), "{var}={} does not exist", p.display());
+        return p;
+    }
+    let mut candidates = Vec::new();
+    // <target>/<profile>/deps/<test binary>
+    if let Some(target) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent()?.parent()?.parent().map(Path::to_path_buf))
+    {
+        candidates.push(target.join("release").join(name));
+        candidates.push(target.join("debug").join(name));
+    }
+    let fallback = repo_root().join("target/release").join(name);
+    candidates.push(fallback.clone());
+    candidates
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "{} does not exist: build it with {how} (or set {var})",
+                fallback.display()
+            )
+        })
+}
+
+/// The last `lines` lines of a log file, headed by its path (for panics).
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let v: Vec<&str> = text.lines().collect();
+    let start = v.len().saturating_sub(lines);
+    format!(
+        "--- last {} lines of {} ---\n{}",
+        v.len() - start,
+        path.display(),
+        v[start..].join("\n")
+    )
+}
+
+/// 12 random hex digits: names of a run's directories, cgroups, sockets.
+pub(crate) fn rand_hex() -> String {
+    let mut b = [0u8; 6];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A TCP port of 127.0.0.1 free right now.
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Cgroup hierarchy roots: /sys/fs/cgroup/<controller> on v1 (and the
+/// hybrid `unified`), /sys/fs/cgroup itself on v2.
+pub(crate) fn cgroup_roots() -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    if base.join("cgroup.procs").exists() {
+        return vec![base.to_path_buf()];
+    }
+    let mut v: Vec<PathBuf> = std::fs::read_dir(base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL and reap. The exit status if
+/// it ended by itself, None if it had to be killed.
+pub(crate) fn stop_child(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    if let Ok(Some(st)) = child.try_wait() {
+        return Some(st);
+    }
+    // SAFETY: plain kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let t = Instant::now();
+    while t.elapsed() < grace {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
