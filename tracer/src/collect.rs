@@ -26,6 +26,16 @@ use crate::{
 /// looked at again: a few ms of work at ~1 µs per event.
 pub const BATCH: usize = 4096;
 
+/// Something that sees every event the collector writes, in ring order
+/// (`record --metrics` / `--otlp-endpoint`: [`crate::live`]).
+pub trait Consumer {
+    fn event(&mut self, rec: &Rec);
+    /// After each drain, with the ring's drop count so far.
+    fn drained(&mut self, drops: u64);
+    /// The recording ended and every event was seen.
+    fn finish(&mut self, drops: u64);
+}
+
 pub struct Options {
     pub duration: Option<Duration>,
     pub drain_every: Duration,
@@ -40,6 +50,7 @@ pub async fn run(
     mut writer: Writer,
     mut child: Option<Child>,
     opts: &Options,
+    live: Option<&mut dyn Consumer>,
 ) -> Result<(Footer, Option<std::process::ExitStatus>)> {
     let started = Instant::now();
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -56,6 +67,7 @@ pub async fn run(
         uid_slots: pod_uid_slots(probes),
         pods: HashSet::new(),
         captures: CaptureCounts::default(),
+        live,
     };
     // Set when the last drain stopped at BATCH with events still waiting:
     // then drain again at once (after a look at the signals) instead of
@@ -73,6 +85,9 @@ pub async fn run(
         }
         backlog = drain(loaded, probes, &mut state, &mut writer, BATCH)?;
         loaded.flush_log();
+        if let Some(l) = state.live.as_mut() {
+            l.drained(loaded.counters().0);
+        }
         if let Some(c) = child.as_mut() {
             if let Some(st) = c.try_wait().context("waiting for the traced command")? {
                 child_status = Some(st);
@@ -122,6 +137,9 @@ pub async fn run(
     while drain(loaded, probes, &mut state, &mut writer, BATCH)? {}
     loaded.flush_log();
     let (drops, hits) = loaded.counters();
+    if let Some(l) = state.live.as_mut() {
+        l.finish(drops);
+    }
     let footer = Footer {
         events: writer.events,
         drops,
@@ -148,11 +166,12 @@ fn pod_uid_slots(probes: &[ProbeInfo]) -> Vec<Option<usize>> {
 }
 
 /// What the collector keeps across drains.
-struct DrainState {
+struct DrainState<'l> {
     uid_slots: Vec<Option<usize>>,
     /// Pod UIDs seen, for the status line.
     pods: HashSet<String>,
     captures: CaptureCounts,
+    live: Option<&'l mut dyn Consumer>,
 }
 
 /// Writes up to `max` events from the ring to the trace. Returns true if it
@@ -160,7 +179,7 @@ struct DrainState {
 fn drain(
     loaded: &mut Loaded,
     probes: &[ProbeInfo],
-    st: &mut DrainState,
+    st: &mut DrainState<'_>,
     writer: &mut Writer,
     max: usize,
 ) -> Result<bool> {
@@ -197,6 +216,9 @@ fn drain(
                     st.pods.insert(uid.to_string());
                 }
             }
+        }
+        if let Some(l) = st.live.as_mut() {
+            l.event(&rec);
         }
         writer.event(rec)?;
     }
