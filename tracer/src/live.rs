@@ -668,6 +668,7 @@ impl collect::Consumer for Live {
     fn finish(&mut self, drops: u64) {
         self.drained(drops);
         self.summarise_due(true);
+        self.trim();
         if let Some(mut q) = self.otlp.take() {
             q.close(Duration::from_secs(30));
         }
@@ -726,4 +727,94 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
     l.set_nonblocking(true)
         .with_context(|| format!("--metrics {addr}: making the socket non-blocking"))?;
     Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        collect::Consumer as _,
+        commands::correlate,
+        report::Report,
+        test_support::synth::{synth, SynthPod, SynthSpec},
+    };
+
+    fn value(text: &str, line_start: &str) -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(line_start))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Pods summarised live, event by event, get the report's numbers; the
+    /// window is empty once they are done; resyncs are no starts.
+    #[test]
+    fn live_summaries_match_the_report_and_the_window_empties() {
+        let mut pods: Vec<SynthPod> = (0..8)
+            .map(|i| SynthPod::new(i, 50.0 + 700.0 * i as f64, 20.0 + 37.0 * i as f64, 30.0))
+            .collect();
+        pods[3].later_syncs = 2;
+        let mut running = SynthPod::new(9, 10.0, 0.0, 30.0);
+        running.already_running = true;
+        pods.push(running);
+        let mut spec = SynthSpec::new(pods);
+        spec.containerd_pid = Some(4242);
+        spec.reconcile_ms = Some(100.0);
+        let (trace, _) = synth(&spec).expect("synth");
+        let report = Report::build(&trace, &correlate(&trace));
+        let m = Arc::new(Metrics::new().expect("metrics"));
+        let versions = HashMap::from([
+            ("kubelet".to_string(), "v1.36.3".to_string()),
+            ("containerd".to_string(), "v2.2.9".to_string()),
+        ]);
+        let mut live = Live::new(Arc::clone(&m), &trace.header, &versions, None).expect("live");
+        let mut events = trace.events.clone();
+        events.sort_by_key(|r| r.t);
+        let mut most = 0;
+        for (i, r) in events.iter().enumerate() {
+            live.event(r);
+            if i % 50 == 0 {
+                live.drained(0);
+                most = most.max(live.window.len());
+            }
+        }
+        live.finish(3);
+        let text = String::from_utf8(m.encode()).expect("utf-8");
+        assert_eq!(report.pods.len(), 8);
+        assert_eq!(value(&text, "podtrace_pod_starts_total{"), 8.0, "{text}");
+        assert!(value(&text, "podtrace_pod_resyncs_total{") >= 3.0, "{text}");
+        assert_eq!(value(&text, "podtrace_dropped_events_total"), 3.0);
+        assert_eq!(
+            value(&text, "podtrace_events_total{"),
+            trace.events.len() as f64
+        );
+        let sum = |f: fn(&PodReport) -> Option<f64>| -> f64 {
+            report.pods.iter().filter_map(f).sum::<f64>() / 1e3
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        let mw = sum(|p| p.mount_wait.as_ref()?.duration_ms);
+        assert!(close(value(&text, "podtrace_mount_wait_seconds_sum{"), mw), "{text}");
+        let lost = sum(|p| p.mount_wait.as_ref()?.lost_to_polling_ms);
+        assert!(close(value(&text, "podtrace_lost_to_polling_seconds_sum{"), lost));
+        let sync = sum(|p| p.stages.first()?.duration_ms);
+        assert!(close(value(&text, "podtrace_pod_start_sync_seconds_sum{"), sync));
+        let cri: f64 = report
+            .pods
+            .iter()
+            .flat_map(|p| p.cri.iter().filter_map(|c| c.duration_ms))
+            .sum::<f64>()
+            / 1e3;
+        assert!(cri > 0.0);
+        assert!(close(value(&text, "podtrace_cri_call_seconds_sum{"), cri), "{text}");
+        assert!(text.contains("binary=\"containerd\",method=\"RunPodSandbox\",version=\"v2.2.9\""), "{text}");
+        assert!(value(&text, "podtrace_loop_period_seconds_count{") > 10.0);
+        // Bounded: the window never held the whole trace, and holds nothing
+        // once every start is summarised.
+        assert!(most < events.len() / 2, "window {most} of {}", events.len());
+        assert!(
+            live.window.iter().all(|r| r.t + MARGIN_NS >= live.last_t),
+            "the window kept events older than its margin"
+        );
+        assert!(live.open.is_empty() && live.pending.is_empty());
+    }
 }
