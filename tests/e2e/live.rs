@@ -81,7 +81,10 @@ impl Prometheus {
         let log = dir.join("prometheus.log");
         let child = Command::new(PROMETHEUS)
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("prometheus log"))
@@ -94,7 +97,11 @@ impl Prometheus {
         };
         let t = Instant::now();
         while http_get(&p.addr, "/-/ready").is_none_or(|(s, _)| s != 200) {
-            assert!(p._child.try_wait().is_none(), "prometheus exited:\n{}", p.log_text());
+            assert!(
+                p._child.try_wait().is_none(),
+                "prometheus exited:\n{}",
+                p.log_text()
+            );
             assert!(
                 t.elapsed() < Duration::from_secs(60),
                 "prometheus not ready after 60 s:\n{}",
@@ -111,12 +118,19 @@ impl Prometheus {
 
     /// An instant query's single value (panics unless exactly one series).
     fn scalar(&self, q: &str) -> f64 {
-        let (status, body) = http_get(&self.addr, &format!("/api/v1/query?query={}", encode_query(q)))
-            .unwrap_or_else(|| panic!("querying prometheus at {}", self.addr));
+        let (status, body) = http_get(
+            &self.addr,
+            &format!("/api/v1/query?query={}", encode_query(q)),
+        )
+        .unwrap_or_else(|| panic!("querying prometheus at {}", self.addr));
         assert_eq!(status, 200, "query {q}: {body}");
         let v: Value = serde_json::from_str(&body).expect("query answer JSON");
         let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
-        assert_eq!(result.len(), 1, "query {q}: expected one series, got {body}");
+        assert_eq!(
+            result.len(),
+            1,
+            "query {q}: expected one series, got {body}"
+        );
         result[0]["value"][1]
             .as_str()
             .and_then(|s| s.parse().ok())
@@ -170,7 +184,12 @@ fn listening_ports(pid: u32) -> Vec<u16> {
     ports
 }
 
-fn record_cmd(dir: &TempDir, extra: &[&str], pods: u32, linger: &str) -> (Command, PathBuf, PathBuf) {
+fn record_cmd(
+    dir: &TempDir,
+    extra: &[&str],
+    pods: u32,
+    linger: &str,
+) -> (Command, PathBuf, PathBuf) {
     let trace = dir.join("live.trace");
     let gt = dir.join("live.gt.jsonl");
     let mut cmd = Command::new(podtrace_bin());
@@ -202,7 +221,10 @@ fn wait_exit(g: &mut Guard, limit: Duration) -> std::process::ExitStatus {
         if let Some(st) = g.try_wait() {
             return st;
         }
-        assert!(t.elapsed() < limit, "podtrace record still running after {limit:?}");
+        assert!(
+            t.elapsed() < limit,
+            "podtrace record still running after {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -236,9 +258,16 @@ fn prometheus_scrapes_metrics_that_agree_with_the_report() {
     assert_eq!(ports, vec![port], "podtrace's listening sockets");
     let (status, text) = http_get(&target, "/metrics").expect("GET /metrics");
     assert_eq!(status, 200);
-    assert!(text.contains("# TYPE podtrace_mount_wait_seconds histogram"), "{text}");
     assert_eq!(
-        sample(&text, "podtrace_probe_status", &["binary=\"kubelet\"", "status=\"ok\""]),
+        sample(&text, "podtrace_dropped_events_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "podtrace_probe_status",
+            &["binary=\"kubelet\"", "status=\"ok\""]
+        ),
         Some(1.0),
         "{text}"
     );
@@ -262,6 +291,10 @@ fn prometheus_scrapes_metrics_that_agree_with_the_report() {
         Some(f64::from(PODS)),
         "every pod counted while recording:\n{live_text}"
     );
+    assert!(
+        live_text.contains("# TYPE podtrace_mount_wait_seconds histogram"),
+        "{live_text}"
+    );
     let st = wait_exit(&mut g, Duration::from_secs(60));
     assert!(st.success(), "podtrace record: {st}");
     // Let Prometheus' last scrapes land in its head block.
@@ -280,7 +313,11 @@ fn prometheus_scrapes_metrics_that_agree_with_the_report() {
         .iter()
         .filter_map(|p| p["mount_wait"]["duration_ms"].as_f64())
         .collect();
-    assert_eq!(waits.len(), PODS as usize, "every pod's mount wait in the report");
+    assert_eq!(
+        waits.len(),
+        PODS as usize,
+        "every pod's mount wait in the report"
+    );
     let mut sorted = waits.clone();
     sorted.sort_by(f64::total_cmp);
     // Nearest rank, as Prometheus' quantile picks the bucket.
@@ -289,7 +326,10 @@ fn prometheus_scrapes_metrics_that_agree_with_the_report() {
     let last = |m: &str| format!("last_over_time({m}[5m])");
     let starts = prom.scalar(&format!("sum({})", last("podtrace_pod_starts_total")));
     assert_eq!(starts, f64::from(PODS), "pod_starts_total == pods started");
-    let count = prom.scalar(&format!("sum({})", last("podtrace_mount_wait_seconds_count")));
+    let count = prom.scalar(&format!(
+        "sum({})",
+        last("podtrace_mount_wait_seconds_count")
+    ));
     assert_eq!(count, f64::from(PODS), "one mount wait observed per pod");
     let q = prom.scalar(&format!(
         "histogram_quantile(0.5, sum by (le) ({}))",
@@ -297,14 +337,13 @@ fn prometheus_scrapes_metrics_that_agree_with_the_report() {
     ));
     // The bucket that holds the report's median: Prometheus interpolates
     // inside it.
-    let bounds: Vec<f64> = text
+    let mut bounds: Vec<f64> = live_text
         .lines()
         .filter(|l| l.starts_with("podtrace_mount_wait_seconds_bucket{"))
         .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next()?.parse().ok())
-        .collect::<BTreeSet<OrderedF64>>()
-        .into_iter()
-        .map(|o| o.0)
         .collect();
+    bounds.sort_by(f64::total_cmp);
+    bounds.dedup();
     let hi = bounds
         .iter()
         .copied()
@@ -348,23 +387,16 @@ fn prometheus_scrapes_metrics_that_agree_with_the_report() {
     );
 }
 
-/// f64 with a total order, for a set of bucket bounds.
-#[derive(PartialEq, PartialOrd)]
-struct OrderedF64(f64);
-impl Eq for OrderedF64 {}
-impl Ord for OrderedF64 {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&o.0)
-    }
-}
-
 #[test]
 fn no_socket_without_metrics() {
     let dir = TempDir::new("live-nosocket");
     let (mut cmd, _, _) = record_cmd(&dir, &[], 2, "2s");
     let (mut g, _) = spawn_until(&mut cmd, "podtrace: recording to", Duration::from_secs(60));
     let ports = listening_ports(g.id());
-    assert!(ports.is_empty(), "podtrace listens on {ports:?} without --metrics");
+    assert!(
+        ports.is_empty(),
+        "podtrace listens on {ports:?} without --metrics"
+    );
     let st = wait_exit(&mut g, Duration::from_secs(60));
     assert!(st.success(), "podtrace record: {st}");
 }
@@ -427,12 +459,13 @@ fn otlp_receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
 }
 
 fn attr(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], k: &str) -> Option<String> {
-    attrs.iter().find(|a| a.key == k).and_then(|a| {
-        match a.value.as_ref()?.value.as_ref()? {
+    attrs
+        .iter()
+        .find(|a| a.key == k)
+        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
             any_value::Value::StringValue(s) => Some(s.clone()),
             _ => None,
-        }
-    })
+        })
 }
 
 #[test]
@@ -440,8 +473,7 @@ fn otlp_endpoint_gets_each_pod_while_recording() {
     let dir = TempDir::new("live-otlp");
     let (endpoint, got) = otlp_receiver();
     const PODS: u32 = 6;
-    let (mut cmd, trace, _) =
-        record_cmd(&dir, &["--otlp-endpoint", &endpoint], PODS, "4s");
+    let (mut cmd, trace, _) = record_cmd(&dir, &["--otlp-endpoint", &endpoint], PODS, "4s");
     let (mut g, _) = spawn_until(&mut cmd, "podtrace: recording to", Duration::from_secs(60));
     let st = wait_exit(&mut g, Duration::from_secs(60));
     let exited = Instant::now();
@@ -478,12 +510,18 @@ fn otlp_endpoint_gets_each_pod_while_recording() {
             before_end > Duration::from_secs(2),
             "pod {uid}'s spans arrived only {before_end:?} before podtrace exited"
         );
-        let sync_ms = p["stages"][0]["duration_ms"].as_f64().expect("sync duration");
+        let sync_ms = p["stages"][0]["duration_ms"]
+            .as_f64()
+            .expect("sync duration");
         assert!(
             (*dur as f64 / 1e6 - sync_ms).abs() < 0.001,
             "pod {uid}: root span {} ms, report's sync {sync_ms} ms",
             *dur as f64 / 1e6
         );
     }
-    assert_eq!(arrived.len(), PODS as usize, "only the started pods are sent");
+    assert_eq!(
+        arrived.len(),
+        PODS as usize,
+        "only the started pods are sent"
+    );
 }

@@ -63,11 +63,12 @@ const OTLP_QUEUE: usize = 256;
 
 /// Bucket bounds (s) for every duration: 1 ms .. 10 s, finest around
 /// kubelet's 30 ms (tuned) and 300 ms (default) mount-wait poll periods and
-/// its 100 ms / 1 s loop periods.
+/// its 100 ms / 1 s loop periods (a mount wait is one poll period and a
+/// little more: 10 ms steps above 300 ms, 1 ms above 30 ms).
 pub const BUCKETS: &[f64] = &[
-    0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.05, 0.06, 0.075,
-    0.09, 0.1, 0.11, 0.125, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.75, 1.0, 1.1, 1.25, 1.5,
-    2.0, 3.0, 5.0, 7.5, 10.0,
+    0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.031, 0.0325, 0.035, 0.04, 0.05,
+    0.06, 0.075, 0.09, 0.1, 0.11, 0.125, 0.15, 0.2, 0.25, 0.3, 0.31, 0.325, 0.35, 0.4, 0.5, 0.6,
+    0.75, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0,
 ];
 
 /// The Prometheus metrics of one recording (prefix `podtrace_`). No label
@@ -793,11 +794,20 @@ mod tests {
         };
         let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
         let mw = sum(|p| p.mount_wait.as_ref()?.duration_ms);
-        assert!(close(value(&text, "podtrace_mount_wait_seconds_sum{"), mw), "{text}");
+        assert!(
+            close(value(&text, "podtrace_mount_wait_seconds_sum{"), mw),
+            "{text}"
+        );
         let lost = sum(|p| p.mount_wait.as_ref()?.lost_to_polling_ms);
-        assert!(close(value(&text, "podtrace_lost_to_polling_seconds_sum{"), lost));
+        assert!(close(
+            value(&text, "podtrace_lost_to_polling_seconds_sum{"),
+            lost
+        ));
         let sync = sum(|p| p.stages.first()?.duration_ms);
-        assert!(close(value(&text, "podtrace_pod_start_sync_seconds_sum{"), sync));
+        assert!(close(
+            value(&text, "podtrace_pod_start_sync_seconds_sum{"),
+            sync
+        ));
         let cri: f64 = report
             .pods
             .iter()
@@ -805,8 +815,14 @@ mod tests {
             .sum::<f64>()
             / 1e3;
         assert!(cri > 0.0);
-        assert!(close(value(&text, "podtrace_cri_call_seconds_sum{"), cri), "{text}");
-        assert!(text.contains("binary=\"containerd\",method=\"RunPodSandbox\",version=\"v2.2.9\""), "{text}");
+        assert!(
+            close(value(&text, "podtrace_cri_call_seconds_sum{"), cri),
+            "{text}"
+        );
+        assert!(
+            text.contains("binary=\"containerd\",method=\"RunPodSandbox\",version=\"v2.2.9\""),
+            "{text}"
+        );
         assert!(value(&text, "podtrace_loop_period_seconds_count{") > 10.0);
         // Bounded: the window never held the whole trace, and holds nothing
         // once every start is summarised.

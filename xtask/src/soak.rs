@@ -151,7 +151,10 @@ fn run_case(c: &Case, wl: &Path, dir: &Path) -> Result<Outcome> {
     }
     let Some(addr) = addr else {
         let _ = child.kill();
-        bail!("podtrace did not say where its metrics are:\n{}", lines.join("\n"));
+        bail!(
+            "podtrace did not say where its metrics are:\n{}",
+            lines.join("\n")
+        );
     };
     std::thread::sleep(WARMUP);
     let ticks0 = cpu_ticks(pid).context("reading the collector's CPU time")?;
