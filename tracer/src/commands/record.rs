@@ -565,6 +565,10 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
         probes: probes.clone(),
     };
     let writer = Writer::create(&a.output, &header)?;
+    // The probes are attached and described: the binaries' files (read
+    // whole, ~100 MB for a kubelet) are not needed while recording.
+    drop(targets);
+    drop(chosen);
     let child = match a.command.split_first() {
         Some((cmd, args)) => Some(
             Command::new(cmd)
