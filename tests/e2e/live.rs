@@ -321,7 +321,7 @@ fn prometheus_scrapes_metrics_that_agree_with_the_report() {
     let mut sorted = waits.clone();
     sorted.sort_by(f64::total_cmp);
     // Nearest rank, as Prometheus' quantile picks the bucket.
-    let rank_median = sorted[(sorted.len() + 1) / 2 - 1] / 1e3;
+    let rank_median = sorted[sorted.len().div_ceil(2) - 1] / 1e3;
 
     let last = |m: &str| format!("last_over_time({m}[5m])");
     let starts = prom.scalar(&format!("sum({})", last("podtrace_pod_starts_total")));
@@ -352,8 +352,7 @@ fn prometheus_scrapes_metrics_that_agree_with_the_report() {
     let lo = bounds
         .iter()
         .copied()
-        .filter(|&b| b < rank_median)
-        .last()
+        .rfind(|&b| b < rank_median)
         .unwrap_or(0.0);
     eprintln!(
         "mount wait: report median {:.4} s (nearest rank; interpolated {:.4} s), Prometheus p50 {q:.4} s, bucket ({lo}, {hi}]",
