@@ -41,13 +41,14 @@ const CASES: &[Case] = &[
     Case {
         name: "kubelet-like",
         // The tuned kubelet's loop periods (30 ms poll, 10 ms loops, 100 ms
-        // PLEG), a pod start every 200 ms: about 1k events/s. (Stock
-        // periods, 300/100/100 ms and 1 s, give about 200 events/s.)
+        // PLEG), a pod start every 100 ms: about 1k events/s. (Stock
+        // periods, 300/100/100 ms and 1 s, give about 200 events/s at 5
+        // pods/s.)
         args: &[
             "--pods",
-            "300",
+            "600",
             "--rate",
-            "5",
+            "10",
             "--volumes",
             "3",
             "--preset",
