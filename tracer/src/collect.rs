@@ -20,12 +20,27 @@ use crate::{
     attach::{Loaded, ProbeInfo},
     catalogue::Role,
     supervise::Supervisor,
-    trace::{CaptureCounts, Footer, Rec, Writer},
+    trace::{CaptureCounts, Footer, Note, Rec, Writer},
 };
 
 /// Events taken from the ring per drain before signals and the deadline are
 /// looked at again: a few ms of work at ~1 µs per event.
 pub const BATCH: usize = 4096;
+
+/// Something that sees every event the collector writes, in ring order
+/// (`record --metrics` / `--otlp-endpoint`: [`crate::live`]).
+pub trait Consumer {
+    fn event(&mut self, rec: &Rec);
+    /// Probes appended to the table while recording (a replaced binary
+    /// attached anew): their ids follow the ones already known.
+    fn probes_added(&mut self, probes: &[ProbeInfo]);
+    /// A note of the supervisor (restart, replaced binary, ...).
+    fn note(&mut self, note: &Note);
+    /// After each drain, with the ring's drop count so far.
+    fn drained(&mut self, drops: u64);
+    /// The recording ended and every event was seen.
+    fn finish(&mut self, drops: u64);
+}
 
 pub struct Options {
     pub duration: Option<Duration>,
@@ -45,6 +60,7 @@ pub async fn run(
     mut child: Option<Child>,
     opts: &Options,
     mut supervisor: Option<&mut Supervisor<'_>>,
+    live: Option<&mut dyn Consumer>,
 ) -> Result<(Footer, Option<std::process::ExitStatus>)> {
     let started = Instant::now();
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -61,6 +77,7 @@ pub async fn run(
         uid_slots: pod_uid_slots(probes),
         pods: HashSet::new(),
         captures: CaptureCounts::default(),
+        live,
     };
     // Set when the last drain stopped at BATCH with events still waiting:
     // then drain again at once (after a look at the signals) instead of
@@ -80,10 +97,22 @@ pub async fn run(
         loaded.flush_log();
         if let Some(s) = supervisor.as_deref_mut().filter(|s| s.due()) {
             writer.counters = loaded.counters();
+            let known = probes.len();
             s.tick(loaded, probes, &mut writer)?;
-            if state.uid_slots.len() != probes.len() {
+            if known != probes.len() {
                 state.uid_slots = pod_uid_slots(probes);
+                if let Some(l) = state.live.as_mut() {
+                    l.probes_added(&probes[known..]);
+                }
             }
+            for n in s.fresh.drain(..) {
+                if let Some(l) = state.live.as_mut() {
+                    l.note(&n);
+                }
+            }
+        }
+        if let Some(l) = state.live.as_mut() {
+            l.drained(loaded.counters().0);
         }
         if let Some(c) = child.as_mut() {
             if let Some(st) = c.try_wait().context("waiting for the traced command")? {
@@ -134,6 +163,9 @@ pub async fn run(
     while drain(loaded, probes, &mut state, &mut writer, BATCH)? {}
     loaded.flush_log();
     let (drops, hits) = loaded.counters();
+    if let Some(l) = state.live.as_mut() {
+        l.finish(drops);
+    }
     let footer = Footer {
         events: writer.events,
         drops,
@@ -160,11 +192,12 @@ fn pod_uid_slots(probes: &[ProbeInfo]) -> Vec<Option<usize>> {
 }
 
 /// What the collector keeps across drains.
-struct DrainState {
+struct DrainState<'l> {
     uid_slots: Vec<Option<usize>>,
     /// Pod UIDs seen, for the status line.
     pods: HashSet<String>,
     captures: CaptureCounts,
+    live: Option<&'l mut dyn Consumer>,
 }
 
 /// Writes up to `max` events from the ring to the trace. Returns true if it
@@ -172,7 +205,7 @@ struct DrainState {
 fn drain(
     loaded: &mut Loaded,
     probes: &[ProbeInfo],
-    st: &mut DrainState,
+    st: &mut DrainState<'_>,
     writer: &mut Writer,
     max: usize,
 ) -> Result<bool> {
@@ -209,6 +242,9 @@ fn drain(
                     st.pods.insert(uid.to_string());
                 }
             }
+        }
+        if let Some(l) = st.live.as_mut() {
+            l.event(&rec);
         }
         writer.event(rec)?;
     }

@@ -3,7 +3,8 @@
 //! The pipeline, one module per stage:
 //! [`resolve`] (read Go binaries) → [`catalogue`] (what to probe, as data) →
 //! [`attach`] (eBPF) → [`collect`] (ring buffer → [`trace`] file) →
-//! [`correlate`] (spans, pods) → [`report`].
+//! [`correlate`] (spans, pods) → [`report`]; [`live`] summarises pods
+//! while recording (Prometheus metrics, OTLP).
 
 pub mod attach;
 pub mod catalogue;
@@ -15,6 +16,7 @@ pub mod ebpf_log;
 pub mod export;
 pub mod html;
 pub mod journal;
+pub mod live;
 pub mod predict;
 pub mod report;
 pub mod resolve;

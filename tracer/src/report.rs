@@ -315,117 +315,141 @@ pub fn start_sync(c: &Correlated, syncs: &[usize]) -> Option<usize> {
         .find(|&i| c.spans[i].arg_u64("update_type") == Some(SYNC_POD_CREATE))
 }
 
+/// What one pod did while recording.
+pub enum PodSummary {
+    /// Its create sync was seen (or, with only the runtime traced, its CRI
+    /// calls).
+    Started(Box<PodReport>),
+    /// Only resyncs: it was already running.
+    Resynced(ResyncedPod),
+    /// Nothing to say (no sync and no CRI call).
+    Nothing,
+}
+
+/// Pod `pi`'s row of the report, from the spans of `c` (`syncs`: its sync
+/// calls in start order, from [`syncs_by_pod`]). The report builds every
+/// pod's row with this, and `record --metrics` each pod's as soon as its
+/// start sync ends.
+pub fn pod_summary(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> PodSummary {
+    let Some(pod) = c.pods.get(pi) else {
+        return PodSummary::Nothing;
+    };
+    let start = start_sync(c, syncs);
+    if start.is_none() && !syncs.is_empty() {
+        let mut d: Vec<f64> = syncs
+            .iter()
+            .filter_map(|&i| c.spans[i].duration().map(ms))
+            .collect();
+        d.sort_by(f64::total_cmp);
+        return PodSummary::Resynced(ResyncedPod {
+            uid: pod.uid.clone(),
+            name: pod.name.clone(),
+            namespace: pod.namespace.clone(),
+            syncs: syncs.len(),
+            sync_p50_ms: percentile(&d, 50.0),
+            sync_max_ms: d.last().copied(),
+        });
+    }
+    let cri_spans: Vec<&Span> = c
+        .spans
+        .iter()
+        .filter(|s| s.pod == Some(pi) && s.role == Role::Cri)
+        .collect();
+    let base = match (start, cri_spans.first()) {
+        (Some(first), _) => c.spans[first].start,
+        (None, Some(s)) => s.start,
+        (None, None) => return PodSummary::Nothing,
+    };
+    let mut stages = Vec::new();
+    let mut mount_wait_span = None;
+    if let Some(first) = start {
+        stages.push(StageRow {
+            stage: c.spans[first].name.clone(),
+            depth: 0,
+            start_ms: 0.0,
+            duration_ms: c.spans[first].duration().map(ms),
+            error: c.spans[first].arg_u64("error") == Some(1),
+        });
+    }
+    let window = sync_window(c, syncs, start);
+    for (i, s) in c.spans.iter().enumerate() {
+        let Some(first) = start else {
+            break;
+        };
+        let Some(depth) = is_descendant(&c.spans, i, first)
+            .or_else(|| moved_out_of_sync(c, i, pi, window).then(|| depth_of(&c.spans, i)))
+        else {
+            continue;
+        };
+        match s.role {
+            Role::MountWait | Role::Stage => {
+                if s.role == Role::MountWait && mount_wait_span.is_none() {
+                    mount_wait_span = Some(i);
+                }
+                stages.push(StageRow {
+                    stage: s.name.clone(),
+                    depth,
+                    start_ms: rel(s.start, base),
+                    duration_ms: s.duration().map(ms),
+                    error: s.arg_u64("error") == Some(1),
+                });
+            }
+            _ => {}
+        }
+    }
+    let mount_wait = mount_wait_span.map(|mw| mount_wait(c, pi, mw, base));
+    let mut prev_end = mount_wait_span.and_then(|mw| c.spans[mw].end);
+    let cri = cri_spans
+        .iter()
+        .map(|s| {
+            let gap = prev_end.map(|e| rel(s.start, e));
+            prev_end = s.end.or(prev_end);
+            let arg = |k: &str| s.arg_str(k).map(str::to_string);
+            let rpc = enclosing(&c.spans, s, Role::Rpc);
+            CriCall {
+                call: s.name.clone(),
+                start_ms: rel(s.start, base),
+                duration_ms: s.duration().map(ms),
+                rpc_start_ms: rpc.map(|r| rel(r.start, base)),
+                rpc_duration_ms: rpc.and_then(|r| r.duration().map(ms)),
+                gap_ms: gap,
+                error: s.arg_u64("error") == Some(1),
+                sandbox_id: arg("sandbox_id"),
+                container_id: arg("container_id"),
+                container_name: arg("container_name"),
+                image: arg("image"),
+                image_ref: arg("image_ref"),
+            }
+        })
+        .collect();
+    PodSummary::Started(Box::new(PodReport {
+        uid: pod.uid.clone(),
+        name: pod.name.clone(),
+        namespace: pod.namespace.clone(),
+        start_unix_ns: base as i64 + off,
+        stages,
+        mount_wait,
+        cri,
+        later_syncs: start
+            .and_then(|s| syncs.iter().position(|&i| i == s))
+            .map(|at| syncs.len() - at - 1)
+            .unwrap_or(0),
+        on_demand: on_demand_calls(c, pi, syncs, base),
+    }))
+}
+
 impl Report {
     pub fn build(trace: &Trace, c: &Correlated) -> Report {
         let off = trace.header.mono_to_unix_ns;
         let mut pods = Vec::new();
         let mut resynced_pods = Vec::new();
         let all_syncs = syncs_by_pod(c);
-        for (pi, pod) in c.pods.iter().enumerate() {
-            let syncs = &all_syncs[pi];
-            let start = start_sync(c, syncs);
-            if start.is_none() && !syncs.is_empty() {
-                let mut d: Vec<f64> = syncs
-                    .iter()
-                    .filter_map(|&i| c.spans[i].duration().map(ms))
-                    .collect();
-                d.sort_by(f64::total_cmp);
-                resynced_pods.push(ResyncedPod {
-                    uid: pod.uid.clone(),
-                    name: pod.name.clone(),
-                    namespace: pod.namespace.clone(),
-                    syncs: syncs.len(),
-                    sync_p50_ms: percentile(&d, 50.0),
-                    sync_max_ms: d.last().copied(),
-                });
-                continue;
+        for (pi, syncs) in all_syncs.iter().enumerate() {
+            match pod_summary(c, pi, syncs, off) {
+                PodSummary::Started(p) => pods.push(*p),
+                PodSummary::Resynced(r) => resynced_pods.push(r),
+                PodSummary::Nothing => {}
             }
-            let cri_spans: Vec<&Span> = c
-                .spans
-                .iter()
-                .filter(|s| s.pod == Some(pi) && s.role == Role::Cri)
-                .collect();
-            let base = match (start, cri_spans.first()) {
-                (Some(first), _) => c.spans[first].start,
-                (None, Some(s)) => s.start,
-                (None, None) => continue,
-            };
-            let mut stages = Vec::new();
-            let mut mount_wait_span = None;
-            if let Some(first) = start {
-                stages.push(StageRow {
-                    stage: c.spans[first].name.clone(),
-                    depth: 0,
-                    start_ms: 0.0,
-                    duration_ms: c.spans[first].duration().map(ms),
-                    error: c.spans[first].arg_u64("error") == Some(1),
-                });
-            }
-            let window = sync_window(c, syncs, start);
-            for (i, s) in c.spans.iter().enumerate() {
-                let Some(first) = start else {
-                    break;
-                };
-                let Some(depth) = is_descendant(&c.spans, i, first)
-                    .or_else(|| moved_out_of_sync(c, i, pi, window).then(|| depth_of(&c.spans, i)))
-                else {
-                    continue;
-                };
-                match s.role {
-                    Role::MountWait | Role::Stage => {
-                        if s.role == Role::MountWait && mount_wait_span.is_none() {
-                            mount_wait_span = Some(i);
-                        }
-                        stages.push(StageRow {
-                            stage: s.name.clone(),
-                            depth,
-                            start_ms: rel(s.start, base),
-                            duration_ms: s.duration().map(ms),
-                            error: s.arg_u64("error") == Some(1),
-                        });
-                    }
-                    _ => {}
-                }
-            }
-            let mount_wait = mount_wait_span.map(|mw| mount_wait(c, pi, mw, base));
-            let mut prev_end = mount_wait_span.and_then(|mw| c.spans[mw].end);
-            let cri = cri_spans
-                .iter()
-                .map(|s| {
-                    let gap = prev_end.map(|e| rel(s.start, e));
-                    prev_end = s.end.or(prev_end);
-                    let arg = |k: &str| s.arg_str(k).map(str::to_string);
-                    let rpc = enclosing(&c.spans, s, Role::Rpc);
-                    CriCall {
-                        call: s.name.clone(),
-                        start_ms: rel(s.start, base),
-                        duration_ms: s.duration().map(ms),
-                        rpc_start_ms: rpc.map(|r| rel(r.start, base)),
-                        rpc_duration_ms: rpc.and_then(|r| r.duration().map(ms)),
-                        gap_ms: gap,
-                        error: s.arg_u64("error") == Some(1),
-                        sandbox_id: arg("sandbox_id"),
-                        container_id: arg("container_id"),
-                        container_name: arg("container_name"),
-                        image: arg("image"),
-                        image_ref: arg("image_ref"),
-                    }
-                })
-                .collect();
-            pods.push(PodReport {
-                uid: pod.uid.clone(),
-                name: pod.name.clone(),
-                namespace: pod.namespace.clone(),
-                start_unix_ns: base as i64 + off,
-                stages,
-                mount_wait,
-                cri,
-                later_syncs: start
-                    .and_then(|s| syncs.iter().position(|&i| i == s))
-                    .map(|at| syncs.len() - at - 1)
-                    .unwrap_or(0),
-                on_demand: on_demand_calls(c, pi, syncs, base),
-            });
         }
         pods.sort_by_key(|p| p.start_unix_ns);
 

@@ -109,6 +109,9 @@ pub struct Supervisor<'c> {
     pub counts: BTreeMap<NoteKind, u64>,
     /// The last re-attach's untraced gap (ns), for a metrics exporter.
     pub last_gap_ns: Option<u64>,
+    /// Notes written since the collector last took them (for the live
+    /// metrics).
+    pub fresh: Vec<Note>,
 }
 
 impl<'c> Supervisor<'c> {
@@ -162,6 +165,7 @@ impl<'c> Supervisor<'c> {
             latencies_ns: Vec::new(),
             counts: BTreeMap::new(),
             last_gap_ns: None,
+            fresh: Vec::new(),
         }
     }
 
@@ -178,6 +182,7 @@ impl<'c> Supervisor<'c> {
         if self.verbose {
             eprintln!("podtrace: {}", n.describe());
         }
+        self.fresh.push(n.clone());
         writer.note(n)
     }
 

@@ -13,6 +13,7 @@ mod demo;
 mod fuzz;
 mod image;
 mod setup;
+mod soak;
 mod upstream;
 
 use std::{
@@ -65,6 +66,10 @@ enum Cmd {
     /// Measure probe cost per hit (prologue jump, function start, RET) against
     /// bpftrace, and the sustained event rate.
     Bench,
+    /// Only the collector soak that `bench` ends with: `record --metrics`
+    /// at kubelet-like event rates, its RSS and CPU (run `cargo xtask
+    /// build` first).
+    Soak,
     /// Build podtrace's OCI image into target/image/podtrace (an OCI
     /// layout; no Docker needed) and optionally push it.
     Image {
@@ -105,7 +110,9 @@ fn main() {
             .and_then(|_| test(no_lint, filter.as_deref())),
         Cmd::Bench => setup::run()
             .and_then(|_| build())
-            .and_then(|_| bench::run()),
+            .and_then(|_| bench::run())
+            .and_then(|_| soak::run()),
+        Cmd::Soak => soak::run(),
         Cmd::Image { push } => setup::run()
             .and_then(|_| build())
             .and_then(|_| image::build(&podtrace_bin()))

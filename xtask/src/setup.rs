@@ -79,6 +79,9 @@ pub fn run_setup() -> Result<()> {
         ("chromium", "/usr/bin/chromium"),
         // cargo xtask image strips the binary it puts in the image.
         ("binutils", "/usr/bin/strip"),
+        // e2e_live: a real Prometheus scrapes `record --metrics` (the
+        // binary only; the test runs it with its own config).
+        ("prometheus", "/usr/bin/prometheus"),
     ])?;
     bpf_linker()?;
     cargo_fuzz()?;

@@ -2,9 +2,11 @@
 //! probe hit into a trace file.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     process::{Command, ExitCode},
     rc::Rc,
+    sync::Arc,
     time::Duration,
 };
 
@@ -15,6 +17,7 @@ use crate::{
     catalogue::{BinaryCatalogue, Catalogue, Role, Status},
     collect,
     commands::{catalogue_for, format_duration, load_catalogue, parse_duration},
+    live,
     resolve::GoBinary,
     supervise::Supervisor,
     trace::{self, BinaryRecord, Header, Rotation, Writer},
@@ -64,6 +67,33 @@ pub struct RecordArgs {
     /// report count these problems either way.
     #[arg(long)]
     pub ebpf_log: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics while recording:
+    /// histograms of pod start syncs, mount waits, time lost to polling,
+    /// stages, CRI calls and loop periods (labels: binary and version,
+    /// never a pod), counters of events, drops, starts, resyncs and poll
+    /// checks, and each probe's status. Bind to 127.0.0.1:PORT (say
+    /// 127.0.0.1:9464); 0.0.0.0 exposes the node's pod activity to anyone
+    /// who can reach the port. No socket is opened without this option.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Send each pod's spans to this OTLP/HTTP receiver as soon as its
+    /// start is complete (the spans `export --format otlp` makes), e.g.
+    /// http://127.0.0.1:4318 (path defaults to /v1/traces): a DaemonSet
+    /// feeds the cluster's Tempo or Jaeger. Sent from a queue of its own;
+    /// a receiver too slow to keep up loses pods (counted in
+    /// podtrace_otlp_pods_total{result="dropped"}), never events.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// --otlp-endpoint: an extra request header, NAME=VALUE (repeatable).
+    #[arg(
+        long = "otlp-header",
+        value_name = "NAME=VALUE",
+        requires = "otlp_endpoint"
+    )]
+    pub otlp_headers: Vec<String>,
+    /// --otlp-endpoint over https: also trust this CA certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "otlp_endpoint")]
+    pub otlp_ca_cert: Option<PathBuf>,
     /// Which probe sites to attach (for measuring their cost).
     #[arg(long, value_enum, default_value = "both", hide = true)]
     pub sites: attach::SiteSelection,
@@ -426,9 +456,64 @@ fn choose_targets<'c>(a: &RecordArgs, cat: &'c Catalogue) -> Result<Vec<Chosen<'
     Ok(out)
 }
 
+/// The version a traced binary is known by (the `version` metric label):
+/// the Kubernetes or containerd module it was built from, else its main
+/// module's version, else its Go version.
+fn component_version(bin: &GoBinary) -> String {
+    const MODULES: &[&str] = &[
+        "k8s.io/kubernetes",
+        "github.com/containerd/containerd/v2",
+        "github.com/containerd/containerd",
+        "github.com/k3s-io/k3s",
+    ];
+    MODULES
+        .iter()
+        .filter_map(|m| bin.module_version(m))
+        .chain(
+            bin.build_info()
+                .and_then(|b| b.main.as_ref())
+                .map(|m| m.version.as_str()),
+        )
+        .find(|v| v.starts_with('v'))
+        .or(bin.go_version())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+fn otlp_target(a: &RecordArgs) -> Result<Option<live::OtlpTarget>> {
+    let Some(endpoint) = &a.otlp_endpoint else {
+        return Ok(None);
+    };
+    let headers = a
+        .otlp_headers
+        .iter()
+        .map(|h| {
+            h.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .with_context(|| format!("--otlp-header {h}: expected NAME=VALUE"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(live::OtlpTarget {
+        endpoint: endpoint.clone(),
+        headers,
+        ca_cert: a.otlp_ca_cert.clone(),
+        timeout: Duration::from_secs(10),
+        retries: 3,
+    }))
+}
+
 pub fn run(a: RecordArgs) -> Result<ExitCode> {
     let cat = load_catalogue(a.catalogue.as_deref())?;
     let chosen = choose_targets(&a, &cat)?;
+    let otlp = otlp_target(&a)?;
+    // Bound before attaching: a taken port fails before any probe is set.
+    let listener = a.metrics.map(live::bind).transpose()?;
+    let metrics = if listener.is_some() || otlp.is_some() {
+        Some(Arc::new(live::Metrics::new()?))
+    } else {
+        None
+    };
+    let mut versions = HashMap::new();
     let mut targets = Vec::new();
     let mut records = Vec::new();
     for c in &chosen {
@@ -480,6 +565,19 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
                 c.catalogue.binary.name,
                 c.binary.go_version().unwrap_or("?")
             );
+        }
+        versions.insert(
+            c.catalogue.binary.name.clone(),
+            component_version(&c.binary),
+        );
+        if let Some(m) = &metrics {
+            for r in &resolutions {
+                let status = serde_json::to_value(r.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| format!("{:?}", r.status).to_lowercase());
+                m.probe_status(&c.catalogue.binary.name, &r.probe, &status);
+            }
         }
         records.push(BinaryRecord {
             name: c.catalogue.binary.name.clone(),
@@ -564,6 +662,10 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
         max_files: a.max_files.unwrap_or(DEFAULT_MAX_FILES),
     });
     let writer = Writer::create_rotating(&a.output, &header, rotation)?;
+    // The probes are attached and described: the binaries' files (read
+    // whole, ~100 MB for a kubelet) are not needed while recording.
+    drop(targets);
+    drop(chosen);
     let child = match a.command.split_first() {
         Some((cmd, args)) => Some(
             Command::new(cmd)
@@ -582,6 +684,18 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
         drain_every: Duration::from_millis(20),
         status: !a.quiet,
     };
+    let mut live = match &metrics {
+        Some(m) => Some(live::Live::new(Arc::clone(m), &header, &versions, otlp)?),
+        None => None,
+    };
+    if let (Some(l), Some(m)) = (listener, &metrics) {
+        eprintln!(
+            "podtrace: metrics at http://{}/metrics",
+            l.local_addr()
+                .map_or_else(|_| "?".into(), |a| a.to_string())
+        );
+        rt.spawn(live::serve(l, Arc::clone(m)));
+    }
     let recorded = rt.block_on(collect::run(
         &mut loaded,
         &mut probes,
@@ -589,6 +703,7 @@ pub fn run(a: RecordArgs) -> Result<ExitCode> {
         child,
         &opts,
         Some(&mut supervisor),
+        live.as_mut().map(|l| l as &mut dyn collect::Consumer),
     ));
     let (footer, child_status) = match recorded {
         Ok(r) => r,

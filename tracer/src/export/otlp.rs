@@ -168,6 +168,17 @@ impl TreeExport<'_> {
 
 /// Builds the export request: one resource per traced process.
 pub fn otlp_request(trace: &Trace, c: &Correlated) -> ExportTraceServiceRequest {
+    otlp_request_for(trace, c, None)
+}
+
+/// [`otlp_request`] for some of the pods only (indexes into `c.pods`; None:
+/// all): `record --otlp-endpoint` sends each pod as soon as its start is
+/// complete. `trace` needs only its header here.
+pub fn otlp_request_for(
+    trace: &Trace,
+    c: &Correlated,
+    only: Option<&[usize]>,
+) -> ExportTraceServiceRequest {
     let report = Report::build(trace, c);
     let syncs = syncs_by_pod(c);
     // Children of each span, to walk a sync's tree.
@@ -189,6 +200,9 @@ pub fn otlp_request(trace: &Trace, c: &Correlated) -> ExportTraceServiceRequest 
     }
     let mut by_process: BTreeMap<(String, u32), Vec<Span>> = BTreeMap::new();
     for (p, idx) in syncs.iter().enumerate() {
+        if only.is_some_and(|o| !o.contains(&p)) {
+            continue;
+        }
         let pod = &c.pods[p];
         let mut pod_attrs = vec![kv_str("k8s.pod.uid", &pod.uid)];
         if let Some(n) = &pod.name {
