@@ -15,7 +15,10 @@
 //! - RETs that never run (tail calls, panics): an exit pops every younger open
 //!   frame of the goroutine; those are closed unmatched ("aged out").
 
-use std::collections::HashMap;
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+};
 
 use serde::Serialize;
 
@@ -93,6 +96,34 @@ pub struct Correlated {
     pub spans: Vec<Span>,
     pub pods: Vec<Pod>,
     pub stats: Stats,
+    /// Each pod's spans (indices, in start order), built once when the
+    /// spans are final, so that per-pod work never scans all spans.
+    #[serde(skip)]
+    pub by_pod: Vec<Vec<usize>>,
+    /// Each span's children (indices, in start order).
+    #[serde(skip)]
+    pub children: Vec<Vec<usize>>,
+}
+
+impl Correlated {
+    /// Indices of pod `pod`'s spans, in start order.
+    pub fn pod_spans(&self, pod: usize) -> &[usize] {
+        self.by_pod.get(pod).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Indices of every call under span `i` (not `i` itself), in start order.
+    pub fn descendants(&self, i: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut todo = vec![i];
+        while let Some(j) = todo.pop() {
+            if let Some(k) = self.children.get(j) {
+                out.extend_from_slice(k);
+                todo.extend_from_slice(k);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
 }
 
 type GKey = (u32, u64, u64);
@@ -160,6 +191,12 @@ impl<'a> Correlator<'a> {
     }
 
     pub fn push(&mut self, r: &Rec) {
+        self.push_owned(r.clone());
+    }
+
+    /// As [`Correlator::push`], taking the event: its captured values move
+    /// into the span instead of being copied.
+    pub fn push_owned(&mut self, r: Rec) {
         self.stats.events += 1;
         let Some(info) = self.probes.get(r.p as usize) else {
             return;
@@ -203,7 +240,7 @@ impl<'a> Correlator<'a> {
                 goid: r.goid,
                 start: r.t,
                 end: None,
-                entry: named(&info.entry_captures, &r.a),
+                entry: named(&info.entry_captures, r.a),
                 exit: Vec::new(),
                 parent,
                 pod: None,
@@ -230,7 +267,7 @@ impl<'a> Correlator<'a> {
             let frame = &stack[pos];
             let span = &mut self.spans[frame.span];
             span.end = Some(r.t);
-            span.exit = named(&info.exit_captures, &r.a);
+            span.exit = named(&info.exit_captures, r.a);
             stack.truncate(pos);
             gstate.last_exit = Some((r.p, r.sp));
         }
@@ -239,19 +276,122 @@ impl<'a> Correlator<'a> {
     pub fn finish(mut self) -> Correlated {
         self.stats.open_at_end = self.stacks.values().map(|g| g.frames.len() as u64).sum();
         let pods = attribute(&mut self.spans);
+        let mut by_pod = vec![Vec::new(); pods.len()];
+        let mut children = vec![Vec::new(); self.spans.len()];
+        for (i, s) in self.spans.iter().enumerate() {
+            if let Some(v) = s.pod.and_then(|p| by_pod.get_mut(p)) {
+                v.push(i);
+            }
+            if let Some(v) = s.parent.and_then(|p| children.get_mut(p)) {
+                v.push(i);
+            }
+        }
+        for v in by_pod.iter_mut().chain(children.iter_mut()) {
+            v.shrink_to_fit();
+        }
         Correlated {
             spans: self.spans,
             pods,
             stats: self.stats,
+            by_pod,
+            children,
         }
     }
 }
 
-fn named(defs: &[crate::catalogue::CaptureDef], vals: &[Option<Val>]) -> Vec<(String, Val)> {
+fn named(defs: &[crate::catalogue::CaptureDef], vals: Vec<Option<Val>>) -> Vec<(String, Val)> {
     defs.iter()
         .zip(vals)
-        .filter_map(|(d, v)| v.clone().map(|v| (d.name.clone(), v)))
+        .filter_map(|(d, v)| v.map(|v| (d.name.clone(), v)))
         .collect()
+}
+
+/// How far (ktime ns) an event may come after a later one in the file and
+/// still be put back in time order: the ring buffer interleaves CPUs, so a
+/// trace is in time order only to within the few microseconds between a
+/// probe reading the clock and reserving its ring slot.
+pub const REORDER_NS: u64 = 1_000_000_000;
+
+/// At most this many events are held back for reordering (an event storm
+/// within [`REORDER_NS`] does not grow memory beyond it).
+pub const REORDER_MAX: usize = 1 << 18;
+
+struct Pending(Rec, u64);
+
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        (self.0.t, self.1) == (o.0.t, o.1)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.0.t, self.1).cmp(&(o.0.t, o.1))
+    }
+}
+
+/// Feeds a [`Correlator`] a stream of events in time order (equal times in
+/// stream order, as a stable sort would), holding back only the last
+/// [`REORDER_NS`] of them.
+pub struct InOrder<'a> {
+    c: Correlator<'a>,
+    pending: BinaryHeap<Reverse<Pending>>,
+    seq: u64,
+    newest: u64,
+    /// Time of the last event handed on.
+    released: u64,
+    /// Events that came after one already handed on with a later time.
+    pub late: u64,
+}
+
+impl<'a> InOrder<'a> {
+    pub fn new(c: Correlator<'a>) -> Self {
+        InOrder {
+            c,
+            pending: BinaryHeap::new(),
+            seq: 0,
+            newest: 0,
+            released: 0,
+            late: 0,
+        }
+    }
+
+    pub fn push(&mut self, r: Rec) {
+        if self.seq > 0 && r.t < self.released {
+            self.late += 1;
+        }
+        self.newest = self.newest.max(r.t);
+        self.pending.push(Reverse(Pending(r, self.seq)));
+        self.seq += 1;
+        while let Some(Reverse(p)) = self.pending.peek() {
+            if p.0.t.saturating_add(REORDER_NS) >= self.newest && self.pending.len() <= REORDER_MAX
+            {
+                break;
+            }
+            self.release();
+        }
+    }
+
+    fn release(&mut self) {
+        if let Some(Reverse(Pending(r, _))) = self.pending.pop() {
+            self.released = self.released.max(r.t);
+            self.c.push_owned(r);
+        }
+    }
+
+    /// The correlation and the number of events that came too late to be
+    /// put in order (paired in file order instead).
+    pub fn finish(mut self) -> (Correlated, u64) {
+        while !self.pending.is_empty() {
+            self.release();
+        }
+        (self.c.finish(), self.late)
+    }
 }
 
 /// Gives spans their pod, by identity first: a span that read a pod UID

@@ -42,7 +42,11 @@ fn role_name(r: Role) -> String {
 }
 
 /// Writes every span, in start order.
-pub fn write(trace: &crate::trace::Trace, c: &Correlated, mut out: impl Write) -> Result<()> {
+pub fn write(
+    trace: &dyn crate::trace::TraceMeta,
+    c: &Correlated,
+    mut out: impl Write,
+) -> Result<()> {
     let syncs = syncs_by_pod(c);
     let pod_start: Vec<Option<u64>> = syncs
         .iter()

@@ -22,7 +22,7 @@ use crate::{
     correlate::Correlated,
     export::{function, syncs_by_pod, unix_ns},
     report::Report,
-    trace::{Trace, Val},
+    trace::{TraceMeta, Val},
 };
 
 /// Instrumentation scope of every span.
@@ -70,7 +70,7 @@ fn ids(uid: &str, start: u64) -> (Vec<u8>, SplitMix64) {
     (id, rng)
 }
 
-fn unix_u64(trace: &Trace, mono: u64) -> u64 {
+fn unix_u64(trace: &dyn TraceMeta, mono: u64) -> u64 {
     u64::try_from(unix_ns(trace, mono)).unwrap_or(0)
 }
 
@@ -83,7 +83,7 @@ fn is_span_role(r: Role) -> bool {
 
 /// Turns call trees into OTLP spans of one trace.
 struct TreeExport<'a> {
-    trace: &'a Trace,
+    trace: &'a dyn TraceMeta,
     c: &'a Correlated,
     children: &'a [Vec<usize>],
     trace_id: Vec<u8>,
@@ -167,8 +167,9 @@ impl TreeExport<'_> {
 }
 
 /// Builds the export request: one resource per traced process.
-pub fn otlp_request(trace: &Trace, c: &Correlated) -> ExportTraceServiceRequest {
+pub fn otlp_request(trace: &dyn TraceMeta, c: &Correlated) -> ExportTraceServiceRequest {
     let report = Report::build(trace, c);
+    let pod_reports = report.pods_by_uid();
     let syncs = syncs_by_pod(c);
     // Children of each span, to walk a sync's tree.
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); c.spans.len()];
@@ -217,7 +218,7 @@ pub fn otlp_request(trace: &Trace, c: &Correlated) -> ExportTraceServiceRequest 
             rng,
             pod_attrs,
         };
-        let pr = report.pods.iter().find(|r| r.uid == pod.uid);
+        let pr = pod_reports.get(pod.uid.as_str()).copied();
         let first_clean_end = idx
             .iter()
             .map(|&i| &c.spans[i])
@@ -279,10 +280,10 @@ pub fn otlp_request(trace: &Trace, c: &Correlated) -> ExportTraceServiceRequest 
             let mut attrs = vec![
                 kv_str("service.name", &binary),
                 kv_int("process.pid", pid as i64),
-                kv_str("host.name", &trace.header.hostname),
+                kv_str("host.name", &trace.header().hostname),
                 kv_str("process.runtime.name", "go"),
             ];
-            if let Some(b) = trace.header.binaries.iter().find(|b| b.name == binary) {
+            if let Some(b) = trace.header().binaries.iter().find(|b| b.name == binary) {
                 attrs.push(kv_str("process.executable.path", &b.path));
                 if let Some(v) = &b.go_version {
                     attrs.push(kv_str("process.runtime.version", v));
@@ -313,7 +314,7 @@ pub fn otlp_request(trace: &Trace, c: &Correlated) -> ExportTraceServiceRequest 
 /// trace): its CRI calls under one synthetic root span, `pod_start`, from the
 /// first call's start to the last one's end (`podtrace.synthetic = true`).
 fn runtime_only(
-    trace: &Trace,
+    trace: &dyn TraceMeta,
     c: &Correlated,
     children: &[Vec<usize>],
     calls: &[usize],
@@ -385,7 +386,7 @@ fn attr_value(attrs: &[KeyValue], key: &str) -> Option<String> {
 
 /// The report's poll analysis on the mount-wait span.
 fn mount_wait_details(
-    trace: &Trace,
+    trace: &dyn TraceMeta,
     pr: Option<&crate::report::PodReport>,
     base: u64,
     attrs: &mut Vec<KeyValue>,
