@@ -300,10 +300,15 @@ impl<'a> Correlator<'a> {
 }
 
 fn named(defs: &[crate::catalogue::CaptureDef], vals: Vec<Option<Val>>) -> Vec<(String, Val)> {
-    defs.iter()
+    let mut v: Vec<(String, Val)> = defs
+        .iter()
         .zip(vals)
         .filter_map(|(d, v)| v.map(|v| (d.name.clone(), v)))
-        .collect()
+        .collect();
+    // collect() of a filter starts at 4 slots: a long recording keeps
+    // hundreds of thousands of these, most with one or two values.
+    v.shrink_to_fit();
+    v
 }
 
 /// How far (ktime ns) an event may come after a later one in the file and

@@ -362,6 +362,24 @@ pub trait TraceMeta {
     }
 }
 
+impl<T: TraceMeta + ?Sized> TraceMeta for &T {
+    fn header(&self) -> &Header {
+        (**self).header()
+    }
+    fn footer(&self) -> Option<&Footer> {
+        (**self).footer()
+    }
+    fn warnings(&self) -> &[String] {
+        (**self).warnings()
+    }
+    fn event_count(&self) -> u64 {
+        (**self).event_count()
+    }
+    fn capture_problems(&self) -> Vec<CaptureProblem> {
+        (**self).capture_problems()
+    }
+}
+
 impl TraceMeta for TraceInfo {
     fn header(&self) -> &Header {
         &self.header

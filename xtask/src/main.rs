@@ -63,8 +63,14 @@ enum Cmd {
         filter: Option<String>,
     },
     /// Measure probe cost per hit (prologue jump, function start, RET) against
-    /// bpftrace, and the sustained event rate.
-    Bench,
+    /// bpftrace, and the sustained event rate; then the cost of reading a
+    /// one-hour recording of a busy node (events/s, peak memory).
+    Bench {
+        /// Only the reading bench (report and export of a synthetic
+        /// one-hour recording): needs no eBPF, Go toolchain or root.
+        #[arg(long)]
+        read_only: bool,
+    },
     /// Build podtrace's OCI image into target/image/podtrace (an OCI
     /// layout; no Docker needed) and optionally push it.
     Image {
@@ -103,9 +109,11 @@ fn main() {
             .and_then(|_| build())
             .and_then(|_| image::build(&podtrace_bin()))
             .and_then(|_| test(no_lint, filter.as_deref())),
-        Cmd::Bench => setup::run()
+        Cmd::Bench { read_only: true } => bench::read(),
+        Cmd::Bench { read_only: false } => setup::run()
             .and_then(|_| build())
-            .and_then(|_| bench::run()),
+            .and_then(|_| bench::run())
+            .and_then(|_| bench::read()),
         Cmd::Image { push } => setup::run()
             .and_then(|_| build())
             .and_then(|_| image::build(&podtrace_bin()))
