@@ -172,12 +172,7 @@ pub fn otlp_request(trace: &dyn TraceMeta, c: &Correlated) -> ExportTraceService
     let pod_reports = report.pods_by_uid();
     let syncs = syncs_by_pod(c);
     // Children of each span, to walk a sync's tree.
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); c.spans.len()];
-    for (i, s) in c.spans.iter().enumerate() {
-        if let Some(p) = s.parent {
-            children[p].push(i);
-        }
-    }
+    let children = &c.children;
     // Outermost runtime CRI handlers of each pod.
     let mut cri: Vec<Vec<usize>> = vec![Vec::new(); c.pods.len()];
     for (i, s) in c.spans.iter().enumerate() {
@@ -202,7 +197,7 @@ pub fn otlp_request(trace: &dyn TraceMeta, c: &Correlated) -> ExportTraceService
             if idx.is_empty() {
                 // Only the runtime was traced for this pod.
                 let calls = cri.get(p).map(Vec::as_slice).unwrap_or_default();
-                runtime_only(trace, c, &children, calls, pod_attrs, &mut by_process);
+                runtime_only(trace, c, children, calls, pod_attrs, &mut by_process);
             }
             // Otherwise it was already running: its resyncs are no start.
             continue;
@@ -213,7 +208,7 @@ pub fn otlp_request(trace: &dyn TraceMeta, c: &Correlated) -> ExportTraceService
         let mut tx = TreeExport {
             trace,
             c,
-            children: &children,
+            children,
             trace_id,
             rng,
             pod_attrs,
