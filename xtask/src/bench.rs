@@ -267,11 +267,16 @@ pub fn read() -> Result<()> {
     }
     let gen = root().join("target/release/examples/busy_node");
     let podtrace = podtrace_bin();
-    println!("\nreading a busy node's recording (median of {REPEATS} runs; peak RSS the largest)");
-    println!(
-        "{:<9} {:<24} {:>9} {:>12} {:>10} {:>10} {:>10}",
-        "trace", "command", "seconds", "events/s", "MiB/s", "vs wc -l", "peak RSS"
-    );
+    // Printed at the end, after the build and generator messages.
+    let mut table = vec![
+        format!(
+            "\nreading a busy node's recording (median of {REPEATS} runs; peak RSS the largest)"
+        ),
+        format!(
+            "{:<9} {:<24} {:>9} {:>12} {:>10} {:>10} {:>10}",
+            "trace", "command", "seconds", "events/s", "MiB/s", "vs wc -l", "peak RSS"
+        ),
+    ];
     for (label, secs) in [("15 min", 900u64), ("1 hour", 3600)] {
         let trace = dir.join(format!("busy-{secs}s.trace"));
         step(&format!("writing a {label} busy-node recording"));
@@ -290,7 +295,7 @@ pub fn read() -> Result<()> {
         let v: Value = serde_json::from_slice(&out.stdout).context("busy_node's summary line")?;
         let events = v["events"].as_f64().context("events")?;
         let bytes = v["bytes"].as_f64().context("bytes")?;
-        out.push(format!(
+        table.push(format!(
             "{label}: {} events, {} spans, {} pod starts, {:.1} MiB",
             events,
             v["spans"],
@@ -319,7 +324,7 @@ pub fn read() -> Result<()> {
                 c.args(args).arg(&trace);
                 c
             })?;
-            out.push(format!(
+            table.push(format!(
                 "{label:<9} {name:<24} {:>9.2} {:>12.0} {:>10.1} {:>9.1}x {:>7.0} MiB",
                 u.secs,
                 events / u.secs,
@@ -328,7 +333,7 @@ pub fn read() -> Result<()> {
                 u.max_rss_kib as f64 / 1024.0
             ));
         }
-        out.push(format!(
+        table.push(format!(
             "{label:<9} {:<24} {:>9.3} {:>12.0} {:>10.1} {:>9.1}x {:>7.0} MiB",
             "wc -l (baseline)",
             wc.secs,
@@ -338,6 +343,6 @@ pub fn read() -> Result<()> {
             wc.max_rss_kib as f64 / 1024.0
         ));
     }
-    println!("{}", out.join("\n"));
+    println!("{}", table.join("\n"));
     Ok(())
 }
