@@ -18,6 +18,7 @@
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
+    sync::Arc,
 };
 
 use serde::Serialize;
@@ -32,17 +33,18 @@ use crate::{
 pub struct Span {
     pub probe: u32,
     pub role: Role,
-    /// Catalogue probe name.
-    pub name: String,
-    pub binary: String,
+    /// Catalogue probe name (shared by all calls of the probe).
+    pub name: Arc<str>,
+    pub binary: Arc<str>,
     pub pid: u32,
     pub goid: u64,
     /// ktime ns.
     pub start: u64,
     /// ktime ns; None if the exit was never seen.
     pub end: Option<u64>,
-    pub entry: Vec<(String, Val)>,
-    pub exit: Vec<(String, Val)>,
+    /// Captured values by capture name (names shared per probe).
+    pub entry: Vec<(Arc<str>, Val)>,
+    pub exit: Vec<(Arc<str>, Val)>,
     pub parent: Option<usize>,
     pub pod: Option<usize>,
     pub children: u32,
@@ -56,7 +58,7 @@ impl Span {
         self.entry
             .iter()
             .chain(self.exit.iter())
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| &**n == name)
             .map(|(_, v)| v)
     }
     pub fn arg_str(&self, name: &str) -> Option<&str> {
@@ -144,6 +146,9 @@ struct GState {
 /// Incremental pairing; feed events in time order.
 pub struct Correlator<'a> {
     probes: &'a [ProbeInfo],
+    /// Per probe: its name, binary and capture names, allocated once and
+    /// shared by every span (a long recording keeps hundreds of thousands).
+    names: Vec<ProbeNames>,
     stacks: HashMap<GKey, GState>,
     spans: Vec<Span>,
     stats: Stats,
@@ -162,6 +167,7 @@ impl<'a> Correlator<'a> {
     pub fn new(probes: &'a [ProbeInfo], max_age_ns: u64) -> Self {
         Correlator {
             probes,
+            names: probes.iter().map(ProbeNames::of).collect(),
             stacks: HashMap::new(),
             spans: Vec::new(),
             stats: Stats::default(),
@@ -204,6 +210,9 @@ impl<'a> Correlator<'a> {
         if r.t.saturating_sub(self.swept_at) >= SWEEP_EVERY_NS.min(self.max_age_ns) {
             self.sweep(r.t);
         }
+        let Some(nm) = self.names.get(r.p as usize) else {
+            return;
+        };
         let key = (r.pid, r.g, r.goid);
         let gstate = self.stacks.entry(key).or_default();
         let last_exit = gstate.last_exit.take();
@@ -234,13 +243,13 @@ impl<'a> Correlator<'a> {
             self.spans.push(Span {
                 probe: r.p,
                 role: info.role,
-                name: info.probe.clone(),
-                binary: info.binary.clone(),
+                name: nm.name.clone(),
+                binary: nm.binary.clone(),
                 pid: r.pid,
                 goid: r.goid,
                 start: r.t,
                 end: None,
-                entry: named(&info.entry_captures, r.a),
+                entry: named(&nm.entry, r.a),
                 exit: Vec::new(),
                 parent,
                 pod: None,
@@ -267,7 +276,7 @@ impl<'a> Correlator<'a> {
             let frame = &stack[pos];
             let span = &mut self.spans[frame.span];
             span.end = Some(r.t);
-            span.exit = named(&info.exit_captures, r.a);
+            span.exit = named(&nm.exit, r.a);
             stack.truncate(pos);
             gstate.last_exit = Some((r.p, r.sp));
         }
@@ -299,11 +308,32 @@ impl<'a> Correlator<'a> {
     }
 }
 
-fn named(defs: &[crate::catalogue::CaptureDef], vals: Vec<Option<Val>>) -> Vec<(String, Val)> {
-    let mut v: Vec<(String, Val)> = defs
+struct ProbeNames {
+    name: Arc<str>,
+    binary: Arc<str>,
+    entry: Vec<Arc<str>>,
+    exit: Vec<Arc<str>>,
+}
+
+impl ProbeNames {
+    fn of(p: &ProbeInfo) -> ProbeNames {
+        let caps = |c: &[crate::catalogue::CaptureDef]| {
+            c.iter().map(|d| Arc::from(d.name.as_str())).collect()
+        };
+        ProbeNames {
+            name: Arc::from(p.probe.as_str()),
+            binary: Arc::from(p.binary.as_str()),
+            entry: caps(&p.entry_captures),
+            exit: caps(&p.exit_captures),
+        }
+    }
+}
+
+fn named(names: &[Arc<str>], vals: Vec<Option<Val>>) -> Vec<(Arc<str>, Val)> {
+    let mut v: Vec<(Arc<str>, Val)> = names
         .iter()
         .zip(vals)
-        .filter_map(|(d, v)| v.map(|v| (d.name.clone(), v)))
+        .filter_map(|(n, v)| v.map(|v| (n.clone(), v)))
         .collect();
     // collect() of a filter starts at 4 slots: a long recording keeps
     // hundreds of thousands of these, most with one or two values.

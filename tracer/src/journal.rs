@@ -42,7 +42,7 @@ fn num(s: &Span, k: &str) -> String {
 
 /// (message at entry, message at a successful return).
 fn messages(s: &Span) -> (String, String) {
-    match s.name.as_str() {
+    match &*s.name {
         "RunPodSandbox" => {
             let md = format!(
                 "&PodSandboxMetadata{{Name:{},Uid:{},Namespace:{},Attempt:{},}}",

@@ -160,7 +160,7 @@ pub fn models(report: &Report, c: &Correlated) -> Vec<PodModel> {
     let mut loop_ticks: HashMap<(&str, u32), Vec<(u64, u64)>> = HashMap::new();
     for s in c.spans.iter().filter(|s| s.role == Role::Loop) {
         loop_ticks
-            .entry((s.name.as_str(), s.pid))
+            .entry((&*s.name, s.pid))
             .or_default()
             .push((s.start, s.end.unwrap_or(s.start)));
     }
@@ -412,7 +412,7 @@ impl StageNames {
             c.spans
                 .iter()
                 .find(|s| s.role == role)
-                .map(|s| s.name.clone())
+                .map(|s| s.name.to_string())
                 .unwrap_or_else(|| default.to_string())
         };
         StageNames {

@@ -342,7 +342,7 @@ impl Report {
             let mut mount_wait_span = None;
             if let Some(first) = start {
                 stages.push(StageRow {
-                    stage: c.spans[first].name.clone(),
+                    stage: c.spans[first].name.to_string(),
                     depth: 0,
                     start_ms: 0.0,
                     duration_ms: c.spans[first].duration().map(ms),
@@ -378,7 +378,7 @@ impl Report {
                             mount_wait_span = Some(i);
                         }
                         stages.push(StageRow {
-                            stage: s.name.clone(),
+                            stage: s.name.to_string(),
                             depth,
                             start_ms: rel(s.start, base),
                             duration_ms: s.duration().map(ms),
@@ -398,7 +398,7 @@ impl Report {
                     let arg = |k: &str| s.arg_str(k).map(str::to_string);
                     let rpc = enclosing(&c.spans, s, Role::Rpc);
                     CriCall {
-                        call: s.name.clone(),
+                        call: s.name.to_string(),
                         start_ms: rel(s.start, base),
                         duration_ms: s.duration().map(ms),
                         rpc_start_ms: rpc.map(|r| rel(r.start, base)),
@@ -433,7 +433,7 @@ impl Report {
         let mut by_loop: BTreeMap<(String, String, u32), Vec<&Span>> = BTreeMap::new();
         for s in c.spans.iter().filter(|s| s.role == Role::Loop) {
             by_loop
-                .entry((s.name.clone(), s.binary.clone(), s.pid))
+                .entry((s.name.to_string(), s.binary.to_string(), s.pid))
                 .or_default()
                 .push(s);
         }
@@ -878,7 +878,7 @@ fn on_demand_calls(c: &Correlated, pod: usize, syncs: &[usize], base: u64) -> Ve
                 .filter(|&e| e <= s.start)
                 .max();
             OnDemandCall {
-                call: s.name.clone(),
+                call: s.name.to_string(),
                 start_ms: rel(s.start, base),
                 duration_ms: s.duration().map(ms),
                 after_sync_ms: sync_end.map(|e| rel(s.start, e)),

@@ -207,9 +207,9 @@ pub fn chrome_trace(trace: &dyn TraceMeta, c: &Correlated, tracks: Tracks) -> Ch
             let s = &c.spans[i];
             let lane = lane_of.get(&i).copied().unwrap_or(0);
             let tid = tid_of.get(&(pid, key.clone(), lane)).copied().unwrap_or(0);
-            pids.entry(pid).or_insert_with(|| s.binary.clone());
+            pids.entry(pid).or_insert_with(|| s.binary.to_string());
             events.push(TraceEvent {
-                name: s.name.clone(),
+                name: s.name.to_string(),
                 cat: role_name(s.role),
                 ph: "X",
                 ts: rel(start),
@@ -224,7 +224,7 @@ pub fn chrome_trace(trace: &dyn TraceMeta, c: &Correlated, tracks: Tracks) -> Ch
     for (pid, key, i) in instants {
         let s = &c.spans[i];
         let tid = tid_of.get(&(pid, key, 0)).copied().unwrap_or(0);
-        pids.entry(pid).or_insert_with(|| s.binary.clone());
+        pids.entry(pid).or_insert_with(|| s.binary.to_string());
         let mut args = span_args(trace, c, i);
         let name = match s.end {
             None => {
@@ -233,7 +233,7 @@ pub fn chrome_trace(trace: &dyn TraceMeta, c: &Correlated, tracks: Tracks) -> Ch
             }
             Some(e) => {
                 args.insert("duration_us".into(), json!(us(e - s.start)));
-                s.name.clone()
+                s.name.to_string()
             }
         };
         events.push(TraceEvent {

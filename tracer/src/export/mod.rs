@@ -54,7 +54,7 @@ pub fn args_json(s: &Span) -> serde_json::Map<String, serde_json::Value> {
     s.entry
         .iter()
         .chain(s.exit.iter())
-        .map(|(k, v)| (k.clone(), val_json(v)))
+        .map(|(k, v)| (k.to_string(), val_json(v)))
         .collect()
 }
 

@@ -125,10 +125,7 @@ impl TreeExport<'_> {
                 i64::try_from(s.goid).unwrap_or(-1),
             ));
             for (k, v) in s.entry.iter().chain(s.exit.iter()) {
-                if !matches!(
-                    k.as_str(),
-                    "pod_name" | "pod_namespace" | "pod_uid" | "error"
-                ) {
+                if !matches!(&**k, "pod_name" | "pod_namespace" | "pod_uid" | "error") {
                     attrs.push(kv_val(&format!("podtrace.arg.{k}"), v));
                 }
             }
@@ -152,7 +149,7 @@ impl TreeExport<'_> {
                     trace_id: self.trace_id.clone(),
                     span_id,
                     parent_span_id: parent.unwrap_or_default(),
-                    name: s.name.clone(),
+                    name: s.name.to_string(),
                     kind: span::SpanKind::Internal as i32,
                     start_time_unix_nano: unix_u64(self.trace, s.start),
                     end_time_unix_nano: unix_u64(self.trace, end),
@@ -260,12 +257,12 @@ pub fn otlp_request(trace: &dyn TraceMeta, c: &Correlated) -> ExportTraceService
                 .map(|e| e.2.clone())
                 .or_else(|| root_id.clone());
             by_process
-                .entry((cs.binary.clone(), cs.pid))
+                .entry((cs.binary.to_string(), cs.pid))
                 .or_default()
                 .extend(tx.export(ci, parent).into_iter().map(|(_, sp)| sp));
         }
         by_process
-            .entry((root.binary.clone(), root.pid))
+            .entry((root.binary.to_string(), root.pid))
             .or_default()
             .extend(spans.into_iter().map(|(_, sp)| sp));
     }
@@ -341,7 +338,7 @@ fn runtime_only(
         ..Default::default()
     };
     by_process
-        .entry((first.binary.clone(), first.pid))
+        .entry((first.binary.to_string(), first.pid))
         .or_default()
         .push(root);
     let mut tx = TreeExport {
@@ -355,7 +352,7 @@ fn runtime_only(
     for &i in calls {
         let s = &c.spans[i];
         by_process
-            .entry((s.binary.clone(), s.pid))
+            .entry((s.binary.to_string(), s.pid))
             .or_default()
             .extend(
                 tx.export(i, Some(root_id.clone()))

@@ -1134,7 +1134,7 @@ mod tests {
         let sp = c
             .spans
             .iter()
-            .find(|s| s.name == "runtime_sync")
+            .find(|s| &*s.name == "runtime_sync")
             .context("runtime_sync span")?;
         assert_eq!(sp.parent, None);
         Ok(())
