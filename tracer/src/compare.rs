@@ -17,7 +17,7 @@ use crate::{
     predict::{self, ClassShares, Intervals, PodModel, Predicted, StageNames},
     report::{percentile, start_sync, syncs_by_pod, MountClass, Report},
     stats::{self, MinEffect, Verdict},
-    trace::Trace,
+    trace::TraceMeta,
 };
 
 pub const COMPARE_VERSION: u32 = 2;
@@ -140,7 +140,7 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn new(label: &str, source: &str, trace: &Trace, corr: &Correlated) -> Run {
+    pub fn new(label: &str, source: &str, trace: &dyn TraceMeta, corr: &Correlated) -> Run {
         let report = Report::build(trace, corr);
         let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let mut order = vec![STAGE_POD.to_string()];
@@ -155,8 +155,13 @@ impl Run {
             }
         };
         let windows = pod_windows(corr);
+        let pod_reports = report.pods_by_uid();
+        let mut window_of = std::collections::HashMap::new();
         for w in &windows {
-            if report.pods.iter().any(|p| p.uid == w.uid) {
+            window_of.entry(w.uid.as_str()).or_insert(w);
+        }
+        for w in &windows {
+            if pod_reports.contains_key(w.uid.as_str()) {
                 add(
                     &mut order,
                     STAGE_POD,
@@ -168,7 +173,7 @@ impl Run {
         let mut classes = ClassCounts::default();
         for p in &report.pods {
             let class = p.mount_wait.as_ref().map(|m| m.class);
-            if windows.iter().any(|w| w.uid == p.uid) {
+            if window_of.contains_key(p.uid.as_str()) {
                 classes.add(class);
             }
             // (start ms after the start sync's start, stage, duration)
@@ -180,9 +185,8 @@ impl Run {
             // The container runtime's CRI handlers (another process, joined
             // to the pod by the report): those during the pod's start, or all
             // of them for a pod that has no sync in the trace.
-            let until = windows
-                .iter()
-                .find(|w| w.uid == p.uid)
+            let until = window_of
+                .get(p.uid.as_str())
                 .map(|w| w.end.map(|e| ms(e.saturating_sub(w.start))));
             for call in &p.cri {
                 let in_start = match until {
@@ -227,7 +231,7 @@ impl Run {
             label: label.to_string(),
             source: source.to_string(),
             report,
-            podtrace_version: trace.header.podtrace_version.clone(),
+            podtrace_version: trace.header().podtrace_version.clone(),
             samples,
             order,
             no_exit,

@@ -15,7 +15,11 @@
 //! - RETs that never run (tail calls, panics): an exit pops every younger open
 //!   frame of the goroutine; those are closed unmatched ("aged out").
 
-use std::collections::HashMap;
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+    sync::Arc,
+};
 
 use serde::Serialize;
 
@@ -29,17 +33,18 @@ use crate::{
 pub struct Span {
     pub probe: u32,
     pub role: Role,
-    /// Catalogue probe name.
-    pub name: String,
-    pub binary: String,
+    /// Catalogue probe name (shared by all calls of the probe).
+    pub name: Arc<str>,
+    pub binary: Arc<str>,
     pub pid: u32,
     pub goid: u64,
     /// ktime ns.
     pub start: u64,
     /// ktime ns; None if the exit was never seen.
     pub end: Option<u64>,
-    pub entry: Vec<(String, Val)>,
-    pub exit: Vec<(String, Val)>,
+    /// Captured values by capture name (names shared per probe).
+    pub entry: Vec<(Arc<str>, Val)>,
+    pub exit: Vec<(Arc<str>, Val)>,
     pub parent: Option<usize>,
     pub pod: Option<usize>,
     pub children: u32,
@@ -53,7 +58,7 @@ impl Span {
         self.entry
             .iter()
             .chain(self.exit.iter())
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| &**n == name)
             .map(|(_, v)| v)
     }
     pub fn arg_str(&self, name: &str) -> Option<&str> {
@@ -93,6 +98,34 @@ pub struct Correlated {
     pub spans: Vec<Span>,
     pub pods: Vec<Pod>,
     pub stats: Stats,
+    /// Each pod's spans (indices, in start order), built once when the
+    /// spans are final, so that per-pod work never scans all spans.
+    #[serde(skip)]
+    pub by_pod: Vec<Vec<usize>>,
+    /// Each span's children (indices, in start order).
+    #[serde(skip)]
+    pub children: Vec<Vec<usize>>,
+}
+
+impl Correlated {
+    /// Indices of pod `pod`'s spans, in start order.
+    pub fn pod_spans(&self, pod: usize) -> &[usize] {
+        self.by_pod.get(pod).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Indices of every call under span `i` (not `i` itself), in start order.
+    pub fn descendants(&self, i: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut todo = vec![i];
+        while let Some(j) = todo.pop() {
+            if let Some(k) = self.children.get(j) {
+                out.extend_from_slice(k);
+                todo.extend_from_slice(k);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
 }
 
 type GKey = (u32, u64, u64);
@@ -113,6 +146,9 @@ struct GState {
 /// Incremental pairing; feed events in time order.
 pub struct Correlator<'a> {
     probes: &'a [ProbeInfo],
+    /// Per probe: its name, binary and capture names, allocated once and
+    /// shared by every span (a long recording keeps hundreds of thousands).
+    names: Vec<ProbeNames>,
     stacks: HashMap<GKey, GState>,
     spans: Vec<Span>,
     stats: Stats,
@@ -131,6 +167,7 @@ impl<'a> Correlator<'a> {
     pub fn new(probes: &'a [ProbeInfo], max_age_ns: u64) -> Self {
         Correlator {
             probes,
+            names: probes.iter().map(ProbeNames::of).collect(),
             stacks: HashMap::new(),
             spans: Vec::new(),
             stats: Stats::default(),
@@ -160,6 +197,12 @@ impl<'a> Correlator<'a> {
     }
 
     pub fn push(&mut self, r: &Rec) {
+        self.push_owned(r.clone());
+    }
+
+    /// As [`Correlator::push`], taking the event: its captured values move
+    /// into the span instead of being copied.
+    pub fn push_owned(&mut self, r: Rec) {
         self.stats.events += 1;
         let Some(info) = self.probes.get(r.p as usize) else {
             return;
@@ -167,6 +210,9 @@ impl<'a> Correlator<'a> {
         if r.t.saturating_sub(self.swept_at) >= SWEEP_EVERY_NS.min(self.max_age_ns) {
             self.sweep(r.t);
         }
+        let Some(nm) = self.names.get(r.p as usize) else {
+            return;
+        };
         let key = (r.pid, r.g, r.goid);
         let gstate = self.stacks.entry(key).or_default();
         let last_exit = gstate.last_exit.take();
@@ -197,13 +243,13 @@ impl<'a> Correlator<'a> {
             self.spans.push(Span {
                 probe: r.p,
                 role: info.role,
-                name: info.probe.clone(),
-                binary: info.binary.clone(),
+                name: nm.name.clone(),
+                binary: nm.binary.clone(),
                 pid: r.pid,
                 goid: r.goid,
                 start: r.t,
                 end: None,
-                entry: named(&info.entry_captures, &r.a),
+                entry: named(&nm.entry, r.a),
                 exit: Vec::new(),
                 parent,
                 pod: None,
@@ -230,7 +276,7 @@ impl<'a> Correlator<'a> {
             let frame = &stack[pos];
             let span = &mut self.spans[frame.span];
             span.end = Some(r.t);
-            span.exit = named(&info.exit_captures, &r.a);
+            span.exit = named(&nm.exit, r.a);
             stack.truncate(pos);
             gstate.last_exit = Some((r.p, r.sp));
         }
@@ -239,19 +285,148 @@ impl<'a> Correlator<'a> {
     pub fn finish(mut self) -> Correlated {
         self.stats.open_at_end = self.stacks.values().map(|g| g.frames.len() as u64).sum();
         let pods = attribute(&mut self.spans);
+        let mut by_pod = vec![Vec::new(); pods.len()];
+        let mut children = vec![Vec::new(); self.spans.len()];
+        for (i, s) in self.spans.iter().enumerate() {
+            if let Some(v) = s.pod.and_then(|p| by_pod.get_mut(p)) {
+                v.push(i);
+            }
+            if let Some(v) = s.parent.and_then(|p| children.get_mut(p)) {
+                v.push(i);
+            }
+        }
+        for v in by_pod.iter_mut().chain(children.iter_mut()) {
+            v.shrink_to_fit();
+        }
         Correlated {
             spans: self.spans,
             pods,
             stats: self.stats,
+            by_pod,
+            children,
         }
     }
 }
 
-fn named(defs: &[crate::catalogue::CaptureDef], vals: &[Option<Val>]) -> Vec<(String, Val)> {
-    defs.iter()
+struct ProbeNames {
+    name: Arc<str>,
+    binary: Arc<str>,
+    entry: Vec<Arc<str>>,
+    exit: Vec<Arc<str>>,
+}
+
+impl ProbeNames {
+    fn of(p: &ProbeInfo) -> ProbeNames {
+        let caps = |c: &[crate::catalogue::CaptureDef]| {
+            c.iter().map(|d| Arc::from(d.name.as_str())).collect()
+        };
+        ProbeNames {
+            name: Arc::from(p.probe.as_str()),
+            binary: Arc::from(p.binary.as_str()),
+            entry: caps(&p.entry_captures),
+            exit: caps(&p.exit_captures),
+        }
+    }
+}
+
+fn named(names: &[Arc<str>], vals: Vec<Option<Val>>) -> Vec<(Arc<str>, Val)> {
+    let mut v: Vec<(Arc<str>, Val)> = names
+        .iter()
         .zip(vals)
-        .filter_map(|(d, v)| v.clone().map(|v| (d.name.clone(), v)))
-        .collect()
+        .filter_map(|(n, v)| v.map(|v| (n.clone(), v)))
+        .collect();
+    // collect() of a filter starts at 4 slots: a long recording keeps
+    // hundreds of thousands of these, most with one or two values.
+    v.shrink_to_fit();
+    v
+}
+
+/// How far (ktime ns) an event may come after a later one in the file and
+/// still be put back in time order: the ring buffer interleaves CPUs, so a
+/// trace is in time order only to within the few microseconds between a
+/// probe reading the clock and reserving its ring slot.
+pub const REORDER_NS: u64 = 1_000_000_000;
+
+/// At most this many events are held back for reordering (an event storm
+/// within [`REORDER_NS`] does not grow memory beyond it).
+pub const REORDER_MAX: usize = 1 << 18;
+
+struct Pending(Rec, u64);
+
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        (self.0.t, self.1) == (o.0.t, o.1)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.0.t, self.1).cmp(&(o.0.t, o.1))
+    }
+}
+
+/// Feeds a [`Correlator`] a stream of events in time order (equal times in
+/// stream order, as a stable sort would), holding back only the last
+/// [`REORDER_NS`] of them.
+pub struct InOrder<'a> {
+    c: Correlator<'a>,
+    pending: BinaryHeap<Reverse<Pending>>,
+    seq: u64,
+    newest: u64,
+    /// Time of the last event handed on.
+    released: u64,
+    /// Events that came after one already handed on with a later time.
+    pub late: u64,
+}
+
+impl<'a> InOrder<'a> {
+    pub fn new(c: Correlator<'a>) -> Self {
+        InOrder {
+            c,
+            pending: BinaryHeap::new(),
+            seq: 0,
+            newest: 0,
+            released: 0,
+            late: 0,
+        }
+    }
+
+    pub fn push(&mut self, r: Rec) {
+        if self.seq > 0 && r.t < self.released {
+            self.late += 1;
+        }
+        self.newest = self.newest.max(r.t);
+        self.pending.push(Reverse(Pending(r, self.seq)));
+        self.seq += 1;
+        while let Some(Reverse(p)) = self.pending.peek() {
+            if p.0.t.saturating_add(REORDER_NS) >= self.newest && self.pending.len() <= REORDER_MAX
+            {
+                break;
+            }
+            self.release();
+        }
+    }
+
+    fn release(&mut self) {
+        if let Some(Reverse(Pending(r, _))) = self.pending.pop() {
+            self.released = self.released.max(r.t);
+            self.c.push_owned(r);
+        }
+    }
+
+    /// The correlation and the number of events that came too late to be
+    /// put in order (paired in file order instead).
+    pub fn finish(mut self) -> (Correlated, u64) {
+        while !self.pending.is_empty() {
+            self.release();
+        }
+        (self.c.finish(), self.late)
+    }
 }
 
 /// Gives spans their pod, by identity first: a span that read a pod UID

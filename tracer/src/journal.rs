@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::{catalogue::Role, correlate::Correlated, correlate::Span, trace::Trace};
+use crate::{catalogue::Role, correlate::Correlated, correlate::Span, trace::TraceMeta};
 
 /// Unix ns → `2025-07-10T17:02:21.030699020Z`.
 pub fn rfc3339_utc(unix_ns: i64) -> String {
@@ -42,7 +42,7 @@ fn num(s: &Span, k: &str) -> String {
 
 /// (message at entry, message at a successful return).
 fn messages(s: &Span) -> (String, String) {
-    match s.name.as_str() {
+    match &*s.name {
         "RunPodSandbox" => {
             let md = format!(
                 "&PodSandboxMetadata{{Name:{},Uid:{},Namespace:{},Attempt:{},}}",
@@ -110,8 +110,8 @@ fn line(out: &mut String, t: i64, level: &str, msg: &str) {
 }
 
 /// Two lines per CRI call (entry, return), in time order.
-pub fn journal(trace: &Trace, c: &Correlated) -> String {
-    let off = trace.header.mono_to_unix_ns;
+pub fn journal(trace: &dyn TraceMeta, c: &Correlated) -> String {
+    let off = trace.header().mono_to_unix_ns;
     let mut lines: Vec<(i64, String, String)> = Vec::new();
     for s in c.spans.iter().filter(|s| s.role == Role::Cri) {
         let (enter, ret) = messages(s);

@@ -13,13 +13,13 @@
 //! poll ticks at the new interval from the mount wait's first check.
 //! Method, assumptions and validation: docs/compare.md.
 
-use std::fmt::Write as _;
+use std::{collections::HashMap, fmt::Write as _};
 
 use serde::Serialize;
 
 use crate::{
     catalogue::Role,
-    compare::{pod_windows, SplitMix64, STAGE_LOST, STAGE_POD},
+    compare::{pod_windows, PodWindow, SplitMix64, STAGE_LOST, STAGE_POD},
     correlate::Correlated,
     report::{percentile, MountClass, Report},
 };
@@ -154,20 +154,34 @@ pub struct Outcome {
 /// that never noticed) keep `chain: None` and are predicted unchanged.
 pub fn models(report: &Report, c: &Correlated) -> Vec<PodModel> {
     let windows = pod_windows(c);
-    // Loop ticks (start, end) per (loop, pid), in time order.
-    let ticks = |name: &str, pid: u32| -> Vec<(u64, u64)> {
-        let mut v: Vec<(u64, u64)> = c
-            .spans
-            .iter()
-            .filter(|s| s.role == Role::Loop && s.name == name && s.pid == pid)
-            .map(|s| (s.start, s.end.unwrap_or(s.start)))
-            .collect();
+    let window_of: HashMap<&str, &PodWindow> =
+        windows.iter().rev().map(|w| (w.uid.as_str(), w)).collect();
+    // Loop ticks (start, end) per (loop, pid), in time order, gathered once.
+    let mut loop_ticks: HashMap<(&str, u32), Vec<(u64, u64)>> = HashMap::new();
+    for s in c.spans.iter().filter(|s| s.role == Role::Loop) {
+        loop_ticks
+            .entry((&*s.name, s.pid))
+            .or_default()
+            .push((s.start, s.end.unwrap_or(s.start)));
+    }
+    for v in loop_ticks.values_mut() {
         v.sort_unstable();
-        v
+    }
+    let ticks = |name: &'static str, pid: u32| -> &[(u64, u64)] {
+        loop_ticks
+            .get(&(name, pid))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     };
+    // In a tick list sorted by start: the first starting at or after `t`,
+    // and the last starting at or before it (binary searches: a long
+    // recording has tens of thousands of ticks per loop).
+    let first_from = |v: &[(u64, u64)], t: u64| v.get(v.partition_point(|x| x.0 < t)).copied();
+    let last_until =
+        |v: &[(u64, u64)], t: u64| v.partition_point(|x| x.0 <= t).checked_sub(1).map(|i| v[i]);
     let mut out = Vec::new();
     for p in &report.pods {
-        let Some(w) = windows.iter().find(|w| w.uid == p.uid) else {
+        let Some(w) = window_of.get(p.uid.as_str()) else {
             continue;
         };
         let Some(sync_ms) = p.stages.first().and_then(|s| s.duration_ms) else {
@@ -221,21 +235,15 @@ pub fn models(report: &Report, c: &Correlated) -> Vec<PodModel> {
             // The first populator tick at or after the sync started; if that
             // came after the mount, the pod appeared before its sync (added
             // to the pod manager a moment earlier): the last tick before.
-            let pop = pops
-                .iter()
-                .find(|t| t.0 >= s0)
+            let pop = first_from(pops, s0)
                 .filter(|t| t.1 <= mounted)
-                .or_else(|| pops.iter().rev().find(|t| t.0 <= mounted))?;
-            let rec = recs
-                .iter()
-                .find(|t| t.0 >= pop.1)
+                .or_else(|| last_until(pops, mounted))?;
+            let rec = first_from(recs, pop.1)
                 .filter(|t| t.0 <= mounted)
-                .or_else(|| recs.iter().rev().find(|t| t.0 <= mounted))?;
+                .or_else(|| last_until(recs, mounted))?;
             // The tick that started the mount: the last one before it.
-            let later: Vec<&(u64, u64)> = recs
-                .iter()
-                .filter(|t| t.0 > rec.0 && t.0 <= mounted)
-                .collect();
+            let from = recs.partition_point(|t| t.0 <= rec.0);
+            let later = &recs[from..recs.partition_point(|t| t.0 <= mounted).max(from)];
             let mounting = later.last().map_or(rec.0, |t| t.0);
             Some(Chain {
                 populate_wait_ms: rel(pop.0),
@@ -404,7 +412,7 @@ impl StageNames {
             c.spans
                 .iter()
                 .find(|s| s.role == role)
-                .map(|s| s.name.clone())
+                .map(|s| s.name.to_string())
                 .unwrap_or_else(|| default.to_string())
         };
         StageNames {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::{
     catalogue::Role,
     correlate::{Correlated, Span, Stats},
-    trace::{CaptureProblem, Note, NoteKind, Trace},
+    trace::{CaptureProblem, Note, NoteKind, TraceMeta},
 };
 
 pub const REPORT_VERSION: u32 = 1;
@@ -277,14 +277,15 @@ fn is_descendant(spans: &[Span], mut i: usize, ancestor: usize) -> Option<usize>
 /// Every pod's sync calls, in start order, indexed by pod in one pass over
 /// the spans (report, compare and export all start from this).
 pub fn syncs_by_pod(c: &Correlated) -> Vec<Vec<usize>> {
-    let mut out = vec![Vec::new(); c.pods.len()];
-    for (i, s) in c.spans.iter().enumerate() {
-        if s.role == Role::PodSync {
-            if let Some(v) = s.pod.and_then(|p| out.get_mut(p)) {
-                v.push(i);
-            }
-        }
-    }
+    let mut out: Vec<Vec<usize>> = (0..c.pods.len())
+        .map(|p| {
+            c.pod_spans(p)
+                .iter()
+                .copied()
+                .filter(|&i| c.spans[i].role == Role::PodSync)
+                .collect()
+        })
+        .collect();
     for v in &mut out {
         v.sort_by_key(|&i| c.spans[i].start);
     }
@@ -351,9 +352,10 @@ pub fn pod_summary(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> PodS
         });
     }
     let cri_spans: Vec<&Span> = c
-        .spans
+        .pod_spans(pi)
         .iter()
-        .filter(|s| s.pod == Some(pi) && s.role == Role::Cri)
+        .map(|&i| &c.spans[i])
+        .filter(|s| s.role == Role::Cri)
         .collect();
     let base = match (start, cri_spans.first()) {
         (Some(first), _) => c.spans[first].start,
@@ -364,7 +366,7 @@ pub fn pod_summary(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> PodS
     let mut mount_wait_span = None;
     if let Some(first) = start {
         stages.push(StageRow {
-            stage: c.spans[first].name.clone(),
+            stage: c.spans[first].name.to_string(),
             depth: 0,
             start_ms: 0.0,
             duration_ms: c.spans[first].duration().map(ms),
@@ -372,7 +374,20 @@ pub fn pod_summary(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> PodS
         });
     }
     let window = sync_window(c, syncs, start);
-    for (i, s) in c.spans.iter().enumerate() {
+    // The calls under the start sync and the pod's own stages moved out of
+    // it, in start order.
+    let mut candidates = start.map(|f| c.descendants(f)).unwrap_or_default();
+    if start.is_some() {
+        candidates.extend(
+            c.pod_spans(pi)
+                .iter()
+                .filter(|&&i| moved_out_of_sync(c, i, pi, window)),
+        );
+        candidates.sort_unstable();
+        candidates.dedup();
+    }
+    for i in candidates {
+        let s = &c.spans[i];
         let Some(first) = start else {
             break;
         };
@@ -387,7 +402,7 @@ pub fn pod_summary(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> PodS
                     mount_wait_span = Some(i);
                 }
                 stages.push(StageRow {
-                    stage: s.name.clone(),
+                    stage: s.name.to_string(),
                     depth,
                     start_ms: rel(s.start, base),
                     duration_ms: s.duration().map(ms),
@@ -407,7 +422,7 @@ pub fn pod_summary(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> PodS
             let arg = |k: &str| s.arg_str(k).map(str::to_string);
             let rpc = enclosing(&c.spans, s, Role::Rpc);
             CriCall {
-                call: s.name.clone(),
+                call: s.name.to_string(),
                 start_ms: rel(s.start, base),
                 duration_ms: s.duration().map(ms),
                 rpc_start_ms: rpc.map(|r| rel(r.start, base)),
@@ -439,8 +454,8 @@ pub fn pod_summary(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> PodS
 }
 
 impl Report {
-    pub fn build(trace: &Trace, c: &Correlated) -> Report {
-        let off = trace.header.mono_to_unix_ns;
+    pub fn build(trace: &dyn TraceMeta, c: &Correlated) -> Report {
+        let off = trace.header().mono_to_unix_ns;
         let mut pods = Vec::new();
         let mut resynced_pods = Vec::new();
         let all_syncs = syncs_by_pod(c);
@@ -456,7 +471,7 @@ impl Report {
         let mut by_loop: BTreeMap<(String, String, u32), Vec<&Span>> = BTreeMap::new();
         for s in c.spans.iter().filter(|s| s.role == Role::Loop) {
             by_loop
-                .entry((s.name.clone(), s.binary.clone(), s.pid))
+                .entry((s.name.to_string(), s.binary.to_string(), s.pid))
                 .or_default()
                 .push(s);
         }
@@ -483,7 +498,7 @@ impl Report {
             .collect();
 
         let mut probes: Vec<ProbeCount> = trace
-            .header
+            .header()
             .probes
             .iter()
             .map(|p| ProbeCount {
@@ -504,10 +519,10 @@ impl Report {
         Report {
             podtrace_report: REPORT_VERSION,
             trace: TraceSummary {
-                hostname: trace.header.hostname.clone(),
-                started_unix_ns: trace.header.started_unix_ns,
+                hostname: trace.header().hostname.clone(),
+                started_unix_ns: trace.header().started_unix_ns,
                 binaries: trace
-                    .header
+                    .header()
                     .binaries
                     .iter()
                     .map(|b| {
@@ -519,9 +534,9 @@ impl Report {
                         )
                     })
                     .collect(),
-                events: trace.events.len() as u64,
-                drops: trace.footer.as_ref().map(|f| f.drops).unwrap_or(0),
-                complete: trace.footer.is_some(),
+                events: trace.event_count(),
+                drops: trace.footer().map(|f| f.drops).unwrap_or(0),
+                complete: trace.footer().is_some(),
             },
             pods,
             resynced_pods,
@@ -530,9 +545,9 @@ impl Report {
             stats: c.stats.clone(),
             capture_problems: trace.capture_problems(),
             notes: {
-                let start = trace.header.started_unix_ns - off;
+                let start = trace.header().started_unix_ns - off;
                 trace
-                    .notes
+                    .notes()
                     .iter()
                     .map(|n| NoteRow {
                         at_ms: (n.t_ns as i64 - start) as f64 / 1e6,
@@ -541,8 +556,18 @@ impl Report {
                     })
                     .collect()
             },
-            warnings: trace.warnings.clone(),
+            warnings: trace.warnings().to_vec(),
         }
+    }
+
+    /// The pod reports by UID (the first of a UID), to look pods up
+    /// without a scan per pod.
+    pub fn pods_by_uid(&self) -> std::collections::HashMap<&str, &PodReport> {
+        let mut m = std::collections::HashMap::new();
+        for p in &self.pods {
+            m.entry(p.uid.as_str()).or_insert(p);
+        }
+        m
     }
 
     pub fn to_table(&self) -> String {
@@ -779,14 +804,9 @@ fn check_mounted(s: &Span) -> Option<bool> {
 
 fn mount_wait(c: &Correlated, pod: usize, mw: usize, base: u64) -> MountWait {
     let span = &c.spans[mw];
-    let under = |role: Role| -> Vec<&Span> {
-        c.spans
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| s.role == role && is_descendant(&c.spans, *i, mw).is_some())
-            .map(|(_, s)| s)
-            .collect()
-    };
+    let below: Vec<&Span> = c.descendants(mw).iter().map(|&i| &c.spans[i]).collect();
+    let under =
+        |role: Role| -> Vec<&Span> { below.iter().copied().filter(|s| s.role == role).collect() };
     let mut checks = under(Role::PollCheck);
     if checks.is_empty() {
         // kubelet 1.32-1.34: the condition closure checks the volumes itself
@@ -795,12 +815,10 @@ fn mount_wait(c: &Correlated, pod: usize, mw: usize, base: u64) -> MountWait {
         checks = under(Role::PollCond);
     }
     checks.sort_by_key(|s| s.start);
-    let configured = c
-        .spans
+    let configured = below
         .iter()
-        .enumerate()
-        .find(|(i, s)| s.role == Role::PollHelper && is_descendant(&c.spans, *i, mw).is_some())
-        .and_then(|(_, s)| s.arg_u64("interval_ns"))
+        .find(|s| s.role == Role::PollHelper)
+        .and_then(|s| s.arg_u64("interval_ns"))
         .map(ms);
     let observed = median_of(
         checks
@@ -813,13 +831,10 @@ fn mount_wait(c: &Correlated, pod: usize, mw: usize, base: u64) -> MountWait {
         .find(|s| check_mounted(s) == Some(true))
         .and_then(|s| s.end);
     let mut volumes: Vec<&Span> = c
-        .spans
+        .pod_spans(pod)
         .iter()
-        .filter(|s| {
-            s.role == Role::VolumeMounted
-                && s.pod == Some(pod)
-                && noticed.is_none_or(|n| s.start <= n)
-        })
+        .map(|&i| &c.spans[i])
+        .filter(|s| s.role == Role::VolumeMounted && noticed.is_none_or(|n| s.start <= n))
         .collect();
     volumes.sort_by_key(|s| s.start);
     let mounted = volumes.last().map(|s| s.start);
@@ -919,9 +934,10 @@ fn depth_of(spans: &[Span], mut i: usize) -> usize {
 /// the pod's latest sync that ended before it.
 fn on_demand_calls(c: &Correlated, pod: usize, syncs: &[usize], base: u64) -> Vec<OnDemandCall> {
     let mut calls: Vec<&Span> = c
-        .spans
+        .pod_spans(pod)
         .iter()
-        .filter(|s| s.role == Role::OnDemand && s.pod == Some(pod) && s.start >= base)
+        .map(|&i| &c.spans[i])
+        .filter(|s| s.role == Role::OnDemand && s.start >= base)
         .collect();
     calls.sort_by_key(|s| s.start);
     calls
@@ -933,7 +949,7 @@ fn on_demand_calls(c: &Correlated, pod: usize, syncs: &[usize], base: u64) -> Ve
                 .filter(|&e| e <= s.start)
                 .max();
             OnDemandCall {
-                call: s.name.clone(),
+                call: s.name.to_string(),
                 start_ms: rel(s.start, base),
                 duration_ms: s.duration().map(ms),
                 after_sync_ms: sync_end.map(|e| rel(s.start, e)),

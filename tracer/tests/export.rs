@@ -559,7 +559,7 @@ fn csv_parses_back_to_the_spans() {
     let off = t.header.mono_to_unix_ns;
     for (i, s) in c.spans.iter().enumerate() {
         let row = by_id[&i];
-        assert_eq!(&row[col("probe")], s.name);
+        assert_eq!(&row[col("probe")], &*s.name);
         assert_eq!(
             row[col("start_unix_ns")].parse::<i64>().expect("start"),
             s.start as i64 + off

@@ -192,3 +192,157 @@ pub fn run() -> Result<()> {
     println!("\nsustained: {rate:.0} events/s (entry+exit on every call), 0 dropped");
     Ok(())
 }
+
+/// One run of a command: wall time and the child's peak RSS.
+struct Usage {
+    secs: f64,
+    max_rss_kib: u64,
+}
+
+/// Runs `cmd` (output discarded) and returns its wall time and peak RSS,
+/// from wait4's rusage of that child alone.
+fn usage(cmd: &mut Command) -> Result<Usage> {
+    let started = std::time::Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in; zeroed is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; status and ru are valid for writes.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let secs = started.elapsed().as_secs_f64();
+    if r != pid {
+        bail!("waiting for {cmd:?}: {}", std::io::Error::last_os_error());
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr {
+            use std::io::Read as _;
+            let _ = e.read_to_string(&mut err);
+        }
+        bail!("{cmd:?} failed (wait status {status}): {err}");
+    }
+    Ok(Usage {
+        secs,
+        max_rss_kib: ru.ru_maxrss as u64,
+    })
+}
+
+/// Median wall time and the largest peak RSS of `REPEATS` runs.
+fn usage_median(mut f: impl FnMut() -> Command) -> Result<Usage> {
+    let mut runs = (0..REPEATS)
+        .map(|_| usage(&mut f()))
+        .collect::<Result<Vec<_>>>()?;
+    let rss = runs.iter().map(|u| u.max_rss_kib).max().unwrap_or(0);
+    runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    Ok(Usage {
+        secs: runs[runs.len() / 2].secs,
+        max_rss_kib: rss,
+    })
+}
+
+/// `cargo xtask bench` (also `--read-only`): reading long recordings.
+/// A synthetic busy node (examples/busy_node: 100 running pods resyncing
+/// every 60 s, PLEG relisting every second, reconciler and populator every
+/// 100 ms, a pod start with its CRI calls every 5 s) recorded for 15 min
+/// and for one hour; `podtrace report` and `export` read each. `wc -l` of
+/// the same file is the baseline for speed, so the ratios mean the same on
+/// any machine; the peak RSS of the hour against the quarter shows what
+/// memory grows with (the spans, not the events).
+pub fn read() -> Result<()> {
+    let dir = root().join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    step("building podtrace and the busy-node trace generator (release)");
+    // Two builds: the example has the dev-dependencies' features, which
+    // must not leak into the podtrace binary measured.
+    for target in [["--bin", "podtrace"], ["--example", "busy_node"]] {
+        sh(Command::new("cargo")
+            .current_dir(root())
+            .args(["build", "--release", "-p", "podtrace"])
+            .args(target))?;
+    }
+    let gen = root().join("target/release/examples/busy_node");
+    let podtrace = podtrace_bin();
+    // Printed at the end, after the build and generator messages.
+    let mut table = vec![
+        format!(
+            "\nreading a busy node's recording (median of {REPEATS} runs; peak RSS the largest)"
+        ),
+        format!(
+            "{:<9} {:<24} {:>9} {:>12} {:>10} {:>10} {:>10}",
+            "trace", "command", "seconds", "events/s", "MiB/s", "vs wc -l", "peak RSS"
+        ),
+    ];
+    for (label, secs) in [("15 min", 900u64), ("1 hour", 3600)] {
+        let trace = dir.join(format!("busy-{secs}s.trace"));
+        step(&format!("writing a {label} busy-node recording"));
+        let out = Command::new(&gen)
+            .arg(&trace)
+            .arg(secs.to_string())
+            .output()
+            .with_context(|| format!("running {}", gen.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} failed: {}",
+                gen.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let v: Value = serde_json::from_slice(&out.stdout).context("busy_node's summary line")?;
+        let events = v["events"].as_f64().context("events")?;
+        let bytes = v["bytes"].as_f64().context("bytes")?;
+        table.push(format!(
+            "{label}: {} events, {} spans, {} pod starts, {:.1} MiB",
+            events,
+            v["spans"],
+            v["pod_starts"],
+            bytes / 1048576.0
+        ));
+        let wc = usage_median(|| {
+            let mut c = Command::new("wc");
+            c.arg("-l").arg(&trace);
+            c
+        })?;
+        let cmds: [(&str, &[&str]); 3] = [
+            ("report --format json", &["report", "--format", "json"]),
+            (
+                "export --format csv",
+                &["export", "--format", "csv", "-o", "/dev/null"],
+            ),
+            (
+                "export --format chrome",
+                &["export", "--format", "chrome", "-o", "/dev/null"],
+            ),
+        ];
+        for (name, args) in cmds {
+            let u = usage_median(|| {
+                let mut c = Command::new(&podtrace);
+                c.args(args).arg(&trace);
+                c
+            })?;
+            table.push(format!(
+                "{label:<9} {name:<24} {:>9.2} {:>12.0} {:>10.1} {:>9.1}x {:>7.0} MiB",
+                u.secs,
+                events / u.secs,
+                bytes / 1048576.0 / u.secs,
+                u.secs / wc.secs.max(1e-6),
+                u.max_rss_kib as f64 / 1024.0
+            ));
+        }
+        table.push(format!(
+            "{label:<9} {:<24} {:>9.3} {:>12.0} {:>10.1} {:>9.1}x {:>7.0} MiB",
+            "wc -l (baseline)",
+            wc.secs,
+            events / wc.secs,
+            bytes / 1048576.0 / wc.secs,
+            1.0,
+            wc.max_rss_kib as f64 / 1024.0
+        ));
+    }
+    println!("{}", table.join("\n"));
+    Ok(())
+}

@@ -64,9 +64,17 @@ enum Cmd {
         filter: Option<String>,
     },
     /// Measure probe cost per hit (prologue jump, function start, RET) against
-    /// bpftrace, and the sustained event rate.
-    Bench,
-    /// Only the collector soak that `bench` ends with: `record --metrics`
+    /// bpftrace, and the sustained event rate; the collector soak
+    /// (`record --metrics` at kubelet-like rates: RSS and CPU); then the
+    /// cost of reading a one-hour recording of a busy node (events/s, peak
+    /// memory).
+    Bench {
+        /// Only the reading bench (report and export of a synthetic
+        /// one-hour recording): needs no eBPF, Go toolchain or root.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Only the collector soak that `bench` runs: `record --metrics`
     /// at kubelet-like event rates, its RSS and CPU (run `cargo xtask
     /// build` first).
     Soak,
@@ -108,10 +116,12 @@ fn main() {
             .and_then(|_| build())
             .and_then(|_| image::build(&podtrace_bin()))
             .and_then(|_| test(no_lint, filter.as_deref())),
-        Cmd::Bench => setup::run()
+        Cmd::Bench { read_only: true } => bench::read(),
+        Cmd::Bench { read_only: false } => setup::run()
             .and_then(|_| build())
             .and_then(|_| bench::run())
-            .and_then(|_| soak::run()),
+            .and_then(|_| soak::run())
+            .and_then(|_| bench::read()),
         Cmd::Soak => soak::run(),
         Cmd::Image { push } => setup::run()
             .and_then(|_| build())

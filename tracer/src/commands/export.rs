@@ -101,7 +101,7 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
     if corr.spans.is_empty() {
         bail!(
             "{name}: no calls in this trace ({} events), nothing to export",
-            trace.events.len()
+            trace.events
         );
     }
     let write_err = || match &args.output {

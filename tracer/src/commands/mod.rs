@@ -14,8 +14,8 @@ use anyhow::{Context as _, Result};
 
 use crate::{
     catalogue::{BinaryCatalogue, Catalogue},
-    correlate::{Correlated, Correlator},
-    trace::Trace,
+    correlate::{Correlated, Correlator, InOrder, REORDER_NS},
+    trace::{Trace, TraceInfo},
 };
 
 /// An open entry older than this (10 min) is closed as aged out: far longer
@@ -40,11 +40,32 @@ pub fn correlate_with(trace: &Trace, max_open_ns: u64) -> Correlated {
 }
 
 /// Reads a trace file and correlates it.
-pub fn load_correlated(path: &Path) -> Result<(Trace, Correlated)> {
-    // Trace::read's errors already name the file.
-    let trace = Trace::read(path)?;
-    let corr = correlate(&trace);
-    Ok((trace, corr))
+pub fn load_correlated(path: &Path) -> Result<(TraceInfo, Correlated)> {
+    read_correlated(path, MAX_SPAN_AGE_NS)
+}
+
+/// Streams a trace file into the correlator, one line at a time: memory
+/// holds the spans, never the events (but for the last second of them,
+/// put back in time order).
+pub fn read_correlated(path: &Path, max_open_ns: u64) -> Result<(TraceInfo, Correlated)> {
+    // Trace::open's errors already name the file.
+    // Every probe, also those of binaries attached anew while recording.
+    let probes = crate::trace::probe_table(path)?;
+    let mut reader = Trace::open(path)?;
+    let mut c = InOrder::new(Correlator::new(&probes, max_open_ns));
+    while let Some(e) = reader.next_event()? {
+        c.push(e);
+    }
+    let (corr, late) = c.finish();
+    let mut info = reader.finish();
+    if late > 0 {
+        info.warnings.push(format!(
+            "{}: {late} events came more than {} s after later ones and were paired in file order",
+            path.display(),
+            REORDER_NS / 1_000_000_000
+        ));
+    }
+    Ok((info, corr))
 }
 
 /// Output of `probes` and `report`.

@@ -6,9 +6,8 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Result;
 
 use crate::{
-    commands::{correlate_with, parse_duration, Format},
+    commands::{parse_duration, read_correlated, Format},
     report::Report,
-    trace::Trace,
 };
 
 #[derive(clap::Args)]
@@ -34,8 +33,7 @@ pub struct ReportArgs {
 }
 
 pub fn run(a: ReportArgs) -> Result<ExitCode> {
-    let t = Trace::read(&a.trace)?;
-    let corr = correlate_with(&t, a.max_open.as_nanos() as u64);
+    let (t, corr) = read_correlated(&a.trace, a.max_open.as_nanos() as u64)?;
     if a.journal {
         print!("{}", crate::journal::journal(&t, &corr));
         return Ok(ExitCode::SUCCESS);

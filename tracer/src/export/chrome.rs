@@ -20,7 +20,7 @@ use crate::{
     correlate::Correlated,
     export::{args_json, function, pod_label, root, syncs_by_pod, unix_ns},
     report::Report,
-    trace::Trace,
+    trace::TraceMeta,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -109,7 +109,7 @@ fn lanes(mut iv: Vec<(u64, u64, usize)>) -> BTreeMap<usize, usize> {
 }
 
 /// Builds the trace-event document.
-pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrace {
+pub fn chrome_trace(trace: &dyn TraceMeta, c: &Correlated, tracks: Tracks) -> ChromeTrace {
     let t0 = c.spans.iter().map(|s| s.start).min().unwrap_or(0);
     let rel = |t: u64| us(t.saturating_sub(t0));
     let syncs = syncs_by_pod(c);
@@ -207,9 +207,9 @@ pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrac
             let s = &c.spans[i];
             let lane = lane_of.get(&i).copied().unwrap_or(0);
             let tid = tid_of.get(&(pid, key.clone(), lane)).copied().unwrap_or(0);
-            pids.entry(pid).or_insert_with(|| s.binary.clone());
+            pids.entry(pid).or_insert_with(|| s.binary.to_string());
             events.push(TraceEvent {
-                name: s.name.clone(),
+                name: s.name.to_string(),
                 cat: role_name(s.role),
                 ph: "X",
                 ts: rel(start),
@@ -224,7 +224,7 @@ pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrac
     for (pid, key, i) in instants {
         let s = &c.spans[i];
         let tid = tid_of.get(&(pid, key, 0)).copied().unwrap_or(0);
-        pids.entry(pid).or_insert_with(|| s.binary.clone());
+        pids.entry(pid).or_insert_with(|| s.binary.to_string());
         let mut args = span_args(trace, c, i);
         let name = match s.end {
             None => {
@@ -233,7 +233,7 @@ pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrac
             }
             Some(e) => {
                 args.insert("duration_us".into(), json!(us(e - s.start)));
-                s.name.clone()
+                s.name.to_string()
             }
         };
         events.push(TraceEvent {
@@ -250,10 +250,11 @@ pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrac
     }
     // The report's mount-wait findings, as markers on the pod's track.
     let report = Report::build(trace, c);
+    let pod_reports = report.pods_by_uid();
     for (p, idx) in syncs.iter().enumerate() {
         let Some(&first) = idx.first() else { continue };
         let pod = &c.pods[p];
-        let Some(pr) = report.pods.iter().find(|r| r.uid == pod.uid) else {
+        let Some(&pr) = pod_reports.get(pod.uid.as_str()) else {
             continue;
         };
         let Some(mw) = &pr.mount_wait else { continue };
@@ -285,7 +286,7 @@ pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrac
             "process_labels",
             *pid,
             0,
-            json!({ "labels": trace.header.hostname }),
+            json!({ "labels": trace.header().hostname }),
         ));
     }
     // Metadata first, then by time: what viewers expect, and stable output.
@@ -298,14 +299,14 @@ pub fn chrome_trace(trace: &Trace, c: &Correlated, tracks: Tracks) -> ChromeTrac
     let mut other = Map::new();
     other.insert(
         "podtrace_version".into(),
-        json!(trace.header.podtrace_version),
+        json!(trace.header().podtrace_version),
     );
-    other.insert("hostname".into(), json!(trace.header.hostname));
+    other.insert("hostname".into(), json!(trace.header().hostname));
     other.insert("t0_mono_ns".into(), json!(t0));
     other.insert("t0_unix_ns".into(), json!(unix_ns(trace, t0)));
     other.insert(
         "mono_to_unix_ns".into(),
-        json!(trace.header.mono_to_unix_ns),
+        json!(trace.header().mono_to_unix_ns),
     );
     ChromeTrace {
         trace_events: events,
@@ -344,7 +345,7 @@ fn marker(name: &str, ts: f64, pid: u32, tid: u64, lost_ms: &Value) -> TraceEven
     }
 }
 
-fn span_args(trace: &Trace, c: &Correlated, i: usize) -> Map<String, Value> {
+fn span_args(trace: &dyn TraceMeta, c: &Correlated, i: usize) -> Map<String, Value> {
     let s = &c.spans[i];
     let mut a = args_json(s);
     a.insert("function".into(), json!(function(trace, s)));
@@ -361,7 +362,7 @@ fn span_args(trace: &Trace, c: &Correlated, i: usize) -> Map<String, Value> {
 }
 
 /// Writes the document as JSON.
-pub fn write(trace: &Trace, c: &Correlated, tracks: Tracks, out: impl Write) -> Result<()> {
+pub fn write(trace: &dyn TraceMeta, c: &Correlated, tracks: Tracks, out: impl Write) -> Result<()> {
     serde_json::to_writer(out, &chrome_trace(trace, c, tracks)).context("writing Chrome trace JSON")
 }
 

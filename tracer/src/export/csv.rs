@@ -42,7 +42,11 @@ fn role_name(r: Role) -> String {
 }
 
 /// Writes every span, in start order.
-pub fn write(trace: &crate::trace::Trace, c: &Correlated, mut out: impl Write) -> Result<()> {
+pub fn write(
+    trace: &dyn crate::trace::TraceMeta,
+    c: &Correlated,
+    mut out: impl Write,
+) -> Result<()> {
     let syncs = syncs_by_pod(c);
     let pod_start: Vec<Option<u64>> = syncs
         .iter()
@@ -71,10 +75,10 @@ pub fn write(trace: &crate::trace::Trace, c: &Correlated, mut out: impl Write) -
             pod.map(|p| p.uid.clone()).unwrap_or_default(),
             pod.and_then(|p| p.namespace.clone()).unwrap_or_default(),
             pod.and_then(|p| p.name.clone()).unwrap_or_default(),
-            s.binary.clone(),
+            s.binary.to_string(),
             s.pid.to_string(),
             s.goid.to_string(),
-            s.name.clone(),
+            s.name.to_string(),
             role_name(s.role),
             function(trace, s).to_string(),
             unix_ns(trace, s.start).to_string(),

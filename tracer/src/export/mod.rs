@@ -8,12 +8,12 @@ pub mod otlp;
 
 use crate::{
     correlate::{Correlated, Pod, Span},
-    trace::{Trace, Val},
+    trace::{TraceMeta, Val},
 };
 
 /// Unix ns of a CLOCK_MONOTONIC ns timestamp.
-pub fn unix_ns(trace: &Trace, mono: u64) -> i64 {
-    (mono as i64).saturating_add(trace.header.mono_to_unix_ns)
+pub fn unix_ns(trace: &dyn TraceMeta, mono: u64) -> i64 {
+    (mono as i64).saturating_add(trace.header().mono_to_unix_ns)
 }
 
 /// Call depth of span `i` (0 for a span without a traced caller).
@@ -35,7 +35,7 @@ pub fn root(c: &Correlated, mut i: usize) -> usize {
 }
 
 /// The traced function's symbol, from the trace's probe table.
-pub fn function<'a>(trace: &'a Trace, s: &'a Span) -> &'a str {
+pub fn function<'a>(trace: &'a dyn TraceMeta, s: &'a Span) -> &'a str {
     trace
         .probe(s.probe)
         .map(|p| p.symbol.as_str())
@@ -54,7 +54,7 @@ pub fn args_json(s: &Span) -> serde_json::Map<String, serde_json::Value> {
     s.entry
         .iter()
         .chain(s.exit.iter())
-        .map(|(k, v)| (k.clone(), val_json(v)))
+        .map(|(k, v)| (k.to_string(), val_json(v)))
         .collect()
 }
 

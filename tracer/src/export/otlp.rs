@@ -22,7 +22,7 @@ use crate::{
     correlate::Correlated,
     export::{function, syncs_by_pod, unix_ns},
     report::Report,
-    trace::{Trace, Val},
+    trace::{TraceMeta, Val},
 };
 
 /// Instrumentation scope of every span.
@@ -70,7 +70,7 @@ fn ids(uid: &str, start: u64) -> (Vec<u8>, SplitMix64) {
     (id, rng)
 }
 
-fn unix_u64(trace: &Trace, mono: u64) -> u64 {
+fn unix_u64(trace: &dyn TraceMeta, mono: u64) -> u64 {
     u64::try_from(unix_ns(trace, mono)).unwrap_or(0)
 }
 
@@ -83,7 +83,7 @@ fn is_span_role(r: Role) -> bool {
 
 /// Turns call trees into OTLP spans of one trace.
 struct TreeExport<'a> {
-    trace: &'a Trace,
+    trace: &'a dyn TraceMeta,
     c: &'a Correlated,
     children: &'a [Vec<usize>],
     trace_id: Vec<u8>,
@@ -125,10 +125,7 @@ impl TreeExport<'_> {
                 i64::try_from(s.goid).unwrap_or(-1),
             ));
             for (k, v) in s.entry.iter().chain(s.exit.iter()) {
-                if !matches!(
-                    k.as_str(),
-                    "pod_name" | "pod_namespace" | "pod_uid" | "error"
-                ) {
+                if !matches!(&**k, "pod_name" | "pod_namespace" | "pod_uid" | "error") {
                     attrs.push(kv_val(&format!("podtrace.arg.{k}"), v));
                 }
             }
@@ -152,7 +149,7 @@ impl TreeExport<'_> {
                     trace_id: self.trace_id.clone(),
                     span_id,
                     parent_span_id: parent.unwrap_or_default(),
-                    name: s.name.clone(),
+                    name: s.name.to_string(),
                     kind: span::SpanKind::Internal as i32,
                     start_time_unix_nano: unix_u64(self.trace, s.start),
                     end_time_unix_nano: unix_u64(self.trace, end),
@@ -167,7 +164,7 @@ impl TreeExport<'_> {
 }
 
 /// Builds the export request: one resource per traced process.
-pub fn otlp_request(trace: &Trace, c: &Correlated) -> ExportTraceServiceRequest {
+pub fn otlp_request(trace: &dyn TraceMeta, c: &Correlated) -> ExportTraceServiceRequest {
     otlp_request_for(trace, c, None)
 }
 
@@ -175,19 +172,15 @@ pub fn otlp_request(trace: &Trace, c: &Correlated) -> ExportTraceServiceRequest 
 /// all): `record --otlp-endpoint` sends each pod as soon as its start is
 /// complete. `trace` needs only its header here.
 pub fn otlp_request_for(
-    trace: &Trace,
+    trace: &dyn TraceMeta,
     c: &Correlated,
     only: Option<&[usize]>,
 ) -> ExportTraceServiceRequest {
     let report = Report::build(trace, c);
+    let pod_reports = report.pods_by_uid();
     let syncs = syncs_by_pod(c);
     // Children of each span, to walk a sync's tree.
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); c.spans.len()];
-    for (i, s) in c.spans.iter().enumerate() {
-        if let Some(p) = s.parent {
-            children[p].push(i);
-        }
-    }
+    let children = &c.children;
     // Outermost runtime CRI handlers of each pod.
     let mut cri: Vec<Vec<usize>> = vec![Vec::new(); c.pods.len()];
     for (i, s) in c.spans.iter().enumerate() {
@@ -215,7 +208,7 @@ pub fn otlp_request_for(
             if idx.is_empty() {
                 // Only the runtime was traced for this pod.
                 let calls = cri.get(p).map(Vec::as_slice).unwrap_or_default();
-                runtime_only(trace, c, &children, calls, pod_attrs, &mut by_process);
+                runtime_only(trace, c, children, calls, pod_attrs, &mut by_process);
             }
             // Otherwise it was already running: its resyncs are no start.
             continue;
@@ -226,12 +219,12 @@ pub fn otlp_request_for(
         let mut tx = TreeExport {
             trace,
             c,
-            children: &children,
+            children,
             trace_id,
             rng,
             pod_attrs,
         };
-        let pr = report.pods.iter().find(|r| r.uid == pod.uid);
+        let pr = pod_reports.get(pod.uid.as_str()).copied();
         let first_clean_end = idx
             .iter()
             .map(|&i| &c.spans[i])
@@ -278,12 +271,12 @@ pub fn otlp_request_for(
                 .map(|e| e.2.clone())
                 .or_else(|| root_id.clone());
             by_process
-                .entry((cs.binary.clone(), cs.pid))
+                .entry((cs.binary.to_string(), cs.pid))
                 .or_default()
                 .extend(tx.export(ci, parent).into_iter().map(|(_, sp)| sp));
         }
         by_process
-            .entry((root.binary.clone(), root.pid))
+            .entry((root.binary.to_string(), root.pid))
             .or_default()
             .extend(spans.into_iter().map(|(_, sp)| sp));
     }
@@ -293,10 +286,10 @@ pub fn otlp_request_for(
             let mut attrs = vec![
                 kv_str("service.name", &binary),
                 kv_int("process.pid", pid as i64),
-                kv_str("host.name", &trace.header.hostname),
+                kv_str("host.name", &trace.header().hostname),
                 kv_str("process.runtime.name", "go"),
             ];
-            if let Some(b) = trace.header.binaries.iter().find(|b| b.name == binary) {
+            if let Some(b) = trace.header().binaries.iter().find(|b| b.name == binary) {
                 attrs.push(kv_str("process.executable.path", &b.path));
                 if let Some(v) = &b.go_version {
                     attrs.push(kv_str("process.runtime.version", v));
@@ -327,7 +320,7 @@ pub fn otlp_request_for(
 /// trace): its CRI calls under one synthetic root span, `pod_start`, from the
 /// first call's start to the last one's end (`podtrace.synthetic = true`).
 fn runtime_only(
-    trace: &Trace,
+    trace: &dyn TraceMeta,
     c: &Correlated,
     children: &[Vec<usize>],
     calls: &[usize],
@@ -359,7 +352,7 @@ fn runtime_only(
         ..Default::default()
     };
     by_process
-        .entry((first.binary.clone(), first.pid))
+        .entry((first.binary.to_string(), first.pid))
         .or_default()
         .push(root);
     let mut tx = TreeExport {
@@ -373,7 +366,7 @@ fn runtime_only(
     for &i in calls {
         let s = &c.spans[i];
         by_process
-            .entry((s.binary.clone(), s.pid))
+            .entry((s.binary.to_string(), s.pid))
             .or_default()
             .extend(
                 tx.export(i, Some(root_id.clone()))
@@ -399,7 +392,7 @@ fn attr_value(attrs: &[KeyValue], key: &str) -> Option<String> {
 
 /// The report's poll analysis on the mount-wait span.
 fn mount_wait_details(
-    trace: &Trace,
+    trace: &dyn TraceMeta,
     pr: Option<&crate::report::PodReport>,
     base: u64,
     attrs: &mut Vec<KeyValue>,

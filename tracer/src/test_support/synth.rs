@@ -676,6 +676,266 @@ pub fn write_trace(trace: &Trace, path: &std::path::Path) -> Result<()> {
     w.finish(trace.footer.clone().unwrap_or_default())
 }
 
+/// A long recording of a busy node, for `cargo xtask bench` and the
+/// streaming reader's tests: `running` pods resyncing every `resync_s`,
+/// PLEG relisting every second (three gRPC calls to containerd each), the
+/// reconciler and populator ticking every 100 ms, and a new pod starting
+/// every `start_every_s` (sandbox, one container, containerd's CRI calls,
+/// poll checks every 300 ms until its volume is mounted).
+#[derive(Debug, Clone)]
+pub struct BusyNode {
+    pub seconds: u64,
+    pub running: usize,
+    pub resync_s: u64,
+    pub start_every_s: u64,
+}
+
+impl BusyNode {
+    /// One hour: 100 running pods, a start every 5 s.
+    pub fn hour() -> BusyNode {
+        BusyNode {
+            seconds: 3600,
+            running: 100,
+            resync_s: 60,
+            start_every_s: 5,
+        }
+    }
+}
+
+/// What [`write_busy_node`] wrote.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BusyStats {
+    pub events: u64,
+    pub spans: u64,
+    pub pod_starts: u64,
+    pub bytes: u64,
+}
+
+/// Writes the trace of `spec` to `path` as the recorder would, in time
+/// order, a minute at a time (bounded memory however long).
+pub fn write_busy_node(spec: &BusyNode, path: &std::path::Path) -> Result<BusyStats> {
+    let mut probes = kubelet_probes()?;
+    let containerd_pid = 4343;
+    probes.extend(catalogue_probes("containerd", probes.len() as u32)?);
+    let (trace, _) = synth(&SynthSpec {
+        containerd_pid: Some(containerd_pid),
+        ..SynthSpec::new(vec![])
+    })?;
+    let mut header = trace.header;
+    header.probes = probes.clone();
+    let mut g = Gen {
+        probes: &probes,
+        by_name: probes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.probe.as_str(), i))
+            .collect(),
+        pid: 4242,
+        containerd_pid,
+        events: Vec::new(),
+        depth: HashMap::new(),
+        spans: 0,
+    };
+    let mut w = crate::trace::Writer::create(path, &header)?;
+    let mut st = BusyStats::default();
+    let ms = 1_000_000u64;
+    let minute = 60_000 * ms;
+    let end = T0_MONO_NS + spec.seconds * 1000 * ms;
+    let mut from = T0_MONO_NS;
+    let mut next_start = 0u64;
+    while from < end {
+        let to = (from + minute).min(end);
+        // Loops: reconciler (goroutine 1) and populator (3) every 100 ms,
+        // PLEG (4) every second with containerd's list calls inside.
+        let mut t = from + 100 * ms / 3;
+        while t < to {
+            g.open("reconcile", t, 1, &[])?;
+            g.open("mount_volumes", t + 10_000, 1, &[])?;
+            g.close("mount_volumes", t + 60_000, 1, &[])?;
+            g.close("reconcile", t + 300_000, 1, &[])?;
+            g.open("populate", t + 50 * ms, 3, &[])?;
+            g.close("populate", t + 50 * ms + POPULATE_TICK_NS, 3, &[])?;
+            t += 100 * ms;
+        }
+        let mut t = from + 1000 * ms / 3;
+        while t < to {
+            g.open("relist", t, 4, &[])?;
+            for k in 0..3u64 {
+                let a = t + 100_000 + k * 500_000;
+                g.open("grpc_unary", a, 30 + k, &[])?;
+                g.close("grpc_unary", a + 300_000, 30 + k, &[])?;
+            }
+            g.close("relist", t + 2 * ms, 4, &[])?;
+            t += 1000 * ms;
+        }
+        // Resyncs of the running pods, spread over the period.
+        let period = spec.resync_s.max(1) * 1000 * ms;
+        for i in 0..spec.running {
+            let offset = period * i as u64 / spec.running.max(1) as u64 + 7 * ms;
+            let mut t = from - (from - T0_MONO_NS) % period + offset;
+            while t < to {
+                if t >= from {
+                    busy_resync(&mut g, i, t)?;
+                }
+                t += period;
+            }
+        }
+        // Pod starts.
+        let every = spec.start_every_s.max(1) * 1000 * ms;
+        loop {
+            let t = T0_MONO_NS + next_start * every + 1234 * ms;
+            if t >= to {
+                break;
+            }
+            busy_start(&mut g, spec.running + next_start as usize, t)?;
+            next_start += 1;
+        }
+        // Everything before `to` is final: later minutes write after it.
+        g.events.sort_by_key(|e| e.t);
+        let keep = g.events.partition_point(|e| e.t < to);
+        for e in g.events.drain(..keep) {
+            w.event(e)?;
+        }
+        from = to;
+    }
+    for e in g.events.drain(..) {
+        w.event(e)?;
+    }
+    st.events = w.events;
+    st.spans = g.spans as u64;
+    st.pod_starts = next_start;
+    w.finish(Footer {
+        events: st.events,
+        drops: 0,
+        hits: st.events,
+        duration_ns: end - T0_MONO_NS,
+        stopped_by: "duration".into(),
+        capture_problems: Vec::new(),
+    })?;
+    st.bytes = std::fs::metadata(path)?.len();
+    Ok(st)
+}
+
+fn busy_who(i: usize, update_type: Option<u64>) -> Vec<(&'static str, Val)> {
+    let mut v = vec![
+        ("pod_name", s(&format!("pod-{i}"))),
+        ("pod_uid", s(&format!("00000000-0000-4000-8000-{i:012}"))),
+        ("pod_namespace", s("default")),
+    ];
+    if let Some(t) = update_type {
+        v.push(("update_type", Val::N(t)));
+    }
+    v
+}
+
+/// A running pod's resync: its volumes are mounted (one check), the
+/// runtime sync asks containerd for the pod's status.
+fn busy_resync(g: &mut Gen, i: usize, t: u64) -> Result<()> {
+    let goid = 1000 + i as u64;
+    let uid = format!("00000000-0000-4000-8000-{i:012}");
+    g.open("sync", t, goid, &busy_who(i, Some(0)))?;
+    g.open("mount_wait", t + 100_000, goid, &busy_who(i, None))?;
+    g.open(
+        "poll_helper",
+        t + 110_000,
+        goid,
+        &[("interval_ns", Val::N(300_000_000))],
+    )?;
+    g.open("poll_cond", t + 130_000, goid, &[])?;
+    g.open("poll_check", t + 131_000, goid, &[("pod_uid", s(&uid))])?;
+    g.close("poll_check", t + 181_000, goid, &[("unmounted", Val::N(0))])?;
+    let done = [("done", Val::N(1)), ("error", Val::N(0))];
+    g.close("poll_cond", t + 182_000, goid, &done)?;
+    g.close("poll_helper", t + 187_000, goid, &[])?;
+    g.close("mount_wait", t + 192_000, goid, &[("error", Val::N(0))])?;
+    g.open("runtime_sync", t + 300_000, goid, &busy_who(i, None))?;
+    g.open("grpc_unary", t + 400_000, 40 + i as u64, &[])?;
+    g.close("grpc_unary", t + 700_000, 40 + i as u64, &[])?;
+    g.close("runtime_sync", t + 900_000, goid, &[])?;
+    g.close("sync", t + 1_000_000, goid, &[("error", Val::N(0))])
+}
+
+/// A pod start: sandbox, one container, a volume mounted 250 ms into the
+/// mount wait and noticed by the poll at 300 ms.
+fn busy_start(g: &mut Gen, i: usize, st: u64) -> Result<()> {
+    let goid = 1000 + i as u64;
+    let uid = format!("00000000-0000-4000-8000-{i:012}");
+    let ms = 1_000_000u64;
+    g.open("sync", st, goid, &busy_who(i, Some(2)))?;
+    let mw = st + 2 * ms;
+    g.open("mount_wait", mw, goid, &busy_who(i, None))?;
+    let ph = mw + 10_000;
+    g.open(
+        "poll_helper",
+        ph,
+        goid,
+        &[("interval_ns", Val::N(300 * ms))],
+    )?;
+    let vg = 500_000 + i as u64;
+    let vol = [
+        ("pod_unique_name", s(&uid)),
+        ("pod_uid", s(&uid)),
+        ("volume", s(&format!("kubernetes.io/configmap/{uid}-vol0"))),
+    ];
+    g.open("volume_mounted", mw + 250 * ms, vg, &vol)?;
+    g.close("volume_mounted", mw + 250 * ms + 20_000, vg, &[])?;
+    let mut end = ph;
+    for (k, unmounted) in [(0u64, 1u64), (1, 0)] {
+        let c = ph + 20_000 + k * 300 * ms;
+        g.open("poll_cond", c, goid, &[])?;
+        g.open("poll_check", c + 1_000, goid, &[("pod_uid", s(&uid))])?;
+        g.close(
+            "poll_check",
+            c + 51_000,
+            goid,
+            &[("unmounted", Val::N(unmounted))],
+        )?;
+        let done = [("done", Val::N(1 - unmounted)), ("error", Val::N(0))];
+        g.close("poll_cond", c + 52_000, goid, &done)?;
+        end = c + 52_000;
+    }
+    g.close("poll_helper", end + 5_000, goid, &[])?;
+    g.close("mount_wait", end + 10_000, goid, &[("error", Val::N(0))])?;
+    let rs = end + 100_000;
+    g.open("runtime_sync", rs, goid, &busy_who(i, None))?;
+    let mut args = busy_who(i, None);
+    args.push(("attempt", Val::N(0)));
+    let t = rs + 10_000;
+    g.open("create_sandbox", t, goid, &args)?;
+    let cg = 2_000_000 + i as u64;
+    let sandbox_id = format!("sb{i:062}");
+    let mut cri = busy_who(i, None);
+    cri.push(("attempt", Val::N(0)));
+    g.open("RunPodSandbox", t + 200 * 1000, cg, &cri)?;
+    let ret = [("sandbox_id", s(&sandbox_id)), ("error", Val::N(0))];
+    g.close("RunPodSandbox", t + 39 * ms, cg, &ret)?;
+    g.close("create_sandbox", t + 40 * ms, goid, &[])?;
+    let t = t + 40 * ms + 10_000;
+    let mut args = busy_who(i, None);
+    args.push(("container_name", s("c0")));
+    g.open("start_container", t, goid, &args)?;
+    let id = format!("ct{i:062}");
+    let cargs = [
+        ("sandbox_id", s(&sandbox_id)),
+        ("container_name", s("c0")),
+        ("pod_uid", s(&uid)),
+        ("pod_name", s(&format!("pod-{i}"))),
+    ];
+    g.open("CreateContainer", t + 300_000, cg, &cargs)?;
+    let ret = [("container_id", s(&id)), ("error", Val::N(0))];
+    g.close("CreateContainer", t + 8 * ms, cg, &ret)?;
+    g.open(
+        "StartContainer",
+        t + 8 * ms + 50_000,
+        cg,
+        &[("container_id", s(&id))],
+    )?;
+    g.close("StartContainer", t + 15 * ms, cg, &[("error", Val::N(0))])?;
+    g.close("start_container", t + 16 * ms, goid, &[])?;
+    g.close("runtime_sync", t + 17 * ms, goid, &[])?;
+    g.close("sync", t + 18 * ms, goid, &[("error", Val::N(0))])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -870,7 +1130,7 @@ mod tests {
         let sp = c
             .spans
             .iter()
-            .find(|s| s.name == "runtime_sync")
+            .find(|s| &*s.name == "runtime_sync")
             .context("runtime_sync span")?;
         assert_eq!(sp.parent, None);
         Ok(())
