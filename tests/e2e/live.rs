@@ -7,7 +7,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::{Arc, Mutex},
@@ -18,32 +18,15 @@ use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value,
 };
 use podtrace_tests::{
-    median, podtrace_bin, read_gt, report_json, spawn_until, workload, Guard, TempDir,
+    median, podtrace_bin, read_gt, report_json, spawn_until,
+    util::{free_port, http_get},
+    workload, Guard, TempDir,
 };
 use prost::Message as _;
 use serde_json::Value;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const VARIANT: &str = "go1.26-kubelet1.36";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
-/// GET http://addr/path (HTTP/1.0, whole answer): (status, body).
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
-}
 
 fn encode_query(q: &str) -> String {
     q.bytes()

@@ -14,7 +14,9 @@ use std::{
 
 use podtrace_tests::{
     bpf_object_exists, podtrace, podtrace_bin, read_gt, read_process_mem, report_json, spawn_until,
-    uprobe_links_of, workload, Guard, TempDir,
+    uprobe_links_of,
+    util::{free_port, http_get},
+    workload, Guard, TempDir,
 };
 use serde_json::Value;
 
@@ -189,7 +191,17 @@ fn a_binary_replaced_at_its_path_is_reattached_within_a_second_and_the_gap_repor
     let dir = TempDir::new("swap");
     let exe = workload_copy(&dir.join("kubelet"));
     let trace = dir.join("t.trace");
-    let pt = record(&["--kubelet", exe.to_str().expect("utf-8")], &trace);
+    // The metrics count the swaps and the new builds' pod starts too.
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let pt = record(
+        &[
+            "--kubelet",
+            exe.to_str().expect("utf-8"),
+            "--metrics",
+            &metrics,
+        ],
+        &trace,
+    );
     let probes0 = lines_of(&trace, "header")[0]["probes"]
         .as_array()
         .expect("probes")
@@ -226,6 +238,42 @@ fn a_binary_replaced_at_its_path_is_reattached_within_a_second_and_the_gap_repor
     // Every file keeps its probes (the last few replaced ones are held
     // rather than closed, see supervise::KEEP_IDLE_FILES): 1 + SWAPS files.
     assert_eq!(uprobe_links_of(pt.id()).len(), links0 * (1 + SWAPS));
+    let value_in = |text: &str, prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    // A start is summarised 1 s after its sync returned (late events).
+    let t = Instant::now();
+    let text = loop {
+        let (status, text) = http_get(&metrics, "/metrics").expect("GET /metrics");
+        assert_eq!(status, 200, "{text}");
+        if value_in(&text, "podtrace_pod_starts_total") >= (1 + SWAPS) as f64
+            || t.elapsed() > Duration::from_secs(5)
+        {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let value = |prefix: &str| value_in(&text, prefix);
+    assert_eq!(
+        value("podtrace_supervisor_notes_total{kind=\"reattached\"}"),
+        SWAPS as f64,
+        "{text}"
+    );
+    assert_eq!(
+        value("podtrace_untraced_gap_seconds_count{kind=\"reattached\"}"),
+        SWAPS as f64,
+        "{text}"
+    );
+    // The old build's pod and one per new build, counted live from the
+    // appended probes.
+    assert_eq!(
+        value("podtrace_pod_starts_total"),
+        (1 + SWAPS) as f64,
+        "{text}"
+    );
     stop(pt);
 
     let r = report_json(&trace);

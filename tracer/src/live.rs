@@ -376,6 +376,10 @@ pub struct Live {
     /// open (a second entry then is a morestack repeat).
     loops: HashMap<(u32, GKey), (u64, bool)>,
     last_t: u64,
+    /// The events' clock (CLOCK_MONOTONIC), so that a start whose process
+    /// went quiet after it (exited, say) is still summarised once its grace
+    /// passed; None replays a recorded trace on its own timestamps.
+    clock: Option<fn() -> u64>,
     drops: u64,
     otlp: Option<OtlpQueue>,
 }
@@ -411,6 +415,7 @@ impl Live {
             pending: Vec::new(),
             loops: HashMap::new(),
             last_t: 0,
+            clock: Some(crate::trace::mono_now),
             drops: 0,
             otlp,
         };
@@ -469,7 +474,7 @@ impl Live {
     /// Correlates the window once for every start sync that is due (all of
     /// them when `all`), and summarises each pod with the report's code.
     fn summarise_due(&mut self, all: bool) {
-        let now = self.last_t;
+        let now = self.clock.map_or(self.last_t, |c| self.last_t.max(c()));
         let (due, wait): (Vec<_>, Vec<_>) = self
             .pending
             .iter()
@@ -813,6 +818,7 @@ mod tests {
             ("containerd".to_string(), "v2.2.9".to_string()),
         ]);
         let mut live = Live::new(Arc::clone(&m), &trace.header, &versions, None).expect("live");
+        live.clock = None;
         let mut events = trace.events.clone();
         events.sort_by_key(|r| r.t);
         let mut most = 0;
