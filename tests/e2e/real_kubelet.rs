@@ -655,3 +655,86 @@ fn attached_to_a_busy_node_only_new_pods_are_starts() {
     }
     node.remove_all_pods(Duration::from_secs(30));
 }
+
+/// A kubelet that exits mid-recording does not stop the recording of
+/// containerd: on the real node (kubelet v1.36.3, containerd 2.2.9) kubelet
+/// is killed while `record` runs; record notes the exit and goes on, and a
+/// pod then run straight through containerd's CRI socket is in the trace
+/// with its CRI calls.
+#[test]
+fn kubelet_exiting_mid_recording_does_not_stop_containerds_recording() {
+    let dir = TempDir::new("kubelet-exit");
+    let node = Node::start(NodeOpts::new(node::kubelet("v1.36.3", false)));
+    let trace = dir.join("t.trace");
+    let (pt, _) = podtrace_tests::spawn_until(
+        std::process::Command::new(podtrace_bin())
+            .args(["record", "-q"])
+            .arg("--pid")
+            .arg(node.kubelet_pid.to_string())
+            .arg("--pid")
+            .arg(node.env.containerd_pid.to_string())
+            .arg("-o")
+            .arg(&trace),
+        "recording to",
+        Duration::from_secs(60),
+    );
+    // SAFETY: plain kill(2) of the node's kubelet, a child of this test.
+    unsafe { libc::kill(node.kubelet_pid as libc::pid_t, libc::SIGKILL) };
+    let t = std::time::Instant::now();
+    let notes = |kind: &str| -> Vec<Value> {
+        std::fs::read_to_string(&trace)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v.get("note").cloned())
+            .filter(|n| n["kind"] == kind)
+            .collect()
+    };
+    while notes("process_exited").is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "record did not note kubelet's exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exited = notes("process_exited");
+    assert_eq!(exited[0]["binary"], "kubelet", "{exited:?}");
+    assert_eq!(exited[0]["pid"], node.kubelet_pid, "{exited:?}");
+    let ok = node
+        .env
+        .cri("run-pods")
+        .args(["--image", &node.env.image, "--pods", "1"])
+        .args([
+            "--namespace",
+            "podtrace-e2e",
+            "--name-prefix",
+            "after-kubelet",
+        ])
+        .arg("--stop")
+        .status()
+        .expect("cri-client");
+    assert!(ok.success(), "cri-client run-pods failed");
+    assert!(!node.kubelet_alive(), "kubelet still runs");
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(pt.id() as libc::pid_t, libc::SIGINT) };
+    let out = pt.take().wait_with_output().expect("podtrace record");
+    assert!(out.status.success(), "podtrace record: {}", out.status);
+    let report = report_json(&trace);
+    let pod = report["pods"]
+        .as_array()
+        .expect("pods")
+        .iter()
+        .find(|p| p["namespace"] == "podtrace-e2e")
+        .unwrap_or_else(|| {
+            panic!("the pod run after kubelet exited is not in the report: {report:#}")
+        });
+    let calls: Vec<&str> = pod["cri"]
+        .as_array()
+        .expect("cri")
+        .iter()
+        .filter_map(|c| c["call"].as_str())
+        .collect();
+    for want in ["RunPodSandbox", "CreateContainer", "StartContainer"] {
+        assert!(calls.contains(&want), "{want} not traced: {calls:?}");
+    }
+}
