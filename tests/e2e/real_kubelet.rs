@@ -710,6 +710,8 @@ fn kubelet_exiting_mid_recording_does_not_stop_containerds_recording() {
             "--name-prefix",
             "after-kubelet",
         ])
+        .arg("--ground-truth")
+        .arg(dir.join("cri.gt.jsonl"))
         .arg("--stop")
         .status()
         .expect("cri-client");
