@@ -77,7 +77,10 @@ pub fn run() -> Result<()> {
             let trace = trace.clone();
             move || -> Result<f64> {
                 let mut c = Command::new(podtrace_bin());
-                c.args(["record", "-q", "--catalogue"])
+                // 1M+ events/s from one hot function: more than record's
+                // default 8 MiB ring (sized for kubelet's rates) holds
+                // between two 20 ms drains.
+                c.args(["record", "-q", "--ring-mib", "16", "--catalogue"])
                     .arg(&catalogue)
                     .arg("-o")
                     .arg(&trace)
