@@ -360,10 +360,9 @@ impl Loaded {
         Ok(())
     }
 
-    /// Detaches the links of `group` (one binary's probes, no longer
-    /// needed) on a thread of its own: each close waits for a kernel grace
-    /// period (see [`Loaded::detach`]) and the collector must not.
-    pub fn release_group(&mut self, group: u32) -> Result<usize> {
+    /// Takes the links of `group` out of the program's keeping (dropping
+    /// them detaches).
+    fn take_group(&mut self, group: u32) -> Result<Vec<UProbeLink>> {
         let prog: &mut UProbe = self
             .ebpf
             .program_mut("podtrace_go")
@@ -375,8 +374,16 @@ impl Loaded {
             .into_iter()
             .filter_map(|(_, id)| prog.take_link(id).ok())
             .collect();
+        self.attached = self.attached.saturating_sub(links.len());
+        Ok(links)
+    }
+
+    /// Detaches the links of `group` (one binary's probes, no longer
+    /// needed) on a thread of its own: each close waits for a kernel grace
+    /// period (see [`Loaded::detach`]) and the collector must not.
+    pub fn release_group(&mut self, group: u32) -> Result<usize> {
+        let links = self.take_group(group)?;
         let n = links.len();
-        self.attached = self.attached.saturating_sub(n);
         if n > 0 {
             std::thread::Builder::new()
                 .name("podtrace-detach".into())
@@ -390,19 +397,8 @@ impl Loaded {
     /// file they are on was rewritten, and a breakpoint left at an old
     /// offset would cut an instruction of the new code in two.
     pub fn release_group_now(&mut self, group: u32) -> Result<usize> {
-        let prog: &mut UProbe = self
-            .ebpf
-            .program_mut("podtrace_go")
-            .context("eBPF object has no podtrace_go program")?
-            .try_into()?;
-        let (gone, keep): (Vec<_>, Vec<_>) = self.links.drain(..).partition(|(g, _)| *g == group);
-        self.links = keep;
-        let links: Vec<UProbeLink> = gone
-            .into_iter()
-            .filter_map(|(_, id)| prog.take_link(id).ok())
-            .collect();
+        let links = self.take_group(group)?;
         let n = links.len();
-        self.attached = self.attached.saturating_sub(n);
         close_links(links);
         Ok(n)
     }

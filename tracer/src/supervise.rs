@@ -69,6 +69,33 @@ struct Traced<'c> {
     rewritten: Option<(u64, Stamp)>,
 }
 
+impl<'c> Traced<'c> {
+    /// A file just attached (group `group`), run by `pids`.
+    fn new(
+        catalogue: &'c BinaryCatalogue,
+        key: FileKey,
+        watch: Option<PathBuf>,
+        only: Vec<u32>,
+        pids: BTreeSet<u32>,
+        group: u32,
+        stamp: Option<Stamp>,
+    ) -> Traced<'c> {
+        Traced {
+            catalogue,
+            key,
+            watch,
+            only,
+            pids,
+            last_exit_ns: None,
+            group,
+            retired: false,
+            released: false,
+            stamp,
+            rewritten: None,
+        }
+    }
+}
+
 /// A file's (size, mtime s, mtime ns): what changes when it is rewritten.
 type Stamp = (u64, i64, i64);
 
@@ -137,19 +164,7 @@ impl<'c> Supervisor<'c> {
                     .and_then(|w| std::fs::metadata(w).ok())
                     .filter(|m| (m.dev(), m.ino()) == i.key)
                     .map(|m| stamp_of(&m));
-                Traced {
-                    catalogue: i.catalogue,
-                    key: i.key,
-                    watch: i.watch,
-                    only: i.only,
-                    pids,
-                    last_exit_ns: None,
-                    group: i.group,
-                    retired: false,
-                    released: false,
-                    stamp,
-                    rewritten: None,
-                }
+                Traced::new(i.catalogue, i.key, i.watch, i.only, pids, i.group, stamp)
             })
             .collect();
         Supervisor {
@@ -307,19 +322,15 @@ impl<'c> Supervisor<'c> {
                     n.latency_ns = Some(attached - seen);
                     n.gap_ns = Some(attached.saturating_sub(from));
                     self.latencies_ns.push(attached - seen);
-                    self.traced.push(Traced {
+                    self.traced.push(Traced::new(
                         catalogue,
                         key,
-                        watch: Some(path),
-                        only: Vec::new(),
+                        Some(path),
+                        Vec::new(),
                         pids,
-                        last_exit_ns: None,
                         group,
-                        retired: false,
-                        released: false,
-                        stamp: Some(stamp),
-                        rewritten: None,
-                    });
+                        Some(stamp),
+                    ));
                     self.note(writer, n)?;
                 }
                 Err(e) => {
@@ -397,19 +408,15 @@ impl<'c> Supervisor<'c> {
                         n.path = path.display().to_string();
                         n.latency_ns = Some(attached - seen);
                         n.gap_ns = Some(attached - seen);
-                        self.traced.push(Traced {
+                        self.traced.push(Traced::new(
                             catalogue,
                             key,
-                            watch: Some(path),
-                            only: Vec::new(),
+                            Some(path),
+                            Vec::new(),
                             pids,
-                            last_exit_ns: None,
                             group,
-                            retired: false,
-                            released: false,
-                            stamp: Some(stamp),
-                            rewritten: None,
-                        });
+                            Some(stamp),
+                        ));
                         self.note(writer, n)
                     }
                     Err(e) => {
@@ -476,22 +483,18 @@ impl<'c> Supervisor<'c> {
                         n.path = exe.shown.display().to_string();
                         n.pid = pids.first().copied();
                         n.latency_ns = Some(attached - seen);
-                        self.traced.push(Traced {
+                        self.traced.push(Traced::new(
                             catalogue,
-                            key: exe.key,
-                            watch: watch.clone(),
-                            only: Vec::new(),
-                            pids: pids.clone(),
-                            last_exit_ns: None,
+                            exe.key,
+                            watch.clone(),
+                            Vec::new(),
+                            pids.clone(),
                             group,
-                            retired: false,
-                            released: false,
-                            stamp: watch
+                            watch
                                 .as_deref()
                                 .and_then(|w| std::fs::metadata(w).ok())
                                 .map(|m| stamp_of(&m)),
-                            rewritten: None,
-                        });
+                        ));
                         self.note(writer, n)?;
                     }
                     Err(e) => {
