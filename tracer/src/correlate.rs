@@ -16,6 +16,7 @@
 //!   frame of the goroutine; those are closed unmatched ("aged out").
 
 use std::{
+    borrow::Cow,
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
     sync::Arc,
@@ -145,7 +146,9 @@ struct GState {
 
 /// Incremental pairing; feed events in time order.
 pub struct Correlator<'a> {
-    probes: &'a [ProbeInfo],
+    /// Borrowed from the trace's header; owned once a replaced binary's
+    /// probes were appended ([`Correlator::add_probes`]).
+    probes: Cow<'a, [ProbeInfo]>,
     /// Per probe: its name, binary and capture names, allocated once and
     /// shared by every span (a long recording keeps hundreds of thousands).
     names: Vec<ProbeNames>,
@@ -166,7 +169,7 @@ impl<'a> Correlator<'a> {
     /// goroutine is next seen.
     pub fn new(probes: &'a [ProbeInfo], max_age_ns: u64) -> Self {
         Correlator {
-            probes,
+            probes: Cow::Borrowed(probes),
             names: probes.iter().map(ProbeNames::of).collect(),
             stacks: HashMap::new(),
             spans: Vec::new(),
@@ -174,6 +177,13 @@ impl<'a> Correlator<'a> {
             max_age_ns,
             swept_at: 0,
         }
+    }
+
+    /// Probes appended to the table while recording (a binary replaced at
+    /// its path and attached anew): their ids follow the known ones.
+    pub fn add_probes(&mut self, more: &[ProbeInfo]) {
+        self.probes.to_mut().extend_from_slice(more);
+        self.names.extend(more.iter().map(ProbeNames::of));
     }
 
     /// Ages out every frame older than the limit, in all goroutines.
@@ -204,7 +214,7 @@ impl<'a> Correlator<'a> {
     /// into the span instead of being copied.
     pub fn push_owned(&mut self, r: Rec) {
         self.stats.events += 1;
-        let Some(info) = self.probes.get(r.p as usize) else {
+        let Some(role) = self.probes.get(r.p as usize).map(|p| p.role) else {
             return;
         };
         if r.t.saturating_sub(self.swept_at) >= SWEEP_EVERY_NS.min(self.max_age_ns) {
@@ -242,7 +252,7 @@ impl<'a> Correlator<'a> {
             }
             self.spans.push(Span {
                 probe: r.p,
-                role: info.role,
+                role,
                 name: nm.name.clone(),
                 binary: nm.binary.clone(),
                 pid: r.pid,
@@ -410,6 +420,12 @@ impl<'a> InOrder<'a> {
             }
             self.release();
         }
+    }
+
+    /// See [`Correlator::add_probes`]; events still held for ordering may
+    /// name them already.
+    pub fn add_probes(&mut self, more: &[ProbeInfo]) {
+        self.c.add_probes(more);
     }
 
     fn release(&mut self) {

@@ -93,16 +93,6 @@ pub enum NoteKind {
 }
 
 impl NoteKind {
-    pub const ALL: [NoteKind; 7] = [
-        NoteKind::ProcessStarted,
-        NoteKind::ProcessExited,
-        NoteKind::Restart,
-        NoteKind::BinaryReplaced,
-        NoteKind::Reattached,
-        NoteKind::BinaryFound,
-        NoteKind::AttachFailed,
-    ];
-
     /// The name used in the trace (and for a metric label).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -875,33 +865,6 @@ impl<R: BufRead> TraceReader<R> {
             events: self.events,
         }
     }
-}
-
-/// The whole probe table of a trace file: the header's, and those that
-/// `binary` lines append (a binary replaced while recording). Read before
-/// the events are streamed, because the pairing needs every probe from the
-/// start; only the `binary` lines are parsed, so this costs a plain read of
-/// the file.
-pub fn probe_table(path: &Path) -> Result<Vec<ProbeInfo>> {
-    let mut reader = Trace::open(path)?;
-    let mut probes = reader.header.probes.clone();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = reader
-            .r
-            .read_until(b'\n', &mut line)
-            .with_context(|| format!("{}: reading", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        if line.starts_with(b"{\"binary\"") {
-            if let Ok(Line::Binary(b)) = serde_json::from_slice::<Line>(&line) {
-                probes.extend(b.probes);
-            }
-        }
-    }
-    Ok(probes)
 }
 
 impl<R: BufRead> Iterator for TraceReader<R> {

@@ -49,11 +49,18 @@ pub fn load_correlated(path: &Path) -> Result<(TraceInfo, Correlated)> {
 /// put back in time order).
 pub fn read_correlated(path: &Path, max_open_ns: u64) -> Result<(TraceInfo, Correlated)> {
     // Trace::open's errors already name the file.
-    // Every probe, also those of binaries attached anew while recording.
-    let probes = crate::trace::probe_table(path)?;
     let mut reader = Trace::open(path)?;
+    let probes = reader.header().probes.clone();
+    let mut known = probes.len();
     let mut c = InOrder::new(Correlator::new(&probes, max_open_ns));
     while let Some(e) = reader.next_event()? {
+        // A `binary` line (a binary replaced while recording) grew the
+        // table before the first event naming its probes.
+        let table = &reader.header().probes;
+        if table.len() > known {
+            c.add_probes(&table[known..]);
+            known = table.len();
+        }
         c.push(e);
     }
     let (corr, late) = c.finish();
