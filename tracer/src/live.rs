@@ -31,8 +31,8 @@ use anyhow::{Context as _, Result};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use podtrace_common::KIND_ENTRY;
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::{
@@ -352,13 +352,16 @@ struct ProbeKind {
     events: IntCounter,
     /// Counts as a mount-wait poll check.
     check: Option<IntCounter>,
+    /// The binary's resync counter (pod syncs), the probe's period
+    /// histogram (loops): label lookups done here once, not per event.
+    resyncs: IntCounter,
+    loop_period: Option<Histogram>,
     update_type_slot: Option<usize>,
 }
 
 /// The live consumer of `record --metrics` / `--otlp-endpoint`.
 pub struct Live {
     metrics: Arc<Metrics>,
-    probes: Vec<ProbeInfo>,
     kinds: Vec<ProbeKind>,
     /// (binary, version) label values per traced binary.
     labels: Vec<(String, String)>,
@@ -399,12 +402,15 @@ impl Live {
         };
         let mut live = Live {
             metrics,
-            probes: Vec::new(),
             kinds: Vec::new(),
             labels: Vec::new(),
             versions: versions.clone(),
+            // The probe table is filled by add_probes, with the kinds.
             trace: Trace {
-                header: header.clone(),
+                header: Header {
+                    probes: Vec::new(),
+                    ..header.clone()
+                },
                 events: Vec::new(),
                 footer: None,
                 warnings: Vec::new(),
@@ -426,8 +432,8 @@ impl Live {
     /// Works out what each probe id means, for `probes` following the ones
     /// already known (the header's, then those of a binary attached anew).
     fn add_probes(&mut self, probes: &[ProbeInfo]) {
-        self.probes.extend_from_slice(probes);
-        let all = &self.probes;
+        self.trace.header.probes.extend_from_slice(probes);
+        let all = &self.trace.header.probes;
         let has_check = |b: &str| {
             all.iter()
                 .any(|p| p.binary == b && p.role == Role::PollCheck)
@@ -454,14 +460,18 @@ impl Live {
                 binary,
                 events: self.metrics.events.with_label_values(&[b]),
                 check: check.then(|| self.metrics.poll_checks.with_label_values(&[b, v])),
+                resyncs: self.metrics.pod_resyncs.with_label_values(&[b, v]),
+                loop_period: (p.role == Role::Loop).then(|| {
+                    self.metrics
+                        .loop_period
+                        .with_label_values(&[&p.probe, b, v])
+                }),
                 update_type_slot: p
                     .entry_captures
                     .iter()
                     .position(|c| c.name == "update_type"),
             });
         }
-        // The OTLP builder names probes from the header's table.
-        self.trace.header.probes = self.probes.clone();
     }
 
     fn label<'s>(&'s self, binary: &'s str) -> (&'s str, &'s str) {
@@ -486,7 +496,7 @@ impl Live {
         let from = from.saturating_sub(MARGIN_NS);
         let mut recs: Vec<&Rec> = self.window.iter().filter(|r| r.t >= from).collect();
         recs.sort_by_key(|r| r.t);
-        let mut c = Correlator::new(&self.probes, MAX_OPEN.as_nanos() as u64);
+        let mut c = Correlator::new(&self.trace.header.probes, MAX_OPEN.as_nanos() as u64);
         for r in recs {
             c.push(r);
         }
@@ -539,14 +549,14 @@ impl Live {
                     .observe(secs(l.max(0.0)));
             }
         }
+        // The runtime's own binary and version.
+        let rt = self
+            .labels
+            .iter()
+            .find(|(b, _)| b != binary)
+            .map_or(("", ""), |(b, v)| (b.as_str(), v.as_str()));
         for c in &p.cri {
             if let Some(d) = c.duration_ms {
-                // The runtime's own binary and version.
-                let rt = self
-                    .labels
-                    .iter()
-                    .find(|(b, _)| b != binary)
-                    .map_or(("", ""), |(b, v)| (b.as_str(), v.as_str()));
                 m.cri_call
                     .with_label_values(&[&c.call, rt.0, rt.1])
                     .observe(secs(d));
@@ -655,8 +665,7 @@ impl collect::Consumer for Live {
                     .and_then(|v| v.as_u64())
                     == Some(report::SYNC_POD_CREATE);
                 if !create {
-                    let (b, v) = &self.labels[k.binary];
-                    self.metrics.pod_resyncs.with_label_values(&[b, v]).inc();
+                    k.resyncs.inc();
                 }
                 self.open.insert(
                     key,
@@ -677,14 +686,10 @@ impl collect::Consumer for Live {
                 }
             }
             Role::Loop => {
-                let (b, v) = &self.labels[k.binary];
                 let slot = self.loops.entry((r.p, key)).or_insert((0, false));
                 if entry && !slot.1 {
-                    if slot.0 != 0 {
-                        self.metrics
-                            .loop_period
-                            .with_label_values(&[&self.probes[r.p as usize].probe, b, v])
-                            .observe(r.t.saturating_sub(slot.0) as f64 / 1e9);
+                    if let Some(h) = k.loop_period.as_ref().filter(|_| slot.0 != 0) {
+                        h.observe(r.t.saturating_sub(slot.0) as f64 / 1e9);
                     }
                     *slot = (r.t, true);
                 } else if !entry {

@@ -21,7 +21,7 @@ use crate::{
     compare::SplitMix64,
     correlate::Correlated,
     export::{function, syncs_by_pod, unix_ns},
-    report::Report,
+    report::{pod_summary, PodSummary},
     trace::{TraceMeta, Val},
 };
 
@@ -176,8 +176,7 @@ pub fn otlp_request_for(
     c: &Correlated,
     only: Option<&[usize]>,
 ) -> ExportTraceServiceRequest {
-    let report = Report::build(trace, c);
-    let pod_reports = report.pods_by_uid();
+    let off = trace.header().mono_to_unix_ns;
     let syncs = syncs_by_pod(c);
     // Children of each span, to walk a sync's tree.
     let children = &c.children;
@@ -213,6 +212,13 @@ pub fn otlp_request_for(
             // Otherwise it was already running: its resyncs are no start.
             continue;
         };
+        // The report's own numbers for the mount wait, for this pod only
+        // (record --otlp-endpoint sends one pod out of a window).
+        let summary = pod_summary(c, p, idx, off);
+        let pr = match &summary {
+            PodSummary::Started(r) => Some(&**r),
+            _ => None,
+        };
         let idx = &idx[idx.iter().position(|&i| i == first).unwrap_or(0)..];
         let root = &c.spans[first];
         let (trace_id, rng) = ids(&pod.uid, root.start);
@@ -224,7 +230,6 @@ pub fn otlp_request_for(
             rng,
             pod_attrs,
         };
-        let pr = pod_reports.get(pod.uid.as_str()).copied();
         let first_clean_end = idx
             .iter()
             .map(|&i| &c.spans[i])
