@@ -15,7 +15,7 @@
 //! probes are released once no process runs it.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::{BTreeSet, HashSet},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -132,10 +132,6 @@ pub struct Supervisor<'c> {
     pub verbose: bool,
     /// Seen → attached, for every replaced or found binary (ns).
     pub latencies_ns: Vec<u64>,
-    /// Notes written so far, per kind (for a metrics exporter).
-    pub counts: BTreeMap<NoteKind, u64>,
-    /// The last re-attach's untraced gap (ns), for a metrics exporter.
-    pub last_gap_ns: Option<u64>,
     /// Notes written since the collector last took them (for the live
     /// metrics).
     pub fresh: Vec<Note>,
@@ -178,8 +174,6 @@ impl<'c> Supervisor<'c> {
             last: Instant::now(),
             verbose: true,
             latencies_ns: Vec::new(),
-            counts: BTreeMap::new(),
-            last_gap_ns: None,
             fresh: Vec::new(),
         }
     }
@@ -189,11 +183,31 @@ impl<'c> Supervisor<'c> {
         self.last.elapsed() >= Self::EVERY
     }
 
+    /// A replaced file attached anew: traced from now on, and noted with
+    /// how long attaching took once the file was seen (latency) and how
+    /// long its path went untraced (gap).
+    fn reattached(
+        &mut self,
+        writer: &mut Writer,
+        t: Traced<'c>,
+        seen: u64,
+        attached: u64,
+        gap_ns: u64,
+    ) -> Result<()> {
+        let mut n = Note::new(attached, NoteKind::Reattached, &t.catalogue.binary.name);
+        n.path = t
+            .watch
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        n.latency_ns = Some(attached - seen);
+        n.gap_ns = Some(gap_ns);
+        self.latencies_ns.push(attached - seen);
+        self.traced.push(t);
+        self.note(writer, n)
+    }
+
     fn note(&mut self, writer: &mut Writer, n: Note) -> Result<()> {
-        *self.counts.entry(n.kind).or_default() += 1;
-        if n.kind == NoteKind::Reattached {
-            self.last_gap_ns = n.gap_ns;
-        }
         if self.verbose {
             eprintln!("podtrace: {}", n.describe());
         }
@@ -317,12 +331,8 @@ impl<'c> Supervisor<'c> {
                     };
                     old.watch = None;
                     old.retired = true;
-                    let mut n = Note::new(attached, NoteKind::Reattached, &name);
-                    n.path = path.display().to_string();
-                    n.latency_ns = Some(attached - seen);
-                    n.gap_ns = Some(attached.saturating_sub(from));
-                    self.latencies_ns.push(attached - seen);
-                    self.traced.push(Traced::new(
+                    let gap = attached.saturating_sub(from);
+                    let t = Traced::new(
                         catalogue,
                         key,
                         Some(path),
@@ -330,8 +340,8 @@ impl<'c> Supervisor<'c> {
                         pids,
                         group,
                         Some(stamp),
-                    ));
-                    self.note(writer, n)?;
+                    );
+                    self.reattached(writer, t, seen, attached, gap)?;
                 }
                 Err(e) => {
                     self.failed.push((key, stamp));
@@ -403,12 +413,7 @@ impl<'c> Supervisor<'c> {
                         old.retired = true;
                         old.rewritten = None;
                         let key = old.key;
-                        self.latencies_ns.push(attached - seen);
-                        let mut n = Note::new(attached, NoteKind::Reattached, &name);
-                        n.path = path.display().to_string();
-                        n.latency_ns = Some(attached - seen);
-                        n.gap_ns = Some(attached - seen);
-                        self.traced.push(Traced::new(
+                        let t = Traced::new(
                             catalogue,
                             key,
                             Some(path),
@@ -416,8 +421,8 @@ impl<'c> Supervisor<'c> {
                             pids,
                             group,
                             Some(stamp),
-                        ));
-                        self.note(writer, n)
+                        );
+                        self.reattached(writer, t, seen, attached, attached - seen)
                     }
                     Err(e) => {
                         // Tried again when the file changes.
