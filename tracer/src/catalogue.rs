@@ -623,6 +623,31 @@ impl Catalogue {
     pub fn binary(&self, name: &str) -> Option<&BinaryCatalogue> {
         self.binaries.iter().find(|b| b.binary.name == name)
     }
+
+    /// The built-in catalogue, or the one `--catalogue FILE` names (one
+    /// `[binary]`).
+    pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Catalogue> {
+        use anyhow::Context as _;
+        match path {
+            None => Ok(Catalogue::builtin()?),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                Ok(Catalogue {
+                    binaries: vec![Catalogue::parse(&p.display().to_string(), &text)?],
+                })
+            }
+        }
+    }
+
+    /// The `[binary]` of this name, or the only one of a single-binary
+    /// `--catalogue` file.
+    pub fn for_binary(&self, name: &str) -> anyhow::Result<&BinaryCatalogue> {
+        use anyhow::Context as _;
+        self.binary(name)
+            .or_else(|| (self.binaries.len() == 1).then(|| &self.binaries[0]))
+            .with_context(|| format!("the catalogue has no [binary] named {name}"))
+    }
 }
 
 /// Pattern parts between wildcards. A `*` is a wildcard (any run of
@@ -701,6 +726,18 @@ pub enum Status {
     /// The compiler inlined the function into every caller: its name is in
     /// the binary's tables, its code only inside other functions.
     Inlined,
+}
+
+impl Status {
+    /// The name `probes` and the metrics show (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Missing => "missing",
+            Status::Mismatch => "mismatch",
+            Status::Inlined => "inlined",
+        }
+    }
 }
 
 /// One function to attach to (a pattern may match several closures).

@@ -19,15 +19,17 @@ use std::{
     borrow::Cow,
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
+    path::Path,
     sync::Arc,
 };
 
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::{
-    attach::ProbeInfo,
     catalogue::Role,
-    trace::{Rec, Val},
+    format::{ProbeInfo, Rec, Val},
+    trace::{Trace, TraceInfo},
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -518,6 +520,63 @@ fn attribute(spans: &mut [Span]) -> Vec<Pod> {
         }
     }
     pods
+}
+
+/// An open entry older than this (10 min) is closed as aged out: far longer
+/// than any pod start, short enough not to hold a whole day's frames.
+pub const MAX_SPAN_AGE_NS: u64 = 600 * 1_000_000_000;
+
+/// Pairs a trace's events into spans and pods (events in time order).
+pub fn correlate(trace: &Trace) -> Correlated {
+    correlate_with(trace, MAX_SPAN_AGE_NS)
+}
+
+/// As [`correlate`], with calls open longer than `max_open_ns` aged out.
+pub fn correlate_with(trace: &Trace, max_open_ns: u64) -> Correlated {
+    let mut order: Vec<usize> = (0..trace.events.len()).collect();
+    // Stable: equal timestamps keep file order (entry before exit of a call).
+    order.sort_by_key(|&i| trace.events[i].t);
+    let mut c = Correlator::new(&trace.header.probes, max_open_ns);
+    for i in order {
+        c.push(&trace.events[i]);
+    }
+    c.finish()
+}
+
+/// Reads a trace file and correlates it.
+pub fn load_correlated(path: &Path) -> Result<(TraceInfo, Correlated)> {
+    read_correlated(path, MAX_SPAN_AGE_NS)
+}
+
+/// Streams a trace file into the correlator, one line at a time: memory
+/// holds the spans, never the events (but for the last second of them,
+/// put back in time order).
+pub fn read_correlated(path: &Path, max_open_ns: u64) -> Result<(TraceInfo, Correlated)> {
+    // Trace::open's errors already name the file.
+    let mut reader = Trace::open(path)?;
+    let probes = reader.header().probes.clone();
+    let mut known = probes.len();
+    let mut c = InOrder::new(Correlator::new(&probes, max_open_ns));
+    while let Some(e) = reader.next_event()? {
+        // A `binary` line (a binary replaced while recording) grew the
+        // table before the first event naming its probes.
+        let table = &reader.header().probes;
+        if table.len() > known {
+            c.add_probes(&table[known..]);
+            known = table.len();
+        }
+        c.push(e);
+    }
+    let (corr, late) = c.finish();
+    let mut info = reader.finish();
+    if late > 0 {
+        info.warnings.push(format!(
+            "{}: {late} events came more than {} s after later ones and were paired in file order",
+            path.display(),
+            REORDER_NS / 1_000_000_000
+        ));
+    }
+    Ok((info, corr))
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::{Context as _, Result};
 
 use crate::{
-    compare::{Comparison, SplitMix64},
-    report::{percentile, PodReport, Report},
+    analysis::compare::Comparison,
+    analysis::report::{percentile, PodReport, Report},
+    analysis::rng::SplitMix64,
 };
 
 /// Pods drawn at most; a report of a busy node stays openable.
@@ -133,7 +134,7 @@ fn nice_step(range: f64, target: f64) -> f64 {
 /// UTC date and time of Unix ns, ISO 8601 with ms.
 fn iso_utc(unix_ns: i64) -> String {
     // "…SS.nnnnnnnnnZ" cut to "…SS.mmmZ".
-    let mut s = crate::journal::rfc3339_utc(unix_ns);
+    let mut s = crate::analysis::journal::rfc3339_utc(unix_ns);
     s.truncate(s.len() - "nnnnnnZ".len());
     s.push('Z');
     s
@@ -851,7 +852,7 @@ pub fn compare_html(cmp: &Comparison) -> String {
         let _ = write!(b, "<th>{l}</th>");
     }
     b.push_str("</tr>");
-    let p50 = |s: &Option<crate::compare::Summary>| opt_ms(s.as_ref().map(|s| s.p50));
+    let p50 = |s: &Option<crate::analysis::compare::Summary>| opt_ms(s.as_ref().map(|s| s.p50));
     let rows: Vec<(&str, Vec<String>)> = vec![
         (
             "pods with a mount wait",

@@ -7,12 +7,12 @@ use std::{
 };
 
 use podtrace::{
-    commands::{
-        compare::{run, CompareArgs, CompareFormat},
-        correlate, load_correlated,
+    analysis::{
+        compare::{compare, compare_with, CompareOptions, Run, Summary, CONFIDENCE},
+        stats::MinEffect,
     },
-    compare::{compare, compare_with, CompareOptions, Run, Summary, CONFIDENCE},
-    stats::MinEffect,
+    commands::compare::{run, CompareArgs, CompareFormat},
+    correlate::{correlate, load_correlated},
     test_support::synth::{synth, write_trace, KubeletLike, SynthPod, SynthSpec, SynthTruth},
     trace::Trace,
 };
@@ -498,9 +498,9 @@ fn runtime_only_runs_compare_their_cri_calls() {
 }
 
 fn stage<'a>(
-    cmp: &'a podtrace::compare::Comparison,
+    cmp: &'a podtrace::analysis::compare::Comparison,
     name: &str,
-) -> &'a podtrace::compare::StageComparison {
+) -> &'a podtrace::analysis::compare::StageComparison {
     cmp.stages
         .iter()
         .find(|s| s.stage == name)

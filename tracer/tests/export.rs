@@ -21,17 +21,15 @@ use opentelemetry_proto::tonic::{
 };
 use podtrace::{
     catalogue::Role,
-    commands::{
-        correlate,
-        export::{run, ExportArgs, ExportFormat},
-    },
-    correlate::Correlated,
+    commands::export::{run, ExportArgs, ExportFormat},
+    correlate::{correlate, Correlated},
     export::{
         chrome::{self, Tracks},
         csv as csv_export, otlp,
     },
+    format::Val,
     test_support::synth::{synth, write_trace, SynthPod, SynthSpec, SynthTruth},
-    trace::{Trace, Val},
+    trace::Trace,
 };
 use prost::Message as _;
 

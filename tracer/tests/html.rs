@@ -14,10 +14,10 @@ use std::{
 };
 
 use podtrace::{
-    commands::correlate,
-    compare::{compare, Run},
+    analysis::compare::{compare, Run},
+    analysis::report::Report,
+    correlate::correlate,
     html::{self, stage_color},
-    report::Report,
     test_support::synth::{synth, SynthPod, SynthSpec, SynthTruth},
 };
 
@@ -134,7 +134,7 @@ fn report_page_is_self_contained_and_marks_every_check() {
     let (mut t, _) = synth(&pods(1, 100.0)).expect("synth");
     for e in &mut t.events {
         for v in e.a.iter_mut().flatten() {
-            if let podtrace::trace::Val::S(s) = v {
+            if let podtrace::format::Val::S(s) = v {
                 if s == "pod-0" {
                     *s = "<script>alert(1)</script>".into();
                 }

@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use podtrace::{
-    commands::correlate,
+    correlate::correlate,
     export::otlp::{self, PushOptions},
     test_support::synth::{synth, SynthPod, SynthSpec},
 };

@@ -6,14 +6,16 @@
 use std::path::{Path, PathBuf};
 
 use podtrace::{
+    analysis::{
+        compare::{compare, Run},
+        predict::{models, predict, Intervals, PodModel, Resolved, StageNames, SEED},
+        report::{MountClass, Report},
+    },
     commands::{
-        correlate,
         predict::{prediction, PredictArgs},
         Format,
     },
-    compare::{compare, Run},
-    predict::{models, predict, Intervals, PodModel, Resolved, StageNames, SEED},
-    report::{MountClass, Report},
+    correlate::correlate,
     test_support::synth::{synth, write_trace, KubeletLike},
 };
 

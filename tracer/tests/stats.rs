@@ -2,7 +2,7 @@
 //! (tracer/tests/fixtures/rank_stats.py wrote rank_stats.json; rerun it to
 //! regenerate).
 
-use podtrace::stats::{null_cdf, shift, verdict, Method, MinEffect, Verdict};
+use podtrace::analysis::stats::{null_cdf, shift, verdict, Method, MinEffect, Verdict};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -38,7 +38,10 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 #[test]
 fn shift_interval_and_test_match_scipy() {
     let f = fixture();
-    assert_eq!(f.exact_max_pairs, podtrace::stats::EXACT_MAX_PAIRS);
+    assert_eq!(
+        f.exact_max_pairs,
+        podtrace::analysis::stats::EXACT_MAX_PAIRS
+    );
     assert!(f.cases.len() >= 10);
     for c in &f.cases {
         let s = shift(&c.baseline, &c.run, f.confidence).expect("samples");

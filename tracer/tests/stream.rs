@@ -8,10 +8,9 @@ use std::{
 };
 
 use podtrace::{
-    commands::{correlate, read_correlated, MAX_SPAN_AGE_NS},
-    correlate::REORDER_NS,
+    analysis::report::Report,
+    correlate::{correlate, read_correlated, MAX_SPAN_AGE_NS, REORDER_NS},
     export::csv,
-    report::Report,
     test_support::synth::{synth, write_busy_node, write_trace, BusyNode, SynthPod, SynthSpec},
     trace::Trace,
 };

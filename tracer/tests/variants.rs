@@ -268,13 +268,13 @@ fn unknown_shapes_are_mismatch_not_another_versions_variant() {
 fn record_plan_leaves_mismatches_out() {
     let cat = kubelet();
     for (label, bin, res) in resolve("gen_trap") {
-        let target = podtrace::attach::TargetBinary {
+        let target = podtrace::record::plan::TargetBinary {
             catalogue: &cat,
             binary: &bin,
             resolutions: res,
             pids: vec![],
         };
-        let (probes, _, _) = podtrace::attach::plan(&[target], Default::default())
+        let (probes, _, _) = podtrace::record::plan::plan(&[target], Default::default())
             .unwrap_or_else(|e| panic!("{label}: {e}"));
         let names: Vec<&str> = probes.iter().map(|p| p.probe.as_str()).collect();
         assert!(

@@ -12,17 +12,17 @@ use std::{path::Path, process::Command};
 use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
 
-use crate::{podtrace_bin, root, setup, sh, step};
+use crate::{paths, podtrace_bin, root, sh, step};
 
 const REPEATS: usize = 3;
 
 fn build_bench(out: &Path) -> Result<()> {
-    sh(Command::new(setup::go119())
+    sh(Command::new(paths::go119())
         .current_dir(root().join("tests/bench"))
         .args(["build", "-o"])
         .arg(out)
         .arg(".")
-        .envs(setup::go_env()))
+        .envs(paths::go_env()))
 }
 
 /// Runs `cmd` and returns (ns per call, stdout) from the bench JSON line.

@@ -120,7 +120,7 @@ pub fn make_seeds() -> Result<()> {
             );
         }
     }
-    let bin = crate::setup::home().join("bin");
+    let bin = crate::paths::home().join("bin");
     let big = [
         bin.join("kubelet-v1.34.4"),
         bin.join("kubelet-v1.36.3"),

@@ -12,6 +12,7 @@ mod bench;
 mod demo;
 mod fuzz;
 mod image;
+mod paths;
 mod setup;
 mod soak;
 mod upstream;
@@ -199,9 +200,9 @@ fn build() -> Result<()> {
     sh(Command::new("bash")
         .arg(root().join("tests/workload/build.sh"))
         .arg(workload_dir())
-        .env("GO119", setup::go119())
-        .env("GO127", setup::go127())
-        .env("GO126", setup::go126()))?;
+        .env("GO119", paths::go119())
+        .env("GO127", paths::go127())
+        .env("GO126", paths::go126()))?;
     Ok(())
 }
 
@@ -223,12 +224,12 @@ fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
         ]))?;
     }
     step("Go workload unit tests (Go 1.19 and Go 1.27; kubelet 1.31-1.35 and 1.36 shapes)");
-    for go in [setup::go119(), setup::go127()] {
+    for go in [paths::go119(), paths::go127()] {
         for tags in ["", "kubelet136"] {
             sh(Command::new(&go)
                 .current_dir(r.join("tests/workload"))
                 .args(["test", "-tags", tags, "./..."])
-                .envs(setup::go_env()))?;
+                .envs(paths::go_env()))?;
         }
     }
     step("cargo test (unit and real-eBPF end-to-end tests; serial: they share uprobes and CPUs)");
@@ -238,8 +239,8 @@ fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
         .env("PODTRACE_BIN", podtrace_bin())
         .env("PODTRACE_WORKLOAD_DIR", workload_dir())
         .env("PODTRACE_IMAGE", image::layout_dir())
-        .env("GO119", setup::go119())
-        .env("GO127", setup::go127())
+        .env("GO119", paths::go119())
+        .env("GO127", paths::go127())
         .arg("--");
     if let Some(f) = filter {
         cmd.arg(f);

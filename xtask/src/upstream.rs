@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::setup::home;
+use crate::paths::home;
 
 /// kubelet releases built and tested: 1.34 returns `(isTerminal, err)` from
 /// SyncPod, 1.36 `(isTerminal, postSync, err)`.

@@ -12,10 +12,10 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use crate::{
-    commands::load_correlated,
-    compare::{compare_with, CompareOptions, Run},
+    analysis::compare::{compare_with, CompareOptions, Run},
+    analysis::stats::MinEffect,
+    correlate::load_correlated,
     html,
-    stats::MinEffect,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,7 +51,7 @@ pub struct CompareArgs {
     #[arg(long, value_name = "MS", default_value_t = 1.0)]
     pub min_effect_ms: f64,
     /// Coverage of the intervals.
-    #[arg(long, default_value_t = crate::compare::CONFIDENCE)]
+    #[arg(long, default_value_t = crate::analysis::compare::CONFIDENCE)]
     pub confidence: f64,
 }
 

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use crate::{
-    commands::load_correlated,
+    correlate::load_correlated,
     export::{chrome, csv, otlp},
 };
 

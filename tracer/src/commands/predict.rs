@@ -1,16 +1,17 @@
 //! `podtrace predict TRACE --poll 30ms --populate 10ms --reconcile 10ms
 //! --relist 100ms` (or `--like tuned.trace`): from a trace of kubelet, the
 //! mount wait, time lost to polling and sync its pods would have had with
-//! other intervals. The model: crate::predict and docs/compare.md.
+//! other intervals. The model: crate::analysis::predict and docs/compare.md.
 
 use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
 
 use crate::{
-    commands::{load_correlated, parse_duration, Format},
-    predict::{self, Intervals, Prediction, StageNames},
-    report::Report,
+    analysis::predict::{self, Intervals, Prediction, StageNames},
+    analysis::report::Report,
+    commands::{args::parse_duration, Format},
+    correlate::load_correlated,
 };
 
 #[derive(Debug, clap::Args)]

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::{
     catalogue::{BinaryInfo, Resolution, Status},
-    commands::{catalogue_for, load_catalogue, Format},
+    commands::Format,
     resolve::GoBinary,
 };
 
@@ -28,13 +28,13 @@ pub struct ProbesArgs {
 }
 
 pub fn run(a: ProbesArgs) -> Result<ExitCode> {
-    let cat = load_catalogue(a.catalogue.as_deref())?;
+    let cat = crate::catalogue::Catalogue::load(a.catalogue.as_deref())?;
     let mut code = ExitCode::SUCCESS;
     let mut json = Vec::new();
     let wanted = [("kubelet", &a.kubelet), ("containerd", &a.containerd)];
     for (name, path) in wanted {
         let Some(path) = path else { continue };
-        let bc = catalogue_for(&cat, name)?;
+        let bc = cat.for_binary(name)?;
         let bin = GoBinary::open(path)?;
         let res = bc.resolve(&bin);
         match a.format {

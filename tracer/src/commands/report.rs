@@ -6,8 +6,9 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Result;
 
 use crate::{
-    commands::{parse_duration, read_correlated, Format},
-    report::Report,
+    analysis::report::Report,
+    commands::{args::parse_duration, Format},
+    correlate::read_correlated,
 };
 
 #[derive(clap::Args)]
@@ -35,7 +36,7 @@ pub struct ReportArgs {
 pub fn run(a: ReportArgs) -> Result<ExitCode> {
     let (t, corr) = read_correlated(&a.trace, a.max_open.as_nanos() as u64)?;
     if a.journal {
-        print!("{}", crate::journal::journal(&t, &corr));
+        print!("{}", crate::analysis::journal::journal(&t, &corr));
         return Ok(ExitCode::SUCCESS);
     }
     let r = Report::build(&t, &corr);

@@ -16,10 +16,10 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::{
+    analysis::report::Report,
     catalogue::Role,
     correlate::Correlated,
     export::{args_json, function, pod_label, root, syncs_by_pod, unix_ns},
-    report::Report,
     trace::TraceMeta,
 };
 

@@ -110,7 +110,7 @@ mod tests {
         let mut pod = SynthPod::new(0, 1.0, 10.0, 5.0);
         pod.namespace = "team,\"a\"".into();
         let (t, _) = synth(&SynthSpec::new(vec![pod]))?;
-        let c = crate::commands::correlate(&t);
+        let c = crate::correlate::correlate(&t);
         let mut buf = Vec::new();
         write(&t, &c, &mut buf)?;
         let text = String::from_utf8(buf)?;

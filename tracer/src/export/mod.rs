@@ -8,7 +8,8 @@ pub mod otlp;
 
 use crate::{
     correlate::{Correlated, Pod, Span},
-    trace::{TraceMeta, Val},
+    format::Val,
+    trace::TraceMeta,
 };
 
 /// Unix ns of a CLOCK_MONOTONIC ns timestamp.
@@ -67,4 +68,4 @@ pub fn pod_label(p: &Pod) -> String {
     }
 }
 
-pub use crate::report::syncs_by_pod;
+pub use crate::analysis::pods::syncs_by_pod;

@@ -17,12 +17,13 @@ use opentelemetry_proto::tonic::{
 use prost::Message as _;
 
 use crate::{
+    analysis::report::{pod_summary, PodSummary},
+    analysis::rng::SplitMix64,
     catalogue::Role,
-    compare::SplitMix64,
     correlate::Correlated,
     export::{function, syncs_by_pod, unix_ns},
-    report::{pod_summary, PodSummary},
-    trace::{TraceMeta, Val},
+    format::Val,
+    trace::TraceMeta,
 };
 
 /// Instrumentation scope of every span.
@@ -203,7 +204,7 @@ pub fn otlp_request_for(
         if let Some(ns) = &pod.namespace {
             pod_attrs.push(kv_str("k8s.namespace.name", ns));
         }
-        let Some(first) = crate::report::start_sync(c, idx) else {
+        let Some(first) = crate::analysis::pods::start_sync(c, idx) else {
             if idx.is_empty() {
                 // Only the runtime was traced for this pod.
                 let calls = cri.get(p).map(Vec::as_slice).unwrap_or_default();
@@ -398,7 +399,7 @@ fn attr_value(attrs: &[KeyValue], key: &str) -> Option<String> {
 /// The report's poll analysis on the mount-wait span.
 fn mount_wait_details(
     trace: &dyn TraceMeta,
-    pr: Option<&crate::report::PodReport>,
+    pr: Option<&crate::analysis::report::PodReport>,
     base: u64,
     attrs: &mut Vec<KeyValue>,
     events: &mut Vec<span::Event>,

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use anyhow::{Context as _, Result};
 
 use crate::{
-    attach::ProbeInfo,
     catalogue::{Catalogue, SiteKind},
-    trace::{Footer, Header, Rec, Trace, Val, FORMAT, FORMAT_VERSION},
+    format::{Footer, Header, ProbeInfo, Rec, Val, FORMAT, FORMAT_VERSION},
+    trace::Trace,
 };
 
 /// Base of the synthetic CLOCK_MONOTONIC: 5000 s after boot.
@@ -220,7 +220,7 @@ impl KubeletLike {
     }
 
     pub fn spec(&self) -> SynthSpec {
-        let mut rng = crate::compare::SplitMix64::new(self.seed);
+        let mut rng = crate::analysis::rng::SplitMix64::new(self.seed);
         let (pop, rec) = (ns(self.populate_ms), ns(self.reconcile_ms));
         let pods = (0..self.pods)
             .map(|i| {
@@ -638,14 +638,14 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         hostname: spec.hostname.clone(),
         mono_to_unix_ns: T0_UNIX_NS - T0_MONO_NS as i64,
         started_unix_ns: T0_UNIX_NS,
-        binaries: std::iter::once(crate::trace::BinaryRecord {
+        binaries: std::iter::once(crate::format::BinaryRecord {
             name: "kubelet".into(),
             path: "/usr/bin/kubelet".into(),
             go_version: Some("go1.27.0".into()),
             pids: vec![spec.pid],
             unresolved: vec![],
         })
-        .chain(spec.containerd_pid.map(|pid| crate::trace::BinaryRecord {
+        .chain(spec.containerd_pid.map(|pid| crate::format::BinaryRecord {
             name: "containerd".into(),
             path: "/usr/bin/containerd".into(),
             go_version: Some("go1.24.0".into()),
@@ -940,8 +940,8 @@ fn busy_start(g: &mut Gen, i: usize, st: u64) -> Result<()> {
 mod tests {
     use super::*;
     use crate::{
-        commands::correlate,
-        report::{Report, StageRow},
+        analysis::report::{Report, StageRow},
+        correlate::correlate,
     };
 
     #[test]
@@ -963,7 +963,7 @@ mod tests {
         assert!(r
             .to_table()
             .contains("already running (resynced while recording; not starts)"));
-        let w = crate::compare::pod_windows(&c);
+        let w = crate::analysis::pods::pod_windows(&c);
         assert_eq!(w.len(), 1, "compare counts only the start");
         Ok(())
     }

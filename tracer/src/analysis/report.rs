@@ -7,10 +7,12 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::Serialize;
 
+use super::pods::{start_sync, syncs_by_pod};
 use crate::{
     catalogue::Role,
     correlate::{Correlated, Span, Stats},
-    trace::{CaptureProblem, Note, NoteKind, TraceMeta},
+    format::{CaptureProblem, Note, NoteKind},
+    trace::TraceMeta,
 };
 
 pub const REPORT_VERSION: u32 = 1;
@@ -272,48 +274,6 @@ fn is_descendant(spans: &[Span], mut i: usize, ancestor: usize) -> Option<usize>
         i = p;
     }
     None
-}
-
-/// Every pod's sync calls, in start order, indexed by pod in one pass over
-/// the spans (report, compare and export all start from this).
-pub fn syncs_by_pod(c: &Correlated) -> Vec<Vec<usize>> {
-    let mut out: Vec<Vec<usize>> = (0..c.pods.len())
-        .map(|p| {
-            c.pod_spans(p)
-                .iter()
-                .copied()
-                .filter(|&i| c.spans[i].role == Role::PodSync)
-                .collect()
-        })
-        .collect();
-    for v in &mut out {
-        v.sort_by_key(|&i| c.spans[i].start);
-    }
-    out
-}
-
-/// kubelet's `SyncPodType` for a pod created from its source
-/// (`kubetypes.SyncPodCreate`: sync 0, update 1, create 2, kill 3).
-pub const SYNC_POD_CREATE: u64 = 2;
-
-/// Which of a pod's syncs (in start order) starts the pod: its create sync.
-/// A pod already running when the recording began only resyncs (every
-/// `syncFrequency` and on PLEG events), so it has none and is no start.
-/// Traces whose sync probe captured no update type (none of podtrace's
-/// catalogue variants lacks it) fall back to the first sync. The report's
-/// stages, compare's pod start, the prediction and the exports all take the
-/// start from here.
-pub fn start_sync(c: &Correlated, syncs: &[usize]) -> Option<usize> {
-    let typed = syncs
-        .iter()
-        .any(|&i| c.spans[i].arg_u64("update_type").is_some());
-    if !typed {
-        return syncs.first().copied();
-    }
-    syncs
-        .iter()
-        .copied()
-        .find(|&i| c.spans[i].arg_u64("update_type") == Some(SYNC_POD_CREATE))
 }
 
 /// What one pod did while recording.

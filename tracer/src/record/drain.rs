@@ -1,4 +1,5 @@
-//! Draining the ring buffer into the trace file, with a live status line.
+//! Draining the ring buffer into the trace file, with a live status line;
+//! the supervisor and the live consumer are called between drains.
 //!
 //! The eBPF side submits without waking us (BPF_RB_NO_WAKEUP saves 1–13 µs per
 //! event here), so we drain on a short timer instead of epoll. Each drain
@@ -16,11 +17,11 @@ use std::{
 use anyhow::{Context as _, Result};
 use podtrace_common::{Event, KIND_ENTRY};
 
+use super::{bpf::Loaded, supervise::Supervisor};
 use crate::{
-    attach::{Loaded, ProbeInfo},
     catalogue::Role,
-    supervise::Supervisor,
-    trace::{CaptureCounts, Footer, Note, Rec, Writer},
+    format::{CaptureCounts, Footer, Note, ProbeInfo, Rec},
+    trace::Writer,
 };
 
 /// Events taken from the ring per drain before signals and the deadline are
@@ -69,9 +70,7 @@ pub async fn run(
         .context("installing SIGTERM handler")?;
     let mut tick = tokio::time::interval(opts.drain_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let tty = std::io::stderr().is_terminal();
-    let mut last_status = Instant::now();
-    let mut last_events = 0u64;
+    let mut status = StatusLine::new(opts.status);
     let mut child_status = None;
     let mut state = DrainState {
         uid_slots: pod_uid_slots(probes),
@@ -96,20 +95,7 @@ pub async fn run(
         backlog = drain(loaded, probes, &mut state, &mut writer, BATCH)?;
         loaded.flush_log();
         if let Some(s) = supervisor.as_deref_mut().filter(|s| s.due()) {
-            writer.counters = loaded.counters();
-            let known = probes.len();
-            s.tick(loaded, probes, &mut writer)?;
-            if known != probes.len() {
-                state.uid_slots = pod_uid_slots(probes);
-                if let Some(l) = state.live.as_mut() {
-                    l.probes_added(&probes[known..]);
-                }
-            }
-            for n in s.fresh.drain(..) {
-                if let Some(l) = state.live.as_mut() {
-                    l.note(&n);
-                }
-            }
+            supervise(s, loaded, probes, &mut writer, &mut state)?;
         }
         if let Some(l) = state.live.as_mut() {
             l.drained(loaded.counters().0);
@@ -123,34 +109,12 @@ pub async fn run(
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
             break "duration".to_string();
         }
-        let since = last_status.elapsed();
-        if opts.status
-            && (since >= Duration::from_secs(1) || (tty && since >= Duration::from_millis(250)))
-        {
-            let (drops, _) = loaded.counters();
-            let rate = (writer.events - last_events) as f64 / since.as_secs_f64();
-            let line = format!(
-                "recording {:>6.1}s  events {}  ({:.0}/s)  pods {}  drops {}",
-                started.elapsed().as_secs_f64(),
-                writer.events,
-                rate,
-                state.pods.len(),
-                drops
-            );
-            if tty {
-                eprint!("\r\x1b[2K{line}");
-            } else {
-                eprintln!("{line}");
-            }
-            let _ = std::io::stderr().flush();
-            last_status = Instant::now();
-            last_events = writer.events;
-        }
+        status.show(started, writer.events, state.pods.len(), || {
+            loaded.counters().0
+        });
     };
     let recorded = started.elapsed();
-    if tty && opts.status {
-        eprintln!();
-    }
+    status.end();
     // Detach first, so that what is left in the ring is finite however fast
     // the probes were firing; then take all of it.
     if opts.status && loaded.attached > 20 {
@@ -176,6 +140,85 @@ pub async fn run(
     };
     writer.finish(footer.clone())?;
     Ok((footer, child_status))
+}
+
+/// One supervisor tick: it may append probes (the consumers learn of them
+/// and the pod-UID slots are worked out again) and write notes.
+fn supervise(
+    s: &mut Supervisor<'_>,
+    loaded: &mut Loaded,
+    probes: &mut Vec<ProbeInfo>,
+    writer: &mut Writer,
+    state: &mut DrainState<'_>,
+) -> Result<()> {
+    writer.counters = loaded.counters();
+    let known = probes.len();
+    s.tick(loaded, probes, writer)?;
+    if known != probes.len() {
+        state.uid_slots = pod_uid_slots(probes);
+        if let Some(l) = state.live.as_mut() {
+            l.probes_added(&probes[known..]);
+        }
+    }
+    for n in s.fresh.drain(..) {
+        if let Some(l) = state.live.as_mut() {
+            l.note(&n);
+        }
+    }
+    Ok(())
+}
+
+/// The `recording 12.3s events 456 (78/s) pods 3 drops 0` line: redrawn in
+/// place on a terminal every 250 ms, a line a second otherwise.
+struct StatusLine {
+    on: bool,
+    tty: bool,
+    last: Instant,
+    last_events: u64,
+}
+
+impl StatusLine {
+    fn new(on: bool) -> StatusLine {
+        StatusLine {
+            on,
+            tty: std::io::stderr().is_terminal(),
+            last: Instant::now(),
+            last_events: 0,
+        }
+    }
+
+    fn show(&mut self, started: Instant, events: u64, pods: usize, drops: impl FnOnce() -> u64) {
+        let since = self.last.elapsed();
+        let due =
+            since >= Duration::from_secs(1) || (self.tty && since >= Duration::from_millis(250));
+        if !self.on || !due {
+            return;
+        }
+        let rate = (events - self.last_events) as f64 / since.as_secs_f64();
+        let line = format!(
+            "recording {:>6.1}s  events {}  ({:.0}/s)  pods {}  drops {}",
+            started.elapsed().as_secs_f64(),
+            events,
+            rate,
+            pods,
+            drops()
+        );
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+        let _ = std::io::stderr().flush();
+        self.last = Instant::now();
+        self.last_events = events;
+    }
+
+    /// Ends the redrawn line before other output.
+    fn end(&self) {
+        if self.tty && self.on {
+            eprintln!();
+        }
+    }
 }
 
 /// Per probe id: which entry capture names the pod (for the live pod

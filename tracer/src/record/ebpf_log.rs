@@ -12,7 +12,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use crate::{attach::ProbeInfo, catalogue::CaptureDef};
+use crate::{catalogue::CaptureDef, format::ProbeInfo};
 
 /// Messages printed per (probe, site, capture, kind of problem).
 pub const SHOWN_PER_CAPTURE: u64 = 3;

@@ -1,7 +1,7 @@
 //! `record --metrics` / `--otlp-endpoint`: what a long-running recording
 //! tells as it goes.
 //!
-//! The collector hands every event to [`Live`] (a [`collect::Consumer`]).
+//! The collector hands every event to [`Live`] (a [`drain::Consumer`]).
 //! It keeps a short window of recent events and follows each pod sync call
 //! by goroutine. When a pod's create sync (its start) has returned and a
 //! grace period has passed (for the reconciler's marks, containerd's calls
@@ -16,34 +16,34 @@
 //! Resyncs of running pods are counted (never as starts); loop periods are
 //! the gaps between a loop function's consecutive calls on one goroutine.
 
+pub mod metrics;
+pub mod otlp;
+pub mod server;
+
 use std::{
     collections::{HashMap, VecDeque},
-    net::SocketAddr,
-    path::PathBuf,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        mpsc, Arc,
-    },
-    time::{Duration, Instant},
+    sync::Arc,
+    time::Duration,
 };
 
-use anyhow::{Context as _, Result};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use anyhow::Result;
 use podtrace_common::KIND_ENTRY;
-use prometheus::{
-    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Histogram, IntCounter};
 
 use crate::{
-    attach::ProbeInfo,
+    analysis::{
+        pods,
+        report::{self, PodReport, PodSummary},
+    },
     catalogue::Role,
-    collect,
     correlate::Correlator,
-    export::otlp,
-    report::{self, PodReport, PodSummary},
-    trace::{Header, Note, Rec, Trace},
+    export::otlp as otlp_export,
+    format::{Header, Note, ProbeInfo, Rec},
+    record::drain,
+    trace::Trace,
 };
+use metrics::Metrics;
+use otlp::{OtlpQueue, OtlpTarget};
 
 /// After a start sync returns, wait this long (event time) before
 /// summarising the pod: containerd's calls and the reconciler's volume
@@ -58,282 +58,6 @@ const MARGIN_NS: u64 = 200_000_000;
 pub const MAX_OPEN: Duration = Duration::from_secs(300);
 /// Most events the window holds, whatever is open (about 200 bytes each).
 pub const MAX_BUFFERED: usize = 100_000;
-/// Pods queued for the OTLP exporter before further ones are dropped.
-const OTLP_QUEUE: usize = 256;
-
-/// Bucket bounds (s) for every duration: 1 ms .. 10 s, finest around
-/// kubelet's 30 ms (tuned) and 300 ms (default) mount-wait poll periods and
-/// its 100 ms / 1 s loop periods (a mount wait is one poll period and a
-/// little more: 10 ms steps above 300 ms, 1 ms above 30 ms).
-pub const BUCKETS: &[f64] = &[
-    0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.031, 0.0325, 0.035, 0.04, 0.05,
-    0.06, 0.075, 0.09, 0.1, 0.11, 0.125, 0.15, 0.2, 0.25, 0.3, 0.31, 0.325, 0.35, 0.4, 0.5, 0.6,
-    0.75, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0,
-];
-
-/// The Prometheus metrics of one recording (prefix `podtrace_`). No label
-/// names a pod: a cluster's pod churn must not grow the series.
-pub struct Metrics {
-    pub registry: Registry,
-    pod_start_sync: HistogramVec,
-    mount_wait: HistogramVec,
-    lost_to_polling: HistogramVec,
-    stage: HistogramVec,
-    cri_call: HistogramVec,
-    loop_period: HistogramVec,
-    events: IntCounterVec,
-    dropped: IntCounter,
-    pod_starts: IntCounterVec,
-    pod_resyncs: IntCounterVec,
-    abandoned_starts: IntCounterVec,
-    poll_checks: IntCounterVec,
-    probe_status: IntGaugeVec,
-    window_events: IntGauge,
-    window_overflow: IntCounter,
-    otlp_pods: IntCounterVec,
-    supervisor_notes: IntCounterVec,
-    untraced_gap: HistogramVec,
-}
-
-fn histogram(name: &str, help: &str, labels: &[&str]) -> Result<HistogramVec> {
-    Ok(HistogramVec::new(
-        HistogramOpts::new(name, help)
-            .namespace("podtrace")
-            .buckets(BUCKETS.to_vec()),
-        labels,
-    )?)
-}
-
-fn counter(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec> {
-    Ok(IntCounterVec::new(
-        Opts::new(name, help).namespace("podtrace"),
-        labels,
-    )?)
-}
-
-impl Metrics {
-    pub fn new() -> Result<Metrics> {
-        let bv = &["binary", "version"];
-        let m = Metrics {
-            registry: Registry::new(),
-            pod_start_sync: histogram(
-                "pod_start_sync_seconds",
-                "Duration of each pod's start (create) sync in kubelet",
-                bv,
-            )?,
-            mount_wait: histogram(
-                "mount_wait_seconds",
-                "Time a pod's start sync spent waiting for its volumes (WaitForAttachAndMount)",
-                bv,
-            )?,
-            lost_to_polling: histogram(
-                "lost_to_polling_seconds",
-                "From the pod's last volume marked mounted to the poll check that noticed it",
-                bv,
-            )?,
-            stage: histogram(
-                "stage_seconds",
-                "Duration of each traced stage of a pod's start sync, by probe name",
-                &["stage", "binary", "version"],
-            )?,
-            cri_call: histogram(
-                "cri_call_seconds",
-                "Duration of the container runtime's CRI handlers during pod starts",
-                &["method", "binary", "version"],
-            )?,
-            loop_period: histogram(
-                "loop_period_seconds",
-                "Gap between consecutive calls of a loop function on one goroutine",
-                &["loop", "binary", "version"],
-            )?,
-            events: counter("events_total", "Probe hits recorded", &["binary"])?,
-            dropped: IntCounter::with_opts(
-                Opts::new(
-                    "dropped_events_total",
-                    "Probe hits lost because the ring buffer was full",
-                )
-                .namespace("podtrace"),
-            )?,
-            pod_starts: counter(
-                "pod_starts_total",
-                "Pods whose start (create) sync was seen and summarised",
-                bv,
-            )?,
-            pod_resyncs: counter(
-                "pod_resyncs_total",
-                "Pod sync calls that were not a start (updates, periodic and PLEG resyncs)",
-                bv,
-            )?,
-            abandoned_starts: counter(
-                "abandoned_starts_total",
-                "Start syncs given up on: no return seen within 300 s, or the window overflowed",
-                bv,
-            )?,
-            poll_checks: counter(
-                "poll_checks_total",
-                "Mount-wait poll checks (getUnmountedVolumes, or the condition closure that inlines it)",
-                bv,
-            )?,
-            probe_status: IntGaugeVec::new(
-                Opts::new(
-                    "probe_status",
-                    "1 for each catalogue probe's resolution status per traced binary",
-                )
-                .namespace("podtrace"),
-                &["binary", "probe", "status"],
-            )?,
-            window_events: IntGauge::with_opts(
-                Opts::new(
-                    "live_window_events",
-                    "Events held for pods whose start is not summarised yet",
-                )
-                .namespace("podtrace"),
-            )?,
-            window_overflow: IntCounter::with_opts(
-                Opts::new(
-                    "live_window_overflow_events_total",
-                    "Events let go because the live window was full",
-                )
-                .namespace("podtrace"),
-            )?,
-            otlp_pods: counter(
-                "otlp_pods_total",
-                "Pods' spans for --otlp-endpoint: queued, sent, failed, or dropped (queue full)",
-                &["result"],
-            )?,
-            supervisor_notes: counter(
-                "supervisor_notes_total",
-                "Processes started/exited/restarted and binaries replaced, found or re-attached while recording",
-                &["kind"],
-            )?,
-            untraced_gap: histogram(
-                "untraced_gap_seconds",
-                "How long a traced binary was not traced: a restart (exit to new process seen) or a replaced binary (to re-attached)",
-                &["kind"],
-            )?,
-        };
-        let r = &m.registry;
-        r.register(Box::new(m.pod_start_sync.clone()))?;
-        r.register(Box::new(m.mount_wait.clone()))?;
-        r.register(Box::new(m.lost_to_polling.clone()))?;
-        r.register(Box::new(m.stage.clone()))?;
-        r.register(Box::new(m.cri_call.clone()))?;
-        r.register(Box::new(m.loop_period.clone()))?;
-        r.register(Box::new(m.events.clone()))?;
-        r.register(Box::new(m.dropped.clone()))?;
-        r.register(Box::new(m.pod_starts.clone()))?;
-        r.register(Box::new(m.pod_resyncs.clone()))?;
-        r.register(Box::new(m.abandoned_starts.clone()))?;
-        r.register(Box::new(m.poll_checks.clone()))?;
-        r.register(Box::new(m.probe_status.clone()))?;
-        r.register(Box::new(m.window_events.clone()))?;
-        r.register(Box::new(m.window_overflow.clone()))?;
-        r.register(Box::new(m.otlp_pods.clone()))?;
-        r.register(Box::new(m.supervisor_notes.clone()))?;
-        r.register(Box::new(m.untraced_gap.clone()))?;
-        Ok(m)
-    }
-
-    /// Sets `probe_status{binary,probe,status}` to 1.
-    pub fn probe_status(&self, binary: &str, probe: &str, status: &str) {
-        self.probe_status
-            .with_label_values(&[binary, probe, status])
-            .set(1);
-    }
-
-    /// The text exposition format.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        // Encoding into a Vec fails only on an inconsistent metric family,
-        // which registration already ruled out.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        out
-    }
-}
-
-/// Where `--otlp-endpoint` sends finished pods.
-pub struct OtlpTarget {
-    pub endpoint: String,
-    pub headers: Vec<(String, String)>,
-    pub ca_cert: Option<PathBuf>,
-    pub timeout: Duration,
-    pub retries: u32,
-}
-
-/// The OTLP pusher: a thread of its own (the push is blocking and may retry
-/// for seconds), fed through a bounded queue so a slow collector never
-/// holds up draining the ring; a full queue drops the pod and counts it.
-struct OtlpQueue {
-    tx: Option<mpsc::SyncSender<ExportTraceServiceRequest>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    outstanding: Arc<AtomicU64>,
-}
-
-impl OtlpQueue {
-    fn start(target: OtlpTarget, counts: IntCounterVec) -> Result<OtlpQueue> {
-        // Check the URL now, not at the first pod.
-        otlp::endpoint_url(&target.endpoint)?;
-        let (tx, rx) = mpsc::sync_channel::<ExportTraceServiceRequest>(OTLP_QUEUE);
-        let outstanding = Arc::new(AtomicU64::new(0));
-        let left = Arc::clone(&outstanding);
-        let thread = std::thread::Builder::new()
-            .name("otlp-push".into())
-            .spawn(move || {
-                let opts = otlp::PushOptions {
-                    ca_cert: target.ca_cert.as_deref(),
-                    retries: target.retries,
-                    ..otlp::PushOptions::new(&target.headers, target.timeout)
-                };
-                for req in rx {
-                    match otlp::push_with(&target.endpoint, &req, &opts) {
-                        Ok(_) => counts.with_label_values(&["sent"]).inc(),
-                        Err(e) => {
-                            counts.with_label_values(&["failed"]).inc();
-                            eprintln!("podtrace: --otlp-endpoint: {e:#}");
-                        }
-                    }
-                    left.fetch_sub(1, Ordering::Relaxed);
-                }
-            })
-            .context("starting the OTLP push thread")?;
-        Ok(OtlpQueue {
-            tx: Some(tx),
-            thread: Some(thread),
-            outstanding,
-        })
-    }
-
-    fn send(&self, req: ExportTraceServiceRequest, counts: &IntCounterVec) {
-        let Some(tx) = &self.tx else { return };
-        self.outstanding.fetch_add(1, Ordering::Relaxed);
-        match tx.try_send(req) {
-            Ok(()) => counts.with_label_values(&["queued"]).inc(),
-            Err(_) => {
-                self.outstanding.fetch_sub(1, Ordering::Relaxed);
-                counts.with_label_values(&["dropped"]).inc();
-            }
-        }
-    }
-
-    /// Sends what is queued, waiting at most `limit`.
-    fn close(&mut self, limit: Duration) {
-        self.tx = None;
-        let Some(t) = self.thread.take() else { return };
-        let until = Instant::now() + limit;
-        while !t.is_finished() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if t.is_finished() {
-            let _ = t.join();
-        } else {
-            eprintln!(
-                "podtrace: --otlp-endpoint: {} pods not sent after {}s; giving up",
-                self.outstanding.load(Ordering::Relaxed),
-                limit.as_secs()
-            );
-        }
-    }
-}
 
 type GKey = (u32, u64, u64);
 
@@ -421,7 +145,7 @@ impl Live {
             pending: Vec::new(),
             loops: HashMap::new(),
             last_t: 0,
-            clock: Some(crate::trace::mono_now),
+            clock: Some(crate::clock::mono_now),
             drops: 0,
             otlp,
         };
@@ -501,12 +225,12 @@ impl Live {
             c.push(r);
         }
         let c = c.finish();
-        let syncs = report::syncs_by_pod(&c);
+        let syncs = pods::syncs_by_pod(&c);
         let off = self.trace.header.mono_to_unix_ns;
         for (pi, idx) in syncs.iter().enumerate() {
             // Only the pods whose start is due: a start still in progress
             // in the same window is summarised later, whole.
-            let Some(first) = report::start_sync(&c, idx) else {
+            let Some(first) = pods::start_sync(&c, idx) else {
                 continue;
             };
             let s = &c.spans[first];
@@ -516,7 +240,7 @@ impl Live {
             if let PodSummary::Started(p) = report::pod_summary(&c, pi, idx, off) {
                 self.observe(&s.binary, &p);
                 if let Some(q) = &self.otlp {
-                    let req = otlp::otlp_request_for(&self.trace, &c, Some(&[pi]));
+                    let req = otlp_export::otlp_request_for(&self.trace, &c, Some(&[pi]));
                     q.send(req, &self.metrics.otlp_pods);
                 }
             }
@@ -626,7 +350,7 @@ impl Live {
     }
 }
 
-impl collect::Consumer for Live {
+impl drain::Consumer for Live {
     fn probes_added(&mut self, probes: &[ProbeInfo]) {
         self.add_probes(probes);
     }
@@ -663,7 +387,7 @@ impl collect::Consumer for Live {
                     .and_then(|i| r.a.get(i))
                     .and_then(|v| v.as_ref())
                     .and_then(|v| v.as_u64())
-                    == Some(report::SYNC_POD_CREATE);
+                    == Some(pods::SYNC_POD_CREATE);
                 if !create {
                     k.resyncs.inc();
                 }
@@ -730,67 +454,13 @@ impl collect::Consumer for Live {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the runtime stops.
-pub async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) {
-    use http_body_util::Full;
-    use hyper::{body::Bytes, server::conn::http1, service::service_fn, Response, StatusCode};
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("podtrace: --metrics: {e}");
-            return;
-        }
-    };
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let metrics = Arc::clone(&metrics);
-                async move {
-                    let resp = if req.uri().path() == "/metrics" {
-                        Response::builder()
-                            .header(
-                                hyper::header::CONTENT_TYPE,
-                                "text/plain; version=0.0.4; charset=utf-8",
-                            )
-                            .body(Full::new(Bytes::from(metrics.encode())))
-                    } else {
-                        Response::builder()
-                            .status(StatusCode::NOT_FOUND)
-                            .body(Full::new(Bytes::from_static(
-                                b"podtrace: metrics are at /metrics\n",
-                            )))
-                    };
-                    resp
-                }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            // A client that goes away mid-request is no concern of ours.
-            let _ = http1::Builder::new().serve_connection(io, svc).await;
-        });
-    }
-}
-
-/// Binds `--metrics`' address (before attaching, so a taken port fails
-/// early and clearly).
-pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
-    let l = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("--metrics {addr}: cannot listen there"))?;
-    l.set_nonblocking(true)
-        .with_context(|| format!("--metrics {addr}: making the socket non-blocking"))?;
-    Ok(l)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
-        collect::Consumer as _,
-        commands::correlate,
-        report::Report,
+        analysis::report::Report,
+        correlate::correlate,
+        record::drain::Consumer as _,
         test_support::synth::{synth, SynthPod, SynthSpec},
     };
 

@@ -12,47 +12,17 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::{
-    correlate::Correlated,
+use super::{
+    pods::{pod_windows, STAGE_LOST, STAGE_POD},
     predict::{self, ClassShares, Intervals, PodModel, Predicted, StageNames},
-    report::{percentile, start_sync, syncs_by_pod, MountClass, Report},
+    report::{percentile, MountClass, Report},
     stats::{self, MinEffect, Verdict},
-    trace::TraceMeta,
 };
+use crate::{correlate::Correlated, trace::TraceMeta};
 
 pub const COMPARE_VERSION: u32 = 2;
 /// Coverage of the intervals.
 pub const CONFIDENCE: f64 = 0.95;
-
-/// Whole pod start: first sync start → end of the first sync without error.
-pub const STAGE_POD: &str = "pod";
-/// Derived row: volumes mounted → the poll noticed.
-pub const STAGE_LOST: &str = "lost_to_polling";
-
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, seedable, good enough for
-/// simulation draws and picture jitter.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (multiply-shift; the bias is below 2^-32 for any n
-    /// we meet).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() as u128 * n as u128) >> 64) as usize
-    }
-}
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Summary {
@@ -246,53 +216,6 @@ impl Run {
 
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
-}
-
-/// A pod's start: its start sync's start ([`start_sync`]) to the end of
-/// the first sync from there that returned without error (None if none
-/// did), CLOCK_MONOTONIC ns.
-#[derive(Debug, Clone)]
-pub struct PodWindow {
-    pub pod: usize,
-    pub uid: String,
-    /// The start sync (a span index).
-    pub sync: usize,
-    pub start: u64,
-    pub end: Option<u64>,
-}
-
-/// The start window of every pod that has a sync.
-pub fn pod_windows(c: &Correlated) -> Vec<PodWindow> {
-    let all_syncs = syncs_by_pod(c);
-    c.pods
-        .iter()
-        .enumerate()
-        .filter_map(|(pi, pod)| {
-            let syncs = &all_syncs[pi];
-            let first = start_sync(c, syncs)?;
-            let at = syncs.iter().position(|&i| i == first)?;
-            let end = syncs[at..]
-                .iter()
-                .map(|&i| &c.spans[i])
-                .find(|s| s.end.is_some() && s.arg_u64("error") != Some(1))
-                .and_then(|s| s.end);
-            Some(PodWindow {
-                pod: pi,
-                uid: pod.uid.clone(),
-                sync: first,
-                start: c.spans[first].start,
-                end,
-            })
-        })
-        .collect()
-}
-
-/// Per pod UID: the whole pod start in ms (see [`PodWindow`]).
-pub fn whole_pod_ms(c: &Correlated) -> Vec<(String, Option<f64>)> {
-    pod_windows(c)
-        .into_iter()
-        .map(|w| (w.uid, w.end.map(|e| ms(e.saturating_sub(w.start)))))
-        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1070,27 +993,6 @@ impl Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splitmix_reference_values() {
-        // First outputs for seed 0, as in the reference implementation.
-        let mut r = SplitMix64::new(0);
-        assert_eq!(r.next_u64(), 0xe220_a839_7b1d_cdaf);
-        assert_eq!(r.next_u64(), 0x6e78_9e6a_a1b9_65f4);
-    }
-
-    #[test]
-    fn below_is_in_range_and_roughly_uniform() {
-        let mut r = SplitMix64::new(7);
-        let mut counts = [0u32; 5];
-        for _ in 0..50_000 {
-            counts[r.below(5)] += 1;
-        }
-        assert!(
-            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
-            "{counts:?}"
-        );
-    }
 
     #[test]
     fn ratios_read_as_people_say_them() {

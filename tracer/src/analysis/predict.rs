@@ -17,12 +17,12 @@ use std::{collections::HashMap, fmt::Write as _};
 
 use serde::Serialize;
 
-use crate::{
-    catalogue::Role,
-    compare::{pod_windows, PodWindow, SplitMix64, STAGE_LOST, STAGE_POD},
-    correlate::Correlated,
+use super::{
+    pods::{pod_windows, PodWindow, STAGE_LOST, STAGE_POD},
     report::{percentile, MountClass, Report},
+    rng::SplitMix64,
 };
+use crate::{catalogue::Role, correlate::Correlated};
 
 /// Simulated runs for the interval of the median.
 pub const RUNS: usize = 2000;

@@ -21,27 +21,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
+use super::{
+    bpf::Loaded,
+    discover::{has_go_buildinfo, recognising, running_executables, FileKey, RunningExe},
+    plan::{self, PlanOptions},
+};
 use crate::{
-    attach::{self, Loaded, PlanOptions, ProbeInfo, TargetBinary},
-    catalogue::{BinaryCatalogue, Catalogue, Status},
-    commands::record::{has_go_buildinfo, recognising, running_executables, RunningExe},
+    catalogue::{BinaryCatalogue, Catalogue},
+    clock::mono_now,
+    format::{BinaryAdded, Note, NoteKind, ProbeInfo},
     resolve::GoBinary,
-    trace::{mono_now, BinaryAdded, BinaryRecord, Note, NoteKind, Writer},
+    trace::Writer,
 };
 
 /// Files no process runs any more whose probes are kept (see
 /// [`Supervisor::tick`]); older ones are released.
 pub const KEEP_IDLE_FILES: usize = 4;
-
-/// A file identity: (device, inode).
-pub type FileKey = (u64, u64);
-
-/// The identity of the file `path` names now (following symlinks).
-pub fn file_key(path: &Path) -> Option<FileKey> {
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
 
 /// One traced (catalogue, file).
 struct Traced<'c> {
@@ -451,12 +448,7 @@ impl<'c> Supervisor<'c> {
                 continue;
             }
             let seen = mono_now();
-            let by_name: Vec<&'c BinaryCatalogue> = self
-                .cat
-                .binaries
-                .iter()
-                .filter(|b| b.binary.process_names.iter().any(|n| n == exe.file_name()))
-                .collect();
+            let by_name = exe.named_like(self.cat);
             let path = exe.proc_path();
             let cats = if by_name.is_empty() {
                 if !has_go_buildinfo(&path) {
@@ -476,8 +468,7 @@ impl<'c> Supervisor<'c> {
             }
             let pids: BTreeSet<u32> = exe.pids.iter().copied().collect();
             // Watch the path it was started from, when we can see it.
-            let watch =
-                (!exe.deleted && file_key(&exe.shown) == Some(exe.key)).then(|| exe.shown.clone());
+            let watch = exe.watchable_path();
             for catalogue in cats {
                 let name = catalogue.binary.name.clone();
                 match self.attach_file(loaded, probes, writer, catalogue, &path, &pids)? {
@@ -532,36 +523,17 @@ impl<'c> Supervisor<'c> {
         let prepared = (|| -> Result<_> {
             let binary = GoBinary::open(path)?;
             log::debug!("{}: opened in {:?}", path.display(), t0.elapsed());
-            let resolutions = catalogue.resolve(&binary);
+            let pids: Vec<u32> = pids.iter().copied().collect();
+            let r = plan::resolve_target(catalogue, &binary, path, &pids)?;
             log::debug!("{}: resolved in {:?}", path.display(), t0.elapsed());
-            if !resolutions.iter().any(|r| r.status == Status::Ok) {
-                bail!(
-                    "none of the {} catalogue's functions resolve ({})",
-                    catalogue.binary.name,
-                    binary.go_version().unwrap_or("?")
-                );
-            }
-            let unresolved: Vec<String> = resolutions
-                .iter()
-                .filter(|r| r.status != Status::Ok)
-                .map(|r| format!("{}: {}", r.probe, r.detail))
-                .collect();
-            let target = TargetBinary {
-                catalogue,
-                binary: &binary,
-                resolutions,
+            // Every process of the file: the uprobes go on its inode.
+            let target = plan::TargetBinary {
                 pids: Vec::new(),
+                ..r.target
             };
-            let (new, specs, sites) = attach::plan_from(&[target], self.plan, first)?;
+            let (new, specs, sites) = plan::plan_from(&[target], self.plan, first)?;
             loaded.set_specs(2 * first, &specs)?;
-            let record = BinaryRecord {
-                name: catalogue.binary.name.clone(),
-                path: path.display().to_string(),
-                go_version: binary.go_version().map(str::to_string),
-                pids: pids.iter().copied().collect(),
-                unresolved,
-            };
-            Ok((record, new, sites))
+            Ok((r.record, new, sites))
         })();
         let (record, new, sites) = match prepared {
             Ok(p) => p,

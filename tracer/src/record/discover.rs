@@ -1,0 +1,366 @@
+//! Which binaries to trace: the ones named on the command line, the
+//! processes given by pid, the command to start, or every running kubelet
+//! and containerd found in /proc (told apart by name, else by which
+//! catalogue recognises their code).
+//!
+//! Reads /proc and binaries' headers; attaches nothing and writes nothing.
+//! The supervisor uses the same functions to find what starts later.
+
+use std::{
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    rc::Rc,
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{
+    catalogue::{BinaryCatalogue, Catalogue, Role, Status},
+    resolve::GoBinary,
+};
+
+/// A file identity: (device, inode).
+pub type FileKey = (u64, u64);
+
+/// The identity of the file `path` names now (following symlinks).
+pub fn file_key(path: &Path) -> Option<FileKey> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// What the user asked to trace. All empty: every kubelet and containerd
+/// running now, and (with the supervisor) those started later.
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    pub kubelet: Option<PathBuf>,
+    pub containerd: Option<PathBuf>,
+    pub pids: Vec<u32>,
+    /// A command to start once attached; its binary is traced when nothing
+    /// else is named.
+    pub command: Vec<String>,
+}
+
+impl Targets {
+    /// Nothing named: find the binaries by looking at what runs.
+    pub fn discover(&self) -> bool {
+        self.kubelet.is_none()
+            && self.containerd.is_none()
+            && self.pids.is_empty()
+            && self.command.is_empty()
+    }
+}
+
+/// Suffix the kernel adds to /proc/PID/exe's link text when the file was
+/// removed or replaced (an in-place upgrade renames a new file over it).
+const DELETED: &str = " (deleted)";
+
+/// A running executable (one file, possibly already deleted) and the
+/// processes running it.
+#[derive(Debug)]
+pub struct RunningExe {
+    /// The link text of /proc/PID/exe without [`DELETED`].
+    pub shown: PathBuf,
+    pub deleted: bool,
+    pub key: FileKey,
+    pub pids: Vec<u32>,
+}
+
+impl RunningExe {
+    /// A path that opens this very file for as long as its first process
+    /// lives, also when it was deleted or lives in another mount namespace.
+    pub fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/exe", self.pids[0]))
+    }
+
+    pub fn file_name(&self) -> &str {
+        self.shown
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+    }
+
+    /// The path it was started from, when that still names this file here
+    /// (not deleted, not in another mount namespace): watched for the
+    /// binary being replaced.
+    pub fn watchable_path(&self) -> Option<PathBuf> {
+        (!self.deleted && file_key(&self.shown) == Some(self.key)).then(|| self.shown.clone())
+    }
+
+    /// The catalogues whose process names match this file's name.
+    pub fn named_like<'c>(&self, cat: &'c Catalogue) -> Vec<&'c BinaryCatalogue> {
+        cat.binaries
+            .iter()
+            .filter(|b| b.binary.process_names.iter().any(|n| n == self.file_name()))
+            .collect()
+    }
+}
+
+/// Every process's executable, grouped by file (device and inode of the
+/// file /proc/PID/exe points at), in pid order. Kernel threads and
+/// processes we may not look at are left out, and so is podtrace itself.
+pub fn running_executables() -> Vec<RunningExe> {
+    let me = std::process::id();
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    let mut out: Vec<RunningExe> = Vec::new();
+    for pid in pids.into_iter().filter(|&p| p != me) {
+        let exe = format!("/proc/{pid}/exe");
+        let (Ok(link), Ok(meta)) = (std::fs::read_link(&exe), std::fs::metadata(&exe)) else {
+            continue;
+        };
+        let text = link.to_string_lossy();
+        let (shown, deleted) = match text.strip_suffix(DELETED) {
+            Some(t) => (PathBuf::from(t), true),
+            None => (link.clone(), false),
+        };
+        let key = (meta.dev(), meta.ino());
+        match out.iter_mut().find(|r| r.key == key) {
+            Some(r) => r.pids.push(pid),
+            None => out.push(RunningExe {
+                shown,
+                deleted,
+                key,
+                pids: vec![pid],
+            }),
+        }
+    }
+    out
+}
+
+/// Whether `path` is an ELF file with Go's build-info section, read from
+/// its headers only: discovery looks at every process, and most are not Go
+/// (GoBinary::open would read each file whole).
+pub fn has_go_buildinfo(path: &Path) -> bool {
+    use object::{Object as _, ObjectSection as _};
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let cache = object::ReadCache::new(f);
+    object::File::parse(&cache).is_ok_and(|o| o.sections().any(|s| s.name() == Ok(".go.buildinfo")))
+}
+
+/// The catalogues that recognise `bin` as theirs: at least one probe that
+/// defines the binary (a pod sync for kubelet, a CRI handler for a runtime)
+/// resolves. A multi-call binary such as k3s (kubelet and containerd in one
+/// executable) gets every one that does.
+pub fn recognising<'c>(cat: &'c Catalogue, bin: &GoBinary) -> Vec<&'c BinaryCatalogue> {
+    cat.binaries
+        .iter()
+        .filter(|b| {
+            b.resolve(bin).iter().any(|r| {
+                r.status == Status::Ok
+                    && b.probes
+                        .iter()
+                        .any(|p| p.name == r.probe && matches!(p.role, Role::PodSync | Role::Cri))
+            })
+        })
+        .collect()
+}
+
+/// The catalogue whose probes resolve best in `bin` (at least one).
+fn identify<'c>(cat: &'c Catalogue, bin: &GoBinary) -> Option<&'c BinaryCatalogue> {
+    cat.binaries
+        .iter()
+        .map(|b| {
+            let ok = b
+                .resolve(bin)
+                .iter()
+                .filter(|r| r.status == Status::Ok)
+                .count();
+            (ok, b)
+        })
+        .filter(|(ok, _)| *ok > 0)
+        .max_by_key(|(ok, _)| *ok)
+        .map(|(_, b)| b)
+}
+
+/// A binary to trace: its path, the processes (empty = all) and which
+/// catalogue it is for.
+pub struct Chosen<'c> {
+    pub path: PathBuf,
+    pub pids: Vec<u32>,
+    /// The path to watch for the binary being replaced (None: `--pid`, or
+    /// a file already deleted).
+    pub watch: Option<PathBuf>,
+    pub catalogue: &'c BinaryCatalogue,
+    /// Shared by the catalogues of one multi-call binary.
+    pub binary: Rc<GoBinary>,
+}
+
+/// An absolute path for a binary named on the command line: aya takes a
+/// bare name (`kubelet`) for a shared library to look up in ld.so.cache.
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p)
+        .with_context(|| format!("{}: cannot make the path absolute", p.display()))
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    if cmd.contains('/') {
+        return Some(PathBuf::from(cmd));
+    }
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(cmd))
+            .find(|c| c.is_file())
+    })
+}
+
+/// The binaries to trace for `t`, each with the catalogue(s) it is for.
+pub fn choose<'c>(t: &Targets, cat: &'c Catalogue) -> Result<Vec<Chosen<'c>>> {
+    let mut out = Vec::new();
+    for (p, name) in [(&t.kubelet, "kubelet"), (&t.containerd, "containerd")] {
+        if let Some(p) = p {
+            let path = absolute(p)?;
+            let binary = GoBinary::open(&path)?;
+            let watch = Some(path.clone());
+            push(
+                &mut out,
+                path,
+                vec![],
+                watch,
+                vec![cat.for_binary(name)?],
+                binary,
+            );
+        }
+    }
+    for &pid in &t.pids {
+        by_pid(&mut out, cat, pid)?;
+    }
+    if let (Some(cmd), true) = (
+        t.command.first(),
+        t.kubelet.is_none() && t.containerd.is_none() && t.pids.is_empty(),
+    ) {
+        by_command(&mut out, cat, cmd)?;
+    }
+    if t.discover() {
+        running(&mut out, cat)?;
+        if out.is_empty() {
+            bail!(
+                "no running kubelet or containerd found; pass --kubelet PATH, --containerd PATH \
+                 or --pid PID, or a command after --"
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Adds `binary` at `path` once per catalogue it is for.
+fn push<'c>(
+    out: &mut Vec<Chosen<'c>>,
+    path: PathBuf,
+    pids: Vec<u32>,
+    watch: Option<PathBuf>,
+    cats: Vec<&'c BinaryCatalogue>,
+    binary: GoBinary,
+) {
+    let binary = Rc::new(binary);
+    for catalogue in cats {
+        out.push(Chosen {
+            path: path.clone(),
+            pids: pids.clone(),
+            watch: watch.clone(),
+            catalogue,
+            binary: Rc::clone(&binary),
+        });
+    }
+}
+
+fn catalogue_names(cat: &Catalogue) -> String {
+    cat.binaries
+        .iter()
+        .map(|b| b.binary.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `--pid`: the process's binary, for the catalogue(s) that recognise it.
+fn by_pid<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue, pid: u32) -> Result<()> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .with_context(|| format!("no process {pid} (or not allowed to read /proc/{pid}/exe)"))?;
+    eprintln!("podtrace: process {pid} runs {}", exe.display());
+    let path = PathBuf::from(format!("/proc/{pid}/exe"));
+    let binary = GoBinary::open(&path)?;
+    let mut cats = recognising(cat, &binary);
+    if cats.is_empty() {
+        cats.extend(identify(cat, &binary));
+    }
+    if cats.is_empty() {
+        bail!(
+            "{} (process {pid}): none of the catalogue's functions ({}) resolve in it ({})",
+            exe.display(),
+            catalogue_names(cat),
+            binary.go_version().unwrap_or("no Go version")
+        );
+    }
+    push(out, path, vec![pid], None, cats, binary);
+    Ok(())
+}
+
+/// The command after `--`, when nothing else is named: its binary.
+fn by_command<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue, cmd: &str) -> Result<()> {
+    let path =
+        absolute(&which(cmd).with_context(|| format!("command `{cmd}` not found on PATH"))?)?;
+    let binary = GoBinary::open(&path)?;
+    let c = identify(cat, &binary).with_context(|| {
+        format!(
+            "{}: none of the catalogue's functions ({}) resolve in it ({})",
+            path.display(),
+            catalogue_names(cat),
+            binary.go_version().unwrap_or("no Go version")
+        )
+    })?;
+    push(out, path.clone(), vec![], Some(path), vec![c], binary);
+    Ok(())
+}
+
+/// Every running kubelet and containerd: by file name, else a Go binary
+/// whose code a catalogue recognises (k3s, a renamed copy).
+fn running<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue) -> Result<()> {
+    for exe in running_executables() {
+        let by_name = exe.named_like(cat);
+        let path = exe.proc_path();
+        if by_name.is_empty() && !has_go_buildinfo(&path) {
+            continue;
+        }
+        let binary = match GoBinary::open(&path) {
+            Ok(b) => b,
+            // Gone since the scan, or not a Go binary (most processes).
+            Err(_) if by_name.is_empty() || !path.exists() => continue,
+            Err(e) => return Err(e).context(format!("{}", exe.shown.display())),
+        };
+        let cats = if by_name.is_empty() {
+            recognising(cat, &binary)
+        } else {
+            by_name
+        };
+        if cats.is_empty() {
+            continue;
+        }
+        eprintln!(
+            "podtrace: found {}{} (pid {}) running {}",
+            exe.shown.display(),
+            if exe.deleted {
+                ", deleted or replaced since it started"
+            } else {
+                ""
+            },
+            exe.pids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            cats.iter()
+                .map(|c| c.binary.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        );
+        let watch = exe.watchable_path();
+        push(out, path, exe.pids, watch, cats, binary);
+    }
+    Ok(())
+}

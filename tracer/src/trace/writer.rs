@@ -1,0 +1,209 @@
+//! Writing a trace file as events arrive, so that a recording cut short
+//! (SIGKILL, full disk) still reads up to its last complete line; rotation.
+
+use std::{
+    fs::File,
+    io::{BufWriter, Write},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    clock::mono_now,
+    format::{BinaryAdded, Footer, Header, Line, Note, Rec},
+};
+
+/// `--max-size`/`--max-files`: when the file reaches `max_bytes` it gets
+/// its footer and is renamed FILE.1 (FILE.1 → FILE.2, …), and a new FILE
+/// starts with a header holding the whole probe table, so that every file
+/// is a trace on its own; at most `max_files` files are kept, the oldest
+/// deleted. FILE is always the newest (logrotate's numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_bytes: u64,
+    pub max_files: u32,
+}
+
+impl Rotation {
+    /// The name of the `n`th older file (0 = `path` itself).
+    pub fn numbered(path: &Path, n: u32) -> PathBuf {
+        if n == 0 {
+            return path.to_path_buf();
+        }
+        let mut s = path.as_os_str().to_os_string();
+        s.push(format!(".{n}"));
+        PathBuf::from(s)
+    }
+}
+
+/// `stopped_by` of the footer of a file closed by rotation.
+pub const ROTATED: &str = "rotated";
+
+/// Streams a trace to a file (mode 0600: it holds pod names and ids), and
+/// rotates it if asked.
+pub struct Writer {
+    out: BufWriter<File>,
+    path: PathBuf,
+    /// The header of the next file: the probe table grows as binaries are
+    /// added.
+    header: Header,
+    rotation: Option<Rotation>,
+    /// Bytes written to (or buffered for) the current file.
+    bytes: u64,
+    file_events: u64,
+    file_started_ns: u64,
+    scratch: Vec<u8>,
+    /// Events written, over every file.
+    pub events: u64,
+    /// Drops and probe hits as last read (for the footer of a rotated file).
+    pub counters: (u64, u64),
+}
+
+/// Creates (or truncates) `path` with mode 0600.
+fn create_private(path: &Path) -> Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    // The mode applies only to a new file: an existing one keeps its own.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("making {} private (0600)", path.display()))?;
+    Ok(f)
+}
+
+impl Writer {
+    pub fn create(path: &Path, header: &Header) -> Result<Writer> {
+        Self::create_rotating(path, header, None)
+    }
+
+    pub fn create_rotating(
+        path: &Path,
+        header: &Header,
+        rotation: Option<Rotation>,
+    ) -> Result<Writer> {
+        let mut w = Writer {
+            out: BufWriter::with_capacity(1 << 20, create_private(path)?),
+            path: path.to_path_buf(),
+            header: header.clone(),
+            rotation,
+            bytes: 0,
+            file_events: 0,
+            file_started_ns: mono_now(),
+            scratch: Vec::with_capacity(1024),
+            events: 0,
+            counters: (0, 0),
+        };
+        w.line(&Line::Header(Box::new(header.clone())))?;
+        w.flush()?;
+        Ok(w)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn line(&mut self, l: &Line) -> Result<()> {
+        self.scratch.clear();
+        serde_json::to_writer(&mut self.scratch, l)?;
+        self.scratch.push(b'\n');
+        self.bytes += self.scratch.len() as u64;
+        self.out
+            .write_all(&self.scratch)
+            .with_context(|| format!("writing trace {}", self.path.display()))
+    }
+
+    pub fn event(&mut self, r: Rec) -> Result<()> {
+        self.events += 1;
+        self.file_events += 1;
+        self.line(&Line::Event(r))?;
+        self.rotate_if_full()
+    }
+
+    /// A binary attached while recording: its record and probes go into
+    /// this file and the header of every later one.
+    pub fn binary_added(&mut self, b: BinaryAdded) -> Result<()> {
+        self.header.binaries.push(b.binary.clone());
+        self.header.probes.extend(b.probes.iter().cloned());
+        self.line(&Line::Binary(Box::new(b)))?;
+        self.flush()
+    }
+
+    pub fn note(&mut self, n: Note) -> Result<()> {
+        self.line(&Line::Note(n))?;
+        self.flush()
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.out
+            .flush()
+            .with_context(|| format!("writing trace {}", self.path.display()))
+    }
+
+    fn rotate_if_full(&mut self) -> Result<()> {
+        let Some(rot) = self.rotation else {
+            return Ok(());
+        };
+        if self.bytes < rot.max_bytes {
+            return Ok(());
+        }
+        let footer = Footer {
+            events: self.file_events,
+            drops: self.counters.0,
+            hits: self.counters.1,
+            duration_ns: mono_now().saturating_sub(self.file_started_ns),
+            stopped_by: ROTATED.into(),
+            capture_problems: Vec::new(),
+        };
+        self.line(&Line::Footer(footer))?;
+        self.flush()?;
+        let name = |n| Rotation::numbered(&self.path, n);
+        // The oldest goes; the others move up one.
+        let last = rot.max_files.saturating_sub(1);
+        let oldest = name(last);
+        match std::fs::remove_file(&oldest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", oldest.display())),
+        }
+        for n in (0..last).rev() {
+            let (from, to) = (name(n), name(n + 1));
+            if from.exists() {
+                std::fs::rename(&from, &to)
+                    .with_context(|| format!("rotating {} to {}", from.display(), to.display()))?;
+            }
+        }
+        self.header.started_unix_ns = mono_now() as i64 + self.header.mono_to_unix_ns;
+        self.out = BufWriter::with_capacity(1 << 20, create_private(&self.path)?);
+        self.bytes = 0;
+        self.file_events = 0;
+        self.file_started_ns = mono_now();
+        let header = Line::Header(Box::new(self.header.clone()));
+        self.line(&header)?;
+        self.flush()
+    }
+
+    pub fn finish(mut self, footer: Footer) -> Result<()> {
+        let footer = Footer {
+            // Per file when rotated: what this file holds.
+            events: if self.rotation.is_some() {
+                self.file_events
+            } else {
+                footer.events
+            },
+            ..footer
+        };
+        self.line(&Line::Footer(footer))?;
+        self.flush()?;
+        let path = self.path.clone();
+        self.out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing trace {}", path.display()))
+    }
+}
