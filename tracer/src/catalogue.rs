@@ -3,6 +3,9 @@
 //! The built-in catalogue is `tracer/catalogue/*.toml`, embedded at build time;
 //! `--catalogue FILE` replaces it. This module parses and checks it, and
 //! matches it against a [`GoBinary`] to decide where each probe goes.
+//!
+//! Data and its matching against a [`crate::resolve::GoBinary`]; nothing
+//! here reads registers or attaches.
 
 use std::collections::BTreeSet;
 

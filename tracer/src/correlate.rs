@@ -14,6 +14,9 @@
 //!   or an exit are dropped the same way.
 //! - RETs that never run (tail calls, panics): an exit pops every younger open
 //!   frame of the goroutine; those are closed unmatched ("aged out").
+//!
+//! Reads trace records only ([`crate::format`], [`crate::trace`]); knows
+//! nothing of recording, and nothing of reports (they read its spans).
 
 use std::{
     borrow::Cow,

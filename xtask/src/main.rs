@@ -12,6 +12,7 @@ mod bench;
 mod demo;
 mod fuzz;
 mod image;
+mod lint;
 mod paths;
 mod setup;
 mod soak;
@@ -55,6 +56,12 @@ enum Cmd {
         /// kubelet (fast: no containers, no node).
         #[arg(long)]
         workload: bool,
+    },
+    /// The layout lint alone: import circles between a crate's files
+    /// (default: tracer/src and xtask/src).
+    Lint {
+        /// Crate src/ directories to check.
+        dirs: Vec<PathBuf>,
     },
     /// Run the whole test suite (needs root: it loads eBPF programs).
     Test {
@@ -113,6 +120,11 @@ fn main() {
         Cmd::Demo { pods, workload } => setup::run()
             .and_then(|_| build())
             .and_then(|_| demo::run(pods, workload)),
+        Cmd::Lint { dirs } => lint::check(&if dirs.is_empty() {
+            vec![root().join("tracer/src"), root().join("xtask/src")]
+        } else {
+            dirs
+        }),
         Cmd::Test { no_lint, filter } => setup::run()
             .and_then(|_| build())
             .and_then(|_| image::build(&podtrace_bin()))
@@ -213,6 +225,8 @@ fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
         sh(Command::new("cargo")
             .current_dir(&r)
             .args(["fmt", "--all", "--", "--check"]))?;
+        step("import circles (tracer/src, xtask/src)");
+        lint::check(&[r.join("tracer/src"), r.join("xtask/src")])?;
         step("cargo clippy -D warnings");
         sh(Command::new("cargo").current_dir(&r).args([
             "clippy",

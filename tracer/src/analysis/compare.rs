@@ -6,6 +6,9 @@
 //! wait; mount wait and time lost to polling count the pods that waited.
 //! Beside each run: what the baseline predicts for that run's intervals.
 //! Method: docs/compare.md.
+//!
+//! Uses [`super::pods`], [`super::stats`] and shows [`super::predict`]'s
+//! output; predict never uses compare.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 

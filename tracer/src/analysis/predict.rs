@@ -12,6 +12,8 @@
 //! period (pods arrive at random times against free-running loops), the
 //! poll ticks at the new interval from the mount wait's first check.
 //! Method, assumptions and validation: docs/compare.md.
+//!
+//! Uses [`super::pods`], [`super::report`] and [`super::rng`]; never compare.
 
 use std::{collections::HashMap, fmt::Write as _};
 

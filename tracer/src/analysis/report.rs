@@ -2,6 +2,8 @@
 //!
 //! The JSON form of [`Report`] is a stable, documented shape
 //! (docs/report-json.md): fields are only ever added.
+//!
+//! Uses [`super::pods`] for what a pod's start is; never compare or predict.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 

@@ -1,6 +1,8 @@
 //! Exporters of correlated traces to the formats other tools read: Chrome
 //! trace-event JSON (Perfetto, chrome://tracing), OTLP traces and CSV.
 //! Formats and columns: docs/export.md.
+//!
+//! Reads correlated traces and reports; writes no trace, attaches nothing.
 
 pub mod chrome;
 pub mod csv;

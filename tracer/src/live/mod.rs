@@ -15,6 +15,9 @@
 //!
 //! Resyncs of running pods are counted (never as starts); loop periods are
 //! the gaps between a loop function's consecutive calls on one goroutine.
+//!
+//! Fed by the drain loop through [`drain::Consumer`]; it never touches the
+//! ring, the links or the trace file.
 
 pub mod metrics;
 pub mod otlp;

@@ -6,6 +6,9 @@
 //! takes at most [`BATCH`] events before the loop looks at signals and the
 //! clock again, so that an event storm (the kernel filling the ring as fast
 //! as we empty it) cannot keep SIGINT, SIGTERM or `--duration` waiting.
+//!
+//! Owns the recording loop and its stop conditions; it never resolves,
+//! plans or attaches (the supervisor does, when called between drains).
 
 use std::{
     collections::HashSet,

@@ -5,6 +5,9 @@
 //! bytes at 0xc000123456 failed (step 1 of the path)"); this logger puts the
 //! names from the probe table in front and prints the first few of each
 //! kind, counting the rest (the trace's footer and the report count them all).
+//!
+//! Beside [`super::bpf`], which hands it to aya-log; reads only the
+//! probe table ([`crate::format::ProbeInfo`]).
 
 use std::{
     collections::BTreeMap,

@@ -13,6 +13,8 @@
 //! probe table (a `binary` line in the trace), their specs go into the eBPF
 //! program's spec table, then the uprobes are attached. The old file's
 //! probes are released once no process runs it.
+//!
+//! Uses discover, plan and bpf; never a command, never the drain loop.
 
 use std::{
     collections::{BTreeSet, HashSet},

@@ -12,6 +12,8 @@
 //! let entry_file_offset = bin.file_offset(sites.entry_site.vaddr());
 //! # Ok::<(), podtrace::resolve::ResolveError>(())
 //! ```
+//!
+//! The bottom of the pipeline: uses no other module of the crate.
 
 mod buildinfo;
 mod elf;
