@@ -98,6 +98,84 @@ pub struct BinaryRecord {
     pub pids: Vec<u32>,
     /// Probes of the catalogue that did not resolve, with why.
     pub unresolved: Vec<String>,
+    /// Which build this is (traces before podtrace 0.2 lack it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<BinaryIdentity>,
+    /// Its probes: ids `first_probe .. first_probe + probe_count` of the
+    /// probe table (so that a pod's calls can be told apart by build when
+    /// one file replaced another while recording).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_probe: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_count: Option<u32>,
+}
+
+impl BinaryRecord {
+    /// Whether probe `id` is one of this binary's.
+    pub fn has_probe(&self, id: u32) -> bool {
+        match (self.first_probe, self.probe_count) {
+            (Some(f), Some(n)) => (f..f + n).contains(&id),
+            _ => false,
+        }
+    }
+}
+
+/// What a traced binary is, enough to tell two builds of one version apart
+/// (kubelet v1.36.3 as released and rebuilt with tuned intervals).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinaryIdentity {
+    /// The file's own path (symlinks and /proc/PID/exe resolved; as the
+    /// traced process's mount namespace names it).
+    pub real_path: String,
+    /// The component's module and version from `.go.buildinfo`, e.g.
+    /// `k8s.io/kubernetes` `v1.36.3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The module's `h1:` sum as the build recorded it: empty for a build
+    /// from a vendored or edited tree (a rebuilt kubelet).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub module_sum: String,
+    /// The version stamped with `-ldflags -X …gitVersion=` (or containerd's
+    /// `version.Version`), when the build recorded its ldflags (builds with
+    /// `-trimpath` do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamped_version: Option<String>,
+    /// `vcs.revision`, `vcs.time`, `vcs.modified` when built from a checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcs_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcs_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcs_modified: Option<bool>,
+    /// The build settings (`go version -m`'s `build` lines).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_settings: Vec<(String, String)>,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl BinaryIdentity {
+    /// The short build id people see: the first 12 hex digits of the hash.
+    pub fn build(&self) -> &str {
+        self.sha256.get(..12).unwrap_or(&self.sha256)
+    }
+
+    /// `v1.36.3 build 3f2a…` (or the module-less form).
+    pub fn describe(&self) -> String {
+        format!(
+            "{} build {}{}",
+            self.version.as_deref().unwrap_or("(no module version)"),
+            self.build(),
+            if self.module_sum.is_empty() && self.module.is_some() {
+                " (rebuilt: no module sum)"
+            } else {
+                ""
+            }
+        )
+    }
 }
 
 /// A binary attached while recording: a new executable at a traced path

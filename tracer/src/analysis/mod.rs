@@ -7,6 +7,7 @@
 //! predict's output beside each run.
 
 pub mod compare;
+pub mod drift;
 pub mod journal;
 pub mod pods;
 pub mod predict;

@@ -198,12 +198,16 @@ fn plan_chosen(chosen: &[Chosen<'_>], opts: PlanOptions) -> Result<Planned> {
             p.statuses
                 .push((name.clone(), res.probe.clone(), res.status.as_str().into()));
         }
-        let (probes, specs, sites) =
-            plan::plan_from(std::slice::from_ref(&r.target), opts, p.probes.len() as u32)?;
+        let first = p.probes.len() as u32;
+        let (probes, specs, sites) = plan::plan_from(std::slice::from_ref(&r.target), opts, first)?;
+        p.records.push(BinaryRecord {
+            first_probe: Some(first),
+            probe_count: Some(probes.len() as u32),
+            ..r.record
+        });
         p.probes.extend(probes);
         p.specs.extend(specs);
         p.groups.push(sites);
-        p.records.push(r.record);
     }
     Ok(p)
 }

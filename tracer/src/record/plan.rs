@@ -13,7 +13,7 @@ use podtrace_common::{Capture, ProbeSpec, KIND_ENTRY, KIND_EXIT, MAX_CAPTURES, M
 
 use crate::{
     catalogue::{list_some, BinaryCatalogue, CaptureDef, Resolution, SiteKind, Status},
-    format::{BinaryRecord, ProbeInfo},
+    format::{BinaryIdentity, BinaryRecord, ProbeInfo},
     resolve::GoBinary,
 };
 
@@ -136,6 +136,9 @@ pub fn resolve_target<'a>(
         go_version: binary.go_version().map(str::to_string),
         pids: pids.to_vec(),
         unresolved,
+        identity: Some(identity(binary, path)),
+        first_probe: None,
+        probe_count: None,
     };
     Ok(Resolved {
         target: TargetBinary {
@@ -149,28 +152,99 @@ pub fn resolve_target<'a>(
     })
 }
 
-/// The version a traced binary is known by (the `version` metric label):
-/// the Kubernetes or containerd module it was built from, else its main
-/// module's version, else its Go version.
-pub fn component_version(bin: &GoBinary) -> String {
-    const MODULES: &[&str] = &[
-        "k8s.io/kubernetes",
-        "github.com/containerd/containerd/v2",
-        "github.com/containerd/containerd",
-        "github.com/k3s-io/k3s",
-    ];
-    MODULES
+/// The modules a component is built from, in the order they name it (k3s
+/// holds kubelet's and containerd's modules both: its own comes last, so
+/// that a kubelet catalogue names the Kubernetes version).
+const COMPONENT_MODULES: &[&str] = &[
+    "k8s.io/kubernetes",
+    "github.com/containerd/containerd/v2",
+    "github.com/containerd/containerd",
+    "github.com/k3s-io/k3s",
+];
+
+/// The component's module and its version: the Kubernetes or containerd
+/// module it was built from, else its main module.
+fn component(bin: &GoBinary) -> Option<(String, String)> {
+    let info = bin.build_info()?;
+    COMPONENT_MODULES
         .iter()
-        .filter_map(|m| bin.module_version(m))
+        .filter_map(|m| Some((m.to_string(), bin.module_version(m)?.to_string())))
         .chain(
-            bin.build_info()
-                .and_then(|b| b.main.as_ref())
-                .map(|m| m.version.as_str()),
+            info.main
+                .as_ref()
+                .map(|m| (m.path.clone(), m.version.clone())),
         )
-        .find(|v| v.starts_with('v'))
-        .or(bin.go_version())
-        .unwrap_or("unknown")
-        .to_string()
+        .find(|(_, v)| v.starts_with('v'))
+}
+
+/// The version a traced binary is known by (the `version` metric label):
+/// its component's version, else its Go version.
+pub fn component_version(bin: &GoBinary) -> String {
+    component(bin)
+        .map(|(_, v)| v)
+        .or_else(|| bin.go_version().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The version an `-X` in the recorded ldflags stamped (kubelet's
+/// `k8s.io/component-base/version.gitVersion`, containerd's
+/// `version.Version`).
+fn stamped_version(settings: &[(String, String)]) -> Option<String> {
+    let ldflags = settings.iter().find(|(k, _)| k == "-ldflags")?.1.as_str();
+    let words: Vec<&str> = ldflags.split_whitespace().collect();
+    words
+        .iter()
+        .enumerate()
+        .filter_map(
+            |(i, w)| match w.strip_prefix("-X=").or(w.strip_prefix("-X")) {
+                Some("") => words.get(i + 1).copied(),
+                Some(rest) => Some(rest),
+                None => None,
+            },
+        )
+        .map(|x| x.trim_matches(|c| c == '\'' || c == '"'))
+        .find_map(|x| {
+            let (var, val) = x.split_once('=')?;
+            (var.ends_with("version.gitVersion") || var.ends_with("version.Version"))
+                .then(|| val.to_string())
+        })
+}
+
+/// What `bin` (opened at `path`) is: module, version, build settings and
+/// content hash.
+pub fn identity(bin: &GoBinary, path: &std::path::Path) -> BinaryIdentity {
+    let settings: Vec<(String, String)> = bin
+        .build_info()
+        .map(|b| b.settings.clone())
+        .unwrap_or_default();
+    let setting = |k: &str| {
+        settings
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let (module, version) = component(bin).unzip();
+    let module_sum = module
+        .as_deref()
+        .and_then(|m| bin.build_info()?.module(m))
+        .map(|m| m.sum.clone())
+        .unwrap_or_default();
+    BinaryIdentity {
+        real_path: std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.to_path_buf())
+            .display()
+            .to_string(),
+        module,
+        version,
+        module_sum,
+        stamped_version: stamped_version(&settings),
+        vcs_revision: setting("vcs.revision"),
+        vcs_time: setting("vcs.time"),
+        vcs_modified: setting("vcs.modified").map(|v| v == "true"),
+        sha256: bin.sha256_hex(),
+        size: bin.size(),
+        build_settings: settings,
+    }
 }
 
 /// Turns resolutions into the probe table, eBPF specs and attach sites.
@@ -285,5 +359,27 @@ fn spec(id: u32, kind: u8, goid_offset: u32, caps: &[CaptureDef]) -> ProbeSpec {
         goid_offset,
         captures,
         ..ProbeSpec::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamped_versions_from_recorded_ldflags() {
+        let s = |v: &str| vec![("-ldflags".to_string(), v.to_string())];
+        assert_eq!(
+            stamped_version(&s("-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/component-base/version.gitVersion=v1.36.3 -s -w")),
+            Some("v1.36.3".into())
+        );
+        assert_eq!(
+            stamped_version(&s(
+                "-X=github.com/containerd/containerd/v2/version.Version=v2.2.9"
+            )),
+            Some("v2.2.9".into())
+        );
+        assert_eq!(stamped_version(&s("-s -w")), None);
+        assert_eq!(stamped_version(&[]), None);
     }
 }

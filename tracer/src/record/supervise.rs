@@ -33,7 +33,7 @@ use super::{
 use crate::{
     catalogue::{BinaryCatalogue, Catalogue},
     clock::mono_now,
-    format::{BinaryAdded, Note, NoteKind, ProbeInfo},
+    format::{BinaryAdded, BinaryRecord, Note, NoteKind, ProbeInfo},
     resolve::GoBinary,
     trace::Writer,
 };
@@ -535,7 +535,12 @@ impl<'c> Supervisor<'c> {
             };
             let (new, specs, sites) = plan::plan_from(&[target], self.plan, first)?;
             loaded.set_specs(2 * first, &specs)?;
-            Ok((r.record, new, sites))
+            let record = BinaryRecord {
+                first_probe: Some(first),
+                probe_count: Some(new.len() as u32),
+                ..r.record
+            };
+            Ok((record, new, sites))
         })();
         let (record, new, sites) = match prepared {
             Ok(p) => p,

@@ -246,6 +246,20 @@ impl GoBinary {
         &self.path
     }
 
+    /// SHA-256 of the whole file, hex: which build this is.
+    pub fn sha256_hex(&self) -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&self.data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Size of the file in bytes.
+    pub fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+
     /// Functions the compiler inlined into the given function's callers:
     /// the names of the functions whose code holds an inlined copy of
     /// `name` (from the inline trees of Go 1.18+ binaries). A uprobe on

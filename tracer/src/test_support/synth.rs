@@ -644,6 +644,9 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
             go_version: Some("go1.27.0".into()),
             pids: vec![spec.pid],
             unresolved: vec![],
+            identity: None,
+            first_probe: None,
+            probe_count: None,
         })
         .chain(spec.containerd_pid.map(|pid| crate::format::BinaryRecord {
             name: "containerd".into(),
@@ -651,6 +654,9 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
             go_version: Some("go1.24.0".into()),
             pids: vec![pid],
             unresolved: vec![],
+            identity: None,
+            first_probe: None,
+            probe_count: None,
         }))
         .collect(),
         probes,
