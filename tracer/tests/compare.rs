@@ -378,6 +378,8 @@ fn the_command_reads_files_and_writes_pictures() {
         min_effect_pct: 5.0,
         min_effect_ms: 1.0,
         confidence: CONFIDENCE,
+        controls: vec![],
+        split_by: None,
     })
     .expect("compare runs");
     assert_eq!(code, std::process::ExitCode::SUCCESS);
@@ -395,6 +397,8 @@ fn the_command_reads_files_and_writes_pictures() {
         min_effect_pct: 5.0,
         min_effect_ms: 1.0,
         confidence: CONFIDENCE,
+        controls: vec![],
+        split_by: None,
     })
     .expect_err("one trace must fail")
     .to_string();
@@ -634,6 +638,7 @@ fn a_tenfold_change_is_called_and_two_percent_is_not() {
                 min_pct: 0.0,
                 min_ms: 0.0,
             },
+            controls: vec![],
         },
     )
     .expect("compare");

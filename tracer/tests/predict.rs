@@ -89,6 +89,7 @@ fn default_intervals_predict_a_tuned_run() {
         Intervals::of_report(&rt),
         mt.len(),
         SEED,
+        None,
     );
     assert!(p.phase_locked, "10 ms populator and reconciler");
     assert_eq!(p.modelled, 40);
@@ -138,6 +139,7 @@ fn default_intervals_predict_a_tuned_run() {
         Intervals::of_report(&rd),
         md.len(),
         SEED,
+        None,
     );
     let s = same
         .stage("mount_wait")
@@ -215,4 +217,76 @@ fn the_command_takes_intervals_or_another_trace() {
     .expect_err("no intervals")
     .to_string();
     assert!(e.contains("--poll"), "{e}");
+}
+
+#[test]
+fn drift_between_runs_moves_the_work_and_widens_the_interval() {
+    let (rd, md, names) = run_of(&KubeletLike::default_periods(40, 1));
+    let (rt, mt, _) = run_of(&KubeletLike::tuned_periods(40, 2));
+    let at = |drift: Option<&podtrace::analysis::predict::DriftModel>| {
+        predict(
+            "default",
+            &names,
+            &md,
+            Intervals::of_report(&rd),
+            Intervals::of_report(&rt),
+            mt.len(),
+            SEED,
+            drift,
+        )
+    };
+    let plain = at(None);
+    // 10 % faster work, known to about ±2 % (one sd).
+    let d = podtrace::analysis::predict::DriftModel::new((0.9f64).ln(), 0.02, "test".into());
+    let drifted = at(Some(&d));
+    let sync = |p: &podtrace::analysis::predict::Prediction| {
+        p.stage("sync")
+            .and_then(|s| s.predicted)
+            .expect("sync predicted")
+    };
+    let mw = |p: &podtrace::analysis::predict::Prediction| {
+        p.stage("mount_wait")
+            .and_then(|s| s.predicted)
+            .expect("mount wait predicted")
+    };
+    let (a, b) = (sync(&plain), sync(&drifted));
+    // The mount wait is waits for ticks: no drift in it.
+    assert!((mw(&plain).p50 - mw(&drifted).p50).abs() < 1e-9);
+    // The rest of the sync (the work) is 10 % shorter.
+    let work = a.p50 - mw(&plain).p50;
+    let moved = a.p50 - b.p50;
+    assert!(
+        (moved - 0.1 * work).abs() < 0.03 * work,
+        "sync {:.3} -> {:.3}, work {work:.3}",
+        a.p50,
+        b.p50
+    );
+    // Without drift both intervals are the ticks' own; with it, wider.
+    assert_eq!((a.low, a.high), (a.ticks_low, a.ticks_high));
+    assert!(b.high - b.low > b.ticks_high - b.ticks_low, "{b:?}");
+    assert!(drifted.refusal().is_none());
+}
+
+#[test]
+fn too_few_modelled_pods_are_no_prediction() {
+    let (rd, mut md, names) = run_of(&KubeletLike::default_periods(10, 1));
+    // As if the loops had not been traced for 7 of the 10 pods.
+    for m in md.iter_mut().take(7) {
+        m.chain = None;
+    }
+    let p = predict(
+        "default",
+        &names,
+        &md,
+        Intervals::of_report(&rd),
+        Intervals {
+            poll_ms: Some(30.0),
+            ..Intervals::of_report(&rd)
+        },
+        md.len(),
+        SEED,
+        None,
+    );
+    let why = p.refusal().expect("refused");
+    assert!(why.contains("only 3 of 10 pods"), "{why}");
 }

@@ -16,12 +16,13 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::{
+    drift::{self, BuildChange, Drift, Net},
     pods::{pod_windows, STAGE_LOST, STAGE_POD},
     predict::{self, ClassShares, Intervals, PodModel, Predicted, StageNames},
     report::{percentile, MountClass, Report},
     stats::{self, MinEffect, Verdict},
 };
-use crate::{correlate::Correlated, trace::TraceMeta};
+use crate::{correlate::Correlated, format::BinaryIdentity, trace::TraceMeta};
 
 pub const COMPARE_VERSION: u32 = 2;
 /// Coverage of the intervals.
@@ -110,11 +111,37 @@ pub struct Run {
     pub names: StageNames,
     /// The poll interval and loop periods this run shows.
     pub intervals: Intervals,
+    /// Stage → catalogue binary of its probe ("RunPodSandbox" → containerd).
+    pub stage_binary: BTreeMap<String, String>,
+    /// The builds of each traced binary the trace names.
+    pub builds: BTreeMap<String, Vec<BinaryIdentity>>,
 }
 
 impl Run {
     pub fn new(label: &str, source: &str, trace: &dyn TraceMeta, corr: &Correlated) -> Run {
-        let report = Report::build(trace, corr);
+        Run::build(label, source, trace, corr, false)
+    }
+
+    /// A run of only the pods whose start sync `corr` holds: one build's
+    /// share of an interleaved trace, where the runtime's calls of the
+    /// other builds' pods are in `corr` too.
+    pub fn started_only(
+        label: &str,
+        source: &str,
+        trace: &dyn TraceMeta,
+        corr: &Correlated,
+    ) -> Run {
+        Run::build(label, source, trace, corr, true)
+    }
+
+    fn build(
+        label: &str,
+        source: &str,
+        trace: &dyn TraceMeta,
+        corr: &Correlated,
+        started_only: bool,
+    ) -> Run {
+        let mut report = Report::build(trace, corr);
         let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let mut order = vec![STAGE_POD.to_string()];
         let mut no_exit = 0;
@@ -128,6 +155,11 @@ impl Run {
             }
         };
         let windows = pod_windows(corr);
+        if started_only {
+            report
+                .pods
+                .retain(|p| windows.iter().any(|w| w.uid == p.uid));
+        }
         let pod_reports = report.pods_by_uid();
         let mut window_of = std::collections::HashMap::new();
         for w in &windows {
@@ -198,6 +230,12 @@ impl Run {
             }
         }
         order.retain(|s| samples.contains_key(s));
+        let mut stage_binary = BTreeMap::new();
+        for s in &corr.spans {
+            if !stage_binary.contains_key(&*s.name) {
+                stage_binary.insert(s.name.to_string(), s.binary.to_string());
+            }
+        }
         let models = predict::models(&report, corr);
         let intervals = Intervals::of_report(&report);
         Run {
@@ -213,6 +251,8 @@ impl Run {
             models,
             names,
             intervals,
+            stage_binary,
+            builds: drift::builds_of(&trace.header().binaries),
         }
     }
 }
@@ -232,6 +272,7 @@ pub struct Method {
     pub min_effect_pct: f64,
     pub min_effect_ms: f64,
     pub exact_max_pairs: usize,
+    pub drift: &'static str,
     pub prediction: &'static str,
     pub prediction_runs: usize,
 }
@@ -249,6 +290,8 @@ pub struct RunInfo {
     pub no_exit: usize,
     pub classes: ClassCounts,
     pub intervals: Intervals,
+    /// Catalogue binary → the builds the trace names (`v1.36.3 build …`).
+    pub builds: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -279,10 +322,16 @@ pub struct Diff {
     pub p_value: f64,
     /// The smallest shift that counts here, ms.
     pub threshold_ms: f64,
-    /// The interval excludes 0 and |shift| ≥ threshold.
+    /// The interval excludes 0 and |shift| ≥ threshold, beyond the drift
+    /// between the runs when it is known.
     pub significant: bool,
-    /// faster | slower | no clear difference | too few samples
+    /// faster | slower | no clear difference | too few samples | within
+    /// drift (a difference the controls moved by too) | control (a stage
+    /// the change cannot touch, measuring the drift)
     pub verdict: String,
+    /// The shift net of the drift between the runs (None without controls).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_of_drift: Option<Net>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -341,6 +390,8 @@ pub struct RunPrediction {
     pub pods: usize,
     pub modelled: usize,
     pub classes: ClassShares,
+    /// The drift between the runs the interval includes.
+    pub drift: Option<predict::DriftModel>,
     pub warnings: Vec<String>,
 }
 
@@ -355,15 +406,23 @@ pub struct Comparison {
     pub stages: Vec<StageComparison>,
     /// Per run; None for the first.
     pub predictions: Vec<Option<RunPrediction>>,
+    /// Per run against the first (empty for the first): which traced
+    /// binaries changed.
+    pub builds: Vec<Vec<BuildChange>>,
+    /// Per run; None for the first and where no control is known.
+    pub drift: Vec<Option<Drift>>,
     pub polling: Vec<PollFindings>,
     pub loops: Vec<LoopComparison>,
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CompareOptions {
     pub confidence: f64,
     pub min_effect: MinEffect,
+    /// Stages to use as controls (`--control`) instead of those the
+    /// traces' binaries suggest.
+    pub controls: Vec<String>,
 }
 
 impl Default for CompareOptions {
@@ -371,6 +430,7 @@ impl Default for CompareOptions {
         CompareOptions {
             confidence: CONFIDENCE,
             min_effect: MinEffect::default(),
+            controls: Vec::new(),
         }
     }
 }
@@ -383,6 +443,83 @@ pub fn compare(runs: &[Run]) -> Result<Comparison> {
 /// Compares `runs` against the first. Errors on a run without pods and on a
 /// run that shares no stage with the first.
 pub fn compare_with(runs: &[Run], opt: &CompareOptions) -> Result<Comparison> {
+    check(runs, opt)?;
+    let base = &runs[0];
+    let mut warnings = warnings_of(runs);
+    let builds: Vec<Vec<BuildChange>> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if i == 0 {
+                Vec::new()
+            } else {
+                drift::changes(&base.builds, &r.builds)
+            }
+        })
+        .collect();
+    let drifts: Vec<Option<Drift>> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let in_both = |s: &str| base.samples.contains_key(s) && r.samples.contains_key(s);
+            let controls = drift::choose_controls(
+                &builds[i],
+                &base.stage_binary,
+                &in_both,
+                &base.names.mount_wait,
+                &opt.controls,
+            );
+            (i > 0)
+                .then(|| drift::estimate(&base.samples, &r.samples, controls?, opt.confidence))
+                .flatten()
+        })
+        .collect();
+    for (i, r) in runs.iter().enumerate().skip(1) {
+        if drifts[i].is_none() {
+            warnings.push(no_controls(r, &builds[i], &opt.controls));
+        }
+        if let Some(d) = drifts[i].as_ref().filter(|d| !d.disagreeing.is_empty()) {
+            warnings.push(format!(
+                "{}: control{} {} moved apart from the other controls{}: a change of {} itself?",
+                r.source,
+                if d.disagreeing.len() > 1 { "s" } else { "" },
+                d.disagreeing.join(", "),
+                if d.excluded {
+                    " and were left out of the drift"
+                } else {
+                    ""
+                },
+                d.disagreeing
+                    .iter()
+                    .filter_map(|s| base.stage_binary.get(s))
+                    .next()
+                    .map_or("the runtime", String::as_str)
+            ));
+        }
+    }
+    let predictions = predictions(runs, &drifts, opt.confidence, &mut warnings);
+    let stages = stage_comparisons(runs, opt, &drifts, &predictions);
+    let headline = (1..runs.len())
+        .map(|i| headline(runs, &stages, i, &opt.min_effect, drifts[i].as_ref()))
+        .collect();
+    Ok(Comparison {
+        podtrace_compare: COMPARE_VERSION,
+        method: method(opt),
+        runs: run_infos(runs),
+        headline,
+        stages,
+        predictions: run_predictions(base, predictions),
+        builds,
+        drift: drifts,
+        polling: runs.iter().map(poll_findings).collect(),
+        loops: loop_comparisons(runs),
+        warnings,
+    })
+}
+
+/// The runs can be compared: two or more, each with pods, each sharing a
+/// traced stage with the first.
+fn check(runs: &[Run], opt: &CompareOptions) -> Result<()> {
     let Some(base) = runs.first() else {
         bail!("nothing to compare: no runs given");
     };
@@ -403,6 +540,19 @@ pub fn compare_with(runs: &[Run], opt: &CompareOptions) -> Result<Comparison> {
             bail!(
                 "{}: no pods in this trace, nothing to compare (was it recorded while pods started?)",
                 r.source
+            );
+        }
+    }
+    for c in &opt.controls {
+        if !runs.iter().all(|r| r.samples.contains_key(c)) {
+            let known: Vec<&String> = base.order.iter().collect();
+            bail!(
+                "--control {c}: not a stage of every run (stages: {})",
+                known
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }
@@ -427,6 +577,11 @@ pub fn compare_with(runs: &[Run], opt: &CompareOptions) -> Result<Comparison> {
             );
         }
     }
+    Ok(())
+}
+
+fn warnings_of(runs: &[Run]) -> Vec<String> {
+    let base = &runs[0];
     let mut warnings = Vec::new();
     for r in &runs[1..] {
         if r.podtrace_version != base.podtrace_version {
@@ -445,27 +600,112 @@ pub fn compare_with(runs: &[Run], opt: &CompareOptions) -> Result<Comparison> {
             ));
         }
     }
+    warnings
+}
 
-    // The baseline's pods under every other run's intervals.
-    let predictions: Vec<Option<predict::Prediction>> = runs
+/// Why a run pair has no drift estimate, for the warnings.
+fn no_controls(r: &Run, changes: &[BuildChange], named: &[String]) -> String {
+    let changed: Vec<&str> = changes
         .iter()
+        .filter(|c| c.changed())
+        .map(|c| c.binary.as_str())
+        .collect();
+    let why = if !named.is_empty() {
+        "the --control stages have too few samples".to_string()
+    } else if changes.iter().any(|c| c.change.starts_with("unknown")) {
+        "the traces do not say which build each binary is (recorded by an older podtrace)".into()
+    } else if changed.is_empty() {
+        "both runs traced the same builds".into()
+    } else if changed.len() > 1 {
+        format!("{} all changed", changed.join(" and "))
+    } else {
+        format!(
+            "no stage untouched by the {} change has samples in both runs",
+            changed[0]
+        )
+    };
+    format!(
+        "{}: no control stages ({why}): its differences may include drift between the runs; \
+         name stages the change cannot touch with --control STAGE",
+        r.source
+    )
+}
+
+/// The first run's pods under every other run's intervals, allowing for
+/// the drift between the two runs; none where too few pods show the chain
+/// the model follows (said in `warnings`).
+fn predictions(
+    runs: &[Run],
+    drifts: &[Option<Drift>],
+    confidence: f64,
+    warnings: &mut Vec<String>,
+) -> Vec<Option<predict::Prediction>> {
+    let base = &runs[0];
+    let z = stats::z_for(confidence);
+    runs.iter()
         .enumerate()
         .map(|(i, r)| {
-            (i > 0 && base.models.iter().any(|m| m.chain.is_some())).then(|| {
-                predict::predict(
-                    &base.source,
-                    &base.names,
-                    &base.models,
-                    base.intervals,
-                    r.intervals,
-                    r.models.len(),
-                    // Run 1 draws as `podtrace predict BASE --like RUN1` does.
-                    predict::SEED ^ (i as u64 - 1),
-                )
+            if i == 0 || !base.models.iter().any(|m| m.chain.is_some()) {
+                return None;
+            }
+            let drift = drifts[i].as_ref().and_then(|d| {
+                let (lo, hi) = (d.log_low?, d.log_high?);
+                Some(predict::DriftModel::new(
+                    d.log_shift,
+                    (hi - lo) / (2.0 * z),
+                    format!("the controls between {} and {}", base.label, r.label),
+                ))
+            });
+            let p = predict::predict(
+                &base.source,
+                &base.names,
+                &base.models,
+                base.intervals,
+                r.intervals,
+                r.models.len(),
+                // Run 1 draws as `podtrace predict BASE --like RUN1` does.
+                predict::SEED ^ (i as u64 - 1),
+                drift.as_ref(),
+            );
+            match p.refusal() {
+                Some(why) => {
+                    warnings.push(why);
+                    None
+                }
+                None => Some(p),
+            }
+        })
+        .collect()
+}
+
+fn run_predictions(
+    base: &Run,
+    predictions: Vec<Option<predict::Prediction>>,
+) -> Vec<Option<RunPrediction>> {
+    predictions
+        .into_iter()
+        .map(|p| {
+            p.map(|p| RunPrediction {
+                from: base.label.clone(),
+                intervals: p.to,
+                pods: p.pods,
+                modelled: p.modelled,
+                classes: p.classes,
+                drift: p.drift,
+                warnings: p.warnings,
             })
         })
-        .collect();
+        .collect()
+}
 
+/// Every stage of any run, against the first run, net of the drift.
+fn stage_comparisons(
+    runs: &[Run],
+    opt: &CompareOptions,
+    drifts: &[Option<Drift>],
+    predictions: &[Option<predict::Prediction>],
+) -> Vec<StageComparison> {
+    let base = &runs[0];
     let mut names: Vec<String> = Vec::new();
     for r in runs {
         for s in &r.order {
@@ -474,7 +714,7 @@ pub fn compare_with(runs: &[Run], opt: &CompareOptions) -> Result<Comparison> {
             }
         }
     }
-    let stages = names
+    names
         .iter()
         .map(|name| {
             let samples: Vec<Vec<f64>> = runs
@@ -484,36 +724,19 @@ pub fn compare_with(runs: &[Run], opt: &CompareOptions) -> Result<Comparison> {
             let sums: Vec<Option<Summary>> = samples.iter().map(|s| summarize(s)).collect();
             let diffs = (0..runs.len())
                 .map(|i| {
-                    let (Some(a), Some(b)) = (&sums[0], &sums[i]) else {
-                        return None;
-                    };
                     if i == 0 {
                         return None;
                     }
-                    let sh = stats::shift(&samples[0], &samples[i], opt.confidence)?;
-                    let v = stats::verdict(&sh, a.p50, &opt.min_effect);
-                    let d = b.p50 - a.p50;
-                    let rel = |x: f64| (a.p50 != 0.0).then(|| x / a.p50 * 100.0);
-                    Some(Diff {
-                        against: runs[0].label.clone(),
-                        p50: d,
-                        p90: b.p90 - a.p90,
-                        p99: b.p99 - a.p99,
-                        mean: b.mean - a.mean,
-                        p50_rel_pct: rel(d),
-                        ratio: (b.p50 > 0.0).then(|| a.p50 / b.p50),
-                        shift: sh.estimate,
-                        shift_rel_pct: rel(sh.estimate),
-                        ci_low: sh.low,
-                        ci_high: sh.high,
-                        achieved_confidence: sh.achieved_confidence,
-                        ci_method: sh.method,
-                        u: sh.u,
-                        p_value: sh.p_value,
-                        threshold_ms: opt.min_effect.threshold_ms(a.p50),
-                        significant: matches!(v, Verdict::Faster | Verdict::Slower),
-                        verdict: v.as_str().into(),
-                    })
+                    diff(
+                        name,
+                        &samples[0],
+                        &samples[i],
+                        &sums[0],
+                        &sums[i],
+                        &runs[0].label,
+                        opt,
+                        drifts[i].as_ref(),
+                    )
                 })
                 .collect();
             let predicted = predictions
@@ -537,10 +760,64 @@ pub fn compare_with(runs: &[Run], opt: &CompareOptions) -> Result<Comparison> {
                 samples,
             }
         })
-        .collect::<Vec<_>>();
+        .collect()
+}
 
-    let polling = runs.iter().map(poll_findings).collect();
+/// One stage of one run against the first: the shift, its verdict, and
+/// what it is beyond the drift.
+#[allow(clippy::too_many_arguments)]
+fn diff(
+    stage: &str,
+    a_samples: &[f64],
+    b_samples: &[f64],
+    a: &Option<Summary>,
+    b: &Option<Summary>,
+    against: &str,
+    opt: &CompareOptions,
+    drift: Option<&Drift>,
+) -> Option<Diff> {
+    let (Some(a), Some(b)) = (a, b) else {
+        return None;
+    };
+    let sh = stats::shift(a_samples, b_samples, opt.confidence)?;
+    let v = stats::verdict(&sh, a.p50, &opt.min_effect);
+    let d = b.p50 - a.p50;
+    let rel = |x: f64| (a.p50 != 0.0).then(|| x / a.p50 * 100.0);
+    let mut significant = matches!(v, Verdict::Faster | Verdict::Slower);
+    let mut verdict = v.as_str().to_string();
+    let net_of_drift =
+        drift.and_then(|dr| drift::net(a_samples, b_samples, dr, opt.confidence, &opt.min_effect));
+    if drift.is_some_and(|dr| dr.controls.stages.iter().any(|s| s == stage)) {
+        significant = false;
+        verdict = "control".into();
+    } else if significant && net_of_drift.is_some_and(|n| !n.beyond_drift) {
+        significant = false;
+        verdict = "within drift".into();
+    }
+    Some(Diff {
+        against: against.to_string(),
+        p50: d,
+        p90: b.p90 - a.p90,
+        p99: b.p99 - a.p99,
+        mean: b.mean - a.mean,
+        p50_rel_pct: rel(d),
+        ratio: (b.p50 > 0.0).then(|| a.p50 / b.p50),
+        shift: sh.estimate,
+        shift_rel_pct: rel(sh.estimate),
+        ci_low: sh.low,
+        ci_high: sh.high,
+        achieved_confidence: sh.achieved_confidence,
+        ci_method: sh.method,
+        u: sh.u,
+        p_value: sh.p_value,
+        threshold_ms: opt.min_effect.threshold_ms(a.p50),
+        significant,
+        verdict,
+        net_of_drift,
+    })
+}
 
+fn loop_comparisons(runs: &[Run]) -> Vec<LoopComparison> {
     let mut loop_keys: Vec<(String, String)> = Vec::new();
     for r in runs {
         for l in &r.report.loops {
@@ -550,7 +827,7 @@ pub fn compare_with(runs: &[Run], opt: &CompareOptions) -> Result<Comparison> {
             }
         }
     }
-    let loops = loop_keys
+    loop_keys
         .into_iter()
         .map(|(name, binary)| LoopComparison {
             runs: runs
@@ -573,61 +850,53 @@ pub fn compare_with(runs: &[Run], opt: &CompareOptions) -> Result<Comparison> {
             loop_name: name,
             binary,
         })
-        .collect();
+        .collect()
+}
 
-    let headline = (1..runs.len())
-        .map(|i| headline(runs, &stages, i, &opt.min_effect))
-        .collect();
-    let predictions = predictions
-        .into_iter()
-        .map(|p| {
-            p.map(|p| RunPrediction {
-                from: base.label.clone(),
-                intervals: p.to,
-                pods: p.pods,
-                modelled: p.modelled,
-                classes: p.classes,
-                warnings: p.warnings,
-            })
+fn method(opt: &CompareOptions) -> Method {
+    Method {
+        percentile: "nearest-rank",
+        shift: "Hodges-Lehmann: median of all differences run - first run",
+        interval: "Mann-Whitney (Moses) interval of the shift: exact null distribution of U when the pooled sample has no ties and m*n <= exact_max_pairs, else normal approximation",
+        confidence: opt.confidence,
+        min_effect_pct: opt.min_effect.min_pct,
+        min_effect_ms: opt.min_effect.min_ms,
+        exact_max_pairs: stats::EXACT_MAX_PAIRS,
+        drift: "controls (stages the change cannot touch) centred on the first run's median, pooled, Hodges-Lehmann shift of log durations; a stage counts only if its log shift less the drift (half-widths in quadrature) excludes 0 and clears the minimal effect",
+        prediction: "first run's pods with each run's intervals: measured work kept, tick phases uniform; median of a run of that run's pod count",
+        prediction_runs: predict::RUNS,
+    }
+}
+
+fn run_infos(runs: &[Run]) -> Vec<RunInfo> {
+    runs.iter()
+        .map(|r| RunInfo {
+            label: r.label.clone(),
+            source: r.source.clone(),
+            hostname: r.report.trace.hostname.clone(),
+            podtrace_version: r.podtrace_version.clone(),
+            pods: r.report.pods.len(),
+            events: r.report.trace.events,
+            drops: r.report.trace.drops,
+            complete: r.report.trace.complete,
+            no_exit: r.no_exit,
+            classes: r.classes,
+            intervals: r.intervals,
+            builds: r
+                .builds
+                .iter()
+                .map(|(name, ids)| {
+                    (
+                        name.clone(),
+                        ids.iter()
+                            .filter(|i| !i.sha256.is_empty())
+                            .map(BinaryIdentity::describe)
+                            .collect(),
+                    )
+                })
+                .collect(),
         })
-        .collect();
-
-    Ok(Comparison {
-        podtrace_compare: COMPARE_VERSION,
-        method: Method {
-            percentile: "nearest-rank",
-            shift: "Hodges-Lehmann: median of all differences run - first run",
-            interval: "Mann-Whitney (Moses) interval of the shift: exact null distribution of U when the pooled sample has no ties and m*n <= exact_max_pairs, else normal approximation",
-            confidence: opt.confidence,
-            min_effect_pct: opt.min_effect.min_pct,
-            min_effect_ms: opt.min_effect.min_ms,
-            exact_max_pairs: stats::EXACT_MAX_PAIRS,
-            prediction: "first run's pods with each run's intervals: measured work kept, tick phases uniform; median of a run of that run's pod count",
-            prediction_runs: predict::RUNS,
-        },
-        runs: runs
-            .iter()
-            .map(|r| RunInfo {
-                label: r.label.clone(),
-                source: r.source.clone(),
-                hostname: r.report.trace.hostname.clone(),
-                podtrace_version: r.podtrace_version.clone(),
-                pods: r.report.pods.len(),
-                events: r.report.trace.events,
-                drops: r.report.trace.drops,
-                complete: r.report.trace.complete,
-                no_exit: r.no_exit,
-                classes: r.classes,
-                intervals: r.intervals,
-            })
-            .collect(),
-        headline,
-        stages,
-        predictions,
-        polling,
-        loops,
-        warnings,
-    })
+        .collect()
 }
 
 /// "2.5x" for big ratios, "12%" for small ones.
@@ -641,8 +910,39 @@ fn how_much(ratio: f64) -> String {
 
 /// One line per run: which stages are faster or slower and by how much
 /// (ratio of the p50s in the table), which show no clear difference.
-fn headline(runs: &[Run], stages: &[StageComparison], i: usize, min: &MinEffect) -> String {
-    let (mut faster, mut slower, mut same, mut few) = (vec![], vec![], vec![], vec![]);
+/// "−8.0% [−11.2, −4.5]"
+fn pct_interval(p: f64, lo: Option<f64>, hi: Option<f64>) -> String {
+    match (lo, hi) {
+        (Some(l), Some(h)) => format!("{p:+.1}% [{l:+.1}, {h:+.1}]"),
+        _ => format!("{p:+.1}%"),
+    }
+}
+
+/// The drift in one sentence: what the controls did, and that it is not
+/// credited to the change.
+pub fn drift_sentence(d: &Drift) -> String {
+    format!(
+        "drift between the runs: the controls ({}: {}) moved {}{}",
+        d.controls.reason,
+        d.controls.stages.join(", "),
+        pct_interval(d.shift_pct, d.low_pct, d.high_pct),
+        if d.significant {
+            ", not credited to the change"
+        } else {
+            " (no clear drift)"
+        }
+    )
+}
+
+fn headline(
+    runs: &[Run],
+    stages: &[StageComparison],
+    i: usize,
+    min: &MinEffect,
+    drift: Option<&Drift>,
+) -> String {
+    let (mut faster, mut slower, mut same, mut few, mut within) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for st in stages {
         let (Some(d), Some(a), Some(b)) = (
             st.diffs.get(i).and_then(Option::as_ref),
@@ -664,15 +964,32 @@ fn headline(runs: &[Run], stages: &[StageComparison], i: usize, min: &MinEffect)
             "faster" => faster.push(what(a.p50 / b.p50.max(1e-9))),
             "slower" => slower.push(what(b.p50 / a.p50.max(1e-9))),
             "too few samples" => few.push(st.stage.clone()),
+            "control" => {}
+            "within drift" => within.push(format!(
+                "{} {}",
+                st.stage,
+                d.shift_rel_pct
+                    .map(|p| format!("{p:+.0}%"))
+                    .unwrap_or_default()
+            )),
             _ => same.push(st.stage.clone()),
         }
     }
     let mut parts = vec![];
+    if let Some(d) = drift {
+        parts.push(drift_sentence(d));
+    }
     if !faster.is_empty() {
         parts.push(format!("faster: {}", faster.join(", ")));
     }
     if !slower.is_empty() {
         parts.push(format!("slower: {}", slower.join(", ")));
+    }
+    if !within.is_empty() {
+        parts.push(format!(
+            "within drift (moved no more than the controls): {}",
+            within.join(", ")
+        ));
     }
     if !same.is_empty() {
         parts.push(format!(
@@ -741,6 +1058,83 @@ fn signed(v: f64) -> String {
 }
 
 impl Comparison {
+    /// Which build each run traced, and what changed against the first.
+    fn builds_table(&self, o: &mut String, lw: usize) {
+        if self
+            .runs
+            .iter()
+            .all(|r| r.builds.values().all(Vec::is_empty))
+        {
+            return;
+        }
+        let _ = writeln!(o, "\nbinaries");
+        for (i, r) in self.runs.iter().enumerate() {
+            for (name, builds) in &r.builds {
+                let change = self
+                    .builds
+                    .get(i)
+                    .and_then(|v| v.iter().find(|c| &c.binary == name))
+                    .map(|c| format!("  ({})", c.change))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    o,
+                    "  {:<lw$}  {name:<10} {}{change}",
+                    r.label,
+                    if builds.is_empty() {
+                        "(no build identity recorded)".to_string()
+                    } else {
+                        builds.join(", ")
+                    }
+                );
+            }
+        }
+    }
+
+    /// The drift of each run against the first, control by control.
+    fn drift_table(&self, o: &mut String, lw: usize) {
+        let Some(first) = self.drift.iter().flatten().next() else {
+            return;
+        };
+        let _ = writeln!(
+            o,
+            "\ndrift between runs, from the controls ({}); a stage is credited to the change \
+             only with what its shift exceeds this by (net of drift)",
+            first.controls.reason
+        );
+        for (r, d) in self.runs.iter().zip(&self.drift) {
+            let Some(d) = d else { continue };
+            let _ = writeln!(
+                o,
+                "  {:<lw$}  controls pooled {}{}",
+                r.label,
+                pct_interval(d.shift_pct, d.low_pct, d.high_pct),
+                if d.significant {
+                    ""
+                } else {
+                    " (no clear drift)"
+                }
+            );
+            for c in &d.per_control {
+                let _ = writeln!(
+                    o,
+                    "  {:<lw$}    {:<22} {}{}",
+                    "",
+                    c.stage,
+                    pct_interval(c.shift_pct, c.low_pct, c.high_pct),
+                    if d.disagreeing.contains(&c.stage) {
+                        if d.excluded {
+                            "  apart from the others: left out"
+                        } else {
+                            "  apart from the others"
+                        }
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+
     pub fn to_table(&self) -> String {
         let mut o = String::new();
         let lw = self
@@ -774,6 +1168,8 @@ impl Comparison {
         for h in &self.headline {
             let _ = writeln!(o, "{h}");
         }
+        self.builds_table(&mut o, lw);
+        self.drift_table(&mut o, lw);
 
         let cw = lw.max(10);
         let _ = writeln!(o, "\npods by mount wait");
@@ -866,12 +1262,19 @@ impl Comparison {
                             );
                         }
                     }
+                    if let (Some(n), false) = (d.net_of_drift, d.verdict == "control") {
+                        let _ = write!(
+                            o,
+                            ", net of drift {:+.1}% [{:+.1}, {:+.1}]",
+                            n.net_pct, n.low_pct, n.high_pct
+                        );
+                    }
                 }
                 let _ = writeln!(o);
                 if let Some(p) = s.predicted.get(i).and_then(Option::as_ref) {
                     let _ = writeln!(
                         o,
-                        "  {:<sw$} {:<lw$} {:>4} {:>10.3} {:>10.3} {:>10} {:>10}   {:.0}% of runs of {} pods: p50 in [{:.3}, {:.3}]",
+                        "  {:<sw$} {:<lw$} {:>4} {:>10.3} {:>10.3} {:>10} {:>10}   {:.0}% of runs of {} pods: p50 in [{:.3}, {:.3}]{}",
                         "",
                         "predicted",
                         "",
@@ -882,7 +1285,15 @@ impl Comparison {
                         self.method.confidence * 100.0,
                         p.n,
                         p.low,
-                        p.high
+                        p.high,
+                        if (p.low, p.high) == (p.ticks_low, p.ticks_high) {
+                            String::new()
+                        } else {
+                            format!(
+                                " (tick phases and resampling alone [{:.3}, {:.3}], the rest drift)",
+                                p.ticks_low, p.ticks_high
+                            )
+                        }
                     );
                 }
             }

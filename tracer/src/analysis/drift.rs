@@ -23,7 +23,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::stats::{self, MinEffect};
+use super::{
+    report::{PodReport, Report},
+    stats::{self, MinEffect},
+};
 use crate::format::{BinaryIdentity, BinaryRecord};
 
 /// Shortest duration taken into a logarithm (ms): a zero-length stage
@@ -322,6 +325,48 @@ pub fn estimate(
         excluded: disagreeing.len() * 2 < shifts.len() && !disagreeing.is_empty(),
         disagreeing,
     })
+}
+
+/// Drift within one run: its first half of pod starts against its second,
+/// on the container runtime's own calls (which kubelet's intervals cannot
+/// touch). What one trace can say of how much runs drift apart; None if
+/// the runtime was not traced or there are too few pods.
+pub fn within_run(report: &Report, confidence: f64) -> Option<Drift> {
+    let mut pods: Vec<&PodReport> = report.pods.iter().filter(|p| !p.cri.is_empty()).collect();
+    pods.sort_by_key(|p| p.start_unix_ns);
+    if pods.len() < 8 {
+        return None;
+    }
+    let (first, second) = pods.split_at(pods.len() / 2);
+    let samples = |half: &[&PodReport]| {
+        let mut m: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for p in half {
+            for c in &p.cri {
+                if let Some(d) = c.duration_ms {
+                    m.entry(c.call.clone()).or_default().push(d);
+                }
+            }
+        }
+        m
+    };
+    let (a, b) = (samples(first), samples(second));
+    let stages: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| v.len() >= 4 && b.get(*k).is_some_and(|w| w.len() >= 4))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if stages.is_empty() {
+        return None;
+    }
+    estimate(
+        &a,
+        &b,
+        Controls {
+            reason: "the runtime's own calls, first half of the pods against the second".into(),
+            stages,
+        },
+        confidence,
+    )
 }
 
 /// What a stage's shift is beyond the drift.

@@ -13,4 +13,5 @@ pub mod pods;
 pub mod predict;
 pub mod report;
 pub mod rng;
+pub mod split;
 pub mod stats;

@@ -141,6 +141,35 @@ pub struct PodModel {
     pub chain: Option<Chain>,
 }
 
+/// Run-to-run drift the prediction allows for: the work the first run
+/// measured (everything but waits for loop ticks and the poll) is scaled by
+/// a factor drawn once per simulated run, exp(N(log_shift, log_sd)).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriftModel {
+    pub log_shift: f64,
+    pub log_sd: f64,
+    /// The shift as % and its 95 % range, for people.
+    pub shift_pct: f64,
+    pub low_pct: f64,
+    pub high_pct: f64,
+    /// Where it comes from, in words.
+    pub source: String,
+}
+
+impl DriftModel {
+    pub fn new(log_shift: f64, log_sd: f64, source: String) -> DriftModel {
+        let pct = |l: f64| (l.exp() - 1.0) * 100.0;
+        DriftModel {
+            log_shift,
+            log_sd,
+            shift_pct: pct(log_shift),
+            low_pct: pct(log_shift - 1.96 * log_sd),
+            high_pct: pct(log_shift + 1.96 * log_sd),
+            source,
+        }
+    }
+}
+
 /// One simulated pod start.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Outcome {
@@ -273,6 +302,19 @@ pub fn models(report: &Report, c: &Correlated) -> Vec<PodModel> {
     out
 }
 
+impl Outcome {
+    /// The same start with its measured work (all but the mount wait)
+    /// scaled by `g`: a run that is `g` times as slow.
+    fn drifted(&self, g: f64) -> Outcome {
+        let mw = self.mount_wait_ms;
+        Outcome {
+            sync_ms: mw + (self.sync_ms - mw) * g,
+            pod_ms: self.pod_ms.map(|p| mw + (p - mw) * g),
+            ..*self
+        }
+    }
+}
+
 impl PodModel {
     /// The measured outcome.
     pub fn measured(&self) -> Outcome {
@@ -354,6 +396,10 @@ pub struct Predicted {
     pub p90: f64,
     pub low: f64,
     pub high: f64,
+    /// The interval from tick phases and resampling alone (without the
+    /// drift between runs): where the width comes from.
+    pub ticks_low: f64,
+    pub ticks_high: f64,
     /// Pods per simulated run.
     pub n: usize,
 }
@@ -396,10 +442,17 @@ pub struct Prediction {
     pub measured_classes: ClassShares,
     pub classes: ClassShares,
     pub stages: Vec<StagePrediction>,
+    /// The drift between runs the interval includes (None: not known).
+    pub drift: Option<DriftModel>,
     pub warnings: Vec<String>,
 }
 
-pub const PREDICT_VERSION: u32 = 1;
+/// At least this share of a trace's pods must show their mount chain for a
+/// prediction: the others are kept as measured, which says nothing of the
+/// new intervals.
+pub const MIN_MODELLED: f64 = 0.5;
+
+pub const PREDICT_VERSION: u32 = 2;
 
 /// The stages the model predicts, by the names a trace gives them.
 #[derive(Debug, Clone)]
@@ -469,6 +522,7 @@ fn values(o: &[Outcome]) -> [Vec<f64>; 4] {
 /// the interval is that of the median of a run of `n` pods. None if the
 /// model lacks an interval (say the trace has no populator ticks and none
 /// is given).
+#[allow(clippy::too_many_arguments)]
 pub fn predict(
     source: &str,
     names: &StageNames,
@@ -477,6 +531,7 @@ pub fn predict(
     to: Intervals,
     n: usize,
     seed: u64,
+    drift: Option<&DriftModel>,
 ) -> Prediction {
     let mut warnings = Vec::new();
     let to = from.with(&to);
@@ -531,7 +586,15 @@ pub fn predict(
             .unwrap_or_else(|| m.measured())
     };
     let n = n.max(1);
-    let (mut pooled, mut medians): (Vec<Outcome>, [Vec<f64>; 4]) = (Vec::new(), Default::default());
+    // Per run the medians without drift (tick phases and resampling alone)
+    // and with it.
+    let (mut pooled, mut ticks, mut medians): (Vec<Outcome>, [Vec<f64>; 4], [Vec<f64>; 4]) =
+        (Vec::new(), Default::default(), Default::default());
+    let normal = |rng: &mut SplitMix64| {
+        // Box–Muller: a standard normal from two uniforms.
+        let (u1, u2) = (uniform(rng).max(f64::MIN_POSITIVE), uniform(rng));
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    };
     if !models.is_empty() {
         for _ in 0..RUNS {
             let u_rec = uniform(&mut rng);
@@ -543,13 +606,25 @@ pub fn predict(
                 .collect();
             for (i, v) in values(&run).iter().enumerate() {
                 if let Some(p) = percentile(v, 50.0) {
+                    ticks[i].push(p);
+                }
+            }
+            let run: Vec<Outcome> = match drift {
+                Some(d) => {
+                    let g = (d.log_shift + d.log_sd * normal(&mut rng)).exp();
+                    run.iter().map(|o| o.drifted(g)).collect()
+                }
+                None => run,
+            };
+            for (i, v) in values(&run).iter().enumerate() {
+                if let Some(p) = percentile(v, 50.0) {
                     medians[i].push(p);
                 }
             }
             pooled.extend(run);
         }
     }
-    for m in medians.iter_mut() {
+    for m in medians.iter_mut().chain(ticks.iter_mut()) {
         m.sort_by(f64::total_cmp);
     }
     let pooled_values = values(&pooled);
@@ -574,6 +649,8 @@ pub fn predict(
                     p90: percentile(&pooled_values[i], 90.0)?,
                     low: percentile(&medians[i], tail)?,
                     high: percentile(&medians[i], 100.0 - tail)?,
+                    ticks_low: percentile(&ticks[i], tail)?,
+                    ticks_high: percentile(&ticks[i], 100.0 - tail)?,
                     n,
                 })
             })(),
@@ -593,6 +670,7 @@ pub fn predict(
         measured_classes: shares(models.iter().map(|m| m.class)),
         classes: shares(pooled.iter().map(|o| o.class)),
         stages,
+        drift: drift.cloned(),
         warnings,
     }
 }
@@ -603,6 +681,23 @@ fn opt(v: Option<f64>) -> String {
 }
 
 impl Prediction {
+    /// Why this is no prediction, if it is none: too few pods show the
+    /// chain the model follows (the rest would be the measurement again).
+    pub fn refusal(&self) -> Option<String> {
+        if self.pods > 0 && (self.modelled as f64) >= MIN_MODELLED * self.pods as f64 {
+            return None;
+        }
+        Some(format!(
+            "{}: cannot predict: only {} of {} pods show their populator → reconciler → mounted \
+             chain (the volume loops or the mount marks were not traced, or the waits never \
+             ended); at least {:.0}% are needed, the others would only repeat their measurement",
+            self.source,
+            self.modelled,
+            self.pods,
+            MIN_MODELLED * 100.0
+        ))
+    }
+
     pub fn stage(&self, name: &str) -> Option<&StagePrediction> {
         self.stages.iter().find(|s| s.stage == name)
     }
@@ -703,6 +798,32 @@ impl Prediction {
             o,
             "  (mount wait and lost to polling: pods that waited for a poll tick)"
         );
+        match &self.drift {
+            Some(d) => {
+                let _ = writeln!(
+                    o,
+                    "  the intervals include drift between runs: the measured work (all but the \
+                     mount wait) scaled by {:+.1}% [{:+.1}, {:+.1}] ({})",
+                    d.shift_pct, d.low_pct, d.high_pct, d.source
+                );
+                for s in &self.stages {
+                    if let Some(p) = &s.predicted {
+                        let _ = writeln!(
+                            o,
+                            "    {:<18} tick phases and resampling alone: [{:.3}, {:.3}]",
+                            s.stage, p.ticks_low, p.ticks_high
+                        );
+                    }
+                }
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "  the intervals cover tick phases and resampling only: the trace shows no \
+                     drift to allow for (runtime not traced?); a second run drifts by some per cent"
+                );
+            }
+        }
         o
     }
 }

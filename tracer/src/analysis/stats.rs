@@ -103,6 +103,12 @@ fn median_sorted(v: &[f64]) -> Option<f64> {
     }
 }
 
+/// The two-sided normal quantile for `confidence` (1.96 for 0.95): turns
+/// an interval's half-width into a standard deviation.
+pub fn z_for(confidence: f64) -> f64 {
+    std_normal().inverse_cdf(1.0 - (1.0 - confidence) / 2.0)
+}
+
 /// The standard normal (statrs); mean 0 and sd 1 are valid parameters.
 fn std_normal() -> Normal {
     Normal::standard()

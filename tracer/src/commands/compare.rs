@@ -13,6 +13,7 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{
     analysis::compare::{compare_with, CompareOptions, Run},
+    analysis::split,
     analysis::stats::MinEffect,
     correlate::load_correlated,
     html,
@@ -53,6 +54,25 @@ pub struct CompareArgs {
     /// Coverage of the intervals.
     #[arg(long, default_value_t = crate::analysis::compare::CONFIDENCE)]
     pub confidence: f64,
+    /// Use this stage as a control (repeatable): one the compared change
+    /// cannot touch, whose shift between the runs measures their drift.
+    /// Default: chosen from which binary changed between the runs (two
+    /// kubelet builds: containerd's own CRI calls; two containerd builds:
+    /// kubelet's mount wait). See docs/compare.md, "Drift".
+    #[arg(long = "control", value_name = "STAGE")]
+    pub controls: Vec<String>,
+    /// Split one trace into runs: `build` gives one run per build of the
+    /// binary that was swapped at its path while recording (the
+    /// interleaved experiment: default and tuned kubelet in ABBA blocks
+    /// under one `podtrace record`). Labels (--label) go to the builds in
+    /// the order they first ran.
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub split_by: Option<SplitBy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitBy {
+    Build,
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -117,19 +137,63 @@ pub fn labels_for(traces: &[PathBuf], given: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-pub fn run(args: CompareArgs) -> Result<ExitCode> {
-    if args.traces.len() < 2 {
+/// The runs of `--split-by build`: one per build, labelled in order.
+fn split_runs(args: &CompareArgs) -> Result<Vec<Run>> {
+    let [path] = args.traces.as_slice() else {
         bail!(
-            "compare needs at least two traces (the first is the baseline), got {}",
+            "--split-by build takes one trace (an interleaved recording), got {}",
             args.traces.len()
         );
+    };
+    let parts = split::split_by_build(path)?;
+    let blocks = split::blocks(&parts);
+    if args.labels.len() > parts.len() || args.labels.iter().any(|l| l.contains('=')) {
+        bail!(
+            "--split-by build: give at most {} plain labels, one per build in the order they ran",
+            parts.len()
+        );
     }
-    let labels = labels_for(&args.traces, &args.labels)?;
-    let mut runs = Vec::new();
-    for (path, label) in args.traces.iter().zip(&labels) {
-        let (trace, corr) = load_correlated(path)?;
-        runs.push(Run::new(label, &path.display().to_string(), &trace, &corr));
-    }
+    Ok(parts
+        .iter()
+        .zip(blocks)
+        .enumerate()
+        .map(|(i, (p, blocks))| {
+            let label = args
+                .labels
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("build {}", p.identity.build()));
+            let source = format!(
+                "{} [{} {}, {blocks} block{}]",
+                path.display(),
+                p.binary,
+                p.identity.describe(),
+                if blocks == 1 { "" } else { "s" }
+            );
+            Run::started_only(&label, &source, &p.info, &p.corr)
+        })
+        .collect())
+}
+
+pub fn run(args: CompareArgs) -> Result<ExitCode> {
+    let runs = if args.split_by.is_some() {
+        split_runs(&args)?
+    } else {
+        if args.traces.len() < 2 {
+            bail!(
+                "compare needs at least two traces (the first is the baseline), got {}; \
+                 one trace of an interleaved experiment: --split-by build",
+                args.traces.len()
+            );
+        }
+        let labels = labels_for(&args.traces, &args.labels)?;
+        let mut runs = Vec::new();
+        for (path, label) in args.traces.iter().zip(&labels) {
+            let (trace, corr) = load_correlated(path)?;
+            runs.push(Run::new(label, &path.display().to_string(), &trace, &corr));
+        }
+        runs
+    };
     if !(args.min_effect_pct >= 0.0 && args.min_effect_ms >= 0.0) {
         bail!("--min-effect-pct and --min-effect-ms must be >= 0");
     }
@@ -141,6 +205,7 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
                 min_pct: args.min_effect_pct,
                 min_ms: args.min_effect_ms,
             },
+            controls: args.controls.clone(),
         },
     )?;
     let text = match args.format {

@@ -8,8 +8,10 @@ use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{bail, Context as _, Result};
 
 use crate::{
+    analysis::drift,
     analysis::predict::{self, Intervals, Prediction, StageNames},
     analysis::report::Report,
+    analysis::stats,
     commands::{args::parse_duration, Format},
     correlate::load_correlated,
 };
@@ -94,7 +96,21 @@ pub fn prediction(args: &PredictArgs) -> Result<Prediction> {
     if args.like.is_none() && to == Intervals::default_none() {
         bail!("give the intervals to predict for: --poll, --populate, --reconcile, --relist, or --like TRACE");
     }
-    Ok(predict::predict(
+    // A future run drifts from this one by an amount of its own: taken as
+    // 0 ± what this run drifted within itself.
+    let drift = drift::within_run(&report, predict::CONFIDENCE).and_then(|d| {
+        let z = stats::z_for(predict::CONFIDENCE);
+        let half = (d.log_high? - d.log_low?) / (2.0 * z);
+        Some(predict::DriftModel::new(
+            0.0,
+            (d.log_shift.powi(2) + half.powi(2)).sqrt(),
+            format!(
+                "none known; taken as 0 ± what this run drifted within itself ({}: {:+.1}%)",
+                d.controls.reason, d.shift_pct
+            ),
+        ))
+    });
+    let p = predict::predict(
         &args.trace.display().to_string(),
         &StageNames::of(&corr),
         &models,
@@ -102,7 +118,12 @@ pub fn prediction(args: &PredictArgs) -> Result<Prediction> {
         to,
         args.pods.unwrap_or(n),
         predict::SEED,
-    ))
+        drift.as_ref(),
+    );
+    if let Some(why) = p.refusal() {
+        bail!(why);
+    }
+    Ok(p)
 }
 
 pub fn run(args: PredictArgs) -> Result<ExitCode> {
