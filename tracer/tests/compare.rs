@@ -711,3 +711,163 @@ fn the_prediction_is_shown_beside_the_measurement() {
     );
     assert!(v["predictions"][1]["intervals"]["reconcile_ms"].is_number());
 }
+
+/// A default or tuned run of `n` pods traced with containerd, whose runtime
+/// work (sandbox and container starts) is `speed` times as long, with a
+/// spread, and whose trace says which kubelet and containerd build it is.
+fn drifting_run(label: &str, tuned: bool, n: usize, seed: u64, speed: f64) -> (Run, Trace) {
+    let k = if tuned {
+        KubeletLike::tuned_periods(n, seed)
+    } else {
+        KubeletLike::default_periods(n, seed)
+    };
+    let mut s = k.spec();
+    s.containerd_pid = Some(4242);
+    let mut rng = podtrace::analysis::rng::SplitMix64::new(seed ^ 0x5eed);
+    let mut jitter = || 0.85 + 0.3 * (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    for p in &mut s.pods {
+        p.sandbox_ms = 120.0 * jitter() * speed;
+        p.containers_ms = vec![50.0 * jitter() * speed];
+    }
+    let (mut t, _) = synth(&s).expect("synthetic trace");
+    for b in &mut t.header.binaries {
+        let sha = match (b.name.as_str(), tuned) {
+            ("kubelet", false) => "aa",
+            ("kubelet", true) => "bb",
+            _ => "cc",
+        };
+        b.identity = Some(podtrace::format::BinaryIdentity {
+            version: Some(
+                if b.name == "kubelet" {
+                    "v1.36.3"
+                } else {
+                    "v2.2.9"
+                }
+                .into(),
+            ),
+            sha256: sha.repeat(32),
+            ..Default::default()
+        });
+    }
+    let c = correlate(&t);
+    (Run::new(label, &format!("{label}.trace"), &t, &c), t)
+}
+
+fn verdict<'a>(cmp: &'a podtrace::analysis::compare::Comparison, stage: &str) -> &'a str {
+    cmp.stages
+        .iter()
+        .find(|s| s.stage == stage)
+        .and_then(|s| s.diffs[1].as_ref())
+        .map(|d| d.verdict.as_str())
+        .unwrap_or_else(|| panic!("no {stage} row"))
+}
+
+#[test]
+fn drift_between_runs_is_not_credited_to_the_change() {
+    // The tuned run's runtime work is 10 % faster for reasons of its own.
+    let (d, _) = drifting_run("default", false, 30, 1, 1.0);
+    let (t, _) = drifting_run("tuned", true, 30, 2, 0.9);
+    let cmp = compare(&[d, t]).expect("compare");
+    let drift = cmp.drift[1].as_ref().expect("a drift estimate");
+    assert_eq!(
+        drift.controls.stages,
+        ["CreateContainer", "RunPodSandbox", "StartContainer"],
+        "{}",
+        drift.controls.reason
+    );
+    assert!(drift
+        .controls
+        .reason
+        .starts_with("kubelet changed (another build of the same version)"));
+    assert!(
+        (drift.shift_pct + 10.0).abs() < 3.0,
+        "drift {:.1}%",
+        drift.shift_pct
+    );
+    for c in &drift.controls.stages {
+        assert_eq!(verdict(&cmp, c), "control");
+    }
+    // kubelet's runtime stages wrap containerd's calls: they moved with
+    // them, and that is drift, not the tuning.
+    for s in ["create_sandbox", "start_container", "runtime_sync"] {
+        let v = verdict(&cmp, s);
+        assert!(
+            v == "within drift" || v == "no clear difference",
+            "{s}: {v}"
+        );
+    }
+    assert_eq!(verdict(&cmp, "mount_wait"), "faster");
+    assert_eq!(verdict(&cmp, "sync"), "faster");
+    let h = &cmp.headline[0];
+    assert!(h.contains("drift between the runs: the controls"), "{h}");
+    assert!(
+        !h.contains("faster: create_sandbox") && !h.contains("runtime_sync 1"),
+        "{h}"
+    );
+    let table = cmp.to_table();
+    assert!(table.contains("net of drift"), "{table}");
+    assert!(
+        table.contains("(another build of the same version)"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_real_slowdown_above_the_drift_is_still_found() {
+    // Positive control: the same pair, with every container start 50 ms
+    // slower in kubelet (after containerd's StartContainer returned).
+    let (d, _) = drifting_run("default", false, 30, 1, 1.0);
+    let (mut t, _) = drifting_run("tuned", true, 30, 2, 0.9);
+    for stage in ["start_container", "runtime_sync", "sync", "pod"] {
+        for v in t.samples.get_mut(stage).expect("stage samples") {
+            *v += 50.0;
+        }
+    }
+    let cmp = compare(&[d, t]).expect("compare");
+    assert_eq!(verdict(&cmp, "start_container"), "slower");
+    assert_eq!(verdict(&cmp, "runtime_sync"), "slower");
+    let n = cmp
+        .stages
+        .iter()
+        .find(|s| s.stage == "start_container")
+        .and_then(|s| s.diffs[1].as_ref())
+        .and_then(|d| d.net_of_drift)
+        .expect("net of drift");
+    assert!(n.beyond_drift && n.net_pct > 50.0, "{n:?}");
+    let h = &cmp.headline[0];
+    let slower = h.split("slower: ").nth(1).unwrap_or_default();
+    assert!(slower.contains("start_container 2.0x"), "{h}");
+}
+
+#[test]
+fn named_controls_and_traces_that_cannot_say() {
+    let (d, _) = drifting_run("default", false, 30, 1, 1.0);
+    let (t, _) = drifting_run("tuned", true, 30, 2, 0.9);
+    let opt = CompareOptions {
+        controls: vec!["StartContainer".into()],
+        ..CompareOptions::default()
+    };
+    let cmp = compare_with(&[d.clone(), t.clone()], &opt).expect("compare");
+    let drift = cmp.drift[1].as_ref().expect("drift");
+    assert_eq!(drift.controls.stages, ["StartContainer"]);
+    assert_eq!(drift.controls.reason, "named with --control");
+    let bad = CompareOptions {
+        controls: vec!["nope".into()],
+        ..CompareOptions::default()
+    };
+    let e = compare_with(&[d.clone(), t.clone()], &bad)
+        .err()
+        .map(|e| e.to_string());
+    assert!(e.is_some_and(|e| e.contains("--control nope: not a stage")));
+    // Old traces (no build identity): no drift, and the warning says why.
+    let (mut d2, mut t2) = (d, t);
+    d2.builds.clear();
+    t2.builds.clear();
+    let cmp = compare(&[d2, t2]).expect("compare");
+    assert!(cmp.drift[1].is_none());
+    assert!(
+        cmp.warnings.iter().any(|w| w.contains("no control stages")),
+        "{:?}",
+        cmp.warnings
+    );
+}
