@@ -871,3 +871,113 @@ fn named_controls_and_traces_that_cannot_say() {
         cmp.warnings
     );
 }
+
+#[test]
+fn one_interleaved_trace_splits_by_build() {
+    // default, then tuned swapped in at the same path while recording: one
+    // trace, the tuned kubelet's probes appended with ids of their own.
+    let (_, td) = drifting_run("default", false, 12, 1, 1.0);
+    let (_, tt) = drifting_run("tuned", true, 12, 2, 1.0);
+    let mut header = td.header.clone();
+    let nk = header
+        .probes
+        .iter()
+        .filter(|p| p.binary == "kubelet")
+        .count() as u32;
+    let n = header.probes.len() as u32;
+    let mut first = 0;
+    for b in &mut header.binaries {
+        let count = header.probes.iter().filter(|p| p.binary == b.name).count() as u32;
+        b.first_probe = Some(first);
+        b.probe_count = Some(count);
+        first += count;
+    }
+    let kubelet_ids: Vec<u32> = header
+        .probes
+        .iter()
+        .filter(|p| p.binary == "kubelet")
+        .map(|p| p.id)
+        .collect();
+    let mut added = tt
+        .header
+        .binaries
+        .iter()
+        .find(|b| b.name == "kubelet")
+        .expect("kubelet record")
+        .clone();
+    added.first_probe = Some(n);
+    added.probe_count = Some(nk);
+    let new_probes: Vec<_> = tt
+        .header
+        .probes
+        .iter()
+        .filter(|p| p.binary == "kubelet")
+        .enumerate()
+        .map(|(i, p)| podtrace::format::ProbeInfo {
+            id: n + i as u32,
+            ..p.clone()
+        })
+        .collect();
+    let dir = tmp("split");
+    let path = dir.join("interleaved.trace");
+    let mut w = podtrace::trace::Writer::create(&path, &header).expect("writer");
+    let end = td.events.iter().map(|e| e.t).max().unwrap_or(0) + 2_000_000_000;
+    for e in &td.events {
+        w.event(e.clone()).expect("event");
+    }
+    w.binary_added(podtrace::format::BinaryAdded {
+        binary: added,
+        probes: new_probes,
+    })
+    .expect("binary line");
+    for e in &tt.events {
+        let mut e = e.clone();
+        e.t += end;
+        if let Some(i) = kubelet_ids.iter().position(|&id| id == e.p) {
+            e.p = n + i as u32;
+        }
+        w.event(e).expect("event");
+    }
+    w.finish(podtrace::format::Footer::default())
+        .expect("footer");
+
+    let parts = podtrace::analysis::split::split_by_build(&path).expect("split");
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0].identity.sha256, "aa".repeat(32));
+    assert_eq!(parts[1].identity.sha256, "bb".repeat(32));
+    assert_eq!(podtrace::analysis::split::blocks(&parts), [1, 1]);
+    let runs: Vec<Run> = parts
+        .iter()
+        .map(|p| Run::started_only("x", "y", &p.info, &p.corr))
+        .collect();
+    for r in &runs {
+        assert_eq!(r.report.pods.len(), 12, "each build's own pods only");
+        assert_eq!(r.samples["RunPodSandbox"].len(), 12);
+    }
+    // Through the command: labels in the order the builds ran.
+    let code = run(CompareArgs {
+        traces: vec![path.clone()],
+        labels: vec!["default".into(), "tuned".into()],
+        format: CompareFormat::Json,
+        html: None,
+        svg: None,
+        min_effect_pct: 5.0,
+        min_effect_ms: 1.0,
+        confidence: CONFIDENCE,
+        controls: vec![],
+        split_by: Some(podtrace::commands::compare::SplitBy::Build),
+    })
+    .expect("compare --split-by build");
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    // A trace with one build has nothing to split.
+    let single = dir.join("single.trace");
+    write_trace(&td, &single).expect("write");
+    let e = podtrace::analysis::split::split_by_build(&single)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("no build identity") || e.contains("nothing to split"),
+        "{e}"
+    );
+}
