@@ -279,6 +279,10 @@ pub struct NodeOpts {
     pub containerd: containerd::Options,
     /// Extra `key: value` lines for the KubeletConfiguration.
     pub extra_config: Vec<String>,
+    /// Run kubelet from a copy of its own in the node's directory, so that
+    /// [`Node::swap_kubelet`] can move another build into place at that
+    /// path (the interleaved experiment).
+    pub swappable: bool,
 }
 
 impl NodeOpts {
@@ -287,6 +291,7 @@ impl NodeOpts {
             kubelet,
             containerd: containerd::Options::v2(),
             extra_config: Vec::new(),
+            swappable: false,
         }
     }
 }
@@ -337,6 +342,14 @@ impl Node {
         ] {
             std::fs::create_dir_all(dir.join(d)).expect("create node dir");
         }
+        let kubelet_bin = if opts.swappable {
+            let own = dir.join("kubelet");
+            std::fs::copy(&kubelet_bin, &own)
+                .unwrap_or_else(|e| panic!("copying {} into the node: {e}", kubelet_bin.display()));
+            own
+        } else {
+            kubelet_bin
+        };
         let sink = otlp::Sink::start(&dir.join("otlp"));
         let env = Env::start_with(opts.containerd.otlp_endpoint(&sink.endpoint));
         let cgroup_root = format!("podtrace-node-{}", rand_hex());
@@ -687,6 +700,25 @@ spec:
         }
     }
 
+    /// Stops kubelet, moves `build` into place at kubelet's path (a copy
+    /// renamed over it, as an upgrade does: a new file, a new inode) and
+    /// starts it again; returns once its healthz says ok. Needs
+    /// [`NodeOpts::swappable`].
+    pub fn swap_kubelet(&mut self, build: &Path) {
+        assert!(
+            self.kubelet_bin.starts_with(&self.dir),
+            "swap_kubelet needs a node started with NodeOpts::swappable"
+        );
+        self.stop_kubelet();
+        let tmp = self.dir.join("kubelet.next");
+        std::fs::copy(build, &tmp)
+            .unwrap_or_else(|e| panic!("copying {}: {e}", build.display()));
+        std::fs::rename(&tmp, &self.kubelet_bin).expect("rename the new kubelet into place");
+        let t0 = Instant::now();
+        self.spawn_kubelet();
+        self.wait_healthy(t0);
+    }
+
     /// SIGTERM kubelet and wait for it (SIGKILL after 10 s).
     pub fn stop_kubelet(&mut self) {
         if let Some(mut c) = self.kubelet.take() {
@@ -774,31 +806,23 @@ pub struct Recording {
     pub links: Vec<u64>,
 }
 
+/// An interleaved experiment's recording: which build ran each block.
+pub struct Interleaved {
+    pub recording: Recording,
+    /// Per block: the build's label and the pods it started.
+    pub blocks: Vec<(String, Vec<String>)>,
+}
+
 impl Node {
-    /// Attaches `podtrace record` to this node's kubelet and containerd
-    /// processes (by pid: other tests may run the same binaries at the same
-    /// time, and a uprobe on a binary fires in every process of it), starts
-    /// `names` one at a time (each waits until its container runs, then
-    /// `gap`), stops podtrace with SIGINT and returns the trace. Pods stay;
-    /// [`Node::remove_all_pods`] removes them.
-    pub fn record_pods(
-        &self,
-        podtrace: &Path,
-        out: &Path,
-        names: &[String],
-        gap: Duration,
-    ) -> Recording {
+    /// Starts `podtrace record` with `args` (plus quiet and the output),
+    /// writing its stderr next to `out`; returns once it records.
+    fn start_podtrace(&self, podtrace: &Path, out: &Path, args: &[String]) -> (crate::Guard, PathBuf) {
         let log = suffixed(out, ".log");
         let f = std::fs::File::create(&log).expect("create podtrace log");
         let mut child = crate::Guard::new(
             Command::new(podtrace)
                 .arg("record")
-                // This node's processes only: another kubelet or containerd
-                // of the same binary on the machine is not ours.
-                .arg("--pid")
-                .arg(self.kubelet_pid.to_string())
-                .arg("--pid")
-                .arg(self.env.containerd_pid.to_string())
+                .args(args)
                 .arg("-q")
                 .arg("-o")
                 .arg(out)
@@ -822,18 +846,11 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let links: Vec<u64> = crate::uprobe_links_of(child.id())
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        let mut pods = Vec::new();
-        for n in names {
-            let full = self.add_pod(n);
-            self.wait_running(&full, Duration::from_secs(60));
-            eprintln!("    {full} running ({}/{})", pods.len() + 1, names.len());
-            pods.push(full);
-            std::thread::sleep(gap);
-        }
+        (child, log)
+    }
+
+    /// SIGINT to podtrace; waits for it to finish its trace.
+    fn stop_podtrace(mut child: crate::Guard, log: &Path) {
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
         let t = Instant::now();
@@ -847,7 +864,7 @@ impl Node {
             if t.elapsed() > Duration::from_secs(120) {
                 panic!(
                     "podtrace record did not stop within 120 s of SIGINT:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    std::fs::read_to_string(log).unwrap_or_default()
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -859,14 +876,142 @@ impl Node {
         assert!(
             status.success(),
             "podtrace record failed ({status}):\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            std::fs::read_to_string(log).unwrap_or_default()
         );
+    }
+
+    /// Starts `names` one at a time: each waits until its container runs,
+    /// then `gap`.
+    fn start_pods(&self, names: &[String], gap: Duration, pods: &mut Vec<String>, of: usize) {
+        for n in names {
+            let full = self.add_pod(n);
+            self.wait_running(&full, Duration::from_secs(60));
+            pods.push(full.clone());
+            eprintln!("    {full} running ({}/{of})", pods.len());
+            std::thread::sleep(gap);
+        }
+    }
+
+    /// Attaches `podtrace record` to this node's kubelet and containerd
+    /// processes (by pid: other tests may run the same binaries at the same
+    /// time, and a uprobe on a binary fires in every process of it), starts
+    /// `names` one at a time (each waits until its container runs, then
+    /// `gap`), stops podtrace with SIGINT and returns the trace. Pods stay;
+    /// [`Node::remove_all_pods`] removes them.
+    pub fn record_pods(
+        &self,
+        podtrace: &Path,
+        out: &Path,
+        names: &[String],
+        gap: Duration,
+    ) -> Recording {
+        // This node's processes only: another kubelet or containerd of the
+        // same binary on the machine is not ours.
+        let args = [
+            "--pid".to_string(),
+            self.kubelet_pid.to_string(),
+            "--pid".to_string(),
+            self.env.containerd_pid.to_string(),
+        ];
+        let (child, log) = self.start_podtrace(podtrace, out, &args);
+        let links: Vec<u64> = crate::uprobe_links_of(child.id())
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        let mut pods = Vec::new();
+        self.start_pods(names, gap, &mut pods, names.len());
+        Node::stop_podtrace(child, &log);
         Recording {
             trace: out.to_path_buf(),
             pods,
             podtrace_log: log,
             links,
         }
+    }
+
+    /// The interleaved experiment: one `podtrace record` while blocks of
+    /// `per_block` pods start, each block on the build `pattern` names
+    /// ('A' or 'B', e.g. "ABBA"): between blocks the pods are removed,
+    /// kubelet stops, the other build is moved into place at kubelet's
+    /// path and kubelet starts again (podtrace's supervisor re-attaches to
+    /// the new file). The node must be [`NodeOpts::swappable`] and run
+    /// build A.
+    pub fn record_interleaved(
+        &mut self,
+        podtrace: &Path,
+        out: &Path,
+        builds: [(&str, &Path); 2],
+        pattern: &str,
+        per_block: usize,
+        gap: Duration,
+    ) -> Interleaved {
+        assert!(
+            pattern.starts_with('A') && pattern.chars().all(|c| c == 'A' || c == 'B'),
+            "pattern {pattern:?}: A and B, starting with A (the node runs A)"
+        );
+        // kubelet by path (its file is replaced between blocks: watched
+        // there), containerd by pid (its binary is shared with other tests).
+        let args = [
+            "--kubelet".to_string(),
+            self.kubelet_bin.display().to_string(),
+            "--pid".to_string(),
+            self.env.containerd_pid.to_string(),
+        ];
+        let (child, log) = self.start_podtrace(podtrace, out, &args);
+        let links: Vec<u64> = crate::uprobe_links_of(child.id())
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        let total = pattern.len() * per_block;
+        let (mut pods, mut blocks) = (Vec::new(), Vec::new());
+        let mut current = 'A';
+        for (b, build) in pattern.chars().enumerate() {
+            let (label, path) = builds[usize::from(build == 'B')];
+            if build != current {
+                self.remove_all_pods(Duration::from_secs(60));
+                let before = reattached(out);
+                self.swap_kubelet(path);
+                wait_reattached(out, before, &log);
+                current = build;
+            }
+            eprintln!("    block {} of {}: {label}", b + 1, pattern.len());
+            let names: Vec<String> = (0..per_block).map(|i| format!("ilv-{b}-{i:02}")).collect();
+            let first = pods.len();
+            self.start_pods(&names, gap, &mut pods, total);
+            blocks.push((label.to_string(), pods[first..].to_vec()));
+        }
+        Node::stop_podtrace(child, &log);
+        Interleaved {
+            recording: Recording {
+                trace: out.to_path_buf(),
+                pods,
+                podtrace_log: log,
+                links,
+            },
+            blocks,
+        }
+    }
+}
+
+/// How many re-attach notes the trace at `path` holds so far.
+fn reattached(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("{\"note\"") && l.contains("\"reattached\""))
+        .count()
+}
+
+/// Waits until the supervisor re-attached to the swapped-in kubelet.
+fn wait_reattached(trace: &Path, before: usize, log: &Path) {
+    let t = Instant::now();
+    while reattached(trace) <= before {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "podtrace did not re-attach to the swapped kubelet within 30 s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -56,6 +56,11 @@ enum Cmd {
         /// kubelet (fast: no containers, no node).
         #[arg(long)]
         workload: bool,
+        /// interleaved: one recording while the default and tuned builds
+        /// take turns at kubelet's path in ABBA blocks (drift between runs
+        /// cancels); sequential: default, then tuned, two recordings.
+        #[arg(long, value_enum, default_value = "interleaved")]
+        design: demo::Design,
     },
     /// The layout lint alone: import circles between a crate's files
     /// (default: tracer/src and xtask/src).
@@ -117,9 +122,13 @@ fn main() {
     let res = match cli.cmd {
         Cmd::Setup => setup::run(),
         Cmd::Build => setup::run().and_then(|_| build()),
-        Cmd::Demo { pods, workload } => setup::run()
+        Cmd::Demo {
+            pods,
+            workload,
+            design,
+        } => setup::run()
             .and_then(|_| build())
-            .and_then(|_| demo::run(pods, workload)),
+            .and_then(|_| demo::run(pods, workload, design)),
         Cmd::Lint { dirs } => lint::check(&if dirs.is_empty() {
             vec![root().join("tracer/src"), root().join("xtask/src")]
         } else {
