@@ -604,7 +604,11 @@ fn check_comparison(cmp: &Value, design: &str) {
             .map(|c| c["change"].clone())
             .unwrap_or(Value::Null)
     };
-    assert_eq!(change("kubelet"), "another build of the same version", "{changes:?}");
+    assert_eq!(
+        change("kubelet"),
+        "another build of the same version",
+        "{changes:?}"
+    );
     assert_eq!(change("containerd"), "same build", "{changes:?}");
     let drift = &cmp["drift"][1];
     let controls: Vec<&str> = drift["controls"]["stages"]
@@ -662,7 +666,9 @@ fn check_comparison(cmp: &Value, design: &str) {
             f(&d["net_of_drift"]["net_pct"])
         );
         if matches!(v, "faster" | "slower") && d["net_of_drift"]["beyond_drift"] != true {
-            wrong.push(format!("{name} credited to the tuning within the drift: {d}"));
+            wrong.push(format!(
+                "{name} credited to the tuning within the drift: {d}"
+            ));
         }
     }
     for c in &controls {
@@ -677,7 +683,9 @@ fn check_comparison(cmp: &Value, design: &str) {
             );
         }
     }
-    eprintln!("kubelet v1.36.3 default -> tuned ({design}), predicted from the default run:\n{table}");
+    eprintln!(
+        "kubelet v1.36.3 default -> tuned ({design}), predicted from the default run:\n{table}"
+    );
     assert!(wrong.is_empty(), "{}\n{table}", wrong.join("\n"));
 }
 

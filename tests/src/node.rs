@@ -711,8 +711,7 @@ spec:
         );
         self.stop_kubelet();
         let tmp = self.dir.join("kubelet.next");
-        std::fs::copy(build, &tmp)
-            .unwrap_or_else(|e| panic!("copying {}: {e}", build.display()));
+        std::fs::copy(build, &tmp).unwrap_or_else(|e| panic!("copying {}: {e}", build.display()));
         std::fs::rename(&tmp, &self.kubelet_bin).expect("rename the new kubelet into place");
         let t0 = Instant::now();
         self.spawn_kubelet();
@@ -816,7 +815,12 @@ pub struct Interleaved {
 impl Node {
     /// Starts `podtrace record` with `args` (plus quiet and the output),
     /// writing its stderr next to `out`; returns once it records.
-    fn start_podtrace(&self, podtrace: &Path, out: &Path, args: &[String]) -> (crate::Guard, PathBuf) {
+    fn start_podtrace(
+        &self,
+        podtrace: &Path,
+        out: &Path,
+        args: &[String],
+    ) -> (crate::Guard, PathBuf) {
         let log = suffixed(out, ".log");
         let f = std::fs::File::create(&log).expect("create podtrace log");
         let mut child = crate::Guard::new(

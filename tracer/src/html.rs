@@ -743,6 +743,78 @@ pub fn compare_svg(cmp: &Comparison) -> String {
     )
 }
 
+/// Which build each run traced (`binaries`), and what changed.
+fn compare_builds_html(b: &mut String, cmp: &Comparison) {
+    if cmp
+        .runs
+        .iter()
+        .all(|r| r.builds.values().all(Vec::is_empty))
+    {
+        return;
+    }
+    b.push_str("<h2>Binaries</h2><table><tr><th>run</th><th>binary</th><th>build</th><th>against the first run</th></tr>");
+    for (i, r) in cmp.runs.iter().enumerate() {
+        for (name, builds) in &r.builds {
+            let change = cmp
+                .builds
+                .get(i)
+                .and_then(|v| v.iter().find(|c| &c.binary == name))
+                .map(|c| c.change)
+                .unwrap_or("");
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&r.label),
+                esc(name),
+                esc(&builds.join(", ")),
+                esc(change)
+            );
+        }
+    }
+    b.push_str("</table>");
+}
+
+/// The drift between runs, from the controls, beside the shifts.
+fn compare_drift_html(b: &mut String, cmp: &Comparison) {
+    if cmp.drift.iter().all(Option::is_none) {
+        return;
+    }
+    b.push_str("<h2>Drift between runs</h2><p class=\"meta\">Controls: stages the compared change cannot touch; their shift between the runs is drift, and a stage is credited to the change only with what its own shift exceeds it by (the <i>net of drift</i> column below). Method: docs/compare.md, “Drift between runs”.</p><table><tr><th>run</th><th>controls</th><th>stage</th><th>shift</th></tr>");
+    for (r, d) in cmp.runs.iter().zip(&cmp.drift) {
+        let Some(d) = d else { continue };
+        let pct = |p: f64, lo: Option<f64>, hi: Option<f64>| match (lo, hi) {
+            (Some(l), Some(h)) => format!("{p:+.1}% [{l:+.1}, {h:+.1}]"),
+            _ => format!("{p:+.1}%"),
+        };
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td><b>pooled</b></td><td><b>{}</b>{}</td></tr>",
+            esc(&r.label),
+            esc(&d.controls.reason),
+            pct(d.shift_pct, d.low_pct, d.high_pct),
+            if d.significant {
+                ""
+            } else {
+                " (no clear drift)"
+            }
+        );
+        for c in &d.per_control {
+            let _ = write!(
+                b,
+                "<tr><td></td><td></td><td>{}</td><td>{}{}</td></tr>",
+                esc(&c.stage),
+                pct(c.shift_pct, c.low_pct, c.high_pct),
+                if d.disagreeing.contains(&c.stage) {
+                    " — apart from the other controls"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    b.push_str("</table>");
+}
+
 /// The comparison as a self-contained HTML page.
 pub fn compare_html(cmp: &Comparison) -> String {
     let mut b = String::new();
@@ -771,6 +843,8 @@ pub fn compare_html(cmp: &Comparison) -> String {
     for h in &cmp.headline {
         let _ = write!(b, "<p class=\"headline\">{}</p>", esc(h));
     }
+    compare_builds_html(&mut b, cmp);
+    compare_drift_html(&mut b, cmp);
     b.push_str("<h2>Pods by mount wait</h2><table><tr><th></th>");
     for l in &labels {
         let _ = write!(b, "<th>{l}</th>");
@@ -809,7 +883,7 @@ pub fn compare_html(cmp: &Comparison) -> String {
         WIDTH + 40.0,
         WIDTH + 40.0
     );
-    b.push_str("<table><tr><th>stage</th><th>run</th><th>n</th><th>p50</th><th>p90</th><th>p99</th><th>mean</th><th>shift</th><th>interval of shift</th><th>verdict</th><th>predicted p50 [interval]</th></tr>");
+    b.push_str("<table><tr><th>stage</th><th>run</th><th>n</th><th>p50</th><th>p90</th><th>p99</th><th>mean</th><th>shift</th><th>interval of shift</th><th>verdict</th><th>net of drift</th><th>predicted p50 [interval]</th></tr>");
     for st in &cmp.stages {
         for (i, r) in cmp.runs.iter().enumerate() {
             let Some(s) = st.runs.get(i).and_then(Option::as_ref) else {
@@ -822,7 +896,7 @@ pub fn compare_html(cmp: &Comparison) -> String {
                 .unwrap_or_default();
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{class}>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{class}>{}</td><td>{}</td><td>{}</td></tr>",
                 match (i, st.pods) {
                     (0, "all pods") => esc(&st.stage),
                     (0, pods) => format!("{} ({})", esc(&st.stage), esc(pods)),
@@ -838,6 +912,10 @@ pub fn compare_html(cmp: &Comparison) -> String {
                 d.and_then(|d| Some(format!("[{}, {}]", signed_ms(d.ci_low?), signed_ms(d.ci_high?))))
                     .unwrap_or_default(),
                 d.map(|d| esc(&d.verdict)).unwrap_or_default(),
+                d.filter(|d| d.verdict != "control")
+                    .and_then(|d| d.net_of_drift)
+                    .map(|n| format!("{:+.1}% [{:+.1}, {:+.1}]", n.net_pct, n.low_pct, n.high_pct))
+                    .unwrap_or_default(),
                 st.predicted
                     .get(i)
                     .and_then(Option::as_ref)

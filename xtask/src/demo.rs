@@ -137,7 +137,10 @@ fn record_real(out: &Path, preset: &str, tuned: bool, pods: u32) -> Result<PathB
 /// pod starts (so `pods` per build) under one recording.
 fn interleaved(out: &Path, pods: u32) -> Result<()> {
     let version = upstream::TUNED_KUBELET;
-    let (a, b) = (upstream::kubelet(version, false), upstream::kubelet(version, true));
+    let (a, b) = (
+        upstream::kubelet(version, false),
+        upstream::kubelet(version, true),
+    );
     let trace = out.join("interleaved.trace");
     let kubelet_log = out.join("interleaved.kubelet.log");
     let per_block = (pods as usize).div_ceil(2);
@@ -181,7 +184,15 @@ fn interleaved(out: &Path, pods: u32) -> Result<()> {
     sh(Command::new(podtrace_bin())
         .arg("compare")
         .arg(&trace)
-        .args(["--split-by", "build", "--label", "default", "--label", "tuned", "--html"])
+        .args([
+            "--split-by",
+            "build",
+            "--label",
+            "default",
+            "--label",
+            "tuned",
+            "--html",
+        ])
         .arg(&cmp_html))?;
     let chrome = out.join("interleaved.perfetto.json");
     sh(Command::new(podtrace_bin())
@@ -191,7 +202,9 @@ fn interleaved(out: &Path, pods: u32) -> Result<()> {
     println!("\nwritten to {}:", out.display());
     println!("  interleaved.trace              the recording (podtrace report / compare --split-by build / export)");
     println!("  compare.html                   stage distributions, default vs tuned");
-    println!("  interleaved.perfetto.json      open in https://ui.perfetto.dev or chrome://tracing");
+    println!(
+        "  interleaved.perfetto.json      open in https://ui.perfetto.dev or chrome://tracing"
+    );
     println!("  interleaved.kubelet.log        kubelet's own log");
     println!(
         "\nrecorded: kubelet {version} (built from k8s.io/kubernetes@{version}, stripped; default and tuned builds) and containerd {} (github.com/containerd/containerd/v2)",
