@@ -497,6 +497,9 @@ pub fn report_html(report: &Report) -> String {
     for bin in &t.binaries {
         let _ = write!(b, "<p class=\"meta\">{}</p>", esc(bin));
     }
+    for build in &t.builds {
+        let _ = write!(b, "<p class=\"meta\">{}</p>", esc(&build.describe()));
+    }
     for w in &report.warnings {
         let _ = write!(b, "<p class=\"warn\">warning: {}</p>", esc(w));
     }

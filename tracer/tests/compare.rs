@@ -941,6 +941,16 @@ fn one_interleaved_trace_splits_by_build() {
     w.finish(podtrace::format::Footer::default())
         .expect("footer");
 
+    // report names every build the trace holds.
+    let (info, corr) = load_correlated(&path).expect("read back");
+    let table = podtrace::analysis::report::Report::build(&info, &corr).to_table();
+    for want in [
+        "binary: kubelet /usr/bin/kubelet: v1.36.3 build aaaaaaaaaaaa",
+        "binary: kubelet /usr/bin/kubelet: v1.36.3 build bbbbbbbbbbbb",
+        "binary: containerd /usr/bin/containerd: v2.2.9 build cccccccccccc",
+    ] {
+        assert!(table.contains(want), "{want}\n{table}");
+    }
     let parts = podtrace::analysis::split::split_by_build(&path).expect("split");
     assert_eq!(parts.len(), 2);
     assert_eq!(parts[0].identity.sha256, "aa".repeat(32));

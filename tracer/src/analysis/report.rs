@@ -13,7 +13,7 @@ use super::pods::{start_sync, syncs_by_pod};
 use crate::{
     catalogue::Role,
     correlate::{Correlated, Span, Stats},
-    format::{CaptureProblem, Note, NoteKind},
+    format::{BinaryIdentity, CaptureProblem, Note, NoteKind},
     trace::TraceMeta,
 };
 
@@ -58,9 +58,46 @@ pub struct TraceSummary {
     pub hostname: String,
     pub started_unix_ns: i64,
     pub binaries: Vec<String>,
+    /// Which build each traced binary is (traces since podtrace 0.2).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<BuildRow>,
     pub events: u64,
     pub drops: u64,
     pub complete: bool,
+}
+
+/// One traced binary's identity, for people.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildRow {
+    pub binary: String,
+    pub path: String,
+    #[serde(flatten)]
+    pub identity: BinaryIdentity,
+}
+
+impl BuildRow {
+    /// `kubelet /usr/bin/kubelet: k8s.io/kubernetes v1.36.3 build 3f2a… (go1.26.8)`
+    pub fn describe(&self) -> String {
+        let i = &self.identity;
+        format!(
+            "{} {}: {}{} ({}{})",
+            self.binary,
+            self.path,
+            i.module
+                .as_deref()
+                .map(|m| format!("{m} "))
+                .unwrap_or_default(),
+            i.describe(),
+            i.stamped_version
+                .as_deref()
+                .map(|v| format!("stamped {v}, "))
+                .unwrap_or_default(),
+            i.vcs_revision
+                .as_deref()
+                .map(|v| format!("revision {}", v.get(..12).unwrap_or(v)))
+                .unwrap_or_else(|| format!("sha256 {}…", i.sha256.get(..16).unwrap_or(&i.sha256)))
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -496,6 +533,18 @@ impl Report {
                         )
                     })
                     .collect(),
+                builds: trace
+                    .header()
+                    .binaries
+                    .iter()
+                    .filter_map(|b| {
+                        Some(BuildRow {
+                            binary: b.name.clone(),
+                            path: b.path.clone(),
+                            identity: b.identity.clone()?,
+                        })
+                    })
+                    .collect(),
                 events: trace.event_count(),
                 drops: trace.footer().map(|f| f.drops).unwrap_or(0),
                 complete: trace.footer().is_some(),
@@ -545,6 +594,9 @@ impl Report {
                 " (recording interrupted)"
             }
         );
+        for b in &self.trace.builds {
+            let _ = writeln!(o, "binary: {}", b.describe());
+        }
         for w in &self.warnings {
             let _ = writeln!(o, "warning: {w}");
         }
