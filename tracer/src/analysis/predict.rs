@@ -444,6 +444,9 @@ pub struct Prediction {
     pub stages: Vec<StagePrediction>,
     /// The drift between runs the interval includes (None: not known).
     pub drift: Option<DriftModel>,
+    /// With drift: how much the poll timer's lateness per tick may differ
+    /// in another run (sd, ms), drawn per simulated run.
+    pub lag_sd_ms: Option<f64>,
     pub warnings: Vec<String>,
 }
 
@@ -578,13 +581,27 @@ pub fn predict(
     let locked = resolved.is_some_and(|iv| {
         (iv.populate_ms - iv.reconcile_ms).abs() <= LOCKED_TOLERANCE * iv.reconcile_ms
     });
-    let simulate = |m: &PodModel, u_rec: f64, rng: &mut SplitMix64| -> Outcome {
-        let u_pop = uniform(rng);
-        let u_rec = if locked { u_rec } else { uniform(rng) };
+    // A pod's start under the new intervals with its tick phases and the
+    // timer late by its own lag plus `lag_off` per poll tick.
+    let simulate = |m: &PodModel, u_pop: f64, u_rec: f64, lag_off: f64| -> Outcome {
+        let lag = m.tick_lag_ms.unwrap_or(run_lag);
+        let lag = if lag >= 0.0 {
+            (lag + lag_off).max(0.0)
+        } else {
+            lag + lag_off
+        };
         resolved
-            .and_then(|iv| m.outcome(&iv, m.tick_lag_ms.unwrap_or(run_lag), u_pop, u_rec))
+            .and_then(|iv| m.outcome(&iv, lag, u_pop, u_rec))
             .unwrap_or_else(|| m.measured())
     };
+    // How late the poll's timer is varies with the machine's load as the
+    // work does: another run's lateness is uncertain by as much as it
+    // varies from pod to pod here (1.4826 MAD, a robust sd).
+    let lag_sd_ms = drift.map(|_| {
+        let mut dev: Vec<f64> = lags.iter().map(|l| (l - run_lag).abs()).collect();
+        dev.sort_by(f64::total_cmp);
+        1.4826 * percentile(&dev, 50.0).unwrap_or(0.0)
+    });
     let n = n.max(1);
     // Per run the medians without drift (tick phases and resampling alone)
     // and with it.
@@ -598,23 +615,33 @@ pub fn predict(
     if !models.is_empty() {
         for _ in 0..RUNS {
             let u_rec = uniform(&mut rng);
-            let run: Vec<Outcome> = (0..n)
+            let draws: Vec<(&PodModel, f64, f64)> = (0..n)
                 .map(|_| {
                     let m = &models[rng.below(models.len())];
-                    simulate(m, u_rec, &mut rng)
+                    let u_pop = uniform(&mut rng);
+                    let u_rec = if locked { u_rec } else { uniform(&mut rng) };
+                    (m, u_pop, u_rec)
                 })
                 .collect();
+            let at = |lag_off: f64| -> Vec<Outcome> {
+                draws
+                    .iter()
+                    .map(|&(m, u_pop, u_rec)| simulate(m, u_pop, u_rec, lag_off))
+                    .collect()
+            };
+            let run = at(0.0);
             for (i, v) in values(&run).iter().enumerate() {
                 if let Some(p) = percentile(v, 50.0) {
                     ticks[i].push(p);
                 }
             }
-            let run: Vec<Outcome> = match drift {
-                Some(d) => {
+            let run: Vec<Outcome> = match (drift, lag_sd_ms) {
+                (Some(d), Some(sd)) => {
                     let g = (d.log_shift + d.log_sd * normal(&mut rng)).exp();
-                    run.iter().map(|o| o.drifted(g)).collect()
+                    let off = sd * normal(&mut rng);
+                    at(off).iter().map(|o| o.drifted(g)).collect()
                 }
-                None => run,
+                _ => run,
             };
             for (i, v) in values(&run).iter().enumerate() {
                 if let Some(p) = percentile(v, 50.0) {
@@ -671,6 +698,7 @@ pub fn predict(
         classes: shares(pooled.iter().map(|o| o.class)),
         stages,
         drift: drift.cloned(),
+        lag_sd_ms,
         warnings,
     }
 }
@@ -803,8 +831,13 @@ impl Prediction {
                 let _ = writeln!(
                     o,
                     "  the intervals include drift between runs: the measured work (all but the \
-                     mount wait) scaled by {:+.1}% [{:+.1}, {:+.1}] ({})",
-                    d.shift_pct, d.low_pct, d.high_pct, d.source
+                     mount wait) scaled by {:+.1}% [{:+.1}, {:+.1}] ({}), and the poll timer's \
+                     lateness per tick ± {:.2} ms (sd)",
+                    d.shift_pct,
+                    d.low_pct,
+                    d.high_pct,
+                    d.source,
+                    self.lag_sd_ms.unwrap_or(0.0)
                 );
                 for s in &self.stages {
                     if let Some(p) = &s.predicted {
