@@ -953,6 +953,11 @@ impl Node {
             pattern.starts_with('A') && pattern.chars().all(|c| c == 'A' || c == 'B'),
             "pattern {pattern:?}: A and B, starting with A (the node runs A)"
         );
+        // A first pod before recording: its cold start (image unpacked,
+        // first sandbox) would otherwise fall on the first block's build.
+        let warm = self.add_pod("ilv-warm-up");
+        self.wait_running(&warm, Duration::from_secs(60));
+        self.remove_all_pods(Duration::from_secs(60));
         // kubelet by path (its file is replaced between blocks: watched
         // there), containerd by pid (its binary is shared with other tests).
         let args = [
