@@ -16,7 +16,7 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{
     catalogue::{BinaryCatalogue, Catalogue, Role, Status},
-    resolve::GoBinary,
+    resolve::{build_info_of_file, GoBinary},
 };
 
 /// A file identity: (device, inode).
@@ -62,6 +62,27 @@ pub struct RunningExe {
     pub deleted: bool,
     pub key: FileKey,
     pub pids: Vec<u32>,
+    /// One of its processes is in the host's mount namespace (see
+    /// [`host_mount_ns`]): discovery looks at no other.
+    pub host: bool,
+}
+
+/// The mount namespace (its inode) of process `pid`.
+fn mount_ns(pid: &str) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// The host's mount namespace: PID 1's, else kthreadd's (PID 2, always in
+/// the initial one), else podtrace's own. In a DaemonSet pod (hostPID)
+/// podtrace's own is the container's, so PID 1 comes first; a kind or DinD
+/// node's kubelet runs in a mount namespace of its own and is not this
+/// node's (in such a node, with its hostPID, PID 1 is that node's init).
+pub fn host_mount_ns() -> Option<u64> {
+    mount_ns("1")
+        .or_else(|| mount_ns("2"))
+        .or_else(|| mount_ns("self"))
 }
 
 impl RunningExe {
@@ -107,6 +128,7 @@ pub fn running_executables() -> Vec<RunningExe> {
         })
         .unwrap_or_default();
     pids.sort_unstable();
+    let host_ns = host_mount_ns();
     let mut out: Vec<RunningExe> = Vec::new();
     for pid in pids.into_iter().filter(|&p| p != me) {
         let exe = format!("/proc/{pid}/exe");
@@ -119,29 +141,49 @@ pub fn running_executables() -> Vec<RunningExe> {
             None => (link.clone(), false),
         };
         let key = (meta.dev(), meta.ino());
+        // Unreadable: as before namespaces were looked at.
+        let host = host_ns.is_none_or(|h| mount_ns(&pid.to_string()).is_none_or(|m| m == h));
         match out.iter_mut().find(|r| r.key == key) {
-            Some(r) => r.pids.push(pid),
+            Some(r) => {
+                r.pids.push(pid);
+                r.host |= host;
+            }
             None => out.push(RunningExe {
                 shown,
                 deleted,
                 key,
                 pids: vec![pid],
+                host,
             }),
         }
     }
     out
 }
 
-/// Whether `path` is an ELF file with Go's build-info section, read from
-/// its headers only: discovery looks at every process, and most are not Go
-/// (GoBinary::open would read each file whole).
-pub fn has_go_buildinfo(path: &Path) -> bool {
-    use object::{Object as _, ObjectSection as _};
-    let Ok(f) = std::fs::File::open(path) else {
+/// Whether the file at `path` may be a catalogue's binary, told from its
+/// `.go.buildinfo` alone (a few bounded reads, see
+/// [`build_info_of_file`]): discovery looks at every running executable,
+/// and GoBinary::open would read each one whole (100 MB for a kubelet).
+/// A Go binary whose main module or a dependency is (or is under) a
+/// catalogue's module may be ours (k3s has `k8s.io/kubernetes` among its
+/// dependencies); one without module information too (GOPATH builds);
+/// anything else, no.
+pub fn may_be_ours(path: &Path, cat: &Catalogue) -> bool {
+    let Ok(Some(info)) = build_info_of_file(path) else {
         return false;
     };
-    let cache = object::ReadCache::new(f);
-    object::File::parse(&cache).is_ok_and(|o| o.sections().any(|s| s.name() == Ok(".go.buildinfo")))
+    let Some(main) = &info.main else {
+        return true;
+    };
+    let under = |p: &str, m: &str| {
+        p.strip_prefix(m)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    std::iter::once(main).chain(&info.deps).any(|m| {
+        cat.binaries
+            .iter()
+            .any(|b| under(&m.path, &b.binary.module))
+    })
 }
 
 /// The catalogues that recognise `bin` as theirs: at least one probe that
@@ -210,9 +252,12 @@ fn which(cmd: &str) -> Option<PathBuf> {
     })
 }
 
-/// The binaries to trace for `t`, each with the catalogue(s) it is for.
-pub fn choose<'c>(t: &Targets, cat: &'c Catalogue) -> Result<Vec<Chosen<'c>>> {
+/// The binaries to trace for `t`, each with the catalogue(s) it is for,
+/// and the files discovery looked at and found not to be any catalogue's
+/// (the supervisor need not look at them again).
+pub fn choose<'c>(t: &Targets, cat: &'c Catalogue) -> Result<(Vec<Chosen<'c>>, Vec<FileKey>)> {
     let mut out = Vec::new();
+    let mut rejected = Vec::new();
     for (p, name) in [(&t.kubelet, "kubelet"), (&t.containerd, "containerd")] {
         if let Some(p) = p {
             let path = absolute(p)?;
@@ -238,7 +283,7 @@ pub fn choose<'c>(t: &Targets, cat: &'c Catalogue) -> Result<Vec<Chosen<'c>>> {
         by_command(&mut out, cat, cmd)?;
     }
     if t.discover() {
-        running(&mut out, cat)?;
+        running(&mut out, &mut rejected, cat)?;
         if out.is_empty() {
             bail!(
                 "no running kubelet or containerd found; pass --kubelet PATH, --containerd PATH \
@@ -246,7 +291,7 @@ pub fn choose<'c>(t: &Targets, cat: &'c Catalogue) -> Result<Vec<Chosen<'c>>> {
             );
         }
     }
-    Ok(out)
+    Ok((out, rejected))
 }
 
 /// Adds `binary` at `path` once per catalogue it is for.
@@ -318,13 +363,22 @@ fn by_command<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue, cmd: &str) -> R
     Ok(())
 }
 
-/// Every running kubelet and containerd: by file name, else a Go binary
-/// whose code a catalogue recognises (k3s, a renamed copy).
-fn running<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue) -> Result<()> {
-    for exe in running_executables() {
+/// Every running kubelet and containerd in the host's mount namespace: by
+/// file name, else a Go binary whose code a catalogue recognises (k3s, a
+/// renamed copy). Files found not to be any catalogue's go to `rejected`.
+fn running<'c>(
+    out: &mut Vec<Chosen<'c>>,
+    rejected: &mut Vec<FileKey>,
+    cat: &'c Catalogue,
+) -> Result<()> {
+    for exe in running_executables().into_iter().filter(|e| e.host) {
         let by_name = exe.named_like(cat);
         let path = exe.proc_path();
-        if by_name.is_empty() && !has_go_buildinfo(&path) {
+        if by_name.is_empty() && !may_be_ours(&path, cat) {
+            // Gone since the scan: not known to be anything.
+            if path.exists() {
+                rejected.push(exe.key);
+            }
             continue;
         }
         let binary = match GoBinary::open(&path) {
@@ -339,6 +393,7 @@ fn running<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue) -> Result<()> {
             by_name
         };
         if cats.is_empty() {
+            rejected.push(exe.key);
             continue;
         }
         eprintln!(
