@@ -15,7 +15,7 @@ use std::{
 };
 
 use podtrace_tests::{
-    bpf_object_exists,
+    bpf_object_exists, link_ids,
     node::{self, Node, NodeOpts},
     report_json, root, uprobe_links_of, TempDir,
 };
@@ -345,7 +345,7 @@ fn static_pod_records_the_real_kubelet_and_containerd() {
         "2",
         "podtrace runs under RuntimeDefault's seccomp filter"
     );
-    let links: Vec<u64> = uprobe_links_of(pid).into_iter().map(|l| l.id).collect();
+    let links = link_ids(&uprobe_links_of(pid));
     assert!(
         !links.is_empty(),
         "podtrace in the pod holds no uprobe link:\n{log}"

@@ -13,8 +13,8 @@ use std::{
 };
 
 use podtrace_tests::{
-    bpf_object_exists, podtrace, podtrace_bin, read_gt, read_process_mem, report_json, spawn_until,
-    uprobe_links_of,
+    bpf_object_gone_within, link_ids, podtrace, podtrace_bin, read_gt, read_process_mem,
+    report_json, spawn_until, uprobe_links_of,
     util::{free_port, http_get},
     workload, Guard, TempDir,
 };
@@ -235,9 +235,12 @@ fn a_binary_replaced_at_its_path_is_reattached_within_a_second_and_the_gap_repor
         run_workload(&exe, 1, "300ms", &gt);
         gts.push(gt);
     }
-    // Every file keeps its probes (the last few replaced ones are held
-    // rather than closed, see supervise::KEEP_IDLE_FILES): 1 + SWAPS files.
-    assert_eq!(uprobe_links_of(pt.id()).len(), links0 * (1 + SWAPS));
+    // The replaced files no process runs any more are released (one
+    // uprobe_multi link each closes in one grace period): only the
+    // current file's probes are left, in one link.
+    let left = uprobe_links_of(pt.id());
+    assert_eq!(left.len(), links0, "{left:?}");
+    assert_eq!(link_ids(&left).len(), 1, "{left:?}");
     let value_in = |text: &str, prefix: &str| -> f64 {
         text.lines()
             .filter(|l| l.starts_with(prefix))
@@ -676,22 +679,23 @@ fn sigkill_leaves_no_uprobe_in_the_kernel_and_a_readable_trace() {
     pt.kill().expect("SIGKILL");
     pt.wait().expect("wait");
     // The kernel drops the links and the program with the last fd; the
-    // uprobes go with them (a grace period each).
+    // uprobes go with them (a grace period for each link), the program
+    // once the last link has let go of it (deferred, after an RCU grace
+    // period).
     let t = Instant::now();
+    let gone = |kind: &str, id: u64| bpf_object_gone_within(kind, id, Duration::from_secs(10));
     for l in &links {
-        while bpf_object_exists("link", l.id) && t.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(gone("link", l.id), "uprobe link {l:?} left after SIGKILL");
         assert!(
-            !bpf_object_exists("link", l.id),
-            "uprobe link {l:?} left after SIGKILL"
-        );
-        assert!(
-            !bpf_object_exists("prog", l.prog_id),
+            gone("prog", l.prog_id),
             "eBPF program {} left after SIGKILL",
             l.prog_id
         );
     }
+    eprintln!(
+        "SIGKILL: links and program gone {:.0} ms after the exit",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     assert_eq!(
         in_memory(wl.id()),
         original,

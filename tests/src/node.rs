@@ -822,10 +822,7 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let links: Vec<u64> = crate::uprobe_links_of(child.id())
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
+        let links = crate::link_ids(&crate::uprobe_links_of(child.id()));
         let mut pods = Vec::new();
         for n in names {
             let full = self.add_pod(n);
