@@ -139,6 +139,13 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
     );
     let header = header(planned.records, planned.probes.clone());
     let writer = Writer::create_rotating(&cfg.output, &header, cfg.rotation)?;
+    if let Some(old) = &writer.moved_aside {
+        eprintln!(
+            "podtrace: {} held a trace: moved to {}",
+            cfg.output.display(),
+            old.display()
+        );
+    }
     // The probes are attached and described: the binaries' files are not
     // needed while recording.
     drop(chosen);
