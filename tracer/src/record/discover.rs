@@ -7,6 +7,7 @@
 //! The supervisor uses the same functions to find what starts later.
 
 use std::{
+    fs::File,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     rc::Rc,
@@ -164,25 +165,32 @@ pub fn running_executables() -> Vec<RunningExe> {
 /// `.go.buildinfo` alone (a few bounded reads, see
 /// [`build_info_of_file`]): discovery looks at every running executable,
 /// and GoBinary::open would read each one whole (100 MB for a kubelet).
-/// A Go binary whose main module or a dependency is (or is under) a
-/// catalogue's module may be ours (k3s has `k8s.io/kubernetes` among its
-/// dependencies); one without module information too (GOPATH builds);
-/// anything else, no.
+///
+/// Built from a catalogue's module (`k8s.io/kubernetes`), only the command
+/// the catalogue is for may be ours: `…/cmd/kubelet`, not kube-apiserver,
+/// kubectl or containerd's shims, which share the module. With it among
+/// the dependencies, anything may be (k3s runs kubelet and containerd
+/// inside `k3s agent`). Anything else is not; nor is a build without
+/// module information (Debian's containerd), which is found by its name.
 pub fn may_be_ours(path: &Path, cat: &Catalogue) -> bool {
     let Ok(Some(info)) = build_info_of_file(path) else {
         return false;
     };
     let Some(main) = &info.main else {
-        return true;
+        return false;
     };
     let under = |p: &str, m: &str| {
         p.strip_prefix(m)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
-    std::iter::once(main).chain(&info.deps).any(|m| {
-        cat.binaries
-            .iter()
-            .any(|b| under(&m.path, &b.binary.module))
+    let command = info.path.rsplit('/').next().unwrap_or_default();
+    cat.binaries.iter().any(|b| {
+        let module = &b.binary.module;
+        if under(&main.path, module) {
+            b.binary.process_names.iter().any(|n| n == command)
+        } else {
+            info.deps.iter().any(|d| under(&d.path, module))
+        }
     })
 }
 
@@ -224,14 +232,35 @@ fn identify<'c>(cat: &'c Catalogue, bin: &GoBinary) -> Option<&'c BinaryCatalogu
 /// A binary to trace: its path, the processes (empty = all) and which
 /// catalogue it is for.
 pub struct Chosen<'c> {
+    /// How it is shown: the path given, or the one its process was started
+    /// from (also when that is in another mount namespace, or deleted).
     pub path: PathBuf,
+    /// The file, opened when it was chosen: a process found running it may
+    /// exit before the probes are attached; the file stays reachable
+    /// (`binary` was read, and is attached, through this descriptor).
+    pub file: Rc<File>,
+    /// `--pid`: only these processes, their probes per process. Empty:
+    /// every process of the file (its uprobes sit on the inode, so a
+    /// restart is traced from its first instruction).
     pub pids: Vec<u32>,
-    /// The path to watch for the binary being replaced (None: `--pid`, or
-    /// a file already deleted).
+    /// The processes found running it (the trace header names them).
+    pub seen: Vec<u32>,
+    /// The path to watch for the binary being replaced (None: `--pid`, a
+    /// file already deleted, or a path in another mount namespace).
     pub watch: Option<PathBuf>,
     pub catalogue: &'c BinaryCatalogue,
     /// Shared by the catalogues of one multi-call binary.
     pub binary: Rc<GoBinary>,
+}
+
+/// The path that opens `file` itself, for as long as it is held.
+pub fn fd_path(file: &File) -> PathBuf {
+    use std::os::fd::AsRawFd as _;
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+fn open(path: &Path) -> Result<File> {
+    File::open(path).with_context(|| format!("{}: cannot open the file", path.display()))
 }
 
 /// An absolute path for a binary named on the command line: aya takes a
@@ -261,13 +290,18 @@ pub fn choose<'c>(t: &Targets, cat: &'c Catalogue) -> Result<(Vec<Chosen<'c>>, V
     for (p, name) in [(&t.kubelet, "kubelet"), (&t.containerd, "containerd")] {
         if let Some(p) = p {
             let path = absolute(p)?;
+            let file = open(&path)?;
             let binary = GoBinary::open(&path)?;
             let watch = Some(path.clone());
             push(
                 &mut out,
-                path,
-                vec![],
-                watch,
+                Found {
+                    path,
+                    file,
+                    pids: vec![],
+                    seen: vec![],
+                    watch,
+                },
                 vec![cat.for_binary(name)?],
                 binary,
             );
@@ -294,21 +328,26 @@ pub fn choose<'c>(t: &Targets, cat: &'c Catalogue) -> Result<(Vec<Chosen<'c>>, V
     Ok((out, rejected))
 }
 
-/// Adds `binary` at `path` once per catalogue it is for.
-fn push<'c>(
-    out: &mut Vec<Chosen<'c>>,
+/// A binary found, before it is known which catalogues it is for.
+struct Found {
     path: PathBuf,
+    file: File,
     pids: Vec<u32>,
+    seen: Vec<u32>,
     watch: Option<PathBuf>,
-    cats: Vec<&'c BinaryCatalogue>,
-    binary: GoBinary,
-) {
+}
+
+/// Adds the binary `f` once per catalogue it is for.
+fn push<'c>(out: &mut Vec<Chosen<'c>>, f: Found, cats: Vec<&'c BinaryCatalogue>, binary: GoBinary) {
     let binary = Rc::new(binary);
+    let file = Rc::new(f.file);
     for catalogue in cats {
         out.push(Chosen {
-            path: path.clone(),
-            pids: pids.clone(),
-            watch: watch.clone(),
+            path: f.path.clone(),
+            file: Rc::clone(&file),
+            pids: f.pids.clone(),
+            seen: f.seen.clone(),
+            watch: f.watch.clone(),
             catalogue,
             binary: Rc::clone(&binary),
         });
@@ -329,6 +368,7 @@ fn by_pid<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue, pid: u32) -> Result
         .with_context(|| format!("no process {pid} (or not allowed to read /proc/{pid}/exe)"))?;
     eprintln!("podtrace: process {pid} runs {}", exe.display());
     let path = PathBuf::from(format!("/proc/{pid}/exe"));
+    let file = open(&path)?;
     let binary = GoBinary::open(&path)?;
     let mut cats = recognising(cat, &binary);
     if cats.is_empty() {
@@ -342,7 +382,18 @@ fn by_pid<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue, pid: u32) -> Result
             binary.go_version().unwrap_or("no Go version")
         );
     }
-    push(out, path, vec![pid], None, cats, binary);
+    push(
+        out,
+        Found {
+            path,
+            file,
+            pids: vec![pid],
+            seen: vec![pid],
+            watch: None,
+        },
+        cats,
+        binary,
+    );
     Ok(())
 }
 
@@ -350,6 +401,7 @@ fn by_pid<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue, pid: u32) -> Result
 fn by_command<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue, cmd: &str) -> Result<()> {
     let path =
         absolute(&which(cmd).with_context(|| format!("command `{cmd}` not found on PATH"))?)?;
+    let file = open(&path)?;
     let binary = GoBinary::open(&path)?;
     let c = identify(cat, &binary).with_context(|| {
         format!(
@@ -359,7 +411,18 @@ fn by_command<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue, cmd: &str) -> R
             binary.go_version().unwrap_or("no Go version")
         )
     })?;
-    push(out, path.clone(), vec![], Some(path), vec![c], binary);
+    push(
+        out,
+        Found {
+            path: path.clone(),
+            file,
+            pids: vec![],
+            seen: vec![],
+            watch: Some(path),
+        },
+        vec![c],
+        binary,
+    );
     Ok(())
 }
 
@@ -372,19 +435,25 @@ fn running<'c>(
     cat: &'c Catalogue,
 ) -> Result<()> {
     for exe in running_executables().into_iter().filter(|e| e.host) {
+        // Held from here: the process may exit meanwhile, the file stays.
+        // Not openable: it exited already, and nothing is known of it.
+        let Ok(file) = File::open(exe.proc_path()) else {
+            continue;
+        };
+        if file.metadata().is_ok_and(|m| (m.dev(), m.ino()) != exe.key) {
+            // The pid was reused by another program since the scan.
+            continue;
+        }
+        let path = fd_path(&file);
         let by_name = exe.named_like(cat);
-        let path = exe.proc_path();
         if by_name.is_empty() && !may_be_ours(&path, cat) {
-            // Gone since the scan: not known to be anything.
-            if path.exists() {
-                rejected.push(exe.key);
-            }
+            rejected.push(exe.key);
             continue;
         }
         let binary = match GoBinary::open(&path) {
             Ok(b) => b,
-            // Gone since the scan, or not a Go binary (most processes).
-            Err(_) if by_name.is_empty() || !path.exists() => continue,
+            // Not a Go binary (most processes).
+            Err(_) if by_name.is_empty() => continue,
             Err(e) => return Err(e).context(format!("{}", exe.shown.display())),
         };
         let cats = if by_name.is_empty() {
@@ -415,7 +484,18 @@ fn running<'c>(
                 .join(" and ")
         );
         let watch = exe.watchable_path();
-        push(out, path, exe.pids, watch, cats, binary);
+        push(
+            out,
+            Found {
+                path: exe.shown.clone(),
+                file,
+                pids: vec![],
+                seen: exe.pids,
+                watch,
+            },
+            cats,
+            binary,
+        );
     }
     Ok(())
 }

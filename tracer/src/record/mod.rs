@@ -21,7 +21,6 @@ pub mod supervise;
 
 use std::{
     collections::HashMap,
-    fs::File,
     net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, ExitStatus},
@@ -238,7 +237,15 @@ fn plan_chosen(chosen: &[Chosen<'_>], opts: PlanOptions) -> Result<Planned> {
         statuses: Vec::new(),
     };
     for c in chosen {
-        let r = plan::resolve_target(c.catalogue, &c.binary, &c.path, &c.pids)?;
+        let r = plan::resolve_target(c.catalogue, &c.binary, &c.path, &c.seen)?;
+        // Per process only for --pid; else on the file, every process.
+        let r = plan::Resolved {
+            target: plan::TargetBinary {
+                pids: c.pids.clone(),
+                ..r.target
+            },
+            ..r
+        };
         for w in &r.warnings {
             eprintln!("podtrace: {w}");
         }
@@ -270,8 +277,10 @@ fn attach_groups<'c>(
     for (group, (c, (specs, sites))) in chosen.iter().zip(groups).enumerate() {
         // Held while it is traced: the supervisor sees an in-place rewrite
         // through it, whichever mount namespace its path is in.
-        let file = File::open(&c.path)
-            .with_context(|| format!("{}: cannot open the file", c.path.display()))?;
+        let file = c
+            .file
+            .try_clone()
+            .with_context(|| format!("{}: cannot hold the file", c.path.display()))?;
         let meta = file
             .metadata()
             .with_context(|| format!("{}: cannot stat the file", c.path.display()))?;
@@ -282,7 +291,7 @@ fn attach_groups<'c>(
             catalogue: c.catalogue,
             key,
             file: Some(file),
-            shown: c.watch.clone().unwrap_or_else(|| c.path.clone()),
+            shown: c.path.clone(),
             watch: c.watch.clone(),
             only: c.pids.clone(),
             group: group as u32,

@@ -29,7 +29,7 @@
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
     fs::File,
-    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::{
         mpsc::{self, RecvTimeoutError, TryRecvError},
@@ -40,7 +40,7 @@ use std::{
 
 use super::{
     bpf::{LinkMode, Program},
-    discover::{may_be_ours, recognising, running_executables, FileKey, RunningExe},
+    discover::{fd_path, may_be_ours, recognising, running_executables, FileKey, RunningExe},
     plan::{self, PlanOptions},
 };
 use crate::{
@@ -136,11 +136,6 @@ type Stamp = (u64, i64, i64);
 
 fn stamp_of(m: &std::fs::Metadata) -> Stamp {
     (m.size(), m.mtime(), m.mtime_nsec())
-}
-
-/// The path that opens `file` itself, for as long as we hold it.
-fn fd_path(file: &File) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 /// Opens the file `path` names if it is still `key`.
@@ -310,18 +305,26 @@ impl<'c> Supervisor<'c> {
     }
 
     /// A file no process runs any more and that cannot start again
-    /// (replaced, deleted, or --pid) needs its probes no longer. With
+    /// (replaced at its path, deleted, or a --pid target) needs its probes
+    /// no longer. One that can (a kubelet stopped for a restart) keeps
+    /// them: its next process is traced from its first instruction. With
     /// per-site links the last [`KEEP_IDLE_FILES`] such files keep theirs
-    /// (harmless: no process maps them) until the end, see
+    /// too (harmless: no process maps them) until the end, see
     /// [`Supervisor::new`].
     fn release_idle(&mut self, program: &Mutex<Program>) {
         let idle: Vec<usize> = (0..self.traced.len())
             .filter(|&i| {
                 let t = &self.traced[i];
+                // Deleted: no link to the inode is left (we hold it open).
+                let deleted = t
+                    .file
+                    .as_ref()
+                    .and_then(|f| f.metadata().ok())
+                    .is_some_and(|m| m.nlink() == 0);
                 !t.released
                     && t.rewritten.is_none()
                     && t.pids.is_empty()
-                    && (t.retired || (t.watch.is_none() && t.last_exit_ns.is_some()))
+                    && (t.retired || deleted || (!t.only.is_empty() && t.last_exit_ns.is_some()))
             })
             .collect();
         for &i in idle.iter().take(idle.len().saturating_sub(self.keep_idle)) {
