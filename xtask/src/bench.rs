@@ -109,6 +109,15 @@ pub fn run() -> Result<()> {
         ns_per_call: median_of(podtrace(n_fast, &["--sites", "entry"]))?,
         hits_per_call: 1.0,
     });
+    step("podtrace entry probe on the prologue's stack-check jump, one perf-event link per site");
+    rows.push(Row {
+        name: "podtrace entry @ jump, per-site link",
+        ns_per_call: median_of(podtrace(
+            n_fast,
+            &["--sites", "entry", "--links", "per-site"],
+        ))?,
+        hits_per_call: 1.0,
+    });
     step("podtrace entry probe on the function's first instruction (single-stepped)");
     rows.push(Row {
         name: "podtrace entry @ function start",
@@ -173,6 +182,7 @@ pub fn run() -> Result<()> {
         println!("{:<36} {:>12.0} {:>13.2}x", r.name, cost, cost / bt_cost);
     }
     let jump = (rows[0].ns_per_call - base).max(1.0);
+    println!("(rows without a link kind: one uprobe_multi link; the per-site row is the fallback)");
     println!(
         "\n--ebpf-log, entry probe at the prologue jump (ns/hit; ratio to the plain entry probe above, {jump:.0} ns)"
     );
