@@ -95,8 +95,11 @@ fn u64_at(d: &[u8], o: usize) -> Result<u64> {
     ))
 }
 
-/// ELF64 section headers: (name, addr, offset, size, link).
-fn sections(d: &[u8]) -> Result<Vec<(String, u64, u64, u64, u32)>> {
+/// An ELF64 section header: (name, addr, offset, size, link).
+type Section = (String, u64, u64, u64, u32);
+
+/// ELF64 section headers.
+fn sections(d: &[u8]) -> Result<Vec<Section>> {
     let shoff = u64_at(d, 0x28)? as usize;
     let (entsize, num, strndx) = (
         u16_at(d, 0x3a)? as usize,

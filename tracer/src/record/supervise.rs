@@ -273,11 +273,8 @@ impl<'c> Supervisor<'c> {
         tx: mpsc::Sender<Msg>,
         stop: mpsc::Receiver<()>,
     ) -> Vec<u64> {
-        loop {
-            match stop.recv_timeout(Self::EVERY) {
-                Err(RecvTimeoutError::Timeout) => {}
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-            }
+        // Anything but a timeout (a message, or the sender dropped) stops it.
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(Self::EVERY) {
             let out = Out {
                 tx: &tx,
                 stop: &stop,
