@@ -263,27 +263,39 @@ fn static_pod_records_the_real_kubelet_and_containerd() {
     let full = Node::pod_name("podtrace");
 
     // One privilege less, each: podtrace must fail and say why.
-    let cases = [
+    let cases: [(&str, fn(String) -> String, &str); 2] = [
         (
             "without SYS_PTRACE",
-            replace_once as fn(&str, &str, &str) -> String,
-            "        - SYS_PTRACE\n",
-            "",
+            |m| replace_once(&m, "        - SYS_PTRACE\n", ""),
             // Discovery skips the processes whose /proc/PID/exe it may not
             // read, which without CAP_SYS_PTRACE is all of them.
             "no running kubelet or containerd found",
         ),
         (
-            "with BPF and PERFMON instead of SYS_ADMIN",
-            replace_once,
-            "        - SYS_ADMIN\n",
-            "        - BPF\n        - PERFMON\n",
+            // uprobe_multi links are made with bpf(2) alone, which BPF and
+            // PERFMON allow: on this kernel podtrace records without
+            // SYS_ADMIN. The per-site links of kernels before 6.10 are
+            // perf events, which 6.18 (and kernels with the 2025 fix
+            // backported) give SYS_ADMIN only: why the manifest keeps it.
+            "with BPF and PERFMON instead of SYS_ADMIN, per-site links",
+            |m| {
+                let m = replace_once(
+                    &m,
+                    "        - SYS_ADMIN\n",
+                    "        - BPF\n        - PERFMON\n",
+                );
+                replace_once(
+                    &m,
+                    "args: [\"record\", ",
+                    "args: [\"record\", \"--links\", \"per-site\", ",
+                )
+            },
             "`perf_event_open` failed: Permission denied",
         ),
     ];
-    for (i, (what, edit, from, to, expect)) in cases.into_iter().enumerate() {
+    for (i, (what, edit, expect)) in cases.into_iter().enumerate() {
         let uid = format!("00000000-0000-4000-8000-00000000000{i}");
-        let m = manifest(&uid, &image, &traces, |m| edit(&m, from, to));
+        let m = manifest(&uid, &image, &traces, edit);
         node.add_manifest("podtrace", &m);
         let log = wait_log(
             &node,
@@ -305,6 +317,27 @@ fn static_pod_records_the_real_kubelet_and_containerd() {
         );
         node.remove_pod("podtrace");
     }
+    // With BPF and PERFMON instead of SYS_ADMIN and uprobe_multi links
+    // (this kernel has them), it records.
+    let uid = "00000000-0000-4000-8000-0000000000fe";
+    let m = manifest(uid, &image, &traces, |m| {
+        replace_once(
+            &m,
+            "        - SYS_ADMIN\n",
+            "        - BPF\n        - PERFMON\n",
+        )
+    });
+    node.add_manifest("podtrace", &m);
+    let log = wait_log(
+        &node,
+        &full,
+        uid,
+        "podtrace: recording to",
+        Duration::from_secs(90),
+    );
+    assert!(log.contains("uprobe_multi link per binary"), "{log}");
+    eprintln!("    with BPF and PERFMON instead of SYS_ADMIN, uprobe_multi links: records");
+    node.remove_pod("podtrace");
     let _ = std::fs::remove_dir_all(&traces);
 
     // deploy/static-pod.yaml as written.

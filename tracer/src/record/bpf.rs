@@ -418,8 +418,14 @@ impl Program {
                         // What was made so far goes with the group.
                         self.attached += made.iter().map(|l| l.sites).sum::<usize>();
                         self.links.extend(made);
+                        // A held file's /proc/self/fd/N says nothing: its
+                        // link names the file.
+                        let shown = std::fs::read_link(path)
+                            .ok()
+                            .filter(|_| path.starts_with("/proc/self/fd"))
+                            .unwrap_or_else(|| path.to_path_buf());
                         return Err(e).with_context(|| {
-                            format!("attaching uprobes to {} {at}", path.display())
+                            format!("attaching uprobes to {} {at}", shown.display())
                         });
                     }
                 }
