@@ -217,25 +217,35 @@ fn until_line(
     }
 }
 
-/// SIGINT to `child`, then how long until it was reaped.
+/// SIGINT to `child`, then how long until it was reaped. Sent a second
+/// after it said it was attached, and again every 30 s if it is still
+/// there (bpftrace 0.17 lost a SIGINT that came too soon after its BEGIN
+/// probe once here, and waited forever): the time counts from the last one.
 fn interrupt(mut child: Child) -> Result<Duration> {
-    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut t = Instant::now();
+    let mut sent = Instant::now();
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let st = child.wait()?;
-    if !st.success() && st.code() != Some(0) && st.signal_is_none() {
-        bail!("exited with {st}");
-    }
-    Ok(t.elapsed())
-}
-
-trait SignalIsNone {
-    fn signal_is_none(&self) -> bool;
-}
-impl SignalIsNone for std::process::ExitStatus {
-    fn signal_is_none(&self) -> bool {
-        use std::os::unix::process::ExitStatusExt as _;
-        self.signal().is_none()
+    loop {
+        if let Some(st) = child.try_wait()? {
+            use std::os::unix::process::ExitStatusExt as _;
+            if !st.success() && st.signal().is_some() {
+                bail!("killed by a signal: {st}");
+            }
+            return Ok(t.elapsed());
+        }
+        if sent.elapsed() > Duration::from_secs(30) {
+            eprintln!(
+                "    pid {} still running 30 s after SIGINT: again",
+                child.id()
+            );
+            // SAFETY: as above.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            t = Instant::now();
+            sent = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

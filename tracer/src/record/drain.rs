@@ -384,3 +384,27 @@ fn drain(
     writer.flush()?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Latency;
+
+    #[test]
+    fn latency_quantiles_are_bucket_bounds_capped_by_the_max() {
+        let mut l = Latency::default();
+        // 98 waits of 3 µs, one of 1.5 ms, one of 40 ms.
+        for _ in 0..98 {
+            l.add(3_000);
+        }
+        l.add(1_500_000);
+        l.add(40_000_000);
+        assert_eq!(l.count, 100);
+        // 3 µs is in [2, 4) µs: "under 4 µs".
+        assert_eq!(l.quantile_ns(0.5), 4_000);
+        // The 99th of 100 is the 1.5 ms one: [1024, 2048) µs.
+        assert_eq!(l.quantile_ns(0.99), 2_048_000);
+        assert_eq!(l.quantile_ns(1.0), 40_000_000);
+        assert_eq!(l.max_ns, 40_000_000);
+        assert_eq!(Latency::default().quantile_ns(0.5), 0);
+    }
+}
