@@ -41,8 +41,21 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 
+/// The program for per-site perf-event links (kernels without
+/// uprobe_multi, or whose pid filter is unreliable).
 #[uprobe]
 pub fn podtrace_go(ctx: ProbeContext) -> u32 {
+    let _ = try_probe(&ctx);
+    0
+}
+
+/// The same body as a `uprobe.multi` program: one link per traced file
+/// (and process) holds every site, each with its cookie, and detaches in
+/// one kernel grace period instead of one per site. A program loaded for
+/// uprobe_multi cannot be attached as a perf-event uprobe (EINVAL), hence
+/// two programs; userspace loads only the one it uses.
+#[uprobe(multi)]
+pub fn podtrace_go_multi(ctx: ProbeContext) -> u32 {
     let _ = try_probe(&ctx);
     0
 }
@@ -80,6 +93,9 @@ fn read_u64(addr: u64) -> Option<u64> {
     unsafe { bpf_probe_read_user(addr as *const u64) }.ok()
 }
 
+// Inlined into both programs: a BPF-to-BPF call would cost a frame per
+// hit and share the 512-byte stack with the register copy below.
+#[inline(always)]
 fn try_probe(ctx: &ProbeContext) -> Option<()> {
     bump(1);
     // SAFETY: the helper only reads the attach cookie of the running program.

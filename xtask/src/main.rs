@@ -4,7 +4,8 @@
 //! - `build`: the tracer (with its eBPF object) and the Go test workloads
 //! - `demo`:  record the real kubelet, default vs tuned build, and report
 //! - `test`:  the whole suite (unit, real-eBPF end-to-end, Go tests, lints)
-//! - `bench`: probe cost per hit vs bpftrace, sustained event rate
+//! - `bench`: probe cost per hit vs bpftrace, sustained event rate, start and
+//!   stop times vs bpftrace, discovery under load
 //! - `image`: the podtrace OCI image (no Docker), optionally pushed
 //! - `fuzz`:  run the cargo-fuzz targets (fuzz/) for a while
 
@@ -16,6 +17,7 @@ mod lint;
 mod paths;
 mod setup;
 mod soak;
+mod startstop;
 mod upstream;
 
 use std::{
@@ -77,7 +79,10 @@ enum Cmd {
         filter: Option<String>,
     },
     /// Measure probe cost per hit (prologue jump, function start, RET) against
-    /// bpftrace, and the sustained event rate; the collector soak
+    /// bpftrace, and the sustained event rate; start to attached and SIGINT
+    /// to exit on the real kubelet and containerd (uprobe_multi, per-site
+    /// links, bpftrace at the same points); discovery with 30 unrelated Go
+    /// programs starting while pods do; the collector soak
     /// (`record --metrics` at kubelet-like rates: RSS and CPU); then the
     /// cost of reading a one-hour recording of a busy node (events/s, peak
     /// memory).
@@ -142,6 +147,8 @@ fn main() {
         Cmd::Bench { read_only: false } => setup::run()
             .and_then(|_| build())
             .and_then(|_| bench::run())
+            .and_then(|_| startstop::attach_detach())
+            .and_then(|_| startstop::discovery_load(&root().join("target/bench/bench")))
             .and_then(|_| soak::run())
             .and_then(|_| bench::read()),
         Cmd::Soak => soak::run(),

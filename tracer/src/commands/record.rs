@@ -9,7 +9,7 @@ use crate::{
     catalogue::Catalogue,
     commands::args::{format_duration, parse_duration, parse_ring_mib, parse_size},
     live::otlp::OtlpTarget,
-    record::{self, discover::Targets, plan, Config, Outcome},
+    record::{self, bpf, discover::Targets, plan, Config, Outcome},
     trace::Rotation,
 };
 
@@ -95,6 +95,12 @@ pub struct RecordArgs {
     /// stack-check jump (for measuring the difference).
     #[arg(long, hide = true)]
     pub entry_at_function_start: bool,
+    /// How uprobes are linked: one uprobe_multi link per binary and
+    /// process where the kernel has them with a process-wide pid filter
+    /// (6.10+), else one perf-event link per site (for measuring and
+    /// testing the fallback).
+    #[arg(long, value_enum, default_value = "auto", hide = true)]
+    pub links: Links,
     /// Command to start once the probes are attached; recording stops when it exits.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -106,6 +112,14 @@ pub enum Sites {
     Both,
     Entry,
     Exit,
+}
+
+/// `--links`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Links {
+    Auto,
+    Multi,
+    PerSite,
 }
 
 /// `--max-files` when only `--max-size` is given.
@@ -149,6 +163,11 @@ fn config(a: RecordArgs) -> Result<Config> {
             },
             entry_at_function_start: a.entry_at_function_start,
         },
+        links: match a.links {
+            Links::Auto => bpf::LinkRequest::Auto,
+            Links::Multi => bpf::LinkRequest::Multi,
+            Links::PerSite => bpf::LinkRequest::PerSite,
+        },
         targets: Targets {
             kubelet: a.kubelet,
             containerd: a.containerd,
@@ -187,6 +206,16 @@ fn summary(cfg: &Config, out: &Outcome) {
         f.drops,
         cfg.output.display()
     );
+    let l = &out.latency;
+    if l.count > 0 {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        eprintln!(
+            "podtrace: probe hit to written: median under {:.1} ms, p99 under {:.1} ms, max {:.1} ms",
+            ms(l.quantile_ns(0.5)),
+            ms(l.quantile_ns(0.99)),
+            ms(l.max_ns)
+        );
+    }
     let mut lat = out.attach_latencies_ns.clone();
     if !lat.is_empty() {
         lat.sort_unstable();

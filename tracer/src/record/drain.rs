@@ -1,5 +1,6 @@
 //! Draining the ring buffer into the trace file, with a live status line;
-//! the supervisor and the live consumer are called between drains.
+//! between drains, what the supervisor (on its own thread) sent is written
+//! and the live consumer is told.
 //!
 //! The eBPF side submits without waking us (BPF_RB_NO_WAKEUP saves 1–13 µs per
 //! event here), so we drain on a short timer instead of epoll. Each drain
@@ -8,21 +9,27 @@
 //! as we empty it) cannot keep SIGINT, SIGTERM or `--duration` waiting.
 //!
 //! Owns the recording loop and its stop conditions; it never resolves,
-//! plans or attaches (the supervisor does, when called between drains).
+//! plans or attaches (the supervisor does, on its thread); at the end it
+//! detaches everything before taking what is left in the ring.
 
 use std::{
     collections::HashSet,
     io::{IsTerminal, Write as _},
     process::Child,
+    sync::{mpsc, Mutex},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
 use podtrace_common::{Event, KIND_ENTRY};
 
-use super::{bpf::Loaded, supervise::Supervisor};
+use super::{
+    bpf::{Events, Program},
+    supervise::{lock, Msg},
+};
 use crate::{
     catalogue::Role,
+    clock::mono_now,
     format::{CaptureCounts, Footer, Note, ProbeInfo, Rec},
     trace::Writer,
 };
@@ -53,19 +60,61 @@ pub struct Options {
     pub status: bool,
 }
 
+/// The drain loop's end of the supervisor's thread.
+pub struct Supervised {
+    /// Notes and probe tables it sends.
+    pub rx: mpsc::Receiver<Msg>,
+    /// Dropped to tell it to stop.
+    pub stop: mpsc::Sender<()>,
+}
+
+/// How long events waited in the ring: from the probe hit (its ktime) to
+/// being written, over the whole recording (log2 buckets of µs).
+#[derive(Debug, Clone, Default)]
+pub struct Latency {
+    buckets: [u64; 32],
+    pub max_ns: u64,
+    pub count: u64,
+}
+
+impl Latency {
+    fn add(&mut self, ns: u64) {
+        let us = ns / 1000;
+        let b = (64 - us.leading_zeros() as usize).min(self.buckets.len() - 1);
+        self.buckets[b] += 1;
+        self.max_ns = self.max_ns.max(ns);
+        self.count += 1;
+    }
+
+    /// Upper bound (ns) of the bucket holding quantile `q`.
+    pub fn quantile_ns(&self, q: f64) -> u64 {
+        let want = (q * self.count as f64).ceil() as u64;
+        let mut seen = 0;
+        for (b, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= want.max(1) {
+                return ((1u64 << b) * 1000).min(self.max_ns);
+            }
+        }
+        self.max_ns
+    }
+}
+
 /// Records until the duration passes, SIGINT/SIGTERM arrives or `child`
-/// exits (a traced process exiting does not stop it). The `supervisor`,
-/// if any, looks after restarts and replaced binaries every
-/// [`Supervisor::EVERY`] and may append to `probes`.
+/// exits (a traced process exiting does not stop it). The supervisor, if
+/// any, looks after restarts and replaced binaries on its thread and sends
+/// notes and appended probes through `supervised`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
-    loaded: &mut Loaded,
+    program: &Mutex<Program>,
+    events: &mut Events,
     probes: &mut Vec<ProbeInfo>,
     mut writer: Writer,
     mut child: Option<Child>,
     opts: &Options,
-    mut supervisor: Option<&mut Supervisor<'_>>,
+    supervised: Option<Supervised>,
     live: Option<&mut dyn Consumer>,
-) -> Result<(Footer, Option<std::process::ExitStatus>)> {
+) -> Result<(Footer, Option<std::process::ExitStatus>, Latency)> {
     let started = Instant::now();
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("installing SIGINT handler")?;
@@ -80,7 +129,13 @@ pub async fn run(
         pods: HashSet::new(),
         captures: CaptureCounts::default(),
         live,
+        latency: Latency::default(),
     };
+    let (rx, stop) = match supervised {
+        Some(s) => (Some(s.rx), Some(s.stop)),
+        None => (None, None),
+    };
+    let mut counted = Instant::now();
     // Set when the last drain stopped at BATCH with events still waiting:
     // then drain again at once (after a look at the signals) instead of
     // waiting for the next tick.
@@ -95,13 +150,18 @@ pub async fn run(
             _ = tokio::task::yield_now(), if backlog => {}
             _ = tick.tick(), if !backlog => {}
         }
-        backlog = drain(loaded, probes, &mut state, &mut writer, BATCH)?;
-        loaded.flush_log();
-        if let Some(s) = supervisor.as_deref_mut().filter(|s| s.due()) {
-            supervise(s, loaded, probes, &mut writer, &mut state)?;
+        backlog = drain(events, probes, &mut state, &mut writer, BATCH)?;
+        events.flush_log();
+        if let Some(rx) = &rx {
+            supervised_msgs(rx, probes, &mut writer, &mut state)?;
+        }
+        if counted.elapsed() >= Duration::from_millis(250) {
+            // For the footer of a file closed by rotation.
+            writer.counters = events.counters();
+            counted = Instant::now();
         }
         if let Some(l) = state.live.as_mut() {
-            l.drained(loaded.counters().0);
+            l.drained(events.counters().0);
         }
         if let Some(c) = child.as_mut() {
             if let Some(st) = c.try_wait().context("waiting for the traced command")? {
@@ -113,23 +173,36 @@ pub async fn run(
             break "duration".to_string();
         }
         status.show(started, writer.events, state.pods.len(), || {
-            loaded.counters().0
+            events.counters().0
         });
     };
     let recorded = started.elapsed();
     status.end();
-    // Detach first, so that what is left in the ring is finite however fast
-    // the probes were firing; then take all of it.
-    if opts.status && loaded.attached > 20 {
-        eprintln!(
-            "podtrace: {stopped_by}: detaching {} uprobes (the kernel takes up to 0.1 s for each)",
-            loaded.attached
-        );
+    // The supervisor stops (it may be between two steps of an attach: it
+    // looks before each) ...
+    drop(stop);
+    // ... and everything is detached first, so that what is left in the
+    // ring is finite however fast the probes were firing; then all of it
+    // is taken, with whatever the supervisor still sends until it is gone.
+    {
+        let mut p = lock(program);
+        if opts.status && p.attached > 20 && p.mode() == super::bpf::LinkMode::PerSite {
+            eprintln!(
+                "podtrace: {stopped_by}: detaching {} uprobes (the kernel takes up to 0.1 s for each)",
+                p.attached
+            );
+        }
+        p.detach()?;
     }
-    loaded.detach()?;
-    while drain(loaded, probes, &mut state, &mut writer, BATCH)? {}
-    loaded.flush_log();
-    let (drops, hits) = loaded.counters();
+    if let Some(rx) = &rx {
+        while !supervised_msgs(rx, probes, &mut writer, &mut state)? {
+            drain(events, probes, &mut state, &mut writer, BATCH)?;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    while drain(events, probes, &mut state, &mut writer, BATCH)? {}
+    events.flush_log();
+    let (drops, hits) = events.counters();
     if let Some(l) = state.live.as_mut() {
         l.finish(drops);
     }
@@ -142,33 +215,42 @@ pub async fn run(
         capture_problems: state.captures.problems(probes),
     };
     writer.finish(footer.clone())?;
-    Ok((footer, child_status))
+    Ok((footer, child_status, state.latency))
 }
 
-/// One supervisor tick: it may append probes (the consumers learn of them
-/// and the pod-UID slots are worked out again) and write notes.
-fn supervise(
-    s: &mut Supervisor<'_>,
-    loaded: &mut Loaded,
+/// Writes what the supervisor sent: notes, and appended probes (a `binary`
+/// line; the consumers learn of them and the pod-UID slots are worked out
+/// again), acknowledged once written so that it attaches only then.
+/// Returns true once the supervisor is gone.
+fn supervised_msgs(
+    rx: &mpsc::Receiver<Msg>,
     probes: &mut Vec<ProbeInfo>,
     writer: &mut Writer,
     state: &mut DrainState<'_>,
-) -> Result<()> {
-    writer.counters = loaded.counters();
-    let known = probes.len();
-    s.tick(loaded, probes, writer)?;
-    if known != probes.len() {
-        state.uid_slots = pod_uid_slots(probes);
-        if let Some(l) = state.live.as_mut() {
-            l.probes_added(&probes[known..]);
+) -> Result<bool> {
+    loop {
+        match rx.try_recv() {
+            Ok(Msg::Note(n)) => {
+                if let Some(l) = state.live.as_mut() {
+                    l.note(&n);
+                }
+                writer.note(n)?;
+            }
+            Ok(Msg::Binary(b, ack)) => {
+                let known = probes.len();
+                probes.extend(b.probes.iter().cloned());
+                writer.binary_added(b)?;
+                state.uid_slots = pod_uid_slots(probes);
+                if let Some(l) = state.live.as_mut() {
+                    l.probes_added(&probes[known..]);
+                }
+                // Gone: it stopped meanwhile.
+                let _ = ack.send(());
+            }
+            Err(mpsc::TryRecvError::Empty) => return Ok(false),
+            Err(mpsc::TryRecvError::Disconnected) => return Ok(true),
         }
     }
-    for n in s.fresh.drain(..) {
-        if let Some(l) = state.live.as_mut() {
-            l.note(&n);
-        }
-    }
-    Ok(())
 }
 
 /// The `recording 12.3s events 456 (78/s) pods 3 drops 0` line: redrawn in
@@ -244,20 +326,24 @@ struct DrainState<'l> {
     pods: HashSet<String>,
     captures: CaptureCounts,
     live: Option<&'l mut dyn Consumer>,
+    latency: Latency,
 }
 
 /// Writes up to `max` events from the ring to the trace. Returns true if it
 /// stopped at `max` (more may be waiting).
 fn drain(
-    loaded: &mut Loaded,
+    events: &mut Events,
     probes: &[ProbeInfo],
     st: &mut DrainState<'_>,
     writer: &mut Writer,
     max: usize,
 ) -> Result<bool> {
     let mut n = 0;
+    // One clock read per drain: an event's wait is measured to the start
+    // of the drain that took it (what a batch adds is the writing).
+    let now = mono_now();
     while n < max {
-        let Some(item) = loaded.ring.next() else {
+        let Some(item) = events.ring.next() else {
             writer.flush()?;
             return Ok(false);
         };
@@ -271,6 +357,7 @@ fn drain(
         let ev: Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) };
         // Hand the record back to the kernel before the slower decoding.
         drop(item);
+        st.latency.add(now.saturating_sub(ev.ktime_ns));
         let probe = probes.get(ev.probe_id as usize);
         let rec = Rec::from_event(&ev, probe);
         st.captures.add(&rec);
@@ -296,4 +383,28 @@ fn drain(
     }
     writer.flush()?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Latency;
+
+    #[test]
+    fn latency_quantiles_are_bucket_bounds_capped_by_the_max() {
+        let mut l = Latency::default();
+        // 98 waits of 3 µs, one of 1.5 ms, one of 40 ms.
+        for _ in 0..98 {
+            l.add(3_000);
+        }
+        l.add(1_500_000);
+        l.add(40_000_000);
+        assert_eq!(l.count, 100);
+        // 3 µs is in [2, 4) µs: "under 4 µs".
+        assert_eq!(l.quantile_ns(0.5), 4_000);
+        // The 99th of 100 is the 1.5 ms one: [1024, 2048) µs.
+        assert_eq!(l.quantile_ns(0.99), 2_048_000);
+        assert_eq!(l.quantile_ns(1.0), 40_000_000);
+        assert_eq!(l.max_ns, 40_000_000);
+        assert_eq!(Latency::default().quantile_ns(0.5), 0);
+    }
 }

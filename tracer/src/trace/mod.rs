@@ -82,6 +82,49 @@ mod tests {
     }
 
     #[test]
+    fn an_existing_trace_is_moved_aside_never_truncated() {
+        let t = small_trace();
+        let dir = tmp("aside");
+        let path = dir.join("t.trace");
+        let write = |n: usize, rot: Option<Rotation>| {
+            let mut w =
+                Writer::create_rotating(&path, &t.header, rot).unwrap_or_else(|e| panic!("{e:#}"));
+            for e in t.events.iter().take(n) {
+                w.event(e.clone()).unwrap_or_else(|e| panic!("{e:#}"));
+            }
+            w.finish(Footer::default())
+                .unwrap_or_else(|e| panic!("{e:#}"));
+        };
+        let events = |n: u32| {
+            Trace::read(&Rotation::numbered(&path, n))
+                .unwrap_or_else(|e| panic!("{e:#}"))
+                .events
+                .len()
+        };
+        // Three recordings, newest first: t.trace, t.trace.1, t.trace.2.
+        for n in [1, 2, 3] {
+            write(n, None);
+        }
+        assert_eq!((events(0), events(1), events(2)), (3, 2, 1));
+        // With --max-files 3 the oldest goes.
+        write(
+            4,
+            Some(Rotation {
+                max_bytes: 1 << 30,
+                max_files: 3,
+            }),
+        );
+        assert_eq!((events(0), events(1), events(2)), (4, 3, 2));
+        assert!(!Rotation::numbered(&path, 3).exists());
+        // An empty file holds nothing to keep.
+        let empty = dir.join("e.trace");
+        std::fs::write(&empty, "").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(writer::move_aside(&empty, None).ok().flatten(), None);
+        assert!(empty.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn rotation_numbers_files_like_logrotate_and_keeps_max_files() {
         let t = small_trace();
         let dir = tmp("rotate");

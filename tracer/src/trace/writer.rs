@@ -58,6 +58,42 @@ pub struct Writer {
     pub events: u64,
     /// Drops and probe hits as last read (for the footer of a rotated file).
     pub counters: (u64, u64),
+    /// Where an earlier trace at the path was moved to.
+    pub moved_aside: Option<PathBuf>,
+}
+
+/// Moves an existing, non-empty regular file at `path` aside as `path.1`
+/// (an older `.1` becomes `.2`, and so on, as rotation does): a recording
+/// restarted with the same `-o` (a DaemonSet pod after a rollout, an OOM
+/// kill or a crash) must not wipe the last one's trace. With `max_files`,
+/// at most that many files are kept, the oldest deleted; without, all.
+/// Returns the name it was moved to.
+pub fn move_aside(path: &Path, max_files: Option<u32>) -> Result<Option<PathBuf>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() && m.len() > 0 => {}
+        // Nothing there, nothing in it, or not a file (a FIFO, /dev/null):
+        // nothing to keep.
+        _ => return Ok(None),
+    }
+    let name = |n| Rotation::numbered(path, n);
+    // The first number free (or the last one kept).
+    let mut last = 1;
+    while name(last).exists() && max_files.is_none_or(|m| last + 1 < m.max(2)) {
+        last += 1;
+    }
+    if max_files.is_some_and(|m| m <= 1) {
+        // One file kept: the new one. (Only with --max-files 1.)
+        std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+        return Ok(None);
+    }
+    for n in (0..last).rev() {
+        let (from, to) = (name(n), name(n + 1));
+        if from.exists() {
+            std::fs::rename(&from, &to)
+                .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+        }
+    }
+    Ok(Some(name(1)))
 }
 
 /// Creates (or truncates) `path` with mode 0600.
@@ -81,12 +117,16 @@ impl Writer {
         Self::create_rotating(path, header, None)
     }
 
+    /// A writer of `path`, rotated with `rotation`. An existing trace at
+    /// `path` is moved aside first ([`move_aside`]), never truncated.
     pub fn create_rotating(
         path: &Path,
         header: &Header,
         rotation: Option<Rotation>,
     ) -> Result<Writer> {
+        let moved_aside = move_aside(path, rotation.map(|r| r.max_files))?;
         let mut w = Writer {
+            moved_aside,
             out: BufWriter::with_capacity(1 << 20, create_private(path)?),
             path: path.to_path_buf(),
             header: header.clone(),
