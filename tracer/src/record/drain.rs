@@ -23,7 +23,7 @@ use podtrace_common::{Event, KIND_ENTRY};
 use super::{bpf::Loaded, supervise::Supervisor};
 use crate::{
     catalogue::Role,
-    format::{CaptureCounts, Footer, Note, ProbeInfo, Rec},
+    format::{BinaryAdded, CaptureCounts, Footer, Note, ProbeInfo, Rec},
     trace::Writer,
 };
 
@@ -35,9 +35,9 @@ pub const BATCH: usize = 4096;
 /// (`record --metrics` / `--otlp-endpoint`: [`crate::live`]).
 pub trait Consumer {
     fn event(&mut self, rec: &Rec);
-    /// Probes appended to the table while recording (a replaced binary
-    /// attached anew): their ids follow the ones already known.
-    fn probes_added(&mut self, probes: &[ProbeInfo]);
+    /// A binary attached while recording (a replaced binary attached anew,
+    /// one found later): its probes' ids follow the ones already known.
+    fn binary_added(&mut self, added: &BinaryAdded);
     /// A note of the supervisor (restart, replaced binary, ...).
     fn note(&mut self, note: &Note);
     /// After each drain, with the ring's drop count so far.
@@ -159,8 +159,10 @@ fn supervise(
     s.tick(loaded, probes, writer)?;
     if known != probes.len() {
         state.uid_slots = pod_uid_slots(probes);
+    }
+    for b in s.added.drain(..) {
         if let Some(l) = state.live.as_mut() {
-            l.probes_added(&probes[known..]);
+            l.binary_added(&b);
         }
     }
     for n in s.fresh.drain(..) {

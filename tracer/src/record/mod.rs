@@ -19,7 +19,6 @@ pub mod plan;
 pub mod supervise;
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, ExitStatus},
@@ -84,8 +83,6 @@ struct Planned {
     /// file is replaced.
     groups: Vec<Vec<Site>>,
     records: Vec<BinaryRecord>,
-    /// Catalogue binary name → component version (the metrics' label).
-    versions: HashMap<String, String>,
     /// (binary, probe, status) of every catalogue probe.
     statuses: Vec<(String, String, String)>,
 }
@@ -122,12 +119,7 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
     let child = start(&cfg.targets.command)?;
     eprintln!("podtrace: recording to {}", cfg.output.display());
     let mut live = match &metrics {
-        Some(m) => Some(live::Live::new(
-            Arc::clone(m),
-            &header,
-            &planned.versions,
-            cfg.otlp.clone(),
-        )?),
+        Some(m) => Some(live::Live::new(Arc::clone(m), &header, cfg.otlp.clone())?),
         None => None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -183,7 +175,6 @@ fn plan_chosen(chosen: &[Chosen<'_>], opts: PlanOptions) -> Result<Planned> {
         specs: Vec::new(),
         groups: Vec::new(),
         records: Vec::new(),
-        versions: HashMap::new(),
         statuses: Vec::new(),
     };
     for c in chosen {
@@ -192,8 +183,6 @@ fn plan_chosen(chosen: &[Chosen<'_>], opts: PlanOptions) -> Result<Planned> {
             eprintln!("podtrace: {w}");
         }
         let name = &c.catalogue.binary.name;
-        p.versions
-            .insert(name.clone(), plan::component_version(&c.binary));
         for res in &r.target.resolutions {
             p.statuses
                 .push((name.clone(), res.probe.clone(), res.status.as_str().into()));

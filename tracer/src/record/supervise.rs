@@ -134,6 +134,9 @@ pub struct Supervisor<'c> {
     /// Notes written since the collector last took them (for the live
     /// metrics).
     pub fresh: Vec<Note>,
+    /// Binaries attached since the collector last took them (the live
+    /// metrics label each one with its own version).
+    pub added: Vec<BinaryAdded>,
 }
 
 impl<'c> Supervisor<'c> {
@@ -174,6 +177,7 @@ impl<'c> Supervisor<'c> {
             verbose: true,
             latencies_ns: Vec::new(),
             fresh: Vec::new(),
+            added: Vec::new(),
         }
     }
 
@@ -543,10 +547,12 @@ impl<'c> Supervisor<'c> {
         };
         // The probe table first, so that every event of these probes
         // comes after it.
-        writer.binary_added(BinaryAdded {
+        let added = BinaryAdded {
             binary: record,
             probes: new.clone(),
-        })?;
+        };
+        writer.binary_added(added.clone())?;
+        self.added.push(added);
         probes.extend(new);
         let group = self.next_group;
         self.next_group += 1;
