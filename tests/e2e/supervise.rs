@@ -478,6 +478,17 @@ fn rotation_keeps_max_files_each_a_complete_private_trace() {
         assert_eq!(footer.len(), 1, "{}: one footer", f.display());
         let events = lines_of(&f, "e");
         assert_eq!(footer[0]["events"], events.len() as u64);
+        // Its own probe hits and drops, not those of the files before it:
+        // every hit is an event or a drop, give or take the events of one
+        // drain (the counters are read as each drain begins).
+        let n_events = events.len() as u64;
+        let hits = footer[0]["hits"].as_u64().expect("hits");
+        let drops = footer[0]["drops"].as_u64().expect("drops");
+        assert!(
+            hits.abs_diff(n_events + drops) <= (n_events / 4).max(64),
+            "{}: {hits} hits for {n_events} events and {drops} drops",
+            f.display()
+        );
         if n > 0 {
             assert_eq!(footer[0]["stopped_by"], "rotated");
             // Rotated at 32 KiB: over it by at most the last line.

@@ -257,6 +257,12 @@ fn drain(
     writer: &mut Writer,
     max: usize,
 ) -> Result<bool> {
+    if writer.rotates() {
+        // A file rotated during this drain gets the hits and drops up to
+        // here in its footer (each file's own: the writer subtracts the
+        // count when the file began).
+        writer.counters = loaded.counters();
+    }
     let mut n = 0;
     while n < max {
         let Some(item) = loaded.ring.next() else {

@@ -58,6 +58,9 @@ pub struct Writer {
     pub events: u64,
     /// Drops and probe hits as last read (for the footer of a rotated file).
     pub counters: (u64, u64),
+    /// [`Writer::counters`] when the current file began: each file's footer
+    /// carries its own drops and hits, not those of the files before it.
+    file_counters: (u64, u64),
 }
 
 /// Creates (or truncates) `path` with mode 0600.
@@ -97,6 +100,7 @@ impl Writer {
             scratch: Vec::with_capacity(1024),
             events: 0,
             counters: (0, 0),
+            file_counters: (0, 0),
         };
         w.line(&Line::Header(Box::new(header.clone())))?;
         w.flush()?;
@@ -151,10 +155,11 @@ impl Writer {
         if self.bytes < rot.max_bytes {
             return Ok(());
         }
+        let (drops, hits) = self.since_file_began(self.counters);
         let footer = Footer {
             events: self.file_events,
-            drops: self.counters.0,
-            hits: self.counters.1,
+            drops,
+            hits,
             duration_ns: mono_now().saturating_sub(self.file_started_ns),
             stopped_by: ROTATED.into(),
             capture_problems: Vec::new(),
@@ -181,20 +186,38 @@ impl Writer {
         self.out = BufWriter::with_capacity(1 << 20, create_private(&self.path)?);
         self.bytes = 0;
         self.file_events = 0;
+        self.file_counters = self.counters;
         self.file_started_ns = mono_now();
         let header = Line::Header(Box::new(self.header.clone()));
         self.line(&header)?;
         self.flush()
     }
 
+    /// Whether the trace is rotated (then the drain keeps
+    /// [`Writer::counters`] current, for each file's footer).
+    pub fn rotates(&self) -> bool {
+        self.rotation.is_some()
+    }
+
+    /// Drops and hits since the current file began, from `total`.
+    fn since_file_began(&self, total: (u64, u64)) -> (u64, u64) {
+        (
+            total.0.saturating_sub(self.file_counters.0),
+            total.1.saturating_sub(self.file_counters.1),
+        )
+    }
+
     pub fn finish(mut self, footer: Footer) -> Result<()> {
+        // Per file when rotated: what this file holds.
+        let (drops, hits) = self.since_file_began((footer.drops, footer.hits));
         let footer = Footer {
-            // Per file when rotated: what this file holds.
             events: if self.rotation.is_some() {
                 self.file_events
             } else {
                 footer.events
             },
+            drops,
+            hits,
             ..footer
         };
         self.line(&Line::Footer(footer))?;
