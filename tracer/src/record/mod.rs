@@ -125,14 +125,19 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    if let (Some(l), Some(m)) = (listener, &metrics) {
-        eprintln!(
-            "podtrace: metrics at http://{}/metrics",
-            l.local_addr()
-                .map_or_else(|_| "?".into(), |a| a.to_string())
-        );
-        rt.spawn(live::server::serve(l, Arc::clone(m)));
-    }
+    // Its own thread and runtime: no client can hold the drain loop up.
+    // Served until the recording's end (dropped with `record`'s frame).
+    let _server = match (listener, &metrics) {
+        (Some(l), Some(m)) => {
+            eprintln!(
+                "podtrace: metrics at http://{}/metrics",
+                l.local_addr()
+                    .map_or_else(|_| "?".into(), |a| a.to_string())
+            );
+            Some(live::server::spawn(l, Arc::clone(m))?)
+        }
+        _ => None,
+    };
     let opts = drain::Options {
         duration: cfg.duration,
         drain_every: Duration::from_millis(20),
