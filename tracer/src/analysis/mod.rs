@@ -8,6 +8,7 @@
 
 pub mod compare;
 pub mod journal;
+pub mod normal;
 pub mod pods;
 pub mod predict;
 pub mod report;

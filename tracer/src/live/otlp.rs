@@ -10,8 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::export::otlp_proto::collector::trace::v1::ExportTraceServiceRequest;
 use anyhow::{Context as _, Result};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prometheus::IntCounterVec;
 
 use crate::export::otlp;
