@@ -149,7 +149,10 @@ fn a_kubelet_started_after_recording_began_and_restarted_is_traced_and_the_resta
     wait_for_notes(&trace, "process_exited", 1, Duration::from_secs(5));
     let pid2 = run_workload(&exe, 1, "500ms", &gt2);
     wait_for_notes(&trace, "process_exited", 2, Duration::from_secs(5));
-    stop(pt);
+    let e = stop(pt);
+    // The processes came from the kernel's exec/exit notices, not from
+    // reading /proc every tick.
+    assert!(!e.contains("no process exec/exit notices"), "{e}");
 
     let r = report_json(&trace);
     let seen = report_pods(&r);

@@ -694,6 +694,16 @@ spec:
         }
     }
 
+    /// Stops kubelet and starts it again (same binary, config and root
+    /// dir: it finds the pods running and adopts them), returning once its
+    /// healthz says ok. `kubelet_pid` is the new process's.
+    pub fn restart_kubelet(&mut self) {
+        let t0 = Instant::now();
+        self.stop_kubelet();
+        self.spawn_kubelet();
+        self.wait_healthy(t0);
+    }
+
     fn cleanup(&mut self) {
         self.stop_kubelet();
         // The containerd env's own drop removes every pod through CRI; do
@@ -774,31 +784,60 @@ pub struct Recording {
     pub links: Vec<u64>,
 }
 
+/// A `podtrace record` running (see [`Node::start_recording`]).
+pub struct Recorder {
+    child: crate::Guard,
+    pub trace: PathBuf,
+    /// podtrace's stderr.
+    pub log: PathBuf,
+    /// The uprobe bpf links it held once recording.
+    pub links: Vec<u64>,
+}
+
+impl Recorder {
+    /// SIGINT, and its exit, which must be a success.
+    pub fn stop(self) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let mut child = self.child;
+        let t = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait() {
+                break st;
+            }
+            // Closing each uprobe waits for a kernel grace period under a
+            // global mutex (~0.1 s each, more on a loaded machine): ~120
+            // uprobes on a busy 2-core node have taken over 30 s.
+            if t.elapsed() > Duration::from_secs(120) {
+                panic!(
+                    "podtrace record did not stop within 120 s of SIGINT:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        eprintln!(
+            "    podtrace record stopped {:.1} s after SIGINT",
+            t.elapsed().as_secs_f64()
+        );
+        assert!(
+            status.success(),
+            "podtrace record failed ({status}):\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+}
+
 impl Node {
-    /// Attaches `podtrace record` to this node's kubelet and containerd
-    /// processes (by pid: other tests may run the same binaries at the same
-    /// time, and a uprobe on a binary fires in every process of it), starts
-    /// `names` one at a time (each waits until its container runs, then
-    /// `gap`), stops podtrace with SIGINT and returns the trace. Pods stay;
-    /// [`Node::remove_all_pods`] removes them.
-    pub fn record_pods(
-        &self,
-        podtrace: &Path,
-        out: &Path,
-        names: &[String],
-        gap: Duration,
-    ) -> Recording {
+    /// Starts `podtrace record -q -o OUT ARGS...` (stderr to OUT.log) and
+    /// returns once it records.
+    pub fn start_recording(&self, podtrace: &Path, out: &Path, args: &[String]) -> Recorder {
         let log = suffixed(out, ".log");
         let f = std::fs::File::create(&log).expect("create podtrace log");
         let mut child = crate::Guard::new(
             Command::new(podtrace)
                 .arg("record")
-                // This node's processes only: another kubelet or containerd
-                // of the same binary on the machine is not ours.
-                .arg("--pid")
-                .arg(self.kubelet_pid.to_string())
-                .arg("--pid")
-                .arg(self.env.containerd_pid.to_string())
+                .args(args)
                 .arg("-q")
                 .arg("-o")
                 .arg(out)
@@ -826,6 +865,17 @@ impl Node {
             .into_iter()
             .map(|l| l.id)
             .collect();
+        Recorder {
+            child,
+            trace: out.to_path_buf(),
+            log,
+            links,
+        }
+    }
+
+    /// Starts pods `names` one at a time: each waits until its container
+    /// runs, then `gap`. Returns their full names.
+    pub fn start_pods(&self, names: &[String], gap: Duration) -> Vec<String> {
         let mut pods = Vec::new();
         for n in names {
             let full = self.add_pod(n);
@@ -834,37 +884,38 @@ impl Node {
             pods.push(full);
             std::thread::sleep(gap);
         }
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-        let t = Instant::now();
-        let status = loop {
-            if let Some(st) = child.try_wait() {
-                break st;
-            }
-            // Closing each uprobe waits for a kernel grace period under a
-            // global mutex (~0.1 s each, more on a loaded machine): ~120
-            // uprobes on a busy 2-core node have taken over 30 s.
-            if t.elapsed() > Duration::from_secs(120) {
-                panic!(
-                    "podtrace record did not stop within 120 s of SIGINT:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        eprintln!(
-            "    podtrace record stopped {:.1} s after SIGINT",
-            t.elapsed().as_secs_f64()
-        );
-        assert!(
-            status.success(),
-            "podtrace record failed ({status}):\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        pods
+    }
+
+    /// Attaches `podtrace record` to this node's kubelet and containerd
+    /// processes (by pid: other tests may run the same binaries at the same
+    /// time, and a uprobe on a binary fires in every process of it), starts
+    /// `names` one at a time (each waits until its container runs, then
+    /// `gap`), stops podtrace with SIGINT and returns the trace. Pods stay;
+    /// [`Node::remove_all_pods`] removes them.
+    pub fn record_pods(
+        &self,
+        podtrace: &Path,
+        out: &Path,
+        names: &[String],
+        gap: Duration,
+    ) -> Recording {
+        // This node's processes only: another kubelet or containerd of the
+        // same binary on the machine is not ours.
+        let args = [
+            "--pid".to_string(),
+            self.kubelet_pid.to_string(),
+            "--pid".to_string(),
+            self.env.containerd_pid.to_string(),
+        ];
+        let rec = self.start_recording(podtrace, out, &args);
+        let pods = self.start_pods(names, gap);
+        let (trace, podtrace_log, links) = (rec.trace.clone(), rec.log.clone(), rec.links.clone());
+        rec.stop();
         Recording {
-            trace: out.to_path_buf(),
+            trace,
             pods,
-            podtrace_log: log,
+            podtrace_log,
             links,
         }
     }

@@ -1,12 +1,16 @@
-//! podtrace's only eBPF program: one generic uprobe for Go functions.
+//! podtrace's eBPF programs: one generic uprobe for Go functions (here),
+//! and process exec/exit notices for the supervisor ([`procs`]).
 //!
-//! It is attached many times, at function entries (the prologue's stack-check
+//! The uprobe is attached many times, at function entries (the prologue's stack-check
 //! jump, which x86 uprobes emulate instead of single-stepping) and at every RET
 //! of a function (never kernel return probes: they crash Go when stacks move). The attach
 //! cookie selects a `ProbeSpec` that says which probe this is and which
 //! registers/memory to capture, so the catalogue lives in userspace as data.
 #![no_std]
 #![no_main]
+
+// Process exec/exit notices for the supervisor: separate programs and maps.
+mod procs;
 
 use aya_ebpf::{
     bindings::{pt_regs, BPF_RB_NO_WAKEUP},

@@ -377,6 +377,14 @@ pub(crate) enum Line {
     Footer(Footer),
 }
 
+/// An event's line from a borrowed record: the same JSON as
+/// [`Line::Event`], without a copy of the record (the recording's hot path).
+#[derive(Serialize)]
+pub(crate) enum EventLine<'a> {
+    #[serde(rename = "e")]
+    Event(&'a Rec),
+}
+
 impl Rec {
     /// Decodes an eBPF event with the probe's capture list.
     pub fn from_event(ev: &Event, probe: Option<&ProbeInfo>) -> Rec {

@@ -53,6 +53,11 @@ use otlp::{OtlpQueue, OtlpTarget};
 /// marks reach the ring from other CPUs, and kubelet 1.36 relists the pod
 /// right after the sync.
 const GRACE_NS: u64 = 1_000_000_000;
+/// Due starts are summarised together at most this often: each summary
+/// correlates the window from the oldest due start, and at a dozen pod
+/// starts a second one correlation per pod was a quarter of the
+/// collector's CPU. A pod's numbers then arrive 1-2 s after its sync.
+const SUMMARISE_EVERY_NS: u64 = 1_000_000_000;
 /// Events kept from before a start sync began (a volume marked mounted just
 /// before the sync looked).
 const MARGIN_NS: u64 = 200_000_000;
@@ -121,6 +126,8 @@ pub struct Live {
     clock: Option<fn() -> u64>,
     /// Most events the window holds ([`MAX_BUFFERED`]; smaller in tests).
     cap: usize,
+    /// When due starts are next summarised ([`SUMMARISE_EVERY_NS`]).
+    next_summary: u64,
     drops: u64,
     otlp: Option<OtlpQueue>,
 }
@@ -189,6 +196,7 @@ impl Live {
             last_t: 0,
             clock: Some(crate::clock::mono_now),
             cap: MAX_BUFFERED,
+            next_summary: 0,
             drops: 0,
             otlp,
         };
@@ -265,10 +273,15 @@ impl Live {
         self.kinds.get(probe as usize).map(|k| k.label)
     }
 
+    /// The events' clock now (or the last event's time, replaying).
+    fn now(&self) -> u64 {
+        self.clock.map_or(self.last_t, |c| self.last_t.max(c()))
+    }
+
     /// Correlates the window once for every start sync that is due (all of
     /// them when `all`), and summarises each pod with the report's code.
     fn summarise_due(&mut self, all: bool) {
-        let now = self.clock.map_or(self.last_t, |c| self.last_t.max(c()));
+        let now = self.now();
         let (due, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|p| all || now >= p.end.saturating_add(GRACE_NS));
@@ -277,7 +290,22 @@ impl Live {
             return;
         };
         let from = from.saturating_sub(MARGIN_NS);
-        let mut recs: Vec<&Rec> = self.window.iter().filter(|r| r.t >= from).collect();
+        // The goroutines of syncs not due yet (still open, or returned less
+        // than the grace ago) hold only their own pods' calls: those pods
+        // are summarised later, and correlating their calls now is work
+        // for nothing (half the window at a dozen starts a second).
+        let later: std::collections::HashSet<GKey> = self
+            .open
+            .keys()
+            .copied()
+            .chain(self.pending.iter().map(|p| p.key))
+            .filter(|k| !due.iter().any(|d| d.key == *k))
+            .collect();
+        let mut recs: Vec<&Rec> = self
+            .window
+            .iter()
+            .filter(|r| r.t >= from && !later.contains(&(r.pid, r.g, r.goid)))
+            .collect();
         recs.sort_by_key(|r| r.t);
         let mut c = Correlator::new(&self.trace.header.probes, MAX_OPEN.as_nanos() as u64);
         for r in recs {
@@ -531,7 +559,7 @@ impl drain::Consumer for Live {
         }
     }
 
-    fn event(&mut self, r: &Rec) {
+    fn event(&mut self, r: Rec) {
         let Some(k) = self.kinds.get(r.p as usize) else {
             return;
         };
@@ -598,7 +626,7 @@ impl drain::Consumer for Live {
                 }
             }
         }
-        self.window.push_back(r.clone());
+        self.window.push_back(r);
     }
 
     fn drained(&mut self, drops: u64) {
@@ -607,7 +635,11 @@ impl drain::Consumer for Live {
             .inc_by(drops.saturating_sub(self.drops));
         self.drops = self.drops.max(drops);
         if !self.pending.is_empty() {
-            self.summarise_due(false);
+            let now = self.now();
+            if now >= self.next_summary {
+                self.summarise_due(false);
+                self.next_summary = now.saturating_add(SUMMARISE_EVERY_NS);
+            }
         }
         self.trim();
     }
@@ -662,7 +694,7 @@ mod tests {
         events.sort_by_key(|r| r.t);
         let mut most = 0;
         for (i, r) in events.iter().enumerate() {
-            live.event(r);
+            live.event(r.clone());
             if i % 50 == 0 {
                 live.drained(0);
                 most = most.max(live.window.len());
@@ -730,7 +762,7 @@ mod tests {
         let mut events = events.to_vec();
         events.sort_by_key(|r| r.t);
         for (i, r) in events.iter().enumerate() {
-            live.event(r);
+            live.event(r.clone());
             if i % 50 == 0 {
                 live.drained(0);
             }

@@ -2,10 +2,14 @@
 //! the supervisor and the live consumer are called between drains.
 //!
 //! The eBPF side submits without waking us (BPF_RB_NO_WAKEUP saves 1–13 µs per
-//! event here), so we drain on a short timer instead of epoll. Each drain
-//! takes at most [`BATCH`] events before the loop looks at signals and the
-//! clock again, so that an event storm (the kernel filling the ring as fast
-//! as we empty it) cannot keep SIGINT, SIGTERM or `--duration` waiting.
+//! event here), so we drain on a timer instead of epoll: every
+//! [`Options::drain_every`] while events flow, stretching to [`IDLE_EVERY`]
+//! as they thin out (each wake-up costs the node CPU whether or not there
+//! is anything to read; the ring holds far more than [`IDLE_EVERY`] of
+//! kubelet's events). Each drain takes at most [`BATCH`] events before the
+//! loop looks at signals and the clock again, so that an event storm (the
+//! kernel filling the ring as fast as we empty it) cannot keep SIGINT,
+//! SIGTERM or `--duration` waiting.
 //!
 //! Owns the recording loop and its stop conditions; it never resolves,
 //! plans or attaches (the supervisor does, when called between drains).
@@ -31,10 +35,32 @@ use crate::{
 /// looked at again: a few ms of work at ~1 µs per event.
 pub const BATCH: usize = 4096;
 
+/// Longest wait between two drains: when few events arrive (the
+/// supervisor's period, so that its ticks come with the drains). The
+/// default 8 MiB ring holds about 17 k events: a burst from idle fills it
+/// before the next drain only above 70 k events/s (kubelet makes 1-20 k),
+/// and the drains that follow come every [`Options::drain_every`].
+pub const IDLE_EVERY: Duration = Duration::from_millis(250);
+/// Events a drain aims to find: the wait is stretched (to at most
+/// [`IDLE_EVERY`]) while drains find fewer.
+const DRAIN_TARGET: u64 = 512;
+/// The drop count (a map read per CPU) for the live metrics is read this
+/// often, not at every drain.
+const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+
+/// The wait before the next drain: long enough for [`DRAIN_TARGET`]
+/// events at the rate the last one saw (`n` events over `since`), between
+/// `least` and [`IDLE_EVERY`].
+fn next_wait(n: usize, since: Duration, least: Duration) -> Duration {
+    let per_event = since.as_nanos() as u64 / (n as u64).max(1);
+    Duration::from_nanos(per_event.saturating_mul(DRAIN_TARGET)).clamp(least, IDLE_EVERY.max(least))
+}
+
 /// Something that sees every event the collector writes, in ring order
 /// (`record --metrics` / `--otlp-endpoint`: [`crate::live`]).
 pub trait Consumer {
-    fn event(&mut self, rec: &Rec);
+    /// Each event, after it was written (the consumer may keep it).
+    fn event(&mut self, rec: Rec);
     /// A binary attached while recording (a replaced binary attached anew,
     /// one found later): its probes' ids follow the ones already known.
     fn binary_added(&mut self, added: &BinaryAdded);
@@ -71,8 +97,10 @@ pub async fn run(
         .context("installing SIGINT handler")?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing SIGTERM handler")?;
-    let mut tick = tokio::time::interval(opts.drain_every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wait = opts.drain_every;
+    let mut last_drain = Instant::now();
+    let mut drops = 0;
+    let mut drops_read: Option<Instant> = None;
     let mut status = StatusLine::new(opts.status);
     let mut child_status = None;
     let mut state = DrainState {
@@ -93,15 +121,25 @@ pub async fn run(
             // yield_now lets the runtime poll its drivers (signals, timers)
             // before we go on.
             _ = tokio::task::yield_now(), if backlog => {}
-            _ = tick.tick(), if !backlog => {}
+            _ = tokio::time::sleep(wait), if !backlog => {}
         }
-        backlog = drain(loaded, probes, &mut state, &mut writer, BATCH)?;
+        let n = drain(loaded, probes, &mut state, &mut writer, BATCH)?;
+        backlog = n >= BATCH;
+        wait = next_wait(n, last_drain.elapsed(), opts.drain_every);
+        if let Some(d) = opts.duration {
+            wait = wait.min(d.saturating_sub(started.elapsed()));
+        }
+        last_drain = Instant::now();
         loaded.flush_log();
         if let Some(s) = supervisor.as_deref_mut().filter(|s| s.due()) {
             supervise(s, loaded, probes, &mut writer, &mut state)?;
         }
         if let Some(l) = state.live.as_mut() {
-            l.drained(loaded.counters().0);
+            if drops_read.is_none_or(|t| t.elapsed() >= COUNTERS_EVERY) {
+                drops = loaded.counters().0;
+                drops_read = Some(Instant::now());
+            }
+            l.drained(drops);
         }
         if let Some(c) = child.as_mut() {
             if let Some(st) = c.try_wait().context("waiting for the traced command")? {
@@ -127,7 +165,7 @@ pub async fn run(
         );
     }
     loaded.detach()?;
-    while drain(loaded, probes, &mut state, &mut writer, BATCH)? {}
+    while drain(loaded, probes, &mut state, &mut writer, BATCH)? >= BATCH {}
     loaded.flush_log();
     let (drops, hits) = loaded.counters();
     if let Some(l) = state.live.as_mut() {
@@ -248,15 +286,15 @@ struct DrainState<'l> {
     live: Option<&'l mut dyn Consumer>,
 }
 
-/// Writes up to `max` events from the ring to the trace. Returns true if it
-/// stopped at `max` (more may be waiting).
+/// Writes up to `max` events from the ring to the trace. Returns how many
+/// it took (`max`: more may be waiting).
 fn drain(
     loaded: &mut Loaded,
     probes: &[ProbeInfo],
     st: &mut DrainState<'_>,
     writer: &mut Writer,
     max: usize,
-) -> Result<bool> {
+) -> Result<usize> {
     if writer.rotates() {
         // A file rotated during this drain gets the hits and drops up to
         // here in its footer (each file's own: the writer subtracts the
@@ -266,8 +304,10 @@ fn drain(
     let mut n = 0;
     while n < max {
         let Some(item) = loaded.ring.next() else {
-            writer.flush()?;
-            return Ok(false);
+            if n > 0 {
+                writer.flush()?;
+            }
+            return Ok(n);
         };
         n += 1;
         if item.len() < Event::SIZE {
@@ -297,11 +337,36 @@ fn drain(
                 }
             }
         }
+        writer.event(&rec)?;
         if let Some(l) = st.live.as_mut() {
-            l.event(&rec);
+            l.event(rec);
         }
-        writer.event(rec)?;
     }
     writer.flush()?;
-    Ok(true)
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Few events stretch the wait to IDLE_EVERY; many bring it down to
+    /// the least, so that a storm is drained as often as before.
+    #[test]
+    fn the_wait_follows_the_event_rate() {
+        let least = Duration::from_millis(20);
+        let ms = Duration::from_millis;
+        // Idle, and kubelet at rest (40 events/s).
+        assert_eq!(next_wait(0, ms(250), least), IDLE_EVERY);
+        assert_eq!(next_wait(10, ms(250), least), IDLE_EVERY);
+        // 1k events/s: 512 events take 512 ms, more than IDLE_EVERY.
+        assert_eq!(next_wait(250, ms(250), least), IDLE_EVERY);
+        // 5k events/s: about 100 ms for 512 events.
+        let w = next_wait(500, ms(100), least);
+        assert!(w > ms(90) && w < ms(110), "{w:?}");
+        // A storm: every 20 ms.
+        assert_eq!(next_wait(BATCH, ms(20), least), least);
+        // Never under the least asked for, whatever IDLE_EVERY.
+        assert_eq!(next_wait(0, ms(1), ms(400)), ms(400));
+    }
 }

@@ -16,6 +16,7 @@ pub mod discover;
 pub mod drain;
 pub mod ebpf_log;
 pub mod plan;
+pub mod procs;
 pub mod supervise;
 
 use std::{
@@ -110,6 +111,16 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
     let mut loaded = bpf::load(cfg.ring_bytes, &planned.specs, logger)?;
     let initial = attach_groups(&mut loaded, &chosen, &planned.groups)?;
     let mut supervisor = Supervisor::new(&cfg.catalogue, cfg.plan, cfg.targets.discover(), initial);
+    supervisor.procs = match procs::ProcWatch::start(&mut loaded.ebpf) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!(
+                "podtrace: no process exec/exit notices ({e:#}): reading /proc every {} ms instead",
+                Supervisor::EVERY.as_millis()
+            );
+            None
+        }
+    };
     say_attached(&chosen, &planned.probes, loaded.attached);
     let header = header(planned.records, planned.probes.clone());
     let writer = Writer::create_rotating(&cfg.output, &header, cfg.rotation)?;

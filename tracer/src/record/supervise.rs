@@ -29,6 +29,7 @@ use super::{
     bpf::Loaded,
     discover::{has_go_buildinfo, recognising, running_executables, FileKey, RunningExe},
     plan::{self, PlanOptions},
+    procs::ProcWatch,
 };
 use crate::{
     catalogue::{BinaryCatalogue, Catalogue},
@@ -137,6 +138,9 @@ pub struct Supervisor<'c> {
     /// Binaries attached since the collector last took them (the live
     /// metrics label each one with its own version).
     pub added: Vec<BinaryAdded>,
+    /// The processes, from the kernel's exec/exit notices; None: read all
+    /// of /proc every tick.
+    pub procs: Option<ProcWatch>,
 }
 
 impl<'c> Supervisor<'c> {
@@ -178,6 +182,7 @@ impl<'c> Supervisor<'c> {
             latencies_ns: Vec::new(),
             fresh: Vec::new(),
             added: Vec::new(),
+            procs: None,
         }
     }
 
@@ -228,7 +233,10 @@ impl<'c> Supervisor<'c> {
         writer: &mut Writer,
     ) -> Result<()> {
         self.last = Instant::now();
-        let running = running_executables();
+        let running = match self.procs.as_mut() {
+            Some(p) => p.running(),
+            None => running_executables(),
+        };
         self.processes(&running, writer)?;
         self.replacements(&running, loaded, probes, writer)?;
         if self.discover {

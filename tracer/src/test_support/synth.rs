@@ -701,7 +701,7 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
 pub fn write_trace(trace: &Trace, path: &std::path::Path) -> Result<()> {
     let mut w = crate::trace::Writer::create(path, &trace.header)?;
     for e in &trace.events {
-        w.event(e.clone())?;
+        w.event(e)?;
     }
     w.finish(trace.footer.clone().unwrap_or_default())
 }
@@ -824,12 +824,12 @@ pub fn write_busy_node(spec: &BusyNode, path: &std::path::Path) -> Result<BusySt
         g.events.sort_by_key(|e| e.t);
         let keep = g.events.partition_point(|e| e.t < to);
         for e in g.events.drain(..keep) {
-            w.event(e)?;
+            w.event(&e)?;
         }
         from = to;
     }
     for e in g.events.drain(..) {
-        w.event(e)?;
+        w.event(&e)?;
     }
     st.events = w.events;
     st.spans = g.spans as u64;

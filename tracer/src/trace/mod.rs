@@ -50,7 +50,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e:#}"));
         let mut e = t.events[0].clone();
         e.p = 2 * n - 1;
-        w.event(e).unwrap_or_else(|e| panic!("{e:#}"));
+        w.event(&e).unwrap_or_else(|e| panic!("{e:#}"));
         w.finish(Footer::default())
             .unwrap_or_else(|e| panic!("{e:#}"));
         let back = Trace::read(&path).unwrap_or_else(|e| panic!("{e:#}"));
@@ -93,7 +93,7 @@ mod tests {
         let mut w = Writer::create_rotating(&path, &t.header, Some(rot))
             .unwrap_or_else(|e| panic!("{e:#}"));
         for e in t.events.iter().cycle().take(2000) {
-            w.event(e.clone()).unwrap_or_else(|e| panic!("{e:#}"));
+            w.event(e).unwrap_or_else(|e| panic!("{e:#}"));
         }
         w.finish(Footer::default())
             .unwrap_or_else(|e| panic!("{e:#}"));
@@ -135,7 +135,7 @@ mod tests {
         for (i, e) in t.events.iter().cycle().take(300).enumerate() {
             drops += u64::from(i % 10 == 0);
             w.counters = (drops, i as u64 + 1 + drops);
-            w.event(e.clone()).unwrap_or_else(|e| panic!("{e:#}"));
+            w.event(e).unwrap_or_else(|e| panic!("{e:#}"));
         }
         let end = w.counters;
         w.finish(Footer {

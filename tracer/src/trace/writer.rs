@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 
 use crate::{
     clock::mono_now,
-    format::{BinaryAdded, Footer, Header, Line, Note, Rec},
+    format::{BinaryAdded, EventLine, Footer, Header, Line, Note, Rec},
 };
 
 /// `--max-size`/`--max-files`: when the file reaches `max_bytes` it gets
@@ -111,7 +111,7 @@ impl Writer {
         &self.path
     }
 
-    fn line(&mut self, l: &Line) -> Result<()> {
+    fn line(&mut self, l: &impl serde::Serialize) -> Result<()> {
         self.scratch.clear();
         serde_json::to_writer(&mut self.scratch, l)?;
         self.scratch.push(b'\n');
@@ -121,10 +121,10 @@ impl Writer {
             .with_context(|| format!("writing trace {}", self.path.display()))
     }
 
-    pub fn event(&mut self, r: Rec) -> Result<()> {
+    pub fn event(&mut self, r: &Rec) -> Result<()> {
         self.events += 1;
         self.file_events += 1;
-        self.line(&Line::Event(r))?;
+        self.line(&EventLine::Event(r))?;
         self.rotate_if_full()
     }
 
