@@ -269,10 +269,13 @@ fn header(binaries: Vec<BinaryRecord>, probes: Vec<ProbeInfo>) -> Header {
     }
 }
 
+/// The node's name as uname(2) has it (the UTS namespace's: the node's own
+/// with hostNetwork/hostUTS, else the pod's).
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Starts the command after `--`, once everything is attached.
@@ -285,4 +288,15 @@ fn start(command: &[String]) -> Result<Option<Child>> {
         .spawn()
         .map(Some)
         .with_context(|| format!("starting `{cmd}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    /// uname's node name is the host name the kernel shows in /proc.
+    #[test]
+    fn hostname_is_the_kernels() {
+        let proc = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+        assert_eq!(super::hostname(), proc.trim());
+        assert!(!super::hostname().is_empty());
+    }
 }
