@@ -635,43 +635,77 @@ pub fn push_with(
     req: &ExportTraceServiceRequest,
     opts: &PushOptions<'_>,
 ) -> Result<PushOutcome> {
-    let url = endpoint_url(endpoint)?;
-    for (k, v) in opts.headers {
-        if !http::valid_header_name(k) {
-            bail!("header `{k}`: not a valid header name");
+    Pusher::new(endpoint, opts)?.push(req)
+}
+
+/// An endpoint checked and its TLS set up once, for many pushes
+/// (`record --otlp-endpoint` sends every pod: the system's CA
+/// certificates are read once, not per pod).
+pub struct Pusher<'a> {
+    endpoint: String,
+    url: http::Url,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    opts: PushOptions<'a>,
+}
+
+impl<'a> Pusher<'a> {
+    pub fn new(endpoint: &str, opts: &PushOptions<'a>) -> Result<Pusher<'a>> {
+        let url = endpoint_url(endpoint)?;
+        for (k, v) in opts.headers {
+            if !http::valid_header_name(k) {
+                bail!("header `{k}`: not a valid header name");
+            }
+            if !http::valid_header_value(v) {
+                bail!("header `{k}`: the value must be printable, without line breaks");
+            }
         }
-        if !http::valid_header_value(v) {
-            bail!("header `{k}`: the value must be printable, without line breaks");
-        }
+        let tls = if url.https {
+            Some(http::tls_config(opts.ca_cert).context("setting up TLS")?)
+        } else {
+            None
+        };
+        Ok(Pusher {
+            endpoint: endpoint.to_string(),
+            url,
+            tls,
+            opts: opts.clone(),
+        })
     }
-    let tls = if url.https {
-        Some(http::tls_config(opts.ca_cert).context("setting up TLS")?)
-    } else {
-        None
-    };
-    let headers = request_headers(opts.headers);
-    let body = to_protobuf(req);
-    let mut backoff = opts.backoff;
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        match attempt(endpoint, &url, &body, &headers, opts.timeout, tls.as_ref()) {
-            Ok(mut out) => {
-                out.attempts = attempts;
-                return Ok(out);
-            }
-            Err(Failure::Final(e)) => return Err(e),
-            Err(Failure::Transient(e, _)) if attempts > opts.retries => {
-                return Err(e.context(format!(
-                    "{endpoint}: gave up after {attempts} attempts ({} retries)",
-                    opts.retries
-                )))
-            }
-            Err(Failure::Transient(e, asked)) => {
-                let wait = asked.unwrap_or(backoff).min(MAX_BACKOFF);
-                log::warn!("{e:#}; retrying in {wait:?}");
-                std::thread::sleep(wait);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+
+    /// POSTs `req`, retrying as [`PushOptions`] says.
+    pub fn push(&self, req: &ExportTraceServiceRequest) -> Result<PushOutcome> {
+        let (endpoint, url, opts) = (self.endpoint.as_str(), &self.url, &self.opts);
+        let headers = request_headers(opts.headers);
+        let body = to_protobuf(req);
+        let mut backoff = opts.backoff;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match attempt(
+                endpoint,
+                url,
+                &body,
+                &headers,
+                opts.timeout,
+                self.tls.as_ref(),
+            ) {
+                Ok(mut out) => {
+                    out.attempts = attempts;
+                    return Ok(out);
+                }
+                Err(Failure::Final(e)) => return Err(e),
+                Err(Failure::Transient(e, _)) if attempts > opts.retries => {
+                    return Err(e.context(format!(
+                        "{endpoint}: gave up after {attempts} attempts ({} retries)",
+                        opts.retries
+                    )))
+                }
+                Err(Failure::Transient(e, asked)) => {
+                    let wait = asked.unwrap_or(backoff).min(MAX_BACKOFF);
+                    log::warn!("{e:#}; retrying in {wait:?}");
+                    std::thread::sleep(wait);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
             }
         }
     }
