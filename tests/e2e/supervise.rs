@@ -150,9 +150,21 @@ fn a_kubelet_started_after_recording_began_and_restarted_is_traced_and_the_resta
     let pid2 = run_workload(&exe, 1, "500ms", &gt2);
     wait_for_notes(&trace, "process_exited", 2, Duration::from_secs(5));
     let e = stop(pt);
-    // The processes came from the kernel's exec/exit notices, not from
-    // reading /proc every tick.
+    // The processes came from the kernel's exec/exit notices (the two runs'
+    // execs and exits at least), not from reading /proc every tick: once
+    // at the start, and again only if notices were lost or after 30 s.
     assert!(!e.contains("no process exec/exit notices"), "{e}");
+    let (notices, scans) = e
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("podtrace: processes followed by ")?;
+            let (n, rest) = rest.split_once(" exec/exit notices and ")?;
+            let s = rest.strip_suffix(" full reads of /proc")?;
+            Some((n.parse::<u64>().ok()?, s.parse::<u64>().ok()?))
+        })
+        .unwrap_or_else(|| panic!("no process notice summary in:\n{e}"));
+    assert!(notices >= 4, "{notices} notices for 2 execs and 2 exits");
+    assert_eq!(scans, 1, "full reads of /proc while recording: {e}");
 
     let r = report_json(&trace);
     let seen = report_pods(&r);

@@ -188,6 +188,11 @@ fn summary(cfg: &Config, out: &Outcome) {
         f.drops,
         cfg.output.display()
     );
+    if let Some((notices, scans)) = out.process_notices {
+        eprintln!(
+            "podtrace: processes followed by {notices} exec/exit notices and {scans} full reads of /proc"
+        );
+    }
     let mut lat = out.attach_latencies_ns.clone();
     if !lat.is_empty() {
         lat.sort_unstable();

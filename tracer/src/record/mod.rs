@@ -72,6 +72,9 @@ pub struct Outcome {
     pub attach_latencies_ns: Vec<u64>,
     /// Lines about eBPF log records counted but not shown.
     pub log_summary: Vec<String>,
+    /// How the processes were followed: (exec/exit notices read, full
+    /// scans of /proc); None: /proc was read at every supervisor tick.
+    pub process_notices: Option<(u64, u64)>,
 }
 
 /// What planning made of the chosen binaries: all of it owned, so that the
@@ -181,6 +184,7 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
         probes,
         attach_latencies_ns: supervisor.latencies_ns.clone(),
         log_summary,
+        process_notices: supervisor.procs.as_ref().map(|p| (p.notices, p.full_scans)),
     })
 }
 

@@ -76,6 +76,8 @@ pub struct ProcWatch {
     me: u32,
     /// Full scans so far (the first, at start, included).
     pub full_scans: u64,
+    /// Exec and exit notices read so far.
+    pub notices: u64,
 }
 
 impl ProcWatch {
@@ -107,6 +109,7 @@ impl ProcWatch {
             last_full: Instant::now(),
             me: std::process::id(),
             full_scans: 0,
+            notices: 0,
         };
         w.full_scan();
         Ok(w)
@@ -153,6 +156,7 @@ impl ProcWatch {
             let n: ProcNote = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             drop(item);
             any = true;
+            self.notices += 1;
             if n.pid == self.me {
                 continue;
             }
