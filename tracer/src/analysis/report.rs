@@ -323,9 +323,10 @@ pub enum PodSummary {
     Started(Box<PodReport>),
     /// Only resyncs: it was already running.
     Resynced(ResyncedPod),
-    /// No start, but re-added by a kubelet that started (and perhaps
-    /// resynced): it was already running.
-    Readopted(Vec<ReadoptedPod>),
+    /// No start, but re-added by a kubelet that started: it was already
+    /// running. With its resyncs (the syncs that were no re-adoption), if
+    /// any.
+    Readopted(Vec<ReadoptedPod>, Option<ResyncedPod>),
     /// Nothing to say (no sync and no CRI call).
     Nothing,
 }
@@ -339,26 +340,34 @@ pub fn pod_summary(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> PodS
         return PodSummary::Nothing;
     };
     let start = start_sync(c, syncs);
-    if start.is_none() {
-        let readopted = readopted_rows(c, pi, syncs, off);
-        if !readopted.is_empty() {
-            return PodSummary::Readopted(readopted);
-        }
-    }
     if start.is_none() && !syncs.is_empty() {
-        let mut d: Vec<f64> = syncs
+        let readopted = readopted_rows(c, pi, syncs, off);
+        let again = readoptions(c, syncs);
+        let resyncs: Vec<usize> = syncs
             .iter()
-            .filter_map(|&i| c.spans[i].duration().map(ms))
+            .copied()
+            .filter(|i| !again.contains(i))
             .collect();
-        d.sort_by(f64::total_cmp);
-        return PodSummary::Resynced(ResyncedPod {
-            uid: pod.uid.clone(),
-            name: pod.name.clone(),
-            namespace: pod.namespace.clone(),
-            syncs: syncs.len(),
-            sync_p50_ms: percentile(&d, 50.0),
-            sync_max_ms: d.last().copied(),
+        let resynced = (!resyncs.is_empty()).then(|| {
+            let mut d: Vec<f64> = resyncs
+                .iter()
+                .filter_map(|&i| c.spans[i].duration().map(ms))
+                .collect();
+            d.sort_by(f64::total_cmp);
+            ResyncedPod {
+                uid: pod.uid.clone(),
+                name: pod.name.clone(),
+                namespace: pod.namespace.clone(),
+                syncs: resyncs.len(),
+                sync_p50_ms: percentile(&d, 50.0),
+                sync_max_ms: d.last().copied(),
+            }
         });
+        return match (readopted.is_empty(), resynced) {
+            (false, r) => PodSummary::Readopted(readopted, r),
+            (true, Some(r)) => PodSummary::Resynced(r),
+            (true, None) => PodSummary::Nothing,
+        };
     }
     let cri_spans: Vec<&Span> = c
         .pod_spans(pi)
@@ -477,7 +486,10 @@ impl Report {
                     readopted_pods.extend(readopted_rows(c, pi, syncs, off));
                 }
                 PodSummary::Resynced(r) => resynced_pods.push(r),
-                PodSummary::Readopted(r) => readopted_pods.extend(r),
+                PodSummary::Readopted(r, resynced) => {
+                    readopted_pods.extend(r);
+                    resynced_pods.extend(resynced);
+                }
                 PodSummary::Nothing => {}
             }
         }
