@@ -8,10 +8,10 @@
 //! takes room from probe events.
 
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
-    helpers::bpf_get_current_pid_tgid,
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{map, raw_tracepoint},
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
     programs::RawTracePointContext,
 };
 use podtrace_common::{ProcNote, PROC_EXEC, PROC_EXIT};
@@ -24,13 +24,39 @@ static PROCS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
 #[map]
 static PROCS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// Slot 0: when a notice last woke the collector (ktime ns).
+#[map]
+static PROCS_WOKE: Array<u64> = Array::with_max_entries(1, 0);
+
+/// At most one wake-up per this long: a node exec'ing hundreds of
+/// processes a second wakes the collector ten times a second, a lone
+/// kubelet (re)start at once.
+const WAKE_EVERY_NS: u64 = 100_000_000;
+
+/// Whether this notice wakes the collector (and when it last did).
+#[inline(always)]
+fn wake() -> u64 {
+    // SAFETY: reads the monotonic clock.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(last) = PROCS_WOKE.get_ptr_mut(0) {
+        // SAFETY: a valid slot of an array map; two CPUs racing here at
+        // worst both wake the collector.
+        unsafe {
+            if now.wrapping_sub(*last) >= WAKE_EVERY_NS {
+                *last = now;
+                return BPF_RB_FORCE_WAKEUP as u64;
+            }
+        }
+    }
+    BPF_RB_NO_WAKEUP as u64
+}
+
 #[inline(always)]
 fn notice(kind: u32, pid: u32) {
     match PROCS.reserve::<ProcNote>(0) {
         Some(mut slot) => {
             slot.write(ProcNote { pid, kind });
-            // Userspace polls this ring when it looks at processes anyway.
-            slot.submit(BPF_RB_NO_WAKEUP as u64);
+            slot.submit(wake());
         }
         None => {
             if let Some(c) = PROCS_LOST.get_ptr_mut(0) {

@@ -15,6 +15,7 @@ pub mod bpf;
 pub mod discover;
 pub mod drain;
 pub mod ebpf_log;
+pub mod paths;
 pub mod plan;
 pub mod procs;
 pub mod supervise;

@@ -16,7 +16,10 @@
 
 use std::{
     collections::HashMap,
-    os::unix::fs::MetadataExt as _,
+    os::{
+        fd::{AsFd, BorrowedFd},
+        unix::fs::MetadataExt as _,
+    },
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -78,6 +81,14 @@ pub struct ProcWatch {
     pub full_scans: u64,
     /// Exec and exit notices read so far.
     pub notices: u64,
+}
+
+impl AsFd for ProcWatch {
+    /// The notices' ring: readable when a notice woke it (at most ten
+    /// times a second, see tracer-ebpf's procs.rs).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.ring.as_fd()
+    }
 }
 
 impl ProcWatch {

@@ -144,9 +144,13 @@ pub struct Supervisor<'c> {
 }
 
 impl<'c> Supervisor<'c> {
-    /// How often the collector calls [`Supervisor::tick`]: a replaced binary
-    /// is attached within this plus the attach time.
-    pub const EVERY: Duration = Duration::from_millis(250);
+    /// How often the collector calls [`Supervisor::tick`] at the least; it
+    /// also calls it at once when the kernel tells of a process exec or
+    /// exit ([`ProcWatch`]) or of a change in a watched path's directory
+    /// (`record::paths`): a replaced binary is attached within the attach
+    /// time of its rename. Without those notices it reads /proc at each
+    /// tick.
+    pub const EVERY: Duration = Duration::from_secs(1);
 
     pub fn new(
         cat: &'c Catalogue,
@@ -189,6 +193,12 @@ impl<'c> Supervisor<'c> {
     /// Whether a tick is due.
     pub fn due(&self) -> bool {
         self.last.elapsed() >= Self::EVERY
+    }
+
+    /// The paths watched for a replacement (for inotify on their
+    /// directories).
+    pub fn watched_paths(&self) -> Vec<PathBuf> {
+        self.traced.iter().filter_map(|t| t.watch.clone()).collect()
     }
 
     /// A replaced file attached anew: traced from now on, and noted with
