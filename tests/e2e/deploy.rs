@@ -263,7 +263,9 @@ fn static_pod_records_the_real_kubelet_and_containerd() {
     let full = Node::pod_name("podtrace");
 
     // One privilege less, each: podtrace must fail and say why.
-    let cases: [(&str, fn(String) -> String, &str); 2] = [
+    // (what, how the manifest changes, what podtrace must say).
+    type Case = (&'static str, fn(String) -> String, &'static str);
+    let cases: [Case; 2] = [
         (
             "without SYS_PTRACE",
             |m| replace_once(&m, "        - SYS_PTRACE\n", ""),

@@ -765,20 +765,39 @@ fn node_teardown_after_a_panic_leaves_nothing() {
     assert!(left.is_empty(), "left behind after the panic: {left:#?}");
 }
 
+/// The sum of a metric's samples in a text exposition (all label sets).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Attached to a kubelet that already runs pods (which resync every
-/// `syncFrequency` and on PLEG events), the report counts as starts only the
-/// pods created while recording, each with its real mount wait; the
-/// running ones are reported as resynced, never as starts.
+/// `syncFrequency` and on PLEG events), and across a restart of that
+/// kubelet while recording: the restarted kubelet adds every running pod
+/// again with a create sync, which creates nothing. The report and the
+/// live metrics count as starts only the pods created while recording (one
+/// after the restart too), each with its real mount wait; the running ones
+/// are resynced, and the restarted kubelet's re-adoptions are listed apart
+/// and never counted. Ground truth: kubelet's log after the restart, a
+/// "SyncPod enter" for every running pod and "Creating PodSandbox for pod"
+/// only for the new one.
 #[test]
-fn attached_to_a_busy_node_only_new_pods_are_starts() {
+fn on_a_busy_node_and_across_a_kubelet_restart_only_new_pods_are_starts() {
     const OLD: usize = 3;
-    const NEW: usize = 3;
+    const NEW: usize = 2;
     let dir = TempDir::new("busy-node");
-    let mut opts = NodeOpts::new(node::kubelet("v1.36.3", false));
+    // A kubelet file of this test's own, traced by path: its uprobes fire
+    // only in this node's kubelet, before and after the restart (a --pid
+    // target ends with its process).
+    let kubelet = dir.join("kubelet");
+    std::fs::copy(node::kubelet("v1.36.3", false), &kubelet).expect("copy kubelet");
+    let mut opts = NodeOpts::new(kubelet.clone());
     // Resync running pods every 2 s (1 min by default) so they do during
     // the recording.
     opts.extra_config.push("syncFrequency: 2s".into());
-    let node = Node::start(opts);
+    let mut node = Node::start(opts);
     let old: Vec<String> = (0..OLD)
         .map(|i| {
             let full = node.add_pod(&format!("old-{i}"));
@@ -787,21 +806,78 @@ fn attached_to_a_busy_node_only_new_pods_are_starts() {
         })
         .collect();
     std::thread::sleep(Duration::from_secs(3));
-    let names: Vec<String> = (0..NEW).map(|i| format!("new-{i}")).collect();
-    let rec = node.record_pods(
+    let metrics = format!("127.0.0.1:{}", podtrace_tests::util::free_port());
+    let rec = node.start_recording(
         &podtrace_bin(),
         &dir.join("busy.trace"),
-        &names,
-        Duration::from_secs(2),
+        &[
+            "--kubelet".into(),
+            kubelet.display().to_string(),
+            "--pid".into(),
+            node.env.containerd_pid.to_string(),
+            "--metrics".into(),
+            metrics.clone(),
+        ],
     );
-    let report = report_json(&rec.trace);
-    let started = podtrace_tests::strs(&report["pods"], "name");
-    let mut want: Vec<&str> = rec.pods.iter().map(String::as_str).collect();
-    let mut got = started.clone();
+    let names: Vec<String> = (0..NEW).map(|i| format!("new-{i}")).collect();
+    let mut new = node.start_pods(&names, Duration::from_secs(2));
+    // The restart: every pod running now is re-added by the new kubelet.
+    let running: Vec<String> = old.iter().chain(&new).cloned().collect();
+    let restarted_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    node.restart_kubelet();
+    let new_kubelet = node.kubelet_pid;
+    for full in &running {
+        let t = std::time::Instant::now();
+        while !node.klog().iter().any(|l| {
+            l.unix_ns > restarted_unix_ns
+                && l.msg == "SyncPod enter"
+                && l.field("pod").as_deref() == Some(format!("default/{full}").as_str())
+        }) {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the restarted kubelet did not sync {full}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    new.extend(node.start_pods(&["after-restart".to_string()], Duration::from_secs(3)));
+    // Kubelet's own account after the restart: a sandbox only for the new pod.
+    let after: Vec<node::Klog> = node
+        .klog()
+        .into_iter()
+        .filter(|l| l.unix_ns > restarted_unix_ns)
+        .collect();
+    let created = |full: &str| {
+        after.iter().any(|l| {
+            l.msg == "Creating PodSandbox for pod"
+                && l.field("pod").as_deref() == Some(format!("default/{full}").as_str())
+        })
+    };
+    assert!(
+        created(&new[NEW]),
+        "kubelet's log: no sandbox created for the new pod"
+    );
+    for full in &running {
+        assert!(
+            !created(full),
+            "kubelet's log: a sandbox created again for {full}"
+        );
+    }
+    let (status, text) =
+        podtrace_tests::util::http_get(&metrics, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200);
+    let trace = rec.trace.clone();
+    rec.stop();
+
+    let report = report_json(&trace);
+    let mut started = podtrace_tests::strs(&report["pods"], "name");
+    let mut want: Vec<&str> = new.iter().map(String::as_str).collect();
+    started.sort();
     want.sort();
-    got.sort();
     assert_eq!(
-        got, want,
+        started, want,
         "starts in the report: exactly the pods created while recording"
     );
     for p in report["pods"].as_array().expect("pods") {
@@ -813,13 +889,36 @@ fn attached_to_a_busy_node_only_new_pods_are_starts() {
         );
     }
     let resynced = report["resynced_pods"].as_array().expect("resynced_pods");
+    let readopted = report["readopted_pods"].as_array().expect("readopted_pods");
     for o in &old {
-        let r = resynced
-            .iter()
-            .find(|r| r["name"] == o.as_str())
-            .unwrap_or_else(|| panic!("{o} ran and resynced during the recording but is not among resynced_pods: {resynced:#?}"));
-        assert!(r["syncs"].as_u64().unwrap_or(0) >= 1, "{o}: {r:#}");
+        assert!(
+            resynced.iter().any(|r| r["name"] == o.as_str()),
+            "{o} ran and resynced during the recording but is not among resynced_pods: {resynced:#?}"
+        );
     }
+    let mut readopted_names = podtrace_tests::strs(&report["readopted_pods"], "name");
+    readopted_names.sort();
+    let mut want: Vec<&str> = running.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(
+        readopted_names, want,
+        "every pod running at the restart re-adopted once: {readopted:#?}"
+    );
+    assert!(
+        readopted.iter().all(|r| r["pid"] == new_kubelet),
+        "re-adopted by the new kubelet {new_kubelet}: {readopted:#?}"
+    );
+    // Live, while recording: the same count.
+    assert_eq!(
+        metric_sum(&text, "podtrace_pod_starts_total"),
+        new.len() as f64,
+        "{text}"
+    );
+    assert_eq!(
+        metric_sum(&text, "podtrace_pod_readoptions_total"),
+        running.len() as f64,
+        "{text}"
+    );
     node.remove_all_pods(Duration::from_secs(30));
 }
 

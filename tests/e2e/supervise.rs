@@ -137,19 +137,68 @@ fn record(args: &[&str], trace: &Path) -> Guard {
     .0
 }
 
+/// [`record`] with its stderr in `log` (whole, to the end), and
+/// [`stop`] for it: the stderr after the stop.
+fn record_logged(args: &[&str], trace: &Path, log: &Path) -> Guard {
+    let pt = Guard::new(
+        Command::new(podtrace_bin())
+            .args(["record", "-q"])
+            .args(args)
+            .arg("-o")
+            .arg(trace)
+            .stderr(std::fs::File::create(log).expect("create log"))
+            .spawn()
+            .expect("start podtrace"),
+    );
+    let t = Instant::now();
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("recording to")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "podtrace not recording after 60 s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pt
+}
+
+fn stop_logged(pt: Guard, log: &Path) -> String {
+    stop(pt);
+    std::fs::read_to_string(log).expect("podtrace's log")
+}
+
 #[test]
 fn a_kubelet_started_after_recording_began_and_restarted_is_traced_and_the_restart_noted() {
     let dir = TempDir::new("restart");
     let exe = workload_copy(&dir.join("kubelet"));
     let trace = dir.join("t.trace");
+    let log = dir.join("podtrace.log");
     // No kubelet runs yet: --kubelet PATH attaches to the file.
-    let pt = record(&["--kubelet", exe.to_str().expect("utf-8")], &trace);
+    let pt = record_logged(&["--kubelet", exe.to_str().expect("utf-8")], &trace, &log);
     let (gt1, gt2) = (dir.join("gt1.jsonl"), dir.join("gt2.jsonl"));
     let pid1 = run_workload(&exe, 1, "500ms", &gt1);
     wait_for_notes(&trace, "process_exited", 1, Duration::from_secs(5));
     let pid2 = run_workload(&exe, 1, "500ms", &gt2);
     wait_for_notes(&trace, "process_exited", 2, Duration::from_secs(5));
-    stop(pt);
+    let e = stop_logged(pt, &log);
+    // The processes came from the kernel's exec/exit notices (the two runs'
+    // execs and exits at least), not from reading /proc every tick: once
+    // at the start, and again only if notices were lost or after 30 s.
+    assert!(!e.contains("no process exec/exit notices"), "{e}");
+    let (notices, scans) = e
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("podtrace: processes followed by ")?;
+            let (n, rest) = rest.split_once(" exec/exit notices and ")?;
+            let s = rest.strip_suffix(" full reads of /proc")?;
+            Some((n.parse::<u64>().ok()?, s.parse::<u64>().ok()?))
+        })
+        .unwrap_or_else(|| panic!("no process notice summary in:\n{e}"));
+    assert!(notices >= 4, "{notices} notices for 2 execs and 2 exits");
+    assert_eq!(scans, 1, "full reads of /proc while recording: {e}");
 
     let r = report_json(&trace);
     let seen = report_pods(&r);
@@ -501,6 +550,55 @@ fn rotation_keeps_max_files_each_a_complete_private_trace() {
         let r = report_json(&f);
         assert_eq!(r["trace"]["complete"], true, "{}", f.display());
     }
+}
+
+/// Each rotated file's footer counts the probe hits and drops while it was
+/// the one written, not those of the files before it: over all the files
+/// (none deleted here) they add up to the recording's, where every hit is
+/// an event in some file or a drop.
+#[test]
+fn rotated_files_count_only_their_own_hits_and_drops() {
+    let dir = TempDir::new("rotate-counts");
+    let exe = workload_copy(&dir.join("kubelet"));
+    let trace = dir.join("t.trace");
+    let out = Command::new(podtrace_bin())
+        .args(["record", "-q", "--kubelet"])
+        .arg(&exe)
+        .args(["--max-size", "32K", "--max-files", "1000", "-o"])
+        .arg(&trace)
+        .arg("--")
+        .arg(&exe)
+        .args(["--preset", "tuned", "--pods", "3", "--rate", "3"])
+        .output()
+        .expect("podtrace");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (mut hits, mut events, mut drops, mut files) = (0, 0, 0, 0);
+    for n in 0.. {
+        let f = if n == 0 {
+            trace.clone()
+        } else {
+            dir.join(&format!("t.trace.{n}"))
+        };
+        if !f.exists() {
+            break;
+        }
+        let footer = &lines_of(&f, "footer")[0];
+        let get = |k: &str| {
+            footer[k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{k}: {footer}"))
+        };
+        hits += get("hits");
+        drops += get("drops");
+        events += lines_of(&f, "e").len() as u64;
+        files += 1;
+    }
+    assert!(files >= 3, "only {files} files");
+    assert_eq!(
+        hits,
+        events + drops,
+        "the files' hits add up to their events and drops ({files} files)"
+    );
 }
 
 /// A tmpfs of `size` mounted on `dir`, unmounted on drop.

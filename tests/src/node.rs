@@ -725,6 +725,16 @@ spec:
         }
     }
 
+    /// Stops kubelet and starts it again (same binary, config and root
+    /// dir: it finds the pods running and adopts them), returning once its
+    /// healthz says ok. `kubelet_pid` is the new process's.
+    pub fn restart_kubelet(&mut self) {
+        let t0 = Instant::now();
+        self.stop_kubelet();
+        self.spawn_kubelet();
+        self.wait_healthy(t0);
+    }
+
     fn cleanup(&mut self) {
         self.stop_kubelet();
         // The containerd env's own drop removes every pod through CRI; do
@@ -812,15 +822,54 @@ pub struct Interleaved {
     pub blocks: Vec<(String, Vec<String>)>,
 }
 
+/// A `podtrace record` running (see [`Node::start_recording`]).
+pub struct Recorder {
+    child: crate::Guard,
+    pub trace: PathBuf,
+    /// podtrace's stderr.
+    pub log: PathBuf,
+    /// The uprobe bpf links it held once recording.
+    pub links: Vec<u64>,
+}
+
+impl Recorder {
+    /// SIGINT, and its exit, which must be a success.
+    pub fn stop(self) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let mut child = self.child;
+        let t = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait() {
+                break st;
+            }
+            // One uprobe_multi link per binary closes in one kernel grace
+            // period: well under a second. (Per-site links took ~0.1 s
+            // each, 17-23 s for kubelet's and containerd's ~120.)
+            if t.elapsed() > STOP_WITHIN {
+                panic!(
+                    "podtrace record did not stop within {STOP_WITHIN:?} of SIGINT:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        eprintln!(
+            "    podtrace record stopped {:.1} s after SIGINT",
+            t.elapsed().as_secs_f64()
+        );
+        assert!(
+            status.success(),
+            "podtrace record failed ({status}):\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+}
+
 impl Node {
-    /// Starts `podtrace record` with `args` (plus quiet and the output),
-    /// writing its stderr next to `out`; returns once it records.
-    fn start_podtrace(
-        &self,
-        podtrace: &Path,
-        out: &Path,
-        args: &[String],
-    ) -> (crate::Guard, PathBuf) {
+    /// Starts `podtrace record -q -o OUT ARGS...` (stderr to OUT.log) and
+    /// returns once it records.
+    pub fn start_recording(&self, podtrace: &Path, out: &Path, args: &[String]) -> Recorder {
         let log = suffixed(out, ".log");
         let f = std::fs::File::create(&log).expect("create podtrace log");
         let mut child = crate::Guard::new(
@@ -850,50 +899,27 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        (child, log)
+        let links = crate::link_ids(&crate::uprobe_links_of(child.id()));
+        Recorder {
+            child,
+            trace: out.to_path_buf(),
+            log,
+            links,
+        }
     }
 
-    /// SIGINT to podtrace; waits for it to finish its trace.
-    fn stop_podtrace(mut child: crate::Guard, log: &Path) {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-        let t = Instant::now();
-        let status = loop {
-            if let Some(st) = child.try_wait() {
-                break st;
-            }
-            // One uprobe_multi link per binary closes in one kernel grace
-            // period: well under a second. (Per-site links took ~0.1 s
-            // each, 17-23 s for kubelet's and containerd's ~120.)
-            if t.elapsed() > STOP_WITHIN {
-                panic!(
-                    "podtrace record did not stop within {STOP_WITHIN:?} of SIGINT:\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        eprintln!(
-            "    podtrace record stopped {:.1} s after SIGINT",
-            t.elapsed().as_secs_f64()
-        );
-        assert!(
-            status.success(),
-            "podtrace record failed ({status}):\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-    }
-
-    /// Starts `names` one at a time: each waits until its container runs,
-    /// then `gap`.
-    fn start_pods(&self, names: &[String], gap: Duration, pods: &mut Vec<String>, of: usize) {
+    /// Starts pods `names` one at a time: each waits until its container
+    /// runs, then `gap`. Returns their full names.
+    pub fn start_pods(&self, names: &[String], gap: Duration) -> Vec<String> {
+        let mut pods = Vec::new();
         for n in names {
             let full = self.add_pod(n);
             self.wait_running(&full, Duration::from_secs(60));
-            pods.push(full.clone());
-            eprintln!("    {full} running ({}/{of})", pods.len());
+            eprintln!("    {full} running ({}/{})", pods.len() + 1, names.len());
+            pods.push(full);
             std::thread::sleep(gap);
         }
+        pods
     }
 
     /// Attaches `podtrace record` to this node's kubelet and containerd
@@ -917,15 +943,14 @@ impl Node {
             "--pid".to_string(),
             self.env.containerd_pid.to_string(),
         ];
-        let (child, log) = self.start_podtrace(podtrace, out, &args);
-        let links = crate::link_ids(&crate::uprobe_links_of(child.id()));
-        let mut pods = Vec::new();
-        self.start_pods(names, gap, &mut pods, names.len());
-        Node::stop_podtrace(child, &log);
+        let rec = self.start_recording(podtrace, out, &args);
+        let pods = self.start_pods(names, gap);
+        let (trace, podtrace_log, links) = (rec.trace.clone(), rec.log.clone(), rec.links.clone());
+        rec.stop();
         Recording {
-            trace: out.to_path_buf(),
+            trace,
             pods,
-            podtrace_log: log,
+            podtrace_log,
             links,
         }
     }
@@ -963,9 +988,8 @@ impl Node {
             "--pid".to_string(),
             self.env.containerd_pid.to_string(),
         ];
-        let (child, log) = self.start_podtrace(podtrace, out, &args);
-        let links = crate::link_ids(&crate::uprobe_links_of(child.id()));
-        let total = pattern.len() * per_block;
+        let rec = self.start_recording(podtrace, out, &args);
+        let (log, links) = (rec.log.clone(), rec.links.clone());
         let (mut pods, mut blocks) = (Vec::new(), Vec::new());
         let mut current = 'A';
         for (b, build) in pattern.chars().enumerate() {
@@ -979,11 +1003,11 @@ impl Node {
             }
             eprintln!("    block {} of {}: {label}", b + 1, pattern.len());
             let names: Vec<String> = (0..per_block).map(|i| format!("ilv-{b}-{i:02}")).collect();
-            let first = pods.len();
-            self.start_pods(&names, gap, &mut pods, total);
-            blocks.push((label.to_string(), pods[first..].to_vec()));
+            let started = self.start_pods(&names, gap);
+            pods.extend(started.iter().cloned());
+            blocks.push((label.to_string(), started));
         }
-        Node::stop_podtrace(child, &log);
+        rec.stop();
         Interleaved {
             recording: Recording {
                 trace: out.to_path_buf(),

@@ -62,6 +62,19 @@ pub enum Role {
     Rpc,
 }
 
+/// kubelet's stage that creates a pod's sandbox (kuberuntime's
+/// createPodSandbox, in kubelet.toml).
+pub const SANDBOX_STAGE: &str = "create_sandbox";
+/// The runtime's CRI handler that creates a pod's sandbox (containerd.toml).
+pub const SANDBOX_CRI: &str = "RunPodSandbox";
+
+/// Whether a call of this probe creates a pod's sandbox: what a pod's first
+/// sync does and a kubelet re-adopting a running pod after its restart
+/// does not.
+pub fn creates_sandbox(role: Role, probe: &str) -> bool {
+    (role == Role::Stage && probe == SANDBOX_STAGE) || (role == Role::Cri && probe == SANDBOX_CRI)
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BinaryCatalogue {

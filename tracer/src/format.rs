@@ -95,6 +95,12 @@ pub struct BinaryRecord {
     pub name: String,
     pub path: String,
     pub go_version: Option<String>,
+    /// The component's own version (kubelet's `k8s.io/kubernetes`,
+    /// containerd's module; else the Go version): the `version` label of
+    /// the live metrics, per binary attached. Absent in traces of podtrace
+    /// before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub pids: Vec<u32>,
     /// Probes of the catalogue that did not resolve, with why.
     pub unresolved: Vec<String>,
@@ -447,6 +453,14 @@ pub(crate) enum Line {
     Binary(Box<BinaryAdded>),
     Note(Note),
     Footer(Footer),
+}
+
+/// An event's line from a borrowed record: the same JSON as
+/// [`Line::Event`], without a copy of the record (the recording's hot path).
+#[derive(Serialize)]
+pub(crate) enum EventLine<'a> {
+    #[serde(rename = "e")]
+    Event(&'a Rec),
 }
 
 impl Rec {

@@ -13,6 +13,7 @@ use std::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use podtrace::export::otlp_proto::collector::trace::v1::ExportTraceServiceRequest as Ours;
 use podtrace::{
     correlate::correlate,
     export::otlp::{self, PushOptions},
@@ -30,7 +31,7 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-fn request() -> ExportTraceServiceRequest {
+fn request() -> Ours {
     let (t, _) = synth(&SynthSpec::new(vec![
         SynthPod::new(0, 1.0, 10.0, 5.0),
         SynthPod::new(1, 50.0, 20.0, 5.0),
@@ -147,7 +148,7 @@ fn push_over_https_to_a_receiver_with_its_own_ca() {
     assert_eq!(line, "POST /v1/traces HTTP/1.1");
     assert_eq!(
         ExportTraceServiceRequest::decode(body.as_slice()).expect("protobuf"),
-        req
+        ExportTraceServiceRequest::decode(otlp::to_protobuf(&req).as_slice()).expect("protobuf"),
     );
     std::fs::remove_dir_all(&dir).ok();
 }

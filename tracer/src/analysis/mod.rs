@@ -9,6 +9,7 @@
 pub mod compare;
 pub mod drift;
 pub mod journal;
+pub mod normal;
 pub mod pods;
 pub mod predict;
 pub mod report;

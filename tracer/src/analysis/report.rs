@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::Serialize;
 
-use super::pods::{start_sync, syncs_by_pod};
+use super::pods::{readoptions, start_sync, syncs_by_pod};
 use crate::{
     catalogue::Role,
     correlate::{Correlated, Span, Stats},
@@ -28,6 +28,10 @@ pub struct Report {
     /// Pods that only resynced while recording (already running when it
     /// began): never counted as starts.
     pub resynced_pods: Vec<ResyncedPod>,
+    /// Create syncs of a kubelet that started (restarted, upgraded) while
+    /// pods were running: it adds each running pod again and creates
+    /// nothing. Never counted as starts (see `pods::readoption`).
+    pub readopted_pods: Vec<ReadoptedPod>,
     pub loops: Vec<LoopReport>,
     /// Spans per traced function.
     pub probes: Vec<ProbeCount>,
@@ -142,6 +146,40 @@ pub struct ResyncedPod {
     pub syncs: usize,
     pub sync_p50_ms: Option<f64>,
     pub sync_max_ms: Option<f64>,
+}
+
+/// A running pod re-added by a kubelet that started: one per re-adoption.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadoptedPod {
+    pub uid: String,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    /// The kubelet process that re-adopted it.
+    pub pid: u32,
+    /// Wall-clock start of the re-adopting create sync, Unix ns.
+    pub at_unix_ns: i64,
+    pub sync_ms: Option<f64>,
+}
+
+/// Pod `pi`'s re-adoptions among its `syncs`, as report rows.
+pub fn readopted_rows(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> Vec<ReadoptedPod> {
+    let Some(pod) = c.pods.get(pi) else {
+        return Vec::new();
+    };
+    readoptions(c, syncs)
+        .into_iter()
+        .map(|i| {
+            let s = &c.spans[i];
+            ReadoptedPod {
+                uid: pod.uid.clone(),
+                name: pod.name.clone(),
+                namespace: pod.namespace.clone(),
+                pid: s.pid,
+                at_unix_ns: s.start as i64 + off,
+                sync_ms: s.duration().map(ms),
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -322,6 +360,10 @@ pub enum PodSummary {
     Started(Box<PodReport>),
     /// Only resyncs: it was already running.
     Resynced(ResyncedPod),
+    /// No start, but re-added by a kubelet that started: it was already
+    /// running. With its resyncs (the syncs that were no re-adoption), if
+    /// any.
+    Readopted(Vec<ReadoptedPod>, Option<ResyncedPod>),
     /// Nothing to say (no sync and no CRI call).
     Nothing,
 }
@@ -336,19 +378,33 @@ pub fn pod_summary(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> PodS
     };
     let start = start_sync(c, syncs);
     if start.is_none() && !syncs.is_empty() {
-        let mut d: Vec<f64> = syncs
+        let readopted = readopted_rows(c, pi, syncs, off);
+        let again = readoptions(c, syncs);
+        let resyncs: Vec<usize> = syncs
             .iter()
-            .filter_map(|&i| c.spans[i].duration().map(ms))
+            .copied()
+            .filter(|i| !again.contains(i))
             .collect();
-        d.sort_by(f64::total_cmp);
-        return PodSummary::Resynced(ResyncedPod {
-            uid: pod.uid.clone(),
-            name: pod.name.clone(),
-            namespace: pod.namespace.clone(),
-            syncs: syncs.len(),
-            sync_p50_ms: percentile(&d, 50.0),
-            sync_max_ms: d.last().copied(),
+        let resynced = (!resyncs.is_empty()).then(|| {
+            let mut d: Vec<f64> = resyncs
+                .iter()
+                .filter_map(|&i| c.spans[i].duration().map(ms))
+                .collect();
+            d.sort_by(f64::total_cmp);
+            ResyncedPod {
+                uid: pod.uid.clone(),
+                name: pod.name.clone(),
+                namespace: pod.namespace.clone(),
+                syncs: resyncs.len(),
+                sync_p50_ms: percentile(&d, 50.0),
+                sync_max_ms: d.last().copied(),
+            }
         });
+        return match (readopted.is_empty(), resynced) {
+            (false, r) => PodSummary::Readopted(readopted, r),
+            (true, Some(r)) => PodSummary::Resynced(r),
+            (true, None) => PodSummary::Nothing,
+        };
     }
     let cri_spans: Vec<&Span> = c
         .pod_spans(pi)
@@ -457,15 +513,25 @@ impl Report {
         let off = trace.header().mono_to_unix_ns;
         let mut pods = Vec::new();
         let mut resynced_pods = Vec::new();
+        let mut readopted_pods = Vec::new();
         let all_syncs = syncs_by_pod(c);
         for (pi, syncs) in all_syncs.iter().enumerate() {
             match pod_summary(c, pi, syncs, off) {
-                PodSummary::Started(p) => pods.push(*p),
+                PodSummary::Started(p) => {
+                    pods.push(*p);
+                    // Started while recording and re-adopted later.
+                    readopted_pods.extend(readopted_rows(c, pi, syncs, off));
+                }
                 PodSummary::Resynced(r) => resynced_pods.push(r),
+                PodSummary::Readopted(r, resynced) => {
+                    readopted_pods.extend(r);
+                    resynced_pods.extend(resynced);
+                }
                 PodSummary::Nothing => {}
             }
         }
         pods.sort_by_key(|p| p.start_unix_ns);
+        readopted_pods.sort_by_key(|r| r.at_unix_ns);
 
         let mut by_loop: BTreeMap<(String, String, u32), Vec<&Span>> = BTreeMap::new();
         for s in c.spans.iter().filter(|s| s.role == Role::Loop) {
@@ -551,6 +617,7 @@ impl Report {
             },
             pods,
             resynced_pods,
+            readopted_pods,
             loops,
             probes,
             stats: c.stats.clone(),
@@ -604,10 +671,10 @@ impl Report {
             let _ = writeln!(
                 o,
                 "\nno pod started in this trace{}",
-                if self.resynced_pods.is_empty() {
+                if self.resynced_pods.is_empty() && self.readopted_pods.is_empty() {
                     ""
                 } else {
-                    " (only resyncs of pods already running)"
+                    " (only pods already running: resynced or re-adopted)"
                 }
             );
         }
@@ -739,6 +806,22 @@ impl Report {
                     f(r.sync_p50_ms),
                     f(r.sync_max_ms)
                 );
+            }
+        }
+        if !self.readopted_pods.is_empty() {
+            let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                o,
+                "\nre-adopted by a kubelet that started (running already; not starts)\n  {:<48} {:>8} {:>12}",
+                "pod", "kubelet", "sync ms"
+            );
+            for r in &self.readopted_pods {
+                let name = format!(
+                    "{}/{}",
+                    r.namespace.as_deref().unwrap_or("?"),
+                    r.name.as_deref().unwrap_or(&r.uid)
+                );
+                let _ = writeln!(o, "  {name:<48} {:>8} {:>12}", r.pid, f(r.sync_ms));
             }
         }
         if !self.loops.is_empty() {

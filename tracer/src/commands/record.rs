@@ -63,9 +63,10 @@ pub struct RecordArgs {
     pub ebpf_log: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics while recording:
     /// histograms of pod start syncs, mount waits, time lost to polling,
-    /// stages, CRI calls and loop periods (labels: binary and version,
-    /// never a pod), counters of events, drops, starts, resyncs and poll
-    /// checks, and each probe's status. Bind to 127.0.0.1:PORT (say
+    /// stages, CRI calls and loop periods (labels: binary and version, and
+    /// result for starts; never a pod), counters of events, drops, starts,
+    /// resyncs, re-adoptions after a kubelet restart and poll checks, and
+    /// each probe's status. Bind to 127.0.0.1:PORT (say
     /// 127.0.0.1:9464); 0.0.0.0 exposes the node's pod activity to anyone
     /// who can reach the port. No socket is opened without this option.
     #[arg(long, value_name = "ADDR")]
@@ -214,6 +215,11 @@ fn summary(cfg: &Config, out: &Outcome) {
             ms(l.quantile_ns(0.5)),
             ms(l.quantile_ns(0.99)),
             ms(l.max_ns)
+        );
+    }
+    if let Some((notices, scans)) = out.process_notices {
+        eprintln!(
+            "podtrace: processes followed by {notices} exec/exit notices and {scans} full reads of /proc"
         );
     }
     let mut lat = out.attach_latencies_ns.clone();

@@ -283,6 +283,12 @@ pub fn load(
 }
 
 impl Program {
+    /// The loaded object, for programs of its own beside the uprobes (the
+    /// process notices: [`super::procs`]).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
     pub fn mode(&self) -> LinkMode {
         self.mode
     }

@@ -69,7 +69,7 @@ pub struct RunningExe {
 }
 
 /// The mount namespace (its inode) of process `pid`.
-fn mount_ns(pid: &str) -> Option<u64> {
+pub fn mount_ns(pid: &str) -> Option<u64> {
     std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
         .ok()
         .map(|m| m.ino())

@@ -16,15 +16,16 @@ pub mod bpf;
 pub mod discover;
 pub mod drain;
 pub mod ebpf_log;
+pub mod paths;
 pub mod plan;
+pub mod procs;
 pub mod supervise;
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, ExitStatus},
-    sync::{mpsc, Arc, Mutex},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -77,6 +78,9 @@ pub struct Outcome {
     pub log_summary: Vec<String>,
     /// Probe hit → written, over the recording.
     pub latency: drain::Latency,
+    /// How the processes were followed: (exec/exit notices read, full
+    /// scans of /proc); None: /proc was read at every supervisor tick.
+    pub process_notices: Option<(u64, u64)>,
 }
 
 /// What planning made of the chosen binaries: all of it owned, so that the
@@ -88,8 +92,6 @@ struct Planned {
     /// when its file is replaced.
     groups: Vec<(Vec<podtrace_common::ProbeSpec>, Vec<Site>)>,
     records: Vec<BinaryRecord>,
-    /// Catalogue binary name → component version (the metrics' label).
-    versions: HashMap<String, String>,
     /// (binary, probe, status) of every catalogue probe.
     statuses: Vec<(String, String, String)>,
 }
@@ -118,6 +120,23 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
     let (mode, why) = bpf::link_mode(cfg.links);
     let (mut program, mut events) = bpf::load(cfg.ring_bytes, mode, logger)?;
     let (initial, links) = attach_groups(&mut program, &chosen, &planned.groups)?;
+    let procs = match procs::ProcWatch::start(program.ebpf_mut()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!(
+                "podtrace: no process exec/exit notices ({e:#}): reading /proc every {} ms instead",
+                Supervisor::POLL_EVERY.as_millis()
+            );
+            None
+        }
+    };
+    let paths = match paths::PathWatch::new() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!("podtrace: no inotify ({e:#}): replaced binaries are seen at the supervisor's ticks");
+            None
+        }
+    };
     let supervisor = Supervisor::new(
         &cfg.catalogue,
         cfg.plan,
@@ -126,7 +145,8 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
         rejected,
         planned.probes.len(),
         mode,
-    );
+    )
+    .with_notices(procs, paths);
     say_attached(
         &chosen,
         &planned.probes,
@@ -151,25 +171,25 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
     let child = start(&cfg.targets.command)?;
     eprintln!("podtrace: recording to {}", cfg.output.display());
     let mut live = match &metrics {
-        Some(m) => Some(live::Live::new(
-            Arc::clone(m),
-            &header,
-            &planned.versions,
-            cfg.otlp.clone(),
-        )?),
+        Some(m) => Some(live::Live::new(Arc::clone(m), &header, cfg.otlp.clone())?),
         None => None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    if let (Some(l), Some(m)) = (listener, &metrics) {
-        eprintln!(
-            "podtrace: metrics at http://{}/metrics",
-            l.local_addr()
-                .map_or_else(|_| "?".into(), |a| a.to_string())
-        );
-        rt.spawn(live::server::serve(l, Arc::clone(m)));
-    }
+    // Its own thread and runtime: no client can hold the drain loop up.
+    // Served until the recording's end (dropped with `record`'s frame).
+    let _server = match (listener, &metrics) {
+        (Some(l), Some(m)) => {
+            eprintln!(
+                "podtrace: metrics at http://{}/metrics",
+                l.local_addr()
+                    .map_or_else(|_| "?".into(), |a| a.to_string())
+            );
+            Some(live::server::spawn(l, Arc::clone(m))?)
+        }
+        _ => None,
+    };
     let opts = drain::Options {
         duration: cfg.duration,
         drain_every: Duration::from_millis(20),
@@ -177,9 +197,9 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
     };
     let mut probes = planned.probes;
     let program = Mutex::new(program);
-    let (recorded, latencies_ns) = std::thread::scope(|s| {
-        let (tx, rx) = mpsc::channel();
-        let (stop, stop_rx) = mpsc::channel();
+    let (stop, stop_rx) = supervise::stop_signal()?;
+    let (recorded, (latencies_ns, process_notices)) = std::thread::scope(|s| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let program = &program;
         let supervisor = std::thread::Builder::new()
             .name("podtrace-supervise".into())
@@ -201,7 +221,7 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
         // On an error the drain loop dropped its ends: the supervisor stops.
         let latencies = match supervisor {
             Ok(h) => h.join().unwrap_or_default(),
-            Err(_) => Vec::new(),
+            Err(_) => (Vec::new(), None),
         };
         (recorded, latencies)
     });
@@ -224,6 +244,7 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
         attach_latencies_ns: latencies_ns,
         log_summary,
         latency,
+        process_notices,
     })
 }
 
@@ -233,7 +254,6 @@ fn plan_chosen(chosen: &[Chosen<'_>], opts: PlanOptions) -> Result<Planned> {
         probes: Vec::new(),
         groups: Vec::new(),
         records: Vec::new(),
-        versions: HashMap::new(),
         statuses: Vec::new(),
     };
     for c in chosen {
@@ -250,8 +270,6 @@ fn plan_chosen(chosen: &[Chosen<'_>], opts: PlanOptions) -> Result<Planned> {
             eprintln!("podtrace: {w}");
         }
         let name = &c.catalogue.binary.name;
-        p.versions
-            .insert(name.clone(), plan::component_version(&c.binary));
         for res in &r.target.resolutions {
             p.statuses
                 .push((name.clone(), res.probe.clone(), res.status.as_str().into()));
@@ -347,10 +365,13 @@ fn header(binaries: Vec<BinaryRecord>, probes: Vec<ProbeInfo>) -> Header {
     }
 }
 
+/// The node's name as uname(2) has it (the UTS namespace's: the node's own
+/// with hostNetwork/hostUTS, else the pod's).
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Starts the command after `--`, once everything is attached.
@@ -363,4 +384,15 @@ fn start(command: &[String]) -> Result<Option<Child>> {
         .spawn()
         .map(Some)
         .with_context(|| format!("starting `{cmd}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    /// uname's node name is the host name the kernel shows in /proc.
+    #[test]
+    fn hostname_is_the_kernels() {
+        let proc = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+        assert_eq!(super::hostname(), proc.trim());
+        assert!(!super::hostname().is_empty());
+    }
 }

@@ -137,6 +137,7 @@ pub fn resolve_target<'a>(
         name: name.clone(),
         path: path.display().to_string(),
         go_version: binary.go_version().map(str::to_string),
+        version: Some(component_version(binary)),
         pids: pids.to_vec(),
         unresolved,
         identity: Some(identity(binary, path)),

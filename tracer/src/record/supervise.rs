@@ -29,19 +29,25 @@
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
     fs::File,
-    os::unix::fs::MetadataExt as _,
-    path::{Path, PathBuf},
-    sync::{
-        mpsc::{self, RecvTimeoutError, TryRecvError},
-        Mutex,
+    os::{
+        fd::{AsFd as _, BorrowedFd, OwnedFd},
+        unix::fs::MetadataExt as _,
     },
+    path::{Path, PathBuf},
+    sync::{mpsc, Mutex},
     time::{Duration, Instant},
 };
+
+use anyhow::Context as _;
+use rustix::event::{PollFd, PollFlags, Timespec};
+use tokio::sync::mpsc::UnboundedSender;
 
 use super::{
     bpf::{LinkMode, Program},
     discover::{fd_path, may_be_ours, recognising, running_executables, FileKey, RunningExe},
+    paths::PathWatch,
     plan::{self, PlanOptions},
+    procs::ProcWatch,
 };
 use crate::{
     catalogue::{BinaryCatalogue, Catalogue},
@@ -64,7 +70,7 @@ pub enum Msg {
     /// Probes appended to the table, to be written (a `binary` line) and
     /// told to the live consumer; acknowledged once done, and only then
     /// attached.
-    Binary(BinaryAdded, mpsc::SyncSender<()>),
+    Binary(Box<BinaryAdded>, mpsc::SyncSender<()>),
     Note(Note),
 }
 
@@ -72,17 +78,77 @@ pub enum Msg {
 #[derive(Debug)]
 pub struct Stopped;
 
+/// The supervisor's end of its stop signal: the read end of a pipe whose
+/// write end the drain loop holds and closes to stop it. A pipe, not a
+/// channel: the supervisor sleeps in poll(2) on it together with the
+/// kernel's process and path notices, and wakes at once for any of them.
+pub struct StopSignal(OwnedFd);
+
+/// What woke the supervisor.
+struct Woke {
+    stop: bool,
+    paths: bool,
+}
+
+/// A stop signal: (the drain loop's end, the supervisor's).
+pub fn stop_signal() -> anyhow::Result<(OwnedFd, StopSignal)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .context("creating the supervisor's stop pipe")?;
+    Ok((w, StopSignal(r)))
+}
+
+impl StopSignal {
+    /// Whether the drain loop closed its end (a look, no wait).
+    fn raised(&self) -> bool {
+        self.wait(Duration::ZERO, None, None).stop
+    }
+
+    /// Waits up to `timeout` for the stop, a process notice (`procs`) or a
+    /// path change (`paths`).
+    fn wait(
+        &self,
+        timeout: Duration,
+        procs: Option<BorrowedFd<'_>>,
+        paths: Option<BorrowedFd<'_>>,
+    ) -> Woke {
+        let ts = Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        let mut fds = vec![PollFd::new(&self.0, PollFlags::IN)];
+        if let Some(f) = procs {
+            fds.push(PollFd::from_borrowed_fd(f, PollFlags::IN));
+        }
+        let paths_at = paths.map(|f| {
+            fds.push(PollFd::from_borrowed_fd(f, PollFlags::IN));
+            fds.len() - 1
+        });
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(_) => Woke {
+                // Readable (written) or hung up (closed): both mean stop.
+                stop: !fds[0].revents().is_empty(),
+                paths: paths_at.is_some_and(|i| !fds[i].revents().is_empty()),
+            },
+            // EINTR: look again at the next turn.
+            Err(_) => Woke {
+                stop: false,
+                paths: false,
+            },
+        }
+    }
+}
+
 /// The supervisor's way out: notes and probe tables to the drain loop, and
 /// whether it should stop.
 struct Out<'a> {
-    tx: &'a mpsc::Sender<Msg>,
-    stop: &'a mpsc::Receiver<()>,
+    tx: &'a UnboundedSender<Msg>,
+    stop: &'a StopSignal,
     verbose: bool,
 }
 
 impl Out<'_> {
     fn stopping(&self) -> bool {
-        !matches!(self.stop.try_recv(), Err(TryRecvError::Empty))
+        self.stop.raised()
     }
 
     fn note(&self, n: Note) -> Result<(), Stopped> {
@@ -95,7 +161,7 @@ impl Out<'_> {
     /// Sends the probe table lines and waits until they are written.
     fn binary(&self, b: BinaryAdded) -> Result<(), Stopped> {
         let (ack, done) = mpsc::sync_channel(1);
-        self.tx.send(Msg::Binary(b, ack)).map_err(|_| Stopped)?;
+        self.tx.send(Msg::Binary(Box::new(b), ack)).map_err(|_| Stopped)?;
         done.recv().map_err(|_| Stopped)
     }
 }
@@ -195,12 +261,26 @@ pub struct Supervisor<'c> {
     pub verbose: bool,
     /// Seen → attached, for every replaced or found binary (ns).
     pub latencies_ns: Vec<u64>,
+    /// The processes, from the kernel's exec/exit notices; None: read all
+    /// of /proc every tick.
+    procs: Option<ProcWatch>,
+    /// inotify on the watched paths' directories; None: paths are looked
+    /// at every tick only.
+    paths: Option<PathWatch>,
+    last: Instant,
 }
 
 impl<'c> Supervisor<'c> {
-    /// How often it looks: a replaced binary is attached within this plus
-    /// the attach time.
-    pub const EVERY: Duration = Duration::from_millis(250);
+    /// How often it looks at the least when the kernel tells it of process
+    /// execs and exits ([`ProcWatch`]) and of changes where a traced path
+    /// is ([`PathWatch`]): a replaced binary is then attached within the
+    /// attach time of its rename. Without those notices it looks every
+    /// [`Self::POLL_EVERY`].
+    pub const EVERY: Duration = Duration::from_secs(1);
+    pub const POLL_EVERY: Duration = Duration::from_millis(250);
+    /// Least time between two looks however many notices arrive (a node
+    /// starting processes in a loop must not keep it busy).
+    pub const LEAST: Duration = Duration::from_millis(100);
 
     /// `rejected`: files discovery already found not to be ours;
     /// `probes`: the probe table's length so far.
@@ -262,19 +342,68 @@ impl<'c> Supervisor<'c> {
             },
             verbose: true,
             latencies_ns: Vec::new(),
+            procs: None,
+            paths: None,
+            last: Instant::now(),
         }
     }
 
-    /// Looks every [`Self::EVERY`] until `stop` is dropped (or sent to) or
-    /// the drain loop goes away; returns the attach latencies.
+    /// Follows processes by the kernel's exec/exit notices instead of
+    /// reading /proc every tick (see [`ProcWatch`]), and watched paths by
+    /// inotify ([`PathWatch`]).
+    pub fn with_notices(mut self, procs: Option<ProcWatch>, paths: Option<PathWatch>) -> Self {
+        self.procs = procs;
+        self.paths = paths;
+        self.watch_paths();
+        self
+    }
+
+    fn watch_paths(&mut self) {
+        if let Some(w) = self.paths.as_mut() {
+            let paths: Vec<PathBuf> = self.traced.iter().filter_map(|t| t.watch.clone()).collect();
+            w.set(&paths);
+        }
+    }
+
+    /// How long to wait for a word before looking anyway.
+    fn every(&self) -> Duration {
+        if self.procs.is_some() {
+            Self::EVERY
+        } else {
+            Self::POLL_EVERY
+        }
+    }
+
+    /// Looks every [`Self::EVERY`], and when the kernel tells of a process
+    /// exec or exit or of a change at a watched path, until `stop` is
+    /// raised or the drain loop goes away; returns the attach latencies
+    /// and the process notices (read, full scans of /proc).
     pub fn run(
         mut self,
         program: &Mutex<Program>,
-        tx: mpsc::Sender<Msg>,
-        stop: mpsc::Receiver<()>,
-    ) -> Vec<u64> {
-        // Anything but a timeout (a message, or the sender dropped) stops it.
-        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(Self::EVERY) {
+        tx: UnboundedSender<Msg>,
+        stop: StopSignal,
+    ) -> (Vec<u64>, Option<(u64, u64)>) {
+        loop {
+            let woke = stop.wait(
+                self.every(),
+                self.procs.as_ref().map(|p| p.as_fd()),
+                self.paths.as_ref().map(|p| p.fd()),
+            );
+            if woke.stop {
+                break;
+            }
+            if woke.paths {
+                if let Some(w) = self.paths.as_mut() {
+                    w.changed();
+                }
+            }
+            // Notices in a burst are taken together.
+            let since = self.last.elapsed();
+            if since < Self::LEAST {
+                std::thread::sleep(Self::LEAST - since);
+            }
+            self.last = Instant::now();
             let out = Out {
                 tx: &tx,
                 stop: &stop,
@@ -283,15 +412,25 @@ impl<'c> Supervisor<'c> {
             if self.tick(program, &out).is_err() {
                 break;
             }
+            self.watch_paths();
         }
-        self.latencies_ns
+        let notices = self.procs.as_ref().map(|p| (p.notices, p.full_scans));
+        (self.latencies_ns, notices)
+    }
+
+    /// Every process's executable: from the notices, or all of /proc.
+    fn running(&mut self) -> Vec<RunningExe> {
+        match self.procs.as_mut() {
+            Some(p) => p.running(),
+            None => running_executables(),
+        }
     }
 
     /// Looks at the processes and paths, notes what changed and attaches
     /// to new files. A binary that cannot be traced is noted and recording
     /// goes on.
     fn tick(&mut self, program: &Mutex<Program>, out: &Out<'_>) -> Result<(), Stopped> {
-        let running = running_executables();
+        let running = self.running();
         self.processes(&running, out)?;
         self.replacements(&running, program, out)?;
         if self.discover {

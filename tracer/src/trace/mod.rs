@@ -50,7 +50,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e:#}"));
         let mut e = t.events[0].clone();
         e.p = 2 * n - 1;
-        w.event(e).unwrap_or_else(|e| panic!("{e:#}"));
+        w.event(&e).unwrap_or_else(|e| panic!("{e:#}"));
         w.finish(Footer::default())
             .unwrap_or_else(|e| panic!("{e:#}"));
         let back = Trace::read(&path).unwrap_or_else(|e| panic!("{e:#}"));
@@ -90,7 +90,7 @@ mod tests {
             let mut w =
                 Writer::create_rotating(&path, &t.header, rot).unwrap_or_else(|e| panic!("{e:#}"));
             for e in t.events.iter().take(n) {
-                w.event(e.clone()).unwrap_or_else(|e| panic!("{e:#}"));
+                w.event(e).unwrap_or_else(|e| panic!("{e:#}"));
             }
             w.finish(Footer::default())
                 .unwrap_or_else(|e| panic!("{e:#}"));
@@ -136,7 +136,7 @@ mod tests {
         let mut w = Writer::create_rotating(&path, &t.header, Some(rot))
             .unwrap_or_else(|e| panic!("{e:#}"));
         for e in t.events.iter().cycle().take(2000) {
-            w.event(e.clone()).unwrap_or_else(|e| panic!("{e:#}"));
+            w.event(e).unwrap_or_else(|e| panic!("{e:#}"));
         }
         w.finish(Footer::default())
             .unwrap_or_else(|e| panic!("{e:#}"));
@@ -156,6 +156,60 @@ mod tests {
             total += r.events.len();
         }
         assert!(total < 2000, "older files were deleted");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Each rotated file's footer counts its own drops and hits (those
+    /// since the file began), so that the files' counts add up to the
+    /// recording's, and the last file's too.
+    #[test]
+    fn each_rotated_file_carries_only_its_own_drops_and_hits() {
+        let t = small_trace();
+        let dir = tmp("rotate-counts");
+        let path = dir.join("t.trace");
+        let rot = Rotation {
+            max_bytes: 4096,
+            max_files: 10_000,
+        };
+        let mut w = Writer::create_rotating(&path, &t.header, Some(rot))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        // Every event was one hit, and every tenth hit was dropped.
+        let mut drops = 0;
+        for (i, e) in t.events.iter().cycle().take(300).enumerate() {
+            drops += u64::from(i % 10 == 0);
+            w.counters = (drops, i as u64 + 1 + drops);
+            w.event(e).unwrap_or_else(|e| panic!("{e:#}"));
+        }
+        let end = w.counters;
+        w.finish(Footer {
+            drops: end.0,
+            hits: end.1,
+            ..Footer::default()
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        let (mut sum_drops, mut sum_hits, mut files) = (0, 0, 0);
+        for n in 0.. {
+            let f = Rotation::numbered(&path, n);
+            if !f.exists() {
+                break;
+            }
+            let footer = Trace::read(&f)
+                .unwrap_or_else(|e| panic!("{e:#}"))
+                .footer
+                .unwrap_or_else(|| panic!("{} has no footer", f.display()));
+            // Hits here: this file's events and drops (to the event the
+            // counters were read at).
+            assert!(
+                footer.hits.abs_diff(footer.events + footer.drops) <= 1,
+                "{}: {footer:?}",
+                f.display()
+            );
+            sum_drops += footer.drops;
+            sum_hits += footer.hits;
+            files += 1;
+        }
+        assert!(files > 3, "{files} files");
+        assert_eq!((sum_drops, sum_hits), end);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

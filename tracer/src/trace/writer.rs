@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 
 use crate::{
     clock::mono_now,
-    format::{BinaryAdded, Footer, Header, Line, Note, Rec},
+    format::{BinaryAdded, EventLine, Footer, Header, Line, Note, Rec},
 };
 
 /// `--max-size`/`--max-files`: when the file reaches `max_bytes` it gets
@@ -60,6 +60,9 @@ pub struct Writer {
     pub counters: (u64, u64),
     /// Where an earlier trace at the path was moved to.
     pub moved_aside: Option<PathBuf>,
+    /// [`Writer::counters`] when the current file began: each file's footer
+    /// carries its own drops and hits, not those of the files before it.
+    file_counters: (u64, u64),
 }
 
 /// Moves an existing, non-empty regular file at `path` aside as `path.1`
@@ -137,6 +140,7 @@ impl Writer {
             scratch: Vec::with_capacity(1024),
             events: 0,
             counters: (0, 0),
+            file_counters: (0, 0),
         };
         w.line(&Line::Header(Box::new(header.clone())))?;
         w.flush()?;
@@ -147,7 +151,7 @@ impl Writer {
         &self.path
     }
 
-    fn line(&mut self, l: &Line) -> Result<()> {
+    fn line(&mut self, l: &impl serde::Serialize) -> Result<()> {
         self.scratch.clear();
         serde_json::to_writer(&mut self.scratch, l)?;
         self.scratch.push(b'\n');
@@ -157,10 +161,10 @@ impl Writer {
             .with_context(|| format!("writing trace {}", self.path.display()))
     }
 
-    pub fn event(&mut self, r: Rec) -> Result<()> {
+    pub fn event(&mut self, r: &Rec) -> Result<()> {
         self.events += 1;
         self.file_events += 1;
-        self.line(&Line::Event(r))?;
+        self.line(&EventLine::Event(r))?;
         self.rotate_if_full()
     }
 
@@ -191,10 +195,11 @@ impl Writer {
         if self.bytes < rot.max_bytes {
             return Ok(());
         }
+        let (drops, hits) = self.since_file_began(self.counters);
         let footer = Footer {
             events: self.file_events,
-            drops: self.counters.0,
-            hits: self.counters.1,
+            drops,
+            hits,
             duration_ns: mono_now().saturating_sub(self.file_started_ns),
             stopped_by: ROTATED.into(),
             capture_problems: Vec::new(),
@@ -221,20 +226,38 @@ impl Writer {
         self.out = BufWriter::with_capacity(1 << 20, create_private(&self.path)?);
         self.bytes = 0;
         self.file_events = 0;
+        self.file_counters = self.counters;
         self.file_started_ns = mono_now();
         let header = Line::Header(Box::new(self.header.clone()));
         self.line(&header)?;
         self.flush()
     }
 
+    /// Whether the trace is rotated (then the drain keeps
+    /// [`Writer::counters`] current, for each file's footer).
+    pub fn rotates(&self) -> bool {
+        self.rotation.is_some()
+    }
+
+    /// Drops and hits since the current file began, from `total`.
+    fn since_file_began(&self, total: (u64, u64)) -> (u64, u64) {
+        (
+            total.0.saturating_sub(self.file_counters.0),
+            total.1.saturating_sub(self.file_counters.1),
+        )
+    }
+
     pub fn finish(mut self, footer: Footer) -> Result<()> {
+        // Per file when rotated: what this file holds.
+        let (drops, hits) = self.since_file_began((footer.drops, footer.hits));
         let footer = Footer {
-            // Per file when rotated: what this file holds.
             events: if self.rotation.is_some() {
                 self.file_events
             } else {
                 footer.events
             },
+            drops,
+            hits,
             ..footer
         };
         self.line(&Line::Footer(footer))?;
