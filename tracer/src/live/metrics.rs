@@ -69,9 +69,12 @@ fn opts(name: &str, help: &str) -> Opts {
 }
 
 impl Metrics {
-    pub fn new() -> Result<Metrics> {
+    /// `node`: the node's name, a constant `node` label on every metric (a
+    /// cluster's Prometheus scrapes one recording per node).
+    pub fn new(node: &str) -> Result<Metrics> {
         let bv = &["binary", "version"];
-        let r = Registry::new();
+        let labels = std::collections::HashMap::from([("node".to_string(), node.to_string())]);
+        let r = Registry::new_custom(None, Some(labels))?;
         let m = Metrics {
             pod_start_sync: histogram(
                 &r,

@@ -490,7 +490,7 @@ mod tests {
         spec.reconcile_ms = Some(100.0);
         let (trace, _) = synth(&spec).expect("synth");
         let report = Report::build(&trace, &correlate(&trace));
-        let m = Arc::new(Metrics::new().expect("metrics"));
+        let m = Arc::new(Metrics::new("node-1").expect("metrics"));
         let versions = HashMap::from([
             ("kubelet".to_string(), "v1.36.3".to_string()),
             ("containerd".to_string(), "v2.2.9".to_string()),

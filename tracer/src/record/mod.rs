@@ -46,6 +46,9 @@ pub struct Config {
     pub targets: Targets,
     pub catalogue: Catalogue,
     pub output: PathBuf,
+    /// The node's name for the header, the metrics' `node` label and the
+    /// OTLP resource (`k8s.node.name`, `host.name`).
+    pub node_name: String,
     pub rotation: Option<Rotation>,
     /// Stop after this long (None: until SIGINT/SIGTERM or the command exits).
     pub duration: Option<Duration>,
@@ -97,7 +100,7 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
     // Bound before attaching: a taken port fails before any probe is set.
     let listener = cfg.metrics.map(live::server::bind).transpose()?;
     let metrics = if listener.is_some() || cfg.otlp.is_some() {
-        Some(Arc::new(Metrics::new()?))
+        Some(Arc::new(Metrics::new(&cfg.node_name)?))
     } else {
         None
     };
@@ -114,7 +117,7 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
     let initial = attach_groups(&mut loaded, &chosen, &planned.groups)?;
     let mut supervisor = Supervisor::new(&cfg.catalogue, cfg.plan, cfg.targets.discover(), initial);
     say_attached(&chosen, &planned.probes, loaded.attached);
-    let header = header(planned.records, planned.probes.clone());
+    let header = header(&cfg.node_name, planned.records, planned.probes.clone());
     let writer = Writer::create_rotating(&cfg.output, &header, cfg.rotation)?;
     // The probes are attached and described: the binaries' files are not
     // needed while recording.
@@ -251,12 +254,13 @@ fn say_attached(chosen: &[Chosen<'_>], probes: &[ProbeInfo], attached: usize) {
     );
 }
 
-fn header(binaries: Vec<BinaryRecord>, probes: Vec<ProbeInfo>) -> Header {
+fn header(node_name: &str, binaries: Vec<BinaryRecord>, probes: Vec<ProbeInfo>) -> Header {
     Header {
         format: FORMAT.into(),
         version: FORMAT_VERSION,
         podtrace_version: env!("CARGO_PKG_VERSION").into(),
         hostname: hostname(),
+        node_name: node_name.to_string(),
         mono_to_unix_ns: mono_to_unix_offset(),
         started_unix_ns: mono_now() as i64 + mono_to_unix_offset(),
         binaries,
@@ -264,7 +268,8 @@ fn header(binaries: Vec<BinaryRecord>, probes: Vec<ProbeInfo>) -> Header {
     }
 }
 
-fn hostname() -> String {
+/// The kernel's hostname (in a container, the pod's name).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()

@@ -636,6 +636,7 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         version: FORMAT_VERSION,
         podtrace_version: env!("CARGO_PKG_VERSION").into(),
         hostname: spec.hostname.clone(),
+        node_name: spec.hostname.clone(),
         mono_to_unix_ns: T0_UNIX_NS - T0_MONO_NS as i64,
         started_unix_ns: T0_UNIX_NS,
         binaries: std::iter::once(crate::format::BinaryRecord {
