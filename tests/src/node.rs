@@ -21,6 +21,12 @@
 //! Which binaries: `PODTRACE_KUBELET` (or the path given to
 //! [`Node::start`]) and `PODTRACE_CONTAINERD` / `PODTRACE_CONTAINERD_SHIM`,
 //! so the same tests run against a user's own builds.
+//!
+//! In a cluster ([`crate::cluster`]) the same node registers with an API
+//! server instead ([`NodeOpts::kubeconfig`]): kubelet then also serves its
+//! API and, read-only and unauthenticated on 127.0.0.1, `/metrics`
+//! ([`Node::read_only_port`]), and pods run on a CNI bridge
+//! ([`containerd::Cni`]).
 
 use std::{
     io::{Read as _, Write as _},
@@ -140,9 +146,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// (`pod="default/FULL"`): the create sync's.
 pub fn first_klog<'a>(log: &'a [Klog], msg: &str, full: &str) -> &'a Klog {
     let want = format!("default/{full}");
-    log.iter()
-        .find(|l| l.msg == msg && l.field("pod").as_deref() == Some(want.as_str()))
-        .unwrap_or_else(|| panic!("kubelet never logged {msg:?} for {want}"))
+    pod_klog(log, msg, &want).unwrap_or_else(|| panic!("kubelet never logged {msg:?} for {want}"))
 }
 
 /// The UID kubelet gave static pod `full` (from its "SyncPod enter" line).
@@ -150,6 +154,84 @@ pub fn pod_uid(log: &[Klog], full: &str) -> String {
     first_klog(log, "SyncPod enter", full)
         .field("podUID")
         .unwrap_or_else(|| panic!("kubelet's SyncPod enter for {full} has no podUID"))
+}
+
+/// A stage of a `podtrace report --format json` pod, in wall-clock ns.
+pub struct Stage {
+    pub start_unix_ns: i64,
+    pub end_unix_ns: i64,
+}
+
+/// Stage `name` of a report pod (the first row of that name), in
+/// wall-clock ns; panics if it is missing or has no exit.
+pub fn stage(pod: &Value, name: &str) -> Stage {
+    let base = pod["start_unix_ns"].as_i64().expect("start_unix_ns");
+    let s = pod["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| s["stage"] == name)
+        .unwrap_or_else(|| panic!("pod {} has no {name} stage: {pod:#}", pod["name"]));
+    let start = base + (s["start_ms"].as_f64().expect("start_ms") * 1e6) as i64;
+    let dur = s["duration_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{name} of {} has no exit", pod["name"]));
+    Stage {
+        start_unix_ns: start,
+        end_unix_ns: start + (dur * 1e6) as i64,
+    }
+}
+
+/// podtrace's instants against kubelet's own (log lines, spans): each
+/// within `tolerance_ms`, and the spread of the differences.
+pub struct Agreement {
+    tolerance_ms: f64,
+    /// |podtrace − kubelet| per comparison, µs.
+    pub diffs_us: Vec<f64>,
+}
+
+impl Agreement {
+    pub fn new(tolerance_ms: f64) -> Agreement {
+        Agreement {
+            tolerance_ms,
+            diffs_us: Vec::new(),
+        }
+    }
+
+    /// Panics, naming `what`, if the two are more than the tolerance apart.
+    pub fn add(&mut self, what: &str, podtrace_ns: i64, kubelet_ns: i64) {
+        let d = (podtrace_ns - kubelet_ns) as f64 / 1e6;
+        assert!(
+            d.abs() <= self.tolerance_ms,
+            "{what}: podtrace {podtrace_ns} vs kubelet {kubelet_ns}: {d:.3} ms apart (> {} ms)",
+            self.tolerance_ms
+        );
+        self.diffs_us.push(d.abs() * 1000.0);
+    }
+
+    /// (median, p99, worst) of the differences, µs (nearest rank).
+    pub fn quantiles(&mut self) -> (f64, f64, f64) {
+        self.diffs_us.sort_by(f64::total_cmp);
+        let n = self.diffs_us.len();
+        assert!(n > 0, "no comparison made");
+        let at = |q: f64| self.diffs_us[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
+        (at(0.5), at(0.99), self.diffs_us[n - 1])
+    }
+
+    pub fn summary(&mut self) -> String {
+        let (m, p99, worst) = self.quantiles();
+        format!(
+            "n {}, median {m:.0} µs, p99 {p99:.0} µs, worst {worst:.0} µs",
+            self.diffs_us.len()
+        )
+    }
+}
+
+/// The first klog line `msg` logged for the pod `ns_name`
+/// (`pod="NAMESPACE/NAME"`), if any.
+pub fn pod_klog<'a>(log: &'a [Klog], msg: &str, ns_name: &str) -> Option<&'a Klog> {
+    log.iter()
+        .find(|l| l.msg == msg && l.field("pod").as_deref() == Some(ns_name))
 }
 
 /// The stages every pod a node starts goes through, finished.
@@ -279,6 +361,11 @@ pub struct NodeOpts {
     pub containerd: containerd::Options,
     /// Extra `key: value` lines for the KubeletConfiguration.
     pub extra_config: Vec<String>,
+    /// Register as a Node with the API server of this kubeconfig (None:
+    /// standalone, static pods only).
+    pub kubeconfig: Option<PathBuf>,
+    /// The node's name (`--hostname-override`).
+    pub node_name: String,
 }
 
 impl NodeOpts {
@@ -287,6 +374,8 @@ impl NodeOpts {
             kubelet,
             containerd: containerd::Options::v2(),
             extra_config: Vec::new(),
+            kubeconfig: None,
+            node_name: NODE_NAME.to_string(),
         }
     }
 }
@@ -304,6 +393,14 @@ pub struct Node {
     /// Host directory mounted into every pod as a hostPath volume.
     pub host_volume: PathBuf,
     pub healthz_port: u16,
+    /// The node's name (kubelet's `--hostname-override`).
+    pub node_name: String,
+    /// The kubeconfig kubelet registers with (None: standalone).
+    pub kubeconfig: Option<PathBuf>,
+    /// With a kubeconfig: kubelet's read-only port on 127.0.0.1 (`/metrics`,
+    /// `/pods`; no authentication) and its API port.
+    pub read_only_port: Option<u16>,
+    pub server_port: Option<u16>,
     /// The OTLP/gRPC receiver kubelet (and containerd 2.x) send spans to.
     pub sink: otlp::Sink,
     /// Name of the node's cgroup root under every hierarchy.
@@ -348,6 +445,10 @@ impl Node {
             kubelet_bin,
             kubelet_pid: 0,
             healthz_port: free_port(),
+            read_only_port: opts.kubeconfig.as_ref().map(|_| free_port()),
+            server_port: opts.kubeconfig.as_ref().map(|_| free_port()),
+            node_name: opts.node_name.clone(),
+            kubeconfig: opts.kubeconfig.clone(),
             sink,
             cgroup_root,
             kubelet: None,
@@ -382,8 +483,7 @@ authentication:
   anonymous: {{enabled: false}}
   webhook: {{enabled: false}}
 authorization: {{mode: AlwaysAllow}}
-enableServer: false
-readOnlyPort: 0
+{server}
 healthzBindAddress: 127.0.0.1
 healthzPort: {port}
 podLogsDir: {d}/pod-logs
@@ -400,6 +500,15 @@ tracing:
   samplingRatePerMillion: 1000000
 ",
             sock = self.env.socket.display(),
+            server = match (self.server_port, self.read_only_port) {
+                // Registered: kubelet's API (self-signed, for the API
+                // server's logs/exec) and the read-only port, whose
+                // /metrics the cluster test scrapes, both on 127.0.0.1.
+                (Some(port), Some(ro)) => format!(
+                    "enableServer: true\naddress: 127.0.0.1\nport: {port}\nreadOnlyPort: {ro}"
+                ),
+                _ => "enableServer: false\nreadOnlyPort: 0".to_string(),
+            },
             cgroot = self.cgroup_root,
             port = self.healthz_port,
             sink = self.sink.endpoint,
@@ -417,12 +526,16 @@ tracing:
             .append(true)
             .open(&self.kubelet_log)
             .expect("open kubelet log");
-        let child = Command::new(&self.kubelet_bin)
+        let mut cmd = Command::new(&self.kubelet_bin);
+        if let Some(k) = &self.kubeconfig {
+            cmd.arg(format!("--kubeconfig={}", k.display()));
+        }
+        let child = cmd
             .arg(format!(
                 "--config={}",
                 self.dir.join("kubelet.yaml").display()
             ))
-            .arg(format!("--hostname-override={NODE_NAME}"))
+            .arg(format!("--hostname-override={}", self.node_name))
             .arg(format!("--root-dir={}", self.dir.join("root").display()))
             .arg(format!(
                 "--cert-dir={}",

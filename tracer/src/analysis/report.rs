@@ -1079,3 +1079,70 @@ fn loop_ticks<'a>(calls: &[&'a Span]) -> (Vec<&'a Span>, usize) {
     let on_demand = calls.len() - ticks.len();
     (ticks, on_demand)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        correlate::correlate,
+        test_support::synth::{synth, SynthPod, SynthSpec, SYNTH_SETUP_MS},
+    };
+
+    #[test]
+    fn volume_plugins_come_from_unique_names() {
+        assert_eq!(
+            volume_plugin("kubernetes.io/configmap/0a-config"),
+            Some("kubernetes.io/configmap")
+        );
+        assert_eq!(
+            volume_plugin("kubernetes.io/local-volume/pv-1"),
+            Some("kubernetes.io/local-volume")
+        );
+        assert_eq!(volume_plugin("nonsense"), None);
+        assert_eq!(volume_plugin("/x"), None);
+    }
+
+    /// Each volume's mount operation is reported with its pod, named as the
+    /// pod names it, timed from the start sync, and joined with the moment
+    /// it was marked mounted.
+    #[test]
+    fn each_volume_mount_is_reported_with_its_pod() {
+        let mut pods = vec![
+            SynthPod::new(0, 50.0, 120.0, 300.0),
+            SynthPod::new(1, 900.0, 40.0, 300.0),
+        ];
+        pods[1].volumes_ms = vec![40.0, 80.0];
+        let spec = SynthSpec::new(pods.clone());
+        let (trace, _) = synth(&spec).expect("synth");
+        let r = Report::build(&trace, &correlate(&trace));
+        assert_eq!(r.pods.len(), 2);
+        for (p, sp) in r.pods.iter().zip(&pods) {
+            assert_eq!(p.uid, sp.uid);
+            assert_eq!(p.volumes.len(), sp.volumes_ms.len(), "{:#?}", p.volumes);
+            for (v, (row, mount)) in p.volumes.iter().zip(&sp.volumes_ms).enumerate() {
+                let mounted = sp.pre_mount_ms + mount;
+                assert_eq!(row.name.as_deref(), Some(format!("vol{v}").as_str()));
+                assert_eq!(row.plugin.as_deref(), Some("kubernetes.io/configmap"));
+                assert_eq!(
+                    row.unique_name.as_deref(),
+                    Some(format!("kubernetes.io/configmap/{}-vol{v}", sp.uid).as_str())
+                );
+                let close = |a: f64, b: f64| (a - b).abs() < 1e-3;
+                assert!(close(row.mounted_ms.unwrap_or(-1.0), mounted), "{row:?}");
+                assert!(close(row.start_ms, mounted - SYNTH_SETUP_MS), "{row:?}");
+                assert!(
+                    close(row.duration_ms.unwrap_or(-1.0), SYNTH_SETUP_MS + 0.03),
+                    "{row:?}"
+                );
+                assert_eq!((row.attempts, row.error), (1, false));
+            }
+        }
+        let table = r.to_table();
+        assert!(table.contains("trace of node node-1:"), "{table}");
+        assert!(
+            table.lines().any(|l| l.trim_start().starts_with("vol1")
+                && l.trim_end().ends_with("kubernetes.io/configmap")),
+            "{table}"
+        );
+    }
+}

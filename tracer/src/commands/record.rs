@@ -241,3 +241,17 @@ fn summary(cfg: &Config, out: &Outcome) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::node_name;
+
+    #[test]
+    fn node_name_is_the_flag_then_node_name_then_the_hostname() {
+        let host = || "pod-abc".to_string();
+        assert_eq!(node_name(Some("n1".into()), Some("n2".into()), host), "n1");
+        assert_eq!(node_name(None, Some(" n2\n".into()), host), "n2");
+        assert_eq!(node_name(None, Some(String::new()), host), "pod-abc");
+        assert_eq!(node_name(None, None, host), "pod-abc");
+    }
+}

@@ -548,7 +548,16 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("binary=\"containerd\",method=\"RunPodSandbox\",version=\"v2.2.9\""),
+            text.contains(
+                "binary=\"containerd\",method=\"RunPodSandbox\",version=\"v2.2.9\",node=\"node-1\""
+            ),
+            "{text}"
+        );
+        // Every sample names the node (a constant label of the registry).
+        assert!(
+            text.lines()
+                .filter(|l| l.starts_with("podtrace_"))
+                .all(|l| l.contains("node=\"node-1\"")),
             "{text}"
         );
         assert!(value(&text, "podtrace_loop_period_seconds_count{") > 10.0);
