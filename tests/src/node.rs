@@ -901,17 +901,59 @@ impl Node {
         names: &[String],
         gap: Duration,
     ) -> Recording {
+        let rec = Recorder::start(podtrace, out, &self.pids(), &[]);
+        let links = rec.links.clone();
+        let mut pods = Vec::new();
+        for n in names {
+            let full = self.add_pod(n);
+            self.wait_running(&full, Duration::from_secs(60));
+            eprintln!("    {full} running ({}/{})", pods.len() + 1, names.len());
+            pods.push(full);
+            std::thread::sleep(gap);
+        }
+        let log = rec.log.clone();
+        rec.stop();
+        Recording {
+            trace: out.to_path_buf(),
+            pods,
+            podtrace_log: log,
+            links,
+        }
+    }
+
+    /// This node's kubelet and containerd processes (what a recording of
+    /// it attaches to).
+    pub fn pids(&self) -> [u32; 2] {
+        [self.kubelet_pid, self.env.containerd_pid]
+    }
+}
+
+/// A `podtrace record` of given processes, running until [`Recorder::stop`]
+/// (killed if dropped).
+pub struct Recorder {
+    child: crate::Guard,
+    pub trace: PathBuf,
+    /// podtrace's stderr.
+    pub log: PathBuf,
+    /// The uprobe bpf links it held once it was recording.
+    pub links: Vec<u64>,
+}
+
+impl Recorder {
+    /// Starts `podtrace record -q -o OUT --pid …` for `pids` (by pid: other
+    /// tests may run the same binaries at the same time, and a uprobe on a
+    /// binary fires in every process of it) plus `args`, and returns once
+    /// it is recording.
+    pub fn start(podtrace: &Path, out: &Path, pids: &[u32], args: &[&str]) -> Recorder {
         let log = suffixed(out, ".log");
         let f = std::fs::File::create(&log).expect("create podtrace log");
+        let mut cmd = Command::new(podtrace);
+        cmd.arg("record");
+        for p in pids {
+            cmd.arg("--pid").arg(p.to_string());
+        }
         let mut child = crate::Guard::new(
-            Command::new(podtrace)
-                .arg("record")
-                // This node's processes only: another kubelet or containerd
-                // of the same binary on the machine is not ours.
-                .arg("--pid")
-                .arg(self.kubelet_pid.to_string())
-                .arg("--pid")
-                .arg(self.env.containerd_pid.to_string())
+            cmd.args(args)
                 .arg("-q")
                 .arg("-o")
                 .arg(out)
@@ -935,23 +977,26 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let links: Vec<u64> = crate::uprobe_links_of(child.id())
+        let links = crate::uprobe_links_of(child.id())
             .into_iter()
             .map(|l| l.id)
             .collect();
-        let mut pods = Vec::new();
-        for n in names {
-            let full = self.add_pod(n);
-            self.wait_running(&full, Duration::from_secs(60));
-            eprintln!("    {full} running ({}/{})", pods.len() + 1, names.len());
-            pods.push(full);
-            std::thread::sleep(gap);
+        Recorder {
+            child,
+            trace: out.to_path_buf(),
+            log,
+            links,
         }
+    }
+
+    /// SIGINT, and waits until podtrace wrote the footer and exited (it
+    /// must succeed); returns how long that took.
+    pub fn stop(mut self) -> Duration {
         // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
         let t = Instant::now();
         let status = loop {
-            if let Some(st) = child.try_wait() {
+            if let Some(st) = self.child.try_wait() {
                 break st;
             }
             // Closing each uprobe waits for a kernel grace period under a
@@ -960,7 +1005,7 @@ impl Node {
             if t.elapsed() > Duration::from_secs(120) {
                 panic!(
                     "podtrace record did not stop within 120 s of SIGINT:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -972,14 +1017,9 @@ impl Node {
         assert!(
             status.success(),
             "podtrace record failed ({status}):\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            std::fs::read_to_string(&self.log).unwrap_or_default()
         );
-        Recording {
-            trace: out.to_path_buf(),
-            pods,
-            podtrace_log: log,
-            links,
-        }
+        t.elapsed()
     }
 }
 

@@ -3,6 +3,7 @@
 //! - `setup`: install what podtrace needs, idempotently
 //! - `build`: the tracer (with its eBPF object) and the Go test workloads
 //! - `demo`:  record the real kubelet, default vs tuned build, and report
+//!   (`--cluster`: in a one-node cluster, Deployment pods with six volume kinds)
 //! - `test`:  the whole suite (unit, real-eBPF end-to-end, Go tests, lints)
 //! - `bench`: probe cost per hit vs bpftrace, sustained event rate
 //! - `image`: the podtrace OCI image (no Docker), optionally pushed
@@ -56,6 +57,12 @@ enum Cmd {
         /// kubelet (fast: no containers, no node).
         #[arg(long)]
         workload: bool,
+        /// A one-node cluster instead (etcd, API server, controller
+        /// manager, scheduler, kubelet registered on containerd): a
+        /// Deployment of --pods pods with six volume kinds, per-pod tables
+        /// with each volume's mount time, default vs tuned kubelet.
+        #[arg(long, conflicts_with = "workload")]
+        cluster: bool,
     },
     /// The layout lint alone: import circles between a crate's files
     /// (default: tracer/src and xtask/src).
@@ -117,9 +124,17 @@ fn main() {
     let res = match cli.cmd {
         Cmd::Setup => setup::run(),
         Cmd::Build => setup::run().and_then(|_| build()),
-        Cmd::Demo { pods, workload } => setup::run()
-            .and_then(|_| build())
-            .and_then(|_| demo::run(pods, workload)),
+        Cmd::Demo {
+            pods,
+            workload,
+            cluster,
+        } => setup::run().and_then(|_| build()).and_then(|_| {
+            if cluster {
+                demo::run_cluster(pods)
+            } else {
+                demo::run(pods, workload)
+            }
+        }),
         Cmd::Lint { dirs } => lint::check(&if dirs.is_empty() {
             vec![root().join("tracer/src"), root().join("xtask/src")]
         } else {
