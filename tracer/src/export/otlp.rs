@@ -558,7 +558,7 @@ pub fn push(
     push_with(endpoint, req, &PushOptions::new(headers, timeout))
 }
 
-fn client(opts: &PushOptions<'_>) -> Result<reqwest::blocking::Client> {
+fn client(url: &reqwest::Url, opts: &PushOptions<'_>) -> Result<reqwest::blocking::Client> {
     // reqwest is built without a default TLS crypto provider (the default,
     // aws-lc-rs, needs a C build): use ring's. Err = already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -576,8 +576,19 @@ fn client(opts: &PushOptions<'_>) -> Result<reqwest::blocking::Client> {
             bail!("{}: no certificate in it", p.display());
         }
         b = b.tls_certs_merge(certs);
+    } else if url.scheme() == "http" {
+        // No TLS at all: do not load the system's CA certificates, which a
+        // minimal image (podtrace's own, in the DaemonSet) does not have
+        // and without which the client would refuse to build.
+        b = b.tls_certs_only(std::iter::empty());
     }
-    b.build().context("setting up the HTTP client")
+    b.build().with_context(|| {
+        if url.scheme() == "https" && opts.ca_cert.is_none() {
+            "setting up the HTTPS client (a system without CA certificates, such as podtrace's image, needs --ca-cert / --otlp-ca-cert)"
+        } else {
+            "setting up the HTTP client"
+        }
+    })
 }
 
 /// Why an attempt failed, and whether another may succeed.
@@ -696,7 +707,7 @@ pub fn push_with(
             format!("header `{k}`: the value must be printable, without line breaks")
         })?;
     }
-    let client = client(opts)?;
+    let client = client(&url, opts)?;
     let body = to_protobuf(req);
     let mut backoff = opts.backoff;
     let mut attempts = 0;
