@@ -669,9 +669,15 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
                 );
                 pv_after_setup_ms.push(d);
             } else {
+                // Two instants of the operation's goroutine, a few
+                // instructions apart; with 18 pods mounting 100 volumes on 2
+                // busy cores the goroutine is sometimes preempted between
+                // them, so each is bounded by the operation, and the median
+                // (below) by the tolerance.
                 assert!(
-                    (-0.05..=TOLERANCE_MS).contains(&d),
-                    "{label}: {v} marked mounted {d:.3} ms after kubelet logged its SetUp"
+                    d >= -0.05 && mounted <= op_end,
+                    "{label}: {v} marked mounted {d:.3} ms after kubelet logged its SetUp, the operation ended {:.3} ms after",
+                    ms(op_end - setup.unix_ns)
                 );
                 volume_after_setup_us.push(d * 1e3);
             }
@@ -851,9 +857,15 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
         span_agree.diffs_us.len()
     );
     volume_after_setup_us.sort_by(f64::total_cmp);
+    let setup_median_ms = quantile(&volume_after_setup_us, 0.5) / 1e3;
+    assert!(
+        setup_median_ms <= TOLERANCE_MS,
+        "volumes are marked mounted a median {setup_median_ms:.3} ms after kubelet's SetUp line"
+    );
     eprintln!(
-        "cluster: volume (not the PV) marked mounted after kubelet's SetUp line: median {:.0} µs, worst {:.0} µs ({} volumes)",
+        "cluster: volume (not the PV) marked mounted after kubelet's SetUp line: median {:.0} µs, p99 {:.0} µs, worst {:.0} µs ({} volumes)",
         quantile(&volume_after_setup_us, 0.5),
+        quantile(&volume_after_setup_us, 0.99),
         volume_after_setup_us.last().copied().unwrap_or(f64::NAN),
         volume_after_setup_us.len()
     );
