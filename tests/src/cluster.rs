@@ -742,6 +742,30 @@ current-context: podtrace
         )
     }
 
+    /// Scales Deployment `name` (in [`NAMESPACE`], label `app=NAME`) up one
+    /// pod at a time to `replicas`, each step once the pods so far are
+    /// ready; returns the pods' JSON. One pod starting at a time, as the
+    /// node harness starts static pods: on 2 busy cores a burst of pods
+    /// makes kubelet's goroutines wait milliseconds for a CPU between two
+    /// of its own instants (a function's entry and its first log line),
+    /// which is not what the comparisons are about.
+    pub fn scale_up(&mut self, name: &str, replicas: usize, timeout: Duration) -> Vec<Value> {
+        let deployment = format!("deployment/{name}");
+        let selector = format!("app={name}");
+        let mut pods = Vec::new();
+        for n in 1..=replicas {
+            self.kubectl(&[
+                "scale",
+                &deployment,
+                "-n",
+                NAMESPACE,
+                &format!("--replicas={n}"),
+            ]);
+            pods = self.wait_pods_ready(NAMESPACE, &selector, n, timeout);
+        }
+        pods
+    }
+
     /// Pushes the OCI layout `layout` (tag from its index) to the node's
     /// registry as `podtrace:TAG`; returns the reference.
     pub fn push_image(&self, layout: &Path) -> String {

@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use podtrace_tests::{
-    cluster::{Cluster, ClusterOpts, NAMESPACE, VOLUME_KINDS},
+    cluster::{Cluster, ClusterOpts, VOLUME_KINDS},
     containerd,
     node::{Node, NodeOpts, Recorder},
 };
@@ -174,15 +174,11 @@ fn record_cluster(out: &Path, preset: &str, tuned: bool, pods: u32) -> Result<Pa
             &["--node-name", podtrace_tests::cluster::NODE_NAME],
         );
         step(&format!(
-            "a Deployment of {pods} pods through the API (projected token, ConfigMap, Secret, downward API, emptyDir, PVC on a local PV)"
+            "a Deployment scaled to {pods} pods through the API, one at a time (projected token, ConfigMap, Secret, downward API, emptyDir, PVC on a local PV)"
         ));
-        c.apply("demo", &c.deployment("demo", pods as usize, true));
-        c.wait_pods_ready(
-            NAMESPACE,
-            "app=demo",
-            pods as usize,
-            Duration::from_secs(600),
-        );
+        c.apply("demo", &c.deployment("demo", 0, true));
+        // One pod at a time, as the standalone demo starts its static pods.
+        c.scale_up("demo", pods as usize, Duration::from_secs(120));
         // Each pod's last sync after its container started.
         std::thread::sleep(Duration::from_secs(2));
         rec.stop();
