@@ -962,3 +962,46 @@ fn wait_sync_spans(sink: &otlp::Sink, uids: &[String]) -> Vec<otlp::Span> {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The cluster leaves nothing behind also when a test panics with pods
+/// running (volumes mounted, on the bridge): `Drop` tears it down. The
+/// footprint taken while it runs lists what the check looks for, so the
+/// empty list after the panic means something.
+#[test]
+fn cluster_teardown_after_a_panic_leaves_nothing() {
+    let seen = std::sync::Mutex::new(None);
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut c = Cluster::start(ClusterOpts::new(node::kubelet(cluster::VERSION, false)));
+        c.create_volume_sources();
+        c.apply("teardown", &c.deployment("teardown", 0, true));
+        c.scale_up("teardown", 2, Duration::from_secs(120));
+        let fp = c.footprint();
+        let running = fp.leftovers().join("\n");
+        for what in [
+            "(etcd.pid)",
+            "(kube-apiserver.pid)",
+            "(kubelet.pid)",
+            "(containerd.pid)",
+            "cgroup ",
+            "mount ",
+            "bridge ptbr",
+            "interface veth",
+            "directory ",
+        ] {
+            assert!(
+                running.contains(what),
+                "the footprint of a running cluster lists no {what:?}:\n{running}"
+            );
+        }
+        *seen.lock().expect("lock") = Some(fp);
+        panic!("a failing test, with pods running");
+    }));
+    assert!(res.is_err(), "the closure must have panicked");
+    let fp = seen
+        .lock()
+        .expect("lock")
+        .take()
+        .expect("the cluster started");
+    let left = fp.leftovers();
+    assert!(left.is_empty(), "left behind after the panic: {left:#?}");
+}

@@ -362,6 +362,7 @@ impl ClusterOpts {
 }
 
 /// What the node was, kept to look for leftovers once it is gone.
+#[derive(Clone)]
 struct NodeFacts {
     dir: PathBuf,
     cgroup_root: String,
@@ -386,8 +387,61 @@ pub struct Cluster {
     daemons: Vec<Daemon>,
     iptables_before: BTreeSet<(String, String, String)>,
     ip_forward_before: String,
-    facts: Option<NodeFacts>,
     down: bool,
+}
+
+/// What a cluster put on the machine, taken while it runs, to tell once it
+/// is gone what is left of it ([`Footprint::leftovers`]).
+#[derive(Clone)]
+pub struct Footprint {
+    dir: PathBuf,
+    /// (pid file name, pid, start time) of the daemons and the node's
+    /// processes.
+    processes: Vec<(String, u32, u64)>,
+    node: Option<NodeFacts>,
+    iptables_before: BTreeSet<(String, String, String)>,
+    ip_forward_before: String,
+}
+
+impl Footprint {
+    /// Everything of the cluster still on the machine: its processes (same
+    /// pid and start time), the node's cgroups, mounts and directories,
+    /// containerd's containers, cgroups and mounts, the bridge and new
+    /// veths, new iptables rules and chains, a changed `ip_forward`, the
+    /// cluster's directory and mounts under it.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for (name, pid, st) in &self.processes {
+            if start_time(*pid) == Some(*st) {
+                v.push(format!("process {pid} ({name})"));
+            }
+        }
+        if let Some(f) = &self.node {
+            v.extend(Node::leftovers(&f.dir, &f.cgroup_root, f.kubelet_pid));
+            v.extend(containerd::Env::leftovers_of(&f.env_dir, &f.ids));
+            v.extend(containerd::network_leftovers(
+                f.cni.as_ref(),
+                &f.interfaces_before,
+            ));
+        }
+        for m in containerd::mounts_under(&self.dir) {
+            v.push(format!("mount {}", m.display()));
+        }
+        if self.dir.exists() {
+            v.push(format!("directory {}", self.dir.display()));
+        }
+        for (tool, table, line) in iptables_state().difference(&self.iptables_before) {
+            v.push(format!("{tool} -t {table}: {line}"));
+        }
+        let fwd = ip_forward();
+        if fwd != self.ip_forward_before {
+            v.push(format!(
+                "net.ipv4.ip_forward {} (was {})",
+                fwd, self.ip_forward_before
+            ));
+        }
+        v
+    }
 }
 
 impl Cluster {
@@ -414,7 +468,6 @@ impl Cluster {
             daemons: Vec::new(),
             iptables_before: iptables_state(),
             ip_forward_before: ip_forward(),
-            facts: None,
             down: false,
         };
         // From here on a panic drops `c`, which tears down what started.
@@ -904,6 +957,38 @@ spec:
         )
     }
 
+    /// What the cluster has put on the machine so far.
+    pub fn footprint(&self) -> Footprint {
+        let processes = std::fs::read_dir(self.dir.join("pids"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|p| p.file_name() != "owner")
+            .filter_map(|p| {
+                let text = std::fs::read_to_string(p.path()).ok()?;
+                let mut it = text.split_whitespace();
+                let pid = it.next()?.parse().ok()?;
+                let st = it.next()?.parse().ok()?;
+                Some((p.file_name().to_string_lossy().into_owned(), pid, st))
+            })
+            .collect();
+        Footprint {
+            dir: self.dir.clone(),
+            processes,
+            node: self.node.as_ref().map(|node| NodeFacts {
+                dir: node.dir.clone(),
+                cgroup_root: node.cgroup_root.clone(),
+                kubelet_pid: node.kubelet_pid,
+                env_dir: node.env.dir.clone(),
+                ids: node.env.known_ids(),
+                cni: node.env.cni.clone(),
+                interfaces_before: node.env.interfaces_before.clone(),
+            }),
+            iptables_before: self.iptables_before.clone(),
+            ip_forward_before: self.ip_forward_before.clone(),
+        }
+    }
+
     /// Stops everything in order and returns what is left on the machine
     /// (empty when the cluster cleaned up after itself).
     pub fn shutdown(mut self) -> Vec<String> {
@@ -915,26 +1000,16 @@ spec:
             return Vec::new();
         }
         self.down = true;
+        let footprint = self.footprint();
         // The controllers first, so nothing makes pods while the node goes.
         for d in self.daemons.iter_mut().rev().take(2) {
             d.stop(Duration::from_secs(10));
         }
-        if let Some(node) = self.node.take() {
-            self.facts = Some(NodeFacts {
-                dir: node.dir.clone(),
-                cgroup_root: node.cgroup_root.clone(),
-                kubelet_pid: node.kubelet_pid,
-                env_dir: node.env.dir.clone(),
-                ids: node.env.known_ids(),
-                cni: node.env.cni.clone(),
-                interfaces_before: node.env.interfaces_before.clone(),
-            });
-            // Stops kubelet, removes every pod through CRI (CNI DEL
-            // removes their veths), stops containerd, the registry and the
-            // OTLP receiver, unmounts, removes cgroups, the bridge and the
-            // node's directories.
-            drop(node);
-        }
+        // Stops kubelet, removes every pod through CRI (CNI DEL removes
+        // their veths), stops containerd, the registry and the OTLP
+        // receiver, unmounts, removes cgroups, the bridge and the node's
+        // directories.
+        drop(self.node.take());
         for d in self.daemons.iter_mut().rev() {
             d.stop(Duration::from_secs(10));
         }
@@ -946,55 +1021,10 @@ spec:
             .collect();
         remove_iptables(&new);
         containerd::unmount_under(&self.dir);
-        let mut left = self.leftovers();
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            left.push(format!("cannot remove {}: {e}", self.dir.display()));
-        } else if self.dir.exists() {
-            left.push(format!("directory {}", self.dir.display()));
+            eprintln!("cluster: removing {}: {e}", self.dir.display());
         }
-        left
-    }
-
-    /// What the cluster left on the machine (run after teardown).
-    fn leftovers(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        for p in std::fs::read_dir(self.dir.join("pids"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if p.file_name() == "owner" {
-                continue;
-            }
-            if let Some(pid) = pid_file_process(&p.path()) {
-                v.push(format!(
-                    "process {pid} ({})",
-                    p.file_name().to_string_lossy()
-                ));
-            }
-        }
-        if let Some(f) = &self.facts {
-            v.extend(Node::leftovers(&f.dir, &f.cgroup_root, f.kubelet_pid));
-            v.extend(containerd::Env::leftovers_of(&f.env_dir, &f.ids));
-            v.extend(containerd::network_leftovers(
-                f.cni.as_ref(),
-                &f.interfaces_before,
-            ));
-        }
-        for m in containerd::mounts_under(&self.dir) {
-            v.push(format!("mount {}", m.display()));
-        }
-        for (tool, table, line) in iptables_state().difference(&self.iptables_before) {
-            v.push(format!("{tool} -t {table}: {line}"));
-        }
-        let fwd = ip_forward();
-        if fwd != self.ip_forward_before {
-            v.push(format!(
-                "net.ipv4.ip_forward {} (was {})",
-                fwd, self.ip_forward_before
-            ));
-        }
-        v
+        footprint.leftovers()
     }
 }
 
