@@ -9,8 +9,9 @@
 //!    the pod placed by the real scheduler; podtrace finds the node's
 //!    kubelet and containerd by itself and names the node from the downward
 //!    API (`$NODE_NAME`), not from its container's hostname.
-//! 2. Pods as a cluster starts them: a Deployment of [`REPLICAS`] pods
-//!    through the API, each with the six volume kinds (projected
+//! 2. Pods as a cluster starts them: a Deployment scaled up to [`REPLICAS`]
+//!    pods through the API, one pod at a time, each with the six volume
+//!    kinds (projected
 //!    service-account token, ConfigMap, Secret, downward API, emptyDir, a
 //!    PVC bound to a local PV), and one of [`STATELESS`] pods without the
 //!    PVC: kubelet's pod-start SLI leaves out "stateful" pods (any volume
@@ -31,7 +32,8 @@
 //! 4. The DaemonSet deleted: podtrace writes the trace's footer and detaches
 //!    within the manifest's grace period (the time is printed).
 //!
-//! Then the cluster is torn down and nothing may be left on the machine.
+//! Then the cluster is torn down and nothing may be left on the machine
+//! (also after a panic: [`cluster_teardown_after_a_panic_leaves_nothing`]).
 
 #[path = "shared/otlp_http.rs"]
 mod otlp_http;
