@@ -482,17 +482,15 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
     // What podtrace pushed live: every pod's spans, under a resource that
     // names the node (k8s.node.name, host.name), not the pod.
     let got = otlp_got.lock().map(|g| g.len()).unwrap_or(0);
-    let mut exported = BTreeSet::new();
+    // Each pod's first arrival (podtrace may send more at the end: a
+    // start still open, the terminating DaemonSet pod's own CRI calls).
+    let mut exported: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut after_delete = BTreeSet::new();
     if let Ok(g) = otlp_got.lock() {
         for (at, r) in g
             .iter()
             .flat_map(|g| g.req.resource_spans.iter().map(move |r| (g.at, r)))
         {
-            // Sent while recording, not at the end.
-            assert!(
-                at < t_delete,
-                "spans reached the receiver only after the DaemonSet was deleted"
-            );
             let attrs = r
                 .resource
                 .as_ref()
@@ -508,15 +506,24 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
             );
             for s in r.scope_spans.iter().flat_map(|s| &s.spans) {
                 if let Some(u) = otlp_http::attr(&s.attributes, "k8s.pod.uid") {
-                    exported.insert(u);
+                    if at >= t_delete {
+                        after_delete.insert(u.clone());
+                    }
+                    let first = exported.entry(u).or_insert(at);
+                    *first = (*first).min(at);
                 }
             }
         }
     }
+    if !after_delete.is_empty() {
+        eprintln!("cluster: OTLP after the DaemonSet was deleted, for pods {after_delete:?}");
+    }
     for u in &uids {
+        // Sent while recording, not only at the end.
         assert!(
-            exported.contains(u),
-            "pod {u} never reached the OTLP receiver at {otlp_url} ({got} requests); podtrace's metrics:\n{}\nits log:\n{ds_log}",
+            exported.get(u).is_some_and(|at| *at < t_delete),
+            "pod {u} did not reach the OTLP receiver at {otlp_url} before the DaemonSet was deleted ({got} requests; first at {:?}); podtrace's metrics:\n{}\nits log:\n{ds_log}",
+            exported.get(u).map(|at| at.saturating_duration_since(t_delete)),
             metrics
                 .lines()
                 .filter(|l| l.starts_with("podtrace_otlp"))
