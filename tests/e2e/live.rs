@@ -4,25 +4,23 @@
 //! with podtrace's own report; an OTLP/HTTP receiver gets each pod's spans
 //! while the recording still runs; without `--metrics` no socket listens.
 
+#[path = "shared/otlp_http.rs"]
+mod otlp_http;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpListener,
+    io::{Read as _, Write as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use opentelemetry_proto::tonic::{
-    collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value,
-};
+use otlp_http::{attr, otlp_receiver};
 use podtrace_tests::{
     median, podtrace_bin, read_gt, report_json, spawn_until,
     util::{free_port, http_get},
     workload, Guard, TempDir,
 };
-use prost::Message as _;
 use serde_json::Value;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -383,77 +381,10 @@ fn no_socket_without_metrics() {
     assert!(st.success(), "podtrace record: {st}");
 }
 
-/// One OTLP/HTTP request as received.
-struct Got {
-    at: Instant,
-    req: ExportTraceServiceRequest,
-}
-
-/// An OTLP/HTTP receiver on 127.0.0.1 (keep-alive, Content-Length bodies,
-/// protobuf) answering 200 with an empty ExportTraceServiceResponse.
-fn otlp_receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let store = Arc::clone(&got);
-    std::thread::spawn(move || {
-        for conn in l.incoming().flatten() {
-            let store = Arc::clone(&store);
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(conn);
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut len = 0usize;
-                    loop {
-                        let mut h = String::new();
-                        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.trim_end().split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                len = v.trim().parse().unwrap_or(0);
-                            }
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if r.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let req = ExportTraceServiceRequest::decode(body.as_slice())
-                        .expect("an ExportTraceServiceRequest");
-                    if let Ok(mut v) = store.lock() {
-                        v.push(Got {
-                            at: Instant::now(),
-                            req,
-                        });
-                    }
-                    let _ = r.get_mut().write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n",
-                    );
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), got)
-}
-
-fn attr(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], k: &str) -> Option<String> {
-    attrs
-        .iter()
-        .find(|a| a.key == k)
-        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.clone()),
-            _ => None,
-        })
-}
-
 #[test]
 fn otlp_endpoint_gets_each_pod_while_recording() {
     let dir = TempDir::new("live-otlp");
-    let (endpoint, got) = otlp_receiver();
+    let (endpoint, got) = otlp_receiver("127.0.0.1:0");
     const PODS: u32 = 6;
     let (mut cmd, trace, _) = record_cmd(&dir, &["--otlp-endpoint", &endpoint], PODS, "4s");
     let (mut g, _) = spawn_until(&mut cmd, "podtrace: recording to", Duration::from_secs(60));

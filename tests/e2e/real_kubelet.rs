@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use podtrace_tests::{
     bpf_object_exists, entry_captures,
-    node::{self, Node, NodeOpts},
+    node::{self, stage, Agreement, Node, NodeOpts},
     otlp, podtrace_bin, report_json, TempDir,
 };
 use serde_json::Value;
@@ -40,59 +40,6 @@ const ON_DEMAND_MAX_MS: f64 = 100.0;
 
 fn ms(ns: i64) -> f64 {
     ns as f64 / 1e6
-}
-
-struct Stage {
-    start_unix_ns: i64,
-    end_unix_ns: i64,
-}
-
-/// A stage of a report pod, in wall-clock ns.
-fn stage(pod: &Value, name: &str) -> Stage {
-    let base = pod["start_unix_ns"].as_i64().expect("start_unix_ns");
-    let s = pod["stages"]
-        .as_array()
-        .expect("stages")
-        .iter()
-        .find(|s| s["stage"] == name)
-        .unwrap_or_else(|| panic!("pod {} has no {name} stage: {pod:#}", pod["name"]));
-    let start = base + (s["start_ms"].as_f64().expect("start_ms") * 1e6) as i64;
-    let dur = s["duration_ms"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("{name} of {} has no exit", pod["name"]));
-    Stage {
-        start_unix_ns: start,
-        end_unix_ns: start + (dur * 1e6) as i64,
-    }
-}
-
-#[derive(Default)]
-struct Agreement {
-    /// |podtrace − kubelet| per comparison, µs.
-    diffs_us: Vec<f64>,
-}
-
-impl Agreement {
-    fn add(&mut self, what: &str, podtrace_ns: i64, kubelet_ns: i64) {
-        let d = ms(podtrace_ns - kubelet_ns);
-        assert!(
-            d.abs() <= TOLERANCE_MS,
-            "{what}: podtrace {podtrace_ns} vs kubelet {kubelet_ns}: {d:.3} ms apart (> {TOLERANCE_MS} ms)"
-        );
-        self.diffs_us.push(d.abs() * 1000.0);
-    }
-
-    fn summary(&mut self) -> String {
-        self.diffs_us.sort_by(f64::total_cmp);
-        let n = self.diffs_us.len();
-        let at = |q: f64| self.diffs_us[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
-        format!(
-            "n {n}, median {:.0} µs, p99 {:.0} µs, worst {:.0} µs",
-            at(0.5),
-            at(0.99),
-            self.diffs_us[n - 1]
-        )
-    }
 }
 
 /// Runs PODS static pods on a kubelet under podtrace and checks every pod
@@ -145,7 +92,7 @@ fn run(version: &str, tuned: bool, interval_ms: f64, pods: usize) -> Run {
     let sink: &otlp::Sink = &node.sink;
     let spans = wait_spans(sink, &uids);
 
-    let mut agree = Agreement::default();
+    let mut agree = Agreement::new(TOLERANCE_MS);
     let mut cri_inside = 0;
     let mut mount_vs_setup_us = Vec::new();
     let mut waits = Vec::new();

@@ -310,12 +310,12 @@ fn a_binary_replaced_at_its_path_is_reattached_within_a_second_and_the_gap_repor
     };
     let value = |prefix: &str| value_in(&text, prefix);
     assert_eq!(
-        value("podtrace_supervisor_notes_total{kind=\"reattached\"}"),
+        value("podtrace_supervisor_notes_total{kind=\"reattached\""),
         SWAPS as f64,
         "{text}"
     );
     assert_eq!(
-        value("podtrace_untraced_gap_seconds_count{kind=\"reattached\"}"),
+        value("podtrace_untraced_gap_seconds_count{kind=\"reattached\""),
         SWAPS as f64,
         "{text}"
     );

@@ -637,6 +637,7 @@ pub fn systematic_cri_errors(label: &str, diffs: &[(&str, f64)], tolerance_ms: f
     problems
 }
 
+pub mod cluster;
 pub mod containerd;
 pub mod node;
 pub mod otlp;

@@ -47,6 +47,11 @@ pub enum Role {
     PollCond,
     PollCheck,
     VolumeMounted,
+    /// The operation executor's mount of one volume of a pod (its own
+    /// goroutine, started by the reconciler): the plugin's SetUp through
+    /// marking the volume mounted. Captures `volume` (kubelet's unique
+    /// volume name), `outer_volume` (the pod's name for it) and `pod_uid`.
+    VolumeSetup,
     Loop,
     Stage,
     /// Work a loop does for one pod on request, outside its period (PLEG's

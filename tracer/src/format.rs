@@ -83,11 +83,30 @@ pub struct Header {
     pub version: u32,
     pub podtrace_version: String,
     pub hostname: String,
+    /// The Kubernetes node the traced kubelet runs as (`record
+    /// --node-name`, else `$NODE_NAME`, else the hostname). Inside a
+    /// DaemonSet's container the hostname is the pod's, so this comes from
+    /// the downward API. Empty in traces written before it was recorded:
+    /// read it with [`Header::node`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_name: String,
     /// Add to an event's ktime (CLOCK_MONOTONIC ns) to get Unix time in ns.
     pub mono_to_unix_ns: i64,
     pub started_unix_ns: i64,
     pub binaries: Vec<BinaryRecord>,
     pub probes: Vec<ProbeInfo>,
+}
+
+impl Header {
+    /// The node's name: `node_name`, or the hostname for traces that do
+    /// not record one.
+    pub fn node(&self) -> &str {
+        if self.node_name.is_empty() {
+            &self.hostname
+        } else {
+            &self.node_name
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

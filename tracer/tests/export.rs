@@ -328,6 +328,7 @@ fn check_otlp(req: &ExportTraceServiceRequest, t: &Trace, truth: &SynthTruth) {
         Some(&AnyV::IntValue(4242))
     );
     assert_eq!(attr_str(&res.attributes, "host.name"), Some("node-1"));
+    assert_eq!(attr_str(&res.attributes, "k8s.node.name"), Some("node-1"));
     let spans: Vec<&Span> = rs.scope_spans.iter().flat_map(|s| &s.spans).collect();
     assert_eq!(
         rs.scope_spans[0].scope.as_ref().map(|s| s.name.as_str()),
@@ -448,6 +449,38 @@ fn otlp_json_and_protobuf_decode_to_the_pod_starts() {
     );
     // Stable ids: the same trace exports the same ids.
     assert_eq!(otlp::otlp_request(&t, &c), ours);
+}
+
+/// The resource names the node the trace is of (`record --node-name`,
+/// `$NODE_NAME`), not the hostname of the recorder (in a DaemonSet, its
+/// pod's); traces without a node name fall back to the hostname.
+#[test]
+fn otlp_resource_names_the_node_not_the_recorders_hostname() {
+    let (mut t, c, _) = sample();
+    t.header.hostname = "podtrace-x7k2p".into();
+    t.header.node_name = "node-7".into();
+    let names = |t: &Trace| -> Vec<(Option<String>, Option<String>)> {
+        otlp_of(t, &c)
+            .1
+            .resource_spans
+            .iter()
+            .map(|rs| {
+                let a = &rs.resource.as_ref().expect("resource").attributes;
+                (
+                    attr_str(a, "host.name").map(str::to_string),
+                    attr_str(a, "k8s.node.name").map(str::to_string),
+                )
+            })
+            .collect()
+    };
+    let node7 = (Some("node-7".to_string()), Some("node-7".to_string()));
+    assert!(names(&t).iter().all(|n| *n == node7), "{:?}", names(&t));
+    t.header.node_name.clear();
+    let host = (
+        Some("podtrace-x7k2p".to_string()),
+        Some("podtrace-x7k2p".to_string()),
+    );
+    assert!(names(&t).iter().all(|n| *n == host), "{:?}", names(&t));
 }
 
 /// An OTLP/HTTP receiver on 127.0.0.1 that takes one request, answers

@@ -3,6 +3,7 @@
 //! - `setup`: install what podtrace needs, idempotently
 //! - `build`: the tracer (with its eBPF object) and the Go test workloads
 //! - `demo`:  record the real kubelet, default vs tuned build, and report
+//!   (`--cluster`: in a one-node cluster, Deployment pods with six volume kinds)
 //! - `test`:  the whole suite (unit, real-eBPF end-to-end, Go tests, lints)
 //! - `bench`: probe cost per hit vs bpftrace, sustained event rate, start and
 //!   stop times vs bpftrace, discovery under load
@@ -63,6 +64,12 @@ enum Cmd {
         /// cancels); sequential: default, then tuned, two recordings.
         #[arg(long, value_enum, default_value = "interleaved")]
         design: demo::Design,
+        /// A one-node cluster instead (etcd, API server, controller
+        /// manager, scheduler, kubelet registered on containerd): a
+        /// Deployment of --pods pods with six volume kinds, per-pod tables
+        /// with each volume's mount time, default vs tuned kubelet.
+        #[arg(long, conflicts_with = "workload")]
+        cluster: bool,
     },
     /// The layout lint alone: import circles between a crate's files
     /// (default: tracer/src and xtask/src).
@@ -131,9 +138,14 @@ fn main() {
             pods,
             workload,
             design,
-        } => setup::run()
-            .and_then(|_| build())
-            .and_then(|_| demo::run(pods, workload, design)),
+            cluster,
+        } => setup::run().and_then(|_| build()).and_then(|_| {
+            if cluster {
+                demo::run_cluster(pods)
+            } else {
+                demo::run(pods, workload, design)
+            }
+        }),
         Cmd::Lint { dirs } => lint::check(&if dirs.is_empty() {
             vec![root().join("tracer/src"), root().join("xtask/src")]
         } else {

@@ -51,6 +51,15 @@ pub fn run_setup() -> Result<()> {
         // e2e_live: a real Prometheus scrapes `record --metrics` (the
         // binary only; the test runs it with its own config).
         ("prometheus", "/usr/bin/prometheus"),
+        // The one-node cluster (tests/src/cluster.rs, demo --cluster):
+        // Debian 12's etcd 3.4 (the apiserver's store), the CNI bridge,
+        // host-local and loopback plugins (pods off the host network), and
+        // iptables (the bridge plugin's masquerade rules), openssl (the
+        // service-account signing key).
+        ("etcd-server", "/usr/bin/etcd"),
+        ("containernetworking-plugins", "/usr/lib/cni/bridge"),
+        ("iptables", "/usr/sbin/iptables"),
+        ("openssl", "/usr/bin/openssl"),
     ])?;
     bpf_linker()?;
     cargo_fuzz()?;

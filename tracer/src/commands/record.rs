@@ -31,6 +31,13 @@ pub struct RecordArgs {
     /// Trace file to write (JSON Lines, mode 0600).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    /// The Kubernetes node being traced, for the trace header, the
+    /// report, the metrics' `node` label and the OTLP resource
+    /// (`k8s.node.name`, `host.name`). Default: $NODE_NAME (a DaemonSet sets
+    /// it from spec.nodeName: inside a container the hostname is the pod's
+    /// name), else the hostname.
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
     /// Rotate the trace when it reaches this size (e.g. 100M, 1G, 512K;
     /// K, M, G are powers of 1024): FILE is finished with its footer and
     /// renamed FILE.1 (an older FILE.1 becomes FILE.2, and so on) and a new
@@ -148,8 +155,25 @@ fn otlp_target(a: &RecordArgs) -> Result<Option<OtlpTarget>> {
     }))
 }
 
+/// `--node-name`, else a non-empty `$NODE_NAME`, else the hostname.
+pub fn node_name(
+    flag: Option<String>,
+    env: Option<String>,
+    hostname: impl FnOnce() -> String,
+) -> String {
+    flag.or(env)
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(hostname)
+}
+
 fn config(a: RecordArgs) -> Result<Config> {
     Ok(Config {
+        node_name: node_name(
+            a.node_name.clone(),
+            std::env::var("NODE_NAME").ok(),
+            record::hostname,
+        ),
         catalogue: Catalogue::load(a.catalogue.as_deref())?,
         otlp: otlp_target(&a)?,
         rotation: a.max_size.map(|max_bytes| Rotation {
@@ -250,5 +274,19 @@ fn summary(cfg: &Config, out: &Outcome) {
                 " (--ebpf-log says which addresses)"
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_name;
+
+    #[test]
+    fn node_name_is_the_flag_then_node_name_then_the_hostname() {
+        let host = || "pod-abc".to_string();
+        assert_eq!(node_name(Some("n1".into()), Some("n2".into()), host), "n1");
+        assert_eq!(node_name(None, Some(" n2\n".into()), host), "n2");
+        assert_eq!(node_name(None, Some(String::new()), host), "pod-abc");
+        assert_eq!(node_name(None, None, host), "pod-abc");
     }
 }

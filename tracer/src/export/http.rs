@@ -167,6 +167,14 @@ pub fn tls_config(ca_cert: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
                 .with_context(|| format!("{}: a certificate rustls cannot use", p.display()))?;
         }
     }
+    if roots.is_empty() {
+        // podtrace's own image has no CA certificates: say what to give
+        // rather than fail every handshake later.
+        bail!(
+            "no CA certificates: the system has none (podtrace's image, say) and none was given; \
+             give the endpoint's CA with --ca-cert / --otlp-ca-cert"
+        );
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -293,7 +293,10 @@ pub fn otlp_request_for(
             let mut attrs = vec![
                 kv_str("service.name", &binary),
                 kv_int("process.pid", pid as i64),
-                kv_str("host.name", &trace.header().hostname),
+                // The node, not the recorder's hostname: in a DaemonSet
+                // that is the pod's name.
+                kv_str("host.name", trace.header().node()),
+                kv_str("k8s.node.name", trace.header().node()),
                 kv_str("process.runtime.name", "go"),
             ];
             if let Some(b) = trace.header().binaries.iter().find(|b| b.name == binary) {

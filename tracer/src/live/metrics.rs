@@ -70,13 +70,16 @@ fn opts(name: &str, help: &str) -> Opts {
 }
 
 impl Metrics {
-    pub fn new() -> Result<Metrics> {
+    /// `node`: the node's name, a constant `node` label on every metric (a
+    /// cluster's Prometheus scrapes one recording per node).
+    pub fn new(node: &str) -> Result<Metrics> {
         let bv = &["binary", "version"];
         // Per start: `result` says whether the pod's start sync returned
         // an error (kubelet then tries again in a later sync), so a failed
         // start is never averaged in with the ones that worked.
         let bvr = &["binary", "version", "result"];
-        let r = Registry::new();
+        let labels = std::collections::HashMap::from([("node".to_string(), node.to_string())]);
+        let r = Registry::new_custom(None, Some(labels))?;
         let m = Metrics {
             pod_start_sync: histogram(
                 &r,

@@ -687,7 +687,7 @@ mod tests {
         spec.reconcile_ms = Some(100.0);
         let (trace, _) = synth(&spec).expect("synth");
         let report = Report::build(&trace, &correlate(&trace));
-        let m = Arc::new(Metrics::new().expect("metrics"));
+        let m = Arc::new(Metrics::new("node-1").expect("metrics"));
         let mut live = Live::new(Arc::clone(&m), &trace.header, None).expect("live");
         live.clock = None;
         let mut events = trace.events.clone();
@@ -742,8 +742,15 @@ mod tests {
         );
         assert!(
             text.contains(
-                "binary=\"containerd\",method=\"RunPodSandbox\",result=\"ok\",version=\"v2.2.9\""
+                "binary=\"containerd\",method=\"RunPodSandbox\",result=\"ok\",version=\"v2.2.9\",node=\"node-1\""
             ),
+            "{text}"
+        );
+        // Every sample names the node (a constant label of the registry).
+        assert!(
+            text.lines()
+                .filter(|l| l.starts_with("podtrace_"))
+                .all(|l| l.contains("node=\"node-1\"")),
             "{text}"
         );
         assert!(value(&text, "podtrace_loop_period_seconds_count{") > 10.0);
@@ -771,7 +778,7 @@ mod tests {
     }
 
     fn live_of(trace: &Trace) -> (Arc<Metrics>, Live) {
-        let m = Arc::new(Metrics::new().expect("metrics"));
+        let m = Arc::new(Metrics::new("node-1").expect("metrics"));
         let mut live = Live::new(Arc::clone(&m), &trace.header, None).expect("live");
         live.clock = None;
         (m, live)
@@ -823,9 +830,9 @@ mod tests {
         let (m, mut live) = live_of(&trace);
         replay(&mut live, &trace.events);
         let text = String::from_utf8(m.encode()).expect("utf-8");
-        let ok = "podtrace_pod_starts_total{binary=\"kubelet\",result=\"ok\",version=\"v1.36.3\"}";
+        let ok = "podtrace_pod_starts_total{binary=\"kubelet\",result=\"ok\",version=\"v1.36.3\",node=\"node-1\"}";
         let err =
-            "podtrace_pod_starts_total{binary=\"kubelet\",result=\"error\",version=\"v1.36.3\"}";
+            "podtrace_pod_starts_total{binary=\"kubelet\",result=\"error\",version=\"v1.36.3\",node=\"node-1\"}";
         assert_eq!(value(&text, ok), 3.0, "{text}");
         assert_eq!(value(&text, err), 1.0, "{text}");
         assert_eq!(
@@ -877,7 +884,7 @@ mod tests {
         live.binary_added(&BinaryAdded { binary, probes });
         replay(&mut live, &events);
         let text = String::from_utf8(m.encode()).expect("utf-8");
-        let new = "podtrace_pod_starts_total{binary=\"kubelet\",result=\"ok\",version=\"v1.37.0\"}";
+        let new = "podtrace_pod_starts_total{binary=\"kubelet\",result=\"ok\",version=\"v1.37.0\",node=\"node-1\"}";
         assert_eq!(value(&text, new), 1.0, "{text}");
         assert_eq!(value(&text, "podtrace_pod_starts_total{"), 1.0, "{text}");
 
@@ -887,7 +894,7 @@ mod tests {
             probes: Vec::new(),
             ..first.header.clone()
         };
-        let m = Arc::new(Metrics::new().expect("metrics"));
+        let m = Arc::new(Metrics::new("node-1").expect("metrics"));
         let mut live = Live::new(Arc::clone(&m), &empty, None).expect("live");
         live.clock = None;
         let (probes, events) = one_pod_events(2, 0);
@@ -898,7 +905,7 @@ mod tests {
         replay(&mut live, &events);
         let text = String::from_utf8(m.encode()).expect("utf-8");
         let found =
-            "podtrace_pod_starts_total{binary=\"kubelet\",result=\"ok\",version=\"v1.36.3\"}";
+            "podtrace_pod_starts_total{binary=\"kubelet\",result=\"ok\",version=\"v1.36.3\",node=\"node-1\"}";
         assert_eq!(value(&text, found), 1.0, "{text}");
     }
 

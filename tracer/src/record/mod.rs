@@ -48,6 +48,9 @@ pub struct Config {
     pub targets: Targets,
     pub catalogue: Catalogue,
     pub output: PathBuf,
+    /// The node's name for the header, the metrics' `node` label and the
+    /// OTLP resource (`k8s.node.name`, `host.name`).
+    pub node_name: String,
     pub rotation: Option<Rotation>,
     /// Stop after this long (None: until SIGINT/SIGTERM or the command exits).
     pub duration: Option<Duration>,
@@ -104,7 +107,7 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
     // Bound before attaching: a taken port fails before any probe is set.
     let listener = cfg.metrics.map(live::server::bind).transpose()?;
     let metrics = if listener.is_some() || cfg.otlp.is_some() {
-        Some(Arc::new(Metrics::new()?))
+        Some(Arc::new(Metrics::new(&cfg.node_name)?))
     } else {
         None
     };
@@ -156,7 +159,7 @@ pub fn record(cfg: &Config) -> Result<Outcome> {
         &why,
         t0,
     );
-    let header = header(planned.records, planned.probes.clone());
+    let header = header(&cfg.node_name, planned.records, planned.probes.clone());
     let writer = Writer::create_rotating(&cfg.output, &header, cfg.rotation)?;
     if let Some(old) = &writer.moved_aside {
         eprintln!(
@@ -352,12 +355,13 @@ fn say_attached(
     );
 }
 
-fn header(binaries: Vec<BinaryRecord>, probes: Vec<ProbeInfo>) -> Header {
+fn header(node_name: &str, binaries: Vec<BinaryRecord>, probes: Vec<ProbeInfo>) -> Header {
     Header {
         format: FORMAT.into(),
         version: FORMAT_VERSION,
         podtrace_version: env!("CARGO_PKG_VERSION").into(),
         hostname: hostname(),
+        node_name: node_name.to_string(),
         mono_to_unix_ns: mono_to_unix_offset(),
         started_unix_ns: mono_now() as i64 + mono_to_unix_offset(),
         binaries,
@@ -367,7 +371,7 @@ fn header(binaries: Vec<BinaryRecord>, probes: Vec<ProbeInfo>) -> Header {
 
 /// The node's name as uname(2) has it (the UTS namespace's: the node's own
 /// with hostNetwork/hostUTS, else the pod's).
-fn hostname() -> String {
+pub fn hostname() -> String {
     rustix::system::uname()
         .nodename()
         .to_string_lossy()

@@ -161,7 +161,9 @@ impl Out<'_> {
     /// Sends the probe table lines and waits until they are written.
     fn binary(&self, b: BinaryAdded) -> Result<(), Stopped> {
         let (ack, done) = mpsc::sync_channel(1);
-        self.tx.send(Msg::Binary(Box::new(b), ack)).map_err(|_| Stopped)?;
+        self.tx
+            .send(Msg::Binary(Box::new(b), ack))
+            .map_err(|_| Stopped)?;
         done.recv().map_err(|_| Stopped)
     }
 }

@@ -371,6 +371,10 @@ impl<'a> Gen<'a> {
     }
 }
 
+/// How long the operation executor's mount of a synthetic volume runs
+/// before it is marked mounted.
+pub const SYNTH_SETUP_MS: f64 = 3.0;
+
 fn s(v: &str) -> Val {
     Val::S(v.to_string())
 }
@@ -458,18 +462,27 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         }
         let mounted: Vec<u64> = pod.volumes_ms.iter().map(|v| mw + ns(*v)).collect();
         for (v, &m) in mounted.iter().enumerate() {
-            // MarkVolumeAsMounted runs on an operation executor goroutine.
+            // The operation executor mounts each volume on a goroutine of
+            // its own (SYNTH_SETUP_MS of plugin SetUp), which ends by
+            // marking it mounted (MarkVolumeAsMounted).
             let vg = 5000 + 16 * i as u64 + v as u64;
+            let unique = format!("kubernetes.io/configmap/{}-vol{v}", pod.uid);
+            let setup = [
+                ("volume", s(&unique)),
+                ("outer_volume", s(&format!("vol{v}"))),
+                ("pod_uid", s(&pod.uid)),
+                ("pod_name", s(&pod.name)),
+            ];
+            let from = m.saturating_sub(ns(SYNTH_SETUP_MS));
+            g.open("volume_setup", from, vg, &setup)?;
             let args = [
                 ("pod_unique_name", s(&pod.uid)),
                 ("pod_uid", s(&pod.uid)),
-                (
-                    "volume",
-                    s(&format!("kubernetes.io/configmap/{}-vol{v}", pod.uid)),
-                ),
+                ("volume", s(&unique)),
             ];
             g.open("volume_mounted", m, vg, &args)?;
             g.close("volume_mounted", m + 20_000, vg, &[])?;
+            g.close("volume_setup", m + 30_000, vg, &[("error", Val::N(0))])?;
         }
         pt.volumes_mounted = mounted.iter().copied().max();
         if !pod.volumes_ms.is_empty() {
@@ -664,6 +677,7 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         version: FORMAT_VERSION,
         podtrace_version: env!("CARGO_PKG_VERSION").into(),
         hostname: spec.hostname.clone(),
+        node_name: spec.hostname.clone(),
         mono_to_unix_ns: T0_UNIX_NS - T0_MONO_NS as i64,
         started_unix_ns: T0_UNIX_NS,
         binaries: std::iter::once(crate::format::BinaryRecord {
