@@ -356,6 +356,7 @@ impl ChainReader {
     /// (with the events of all), notes and warnings of all files.
     pub fn finish(self) -> TraceInfo {
         let last = self.cur.finish();
+        let rotated = !self.infos.is_empty();
         let mut warnings = Vec::new();
         let mut notes = Vec::new();
         for (i, info) in self.infos.iter().enumerate() {
@@ -398,7 +399,10 @@ impl ChainReader {
         TraceInfo {
             capture_problems: self.captures.problems(&header.probes),
             header,
-            footer: last.footer.map(|f| Footer { events, ..f }),
+            // Of the whole chain; a single file's footer as it is.
+            footer: last
+                .footer
+                .map(|f| if rotated { Footer { events, ..f } } else { f }),
             notes,
             warnings,
             events,
