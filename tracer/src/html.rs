@@ -1023,33 +1023,6 @@ pub fn compare_html(cmp: &Comparison) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iso_dates() {
-        assert_eq!(iso_utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            iso_utc(1_767_225_600_123_000_000),
-            "2026-01-01T00:00:00.123Z"
-        );
-        assert_eq!(iso_utc(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
-    }
-
-    #[test]
-    fn steps_are_round() {
-        assert_eq!(nice_step(1000.0, 8.0), 200.0);
-        assert_eq!(nice_step(7.3, 8.0), 1.0);
-        assert_eq!(nice_step(0.0, 8.0), 1.0);
-    }
-
-    #[test]
-    fn escaping() {
-        assert_eq!(esc("<a & \"b\">"), "&lt;a &amp; &quot;b&quot;&gt;");
-    }
-}
-
 /// `podtrace report` over several nodes as one page: the node comparison
 /// (per-node medians, the pooled distribution, the nodes that differ),
 /// every pod with its node, and each node's waterfalls.
@@ -1147,4 +1120,31 @@ pub fn fleet_report_html(fr: &crate::analysis::fleet::FleetReport) -> String {
         );
     }
     page("podtrace report: nodes", &b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            iso_utc(1_767_225_600_123_000_000),
+            "2026-01-01T00:00:00.123Z"
+        );
+        assert_eq!(iso_utc(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn steps_are_round() {
+        assert_eq!(nice_step(1000.0, 8.0), 200.0);
+        assert_eq!(nice_step(7.3, 8.0), 1.0);
+        assert_eq!(nice_step(0.0, 8.0), 1.0);
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(esc("<a & \"b\">"), "&lt;a &amp; &quot;b&quot;&gt;");
+    }
 }

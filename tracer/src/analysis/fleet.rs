@@ -368,10 +368,9 @@ pub fn fleet(nodes: &[NodePods], confidence: f64, min_effect: MinEffect) -> Flee
                 let mut compared_with = 0;
                 for (j, other) in per_node.iter().enumerate().filter(|&(j, _)| j != i) {
                     let theirs = values(other, metric);
-                    let (Some(s), Some(sum)) = (
-                        stats::shift(&theirs, &mine, confidence),
-                        summarize(&theirs),
-                    ) else {
+                    let (Some(s), Some(sum)) =
+                        (stats::shift(&theirs, &mine, confidence), summarize(&theirs))
+                    else {
                         continue;
                     };
                     compared_with += 1;
@@ -463,8 +462,8 @@ impl Fleet {
         );
         let _ = writeln!(
             o,
-            "  {:<24} {:>5} {:>10} {:>10} {:>11}  {}",
-            "node", "pods", "pod p50", "pod p90", "sync p50", "pod start vs the other nodes (ms)"
+            "  {:<24} {:>5} {:>10} {:>10} {:>11}  pod start vs the other nodes (ms)",
+            "node", "pods", "pod p50", "pod p90", "sync p50"
         );
         let p = |s: &Option<Summary>, f: fn(&Summary) -> f64| f3(s.as_ref().map(f));
         for n in &self.nodes {
@@ -755,7 +754,10 @@ mod tests {
         assert!(!a.outlier, "{a:?}");
         let a_pod = a.vs_others.iter().find(|s| s.metric == "pod");
         assert_eq!(a_pod.map(|s| s.verdict), Some(Verdict::Faster));
-        assert_eq!(a_pod.map(|s| s.differs_from.clone()), Some(vec!["c".to_string()]));
+        assert_eq!(
+            a_pod.map(|s| s.differs_from.clone()),
+            Some(vec!["c".to_string()])
+        );
         assert_eq!(f.pooled.pods, 45);
         // Medians per node are the nodes' own.
         let med = |v: &[f64]| summarize(v).map(|s| s.p50);
@@ -763,7 +765,11 @@ mod tests {
             f.nodes[1].pod.as_ref().map(|s| s.p50),
             med(&spread(200.0, 15, 2))
         );
-        assert!(f.to_table().contains("node c differs: pod slower"), "{}", f.to_table());
+        assert!(
+            f.to_table().contains("node c differs: pod slower"),
+            "{}",
+            f.to_table()
+        );
     }
 
     #[test]

@@ -220,7 +220,8 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
             .zip(&inputs)
             .map(|(arg, nodes)| {
                 let chains: Vec<Chain> = nodes.iter().flat_map(|n| n.chains.clone()).collect();
-                let plain = chains.len() == 1 && chains[0].files.len() == 1 && chains[0].base == *arg;
+                let plain =
+                    chains.len() == 1 && chains[0].files.len() == 1 && chains[0].base == *arg;
                 if plain {
                     None
                 } else {

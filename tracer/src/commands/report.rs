@@ -125,10 +125,7 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
 }
 
 /// One node's report (its recordings pooled) and pod starts.
-pub fn node_report(
-    n: &NodeInput,
-    max_open_ns: u64,
-) -> Result<(Report, Vec<fleet::PodTime>)> {
+pub fn node_report(n: &NodeInput, max_open_ns: u64) -> Result<(Report, Vec<fleet::PodTime>)> {
     let mut reports = Vec::new();
     let mut pods = Vec::new();
     for c in &n.chains {

@@ -238,7 +238,7 @@ pub fn chains(files: &[PathBuf]) -> Result<Vec<Chain>> {
     let mut out = Vec::new();
     for ((base, hostname, _), mut v) in groups {
         // Oldest first: the highest number first, FILE itself last.
-        v.sort_by(|a, b| b.0.cmp(&a.0));
+        v.sort_by_key(|x| std::cmp::Reverse(x.0));
         if v.windows(2).any(|w| w[0].0 == w[1].0) {
             // Two files of one number: not one recording's chain.
             for (_, f) in v {
@@ -445,7 +445,10 @@ mod tests {
             (PathBuf::from("/x/n.trace"), 0)
         );
         assert_eq!(split_rotation(Path::new("n.0")), (PathBuf::from("n.0"), 0));
-        assert_eq!(split_rotation(Path::new("n.1a")), (PathBuf::from("n.1a"), 0));
+        assert_eq!(
+            split_rotation(Path::new("n.1a")),
+            (PathBuf::from("n.1a"), 0)
+        );
     }
 
     #[test]
@@ -454,7 +457,13 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(d.join("sub"))?;
         std::fs::write(d.join("sub").join("c.trace"), "x")?;
-        for f in ["a.trace", "a.trace.1", "a.trace.2", "b.trace", ".hidden.trace"] {
+        for f in [
+            "a.trace",
+            "a.trace.1",
+            "a.trace.2",
+            "b.trace",
+            ".hidden.trace",
+        ] {
             std::fs::write(d.join(f), "x")?;
         }
         let got = expand_arg(&d.join("*.trace*"))?;
