@@ -378,4 +378,20 @@ mod tests {
         assert!(labels_for(&t, &["a".into(), "b".into(), "c".into()]).is_err());
         Ok(())
     }
+
+    #[test]
+    fn runs_of_several_files_are_named_by_their_directory_unless_labelled() -> Result<()> {
+        let t = vec![
+            PathBuf::from("default/*.trace*"),
+            PathBuf::from("tuned/*.trace*"),
+        ];
+        let d = [Some("default".to_string()), Some("tuned".to_string())];
+        assert_eq!(labels_with_defaults(&t, &[], &d)?, ["default", "tuned"]);
+        assert_eq!(
+            labels_with_defaults(&t, &["new=tuned/*.trace*".into()], &d)?,
+            ["default", "new"]
+        );
+        assert_eq!(labels_with_defaults(&t, &[], &[None, None])?, ["*", "*#2"]);
+        Ok(())
+    }
 }

@@ -16,9 +16,8 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use super::{
-    reader::{TraceInfo, TraceReader},
+    reader::{Trace, TraceInfo, TraceReader},
     writer::{Rotation, ROTATED},
-    Trace,
 };
 use crate::format::{CaptureCounts, Footer, Header, ProbeInfo, Rec};
 
