@@ -42,8 +42,50 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The bpf-linker for this toolchain's LLVM: where `cargo xtask setup`
+/// installs it ($PODTRACE_HOME/bpf-linker-llvm<major>-rust-<release>, see
+/// xtask/src/setup.rs), else $PODTRACE_BPF_LINKER, else the one on PATH.
+/// One built for another LLVM fails on this one's bitcode ("Invalid record").
+fn bpf_linker() -> Result<PathBuf> {
+    println!("cargo:rerun-if-env-changed=PODTRACE_BPF_LINKER");
+    println!("cargo:rerun-if-env-changed=PODTRACE_HOME");
+    if let Some(p) = env::var_os("PODTRACE_BPF_LINKER") {
+        return Ok(PathBuf::from(p));
+    }
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(&rustc)
+        .arg("-vV")
+        .output()
+        .with_context(|| format!("running {rustc} -vV"))?;
+    let vv = String::from_utf8_lossy(&out.stdout);
+    let field = |k: &str| {
+        vv.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let release = field("release:");
+    let llvm = field("LLVM version:");
+    let major = llvm.split('.').next().unwrap_or_default();
+    let home = env::var_os("PODTRACE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".podtrace")
+        });
+    let ours = home.join(format!(
+        "bpf-linker-llvm{major}-rust-{release}/bin/bpf-linker"
+    ));
+    println!("cargo:rerun-if-changed={}", ours.display());
+    Ok(if ours.exists() {
+        ours
+    } else {
+        PathBuf::from("bpf-linker")
+    })
+}
+
 fn build_ebpf(dir: &Path, target_dir: &Path) -> Result<()> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let linker = bpf_linker()?;
     let mut cmd = Command::new(cargo);
     cmd.current_dir(dir)
         .args([
@@ -72,6 +114,7 @@ fn build_ebpf(dir: &Path, target_dir: &Path) -> Result<()> {
                 "bpf_target_arch=\"x86_64\"",
                 "-Cdebuginfo=2",
                 "-Clink-arg=--btf",
+                &format!("-Clinker={}", linker.display()),
             ]
             .join("\x1f"),
         );
@@ -81,7 +124,8 @@ fn build_ebpf(dir: &Path, target_dir: &Path) -> Result<()> {
     if !status.success() {
         bail!(
             "building tracer-ebpf failed ({status}); it needs the rust-src component and \
-             bpf-linker: run `cargo xtask setup`"
+             a bpf-linker for this toolchain's LLVM ({} was used): run `cargo xtask setup`",
+            linker.display()
         );
     }
     Ok(())

@@ -118,6 +118,27 @@ impl Event {
     pub const SIZE: usize = core::mem::size_of::<Event>();
 }
 
+/// A process notice of the exec/exit tracepoints (`PROCS` ring): the
+/// supervisor learns of processes as they start and end instead of reading
+/// all of /proc every tick.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcNote {
+    /// Thread-group id (the process id).
+    pub pid: u32,
+    /// [`PROC_EXEC`] or [`PROC_EXIT`].
+    pub kind: u32,
+}
+
+impl ProcNote {
+    pub const SIZE: usize = core::mem::size_of::<ProcNote>();
+}
+
+/// The process ran execve: it now runs another executable.
+pub const PROC_EXEC: u32 = 1;
+/// The process's main thread exited (the process is ending).
+pub const PROC_EXIT: u32 = 2;
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: both types are repr(C), contain only integers and arrays of

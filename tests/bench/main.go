@@ -27,7 +27,9 @@ func leaf(i int) int { return i * 3 }
 
 func main() {
 	n := flag.Int("n", 200000, "calls")
+	sleep := flag.Duration("sleep", 0, "then sleep this long before exiting (an idle Go process for the discovery tests and bench)")
 	flag.Parse()
+	defer time.Sleep(*sleep)
 	// Warm up so the first page faults and the probe install are not measured.
 	for i := 0; i < 1000; i++ {
 		sink += hot(i)

@@ -1,10 +1,15 @@
 //! End to end: the CLI on bad input, clean detach, and Go stack-growth torture.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use podtrace_tests::{
-    bpf_object_exists, go119, go127, podtrace, podtrace_bin, read_gt, read_process_mem,
-    report_json, spawn_until, uprobe_links_of, workload, Guard, TempDir,
+    bpf_object_exists, bpf_object_gone_within, go119, go127, link_ids, podtrace, podtrace_bin,
+    read_gt, read_process_mem, report_json, spawn_until, uprobe_links_of, workload, Guard, TempDir,
+    UprobeLink,
 };
 
 fn stderr(o: &std::process::Output) -> String {
@@ -232,8 +237,36 @@ fn probe_sites(bin: &std::path::Path) -> Vec<(u64, u64)> {
     sites
 }
 
+/// With uprobe_multi links (this kernel has them): one link for the binary,
+/// and SIGINT to exit well under a second (per-site links took ~0.1 s each).
 #[test]
 fn sigint_detaches_every_uprobe_and_completes_the_trace() {
+    let (links, took) = sigint_case("auto");
+    assert!(links.iter().all(|l| l.multi && l.pid == 0), "{links:?}");
+    assert_eq!(
+        link_ids(&links).len(),
+        1,
+        "one uprobe_multi link: {links:?}"
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "podtrace took {took:?} from SIGINT to exit"
+    );
+}
+
+/// The fallback where the kernel lacks uprobe_multi (or its pid filter is
+/// per thread): one perf-event link per site, same trace.
+#[test]
+fn per_site_links_trace_the_same_and_detach_on_sigint() {
+    let (links, _) = sigint_case("per-site");
+    assert!(links.iter().all(|l| !l.multi), "{links:?}");
+    assert_eq!(link_ids(&links).len(), links.len(), "one link per site");
+}
+
+/// Records the workload with `--links MODE` until SIGINT; checks the
+/// probes sit on every site while recording, that nothing is left after,
+/// and the trace. Returns the links seen and SIGINT → exit.
+fn sigint_case(mode: &str) -> (Vec<UprobeLink>, Duration) {
     let dir = TempDir::new("sigint");
     // Own copy so that no other test's probes are counted; non-PIE, so the
     // probe vaddrs are the addresses in the running process.
@@ -277,7 +310,7 @@ fn sigint_detaches_every_uprobe_and_completes_the_trace() {
     let trace = dir.join("t.trace");
     let (child, _) = spawn_until(
         Command::new(podtrace_bin())
-            .args(["record", "-q", "--kubelet"])
+            .args(["record", "-q", "--links", mode, "--kubelet"])
             .arg(&bin)
             .arg("-o")
             .arg(&trace),
@@ -289,10 +322,7 @@ fn sigint_detaches_every_uprobe_and_completes_the_trace() {
     let mut got: Vec<u64> = links.iter().map(|l| l.offset).collect();
     want.sort();
     got.sort();
-    assert_eq!(
-        got, want,
-        "one uprobe link per probe site, at its file offset"
-    );
+    assert_eq!(got, want, "one uprobe per probe site, at its file offset");
     assert!(
         links.iter().all(|l| Path::new(&l.path) == bin),
         "links on {}: {links:?}",
@@ -305,7 +335,10 @@ fn sigint_detaches_every_uprobe_and_completes_the_trace() {
     assert!(wl.wait_ok(), "workload under probes");
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t = Instant::now();
     let out = child.take().wait_with_output().unwrap();
+    let took = t.elapsed();
+    eprintln!("--links {mode}: SIGINT to exit {took:?}");
     assert!(
         out.status.success(),
         "podtrace after SIGINT: {}",
@@ -316,8 +349,9 @@ fn sigint_detaches_every_uprobe_and_completes_the_trace() {
             !bpf_object_exists("link", l.id),
             "uprobe link {l:?} left after SIGINT"
         );
+        // Freed a grace period after its last link.
         assert!(
-            !bpf_object_exists("prog", l.prog_id),
+            bpf_object_gone_within("prog", l.prog_id, Duration::from_secs(2)),
             "eBPF program {} left after SIGINT",
             l.prog_id
         );
@@ -349,6 +383,7 @@ fn sigint_detaches_every_uprobe_and_completes_the_trace() {
         "both pods recorded"
     );
     let _ = read_gt(&gt);
+    (links, took)
 }
 
 #[test]

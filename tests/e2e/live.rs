@@ -4,25 +4,23 @@
 //! with podtrace's own report; an OTLP/HTTP receiver gets each pod's spans
 //! while the recording still runs; without `--metrics` no socket listens.
 
+#[path = "shared/otlp_http.rs"]
+mod otlp_http;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpListener,
+    io::{Read as _, Write as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use opentelemetry_proto::tonic::{
-    collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value,
-};
+use otlp_http::{attr, otlp_receiver};
 use podtrace_tests::{
     median, podtrace_bin, read_gt, report_json, spawn_until,
     util::{free_port, http_get},
     workload, Guard, TempDir,
 };
-use prost::Message as _;
 use serde_json::Value;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -383,77 +381,10 @@ fn no_socket_without_metrics() {
     assert!(st.success(), "podtrace record: {st}");
 }
 
-/// One OTLP/HTTP request as received.
-struct Got {
-    at: Instant,
-    req: ExportTraceServiceRequest,
-}
-
-/// An OTLP/HTTP receiver on 127.0.0.1 (keep-alive, Content-Length bodies,
-/// protobuf) answering 200 with an empty ExportTraceServiceResponse.
-fn otlp_receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let store = Arc::clone(&got);
-    std::thread::spawn(move || {
-        for conn in l.incoming().flatten() {
-            let store = Arc::clone(&store);
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(conn);
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut len = 0usize;
-                    loop {
-                        let mut h = String::new();
-                        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.trim_end().split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                len = v.trim().parse().unwrap_or(0);
-                            }
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if r.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let req = ExportTraceServiceRequest::decode(body.as_slice())
-                        .expect("an ExportTraceServiceRequest");
-                    if let Ok(mut v) = store.lock() {
-                        v.push(Got {
-                            at: Instant::now(),
-                            req,
-                        });
-                    }
-                    let _ = r.get_mut().write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n",
-                    );
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), got)
-}
-
-fn attr(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], k: &str) -> Option<String> {
-    attrs
-        .iter()
-        .find(|a| a.key == k)
-        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.clone()),
-            _ => None,
-        })
-}
-
 #[test]
 fn otlp_endpoint_gets_each_pod_while_recording() {
     let dir = TempDir::new("live-otlp");
-    let (endpoint, got) = otlp_receiver();
+    let (endpoint, got) = otlp_receiver("127.0.0.1:0");
     const PODS: u32 = 6;
     let (mut cmd, trace, _) = record_cmd(&dir, &["--otlp-endpoint", &endpoint], PODS, "4s");
     let (mut g, _) = spawn_until(&mut cmd, "podtrace: recording to", Duration::from_secs(60));
@@ -505,5 +436,164 @@ fn otlp_endpoint_gets_each_pod_while_recording() {
         arrived.len(),
         PODS as usize,
         "only the started pods are sent"
+    );
+}
+
+/// CPU time (ns) process `pid` has run so far.
+fn cpu_ns(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("/proc/{pid}/schedstat"))
+}
+
+/// Sockets among process `pid`'s file descriptors.
+fn sockets_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// GET /metrics: the status and how long the answer took.
+fn timed_scrape(addr: &str) -> (Option<u16>, Duration) {
+    let t = Instant::now();
+    let status = http_get(addr, "/metrics").map(|(s, _)| s);
+    (status, t.elapsed())
+}
+
+/// Raises this process's soft limit on open files to `n` (the test holds
+/// a thousand sockets; a fresh machine's soft limit may be 1024).
+fn allow_open_files(n: u64) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut r), 0);
+        if r.rlim_cur < n {
+            r.rlim_cur = n.min(r.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &r), 0);
+        }
+    }
+    assert!(
+        r.rlim_cur >= n,
+        "RLIMIT_NOFILE hard limit {} < {n}",
+        r.rlim_max
+    );
+}
+
+/// The metrics server stands on its own: a slow-loris client (a header
+/// byte every 300 ms) is closed once the header timeout passes, and a
+/// thousand idle connections (more than podtrace may open files: it runs
+/// with RLIMIT_NOFILE 512 here) are held to the connection cap, while
+/// other scrapes are answered at once, podtrace stays idle on the CPU, and
+/// the recording loses nothing: every pod counted, no drop.
+#[test]
+fn slow_loris_and_a_thousand_idle_connections_leave_recording_and_scrapes_alone() {
+    const PODS: u32 = 10;
+    const IDLE: usize = 1000;
+    allow_open_files(IDLE as u64 + 200);
+    let dir = TempDir::new("live-server");
+    let target = format!("127.0.0.1:{}", free_port());
+    let (inner, trace, _) = record_cmd(&dir, &["--metrics", &target], PODS, "14s");
+    // prlimit execs podtrace in its place (same pid) with 512 files at most.
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--nofile=512:512").arg(inner.get_program());
+    cmd.args(inner.get_args());
+    let (mut g, _) = spawn_until(&mut cmd, "podtrace: metrics at", Duration::from_secs(60));
+    let pid = g.id();
+
+    // A slow-loris client, alone: closed by the header timeout (5 s).
+    let loris = std::net::TcpStream::connect(&target).expect("connect");
+    let opened = Instant::now();
+    let mut w = loris.try_clone().expect("clone");
+    w.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .expect("write");
+    let mut closed = None;
+    while opened.elapsed() < Duration::from_secs(12) {
+        std::thread::sleep(Duration::from_millis(300));
+        if w.write_all(b"a").is_err() {
+            closed = Some(opened.elapsed());
+            break;
+        }
+        let (status, took) = timed_scrape(&target);
+        assert_eq!(status, Some(200), "a scrape beside the slow-loris client");
+        assert!(took < Duration::from_secs(1), "a scrape took {took:?}");
+    }
+    // The server closed it: a write may still succeed once after the FIN.
+    let closed = closed.unwrap_or_else(|| {
+        let mut buf = [0u8; 64];
+        loris
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        match (&loris).read(&mut buf) {
+            Ok(0) | Err(_) if opened.elapsed() < Duration::from_secs(13) => opened.elapsed(),
+            _ => panic!(
+                "the slow-loris connection is still open after {:?}",
+                opened.elapsed()
+            ),
+        }
+    });
+    assert!(
+        closed >= Duration::from_secs(4) && closed < Duration::from_secs(9),
+        "slow-loris connection closed after {closed:?}, expected the 5 s header timeout"
+    );
+
+    // A thousand idle connections.
+    let cpu0 = cpu_ns(pid);
+    let t0 = Instant::now();
+    let addr: std::net::SocketAddr = target.parse().expect("addr");
+    let idle: Vec<std::net::TcpStream> = (0..IDLE)
+        .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
+        .collect();
+    let mut most_sockets = 0;
+    for _ in 0..8 {
+        let (status, took) = timed_scrape(&target);
+        assert_eq!(
+            status,
+            Some(200),
+            "a scrape among {} idle connections",
+            idle.len()
+        );
+        assert!(took < Duration::from_secs(1), "a scrape took {took:?}");
+        most_sockets = most_sockets.max(sockets_of(pid));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let busy = (cpu_ns(pid) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
+    eprintln!(
+        "{} idle connections: podtrace held at most {most_sockets} sockets, used {:.1}% of a CPU",
+        idle.len(),
+        busy * 100.0
+    );
+    assert!(idle.len() > 900, "only {} connections made", idle.len());
+    // The listener, the cap's connections, and a scrape or two.
+    assert!(
+        most_sockets <= 64 + 4,
+        "podtrace held {most_sockets} sockets (cap 64)"
+    );
+    assert!(
+        busy < 0.25,
+        "podtrace used {:.0}% of a CPU among idle connections",
+        busy * 100.0
+    );
+    drop(idle);
+
+    let st = wait_exit(&mut g, Duration::from_secs(60));
+    assert!(st.success(), "podtrace record: {st}");
+    let report = report_json(&trace);
+    assert_eq!(
+        report["trace"]["drops"], 0,
+        "drops while the server was busy"
+    );
+    assert_eq!(
+        report["pods"].as_array().map(Vec::len),
+        Some(PODS as usize),
+        "every pod recorded"
     );
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use podtrace_tests::{
     bpf_object_exists, entry_captures,
-    node::{self, Node, NodeOpts},
+    node::{self, stage, Agreement, Node, NodeOpts},
     otlp, podtrace_bin, report_json, TempDir,
 };
 use serde_json::Value;
@@ -40,59 +40,6 @@ const ON_DEMAND_MAX_MS: f64 = 100.0;
 
 fn ms(ns: i64) -> f64 {
     ns as f64 / 1e6
-}
-
-struct Stage {
-    start_unix_ns: i64,
-    end_unix_ns: i64,
-}
-
-/// A stage of a report pod, in wall-clock ns.
-fn stage(pod: &Value, name: &str) -> Stage {
-    let base = pod["start_unix_ns"].as_i64().expect("start_unix_ns");
-    let s = pod["stages"]
-        .as_array()
-        .expect("stages")
-        .iter()
-        .find(|s| s["stage"] == name)
-        .unwrap_or_else(|| panic!("pod {} has no {name} stage: {pod:#}", pod["name"]));
-    let start = base + (s["start_ms"].as_f64().expect("start_ms") * 1e6) as i64;
-    let dur = s["duration_ms"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("{name} of {} has no exit", pod["name"]));
-    Stage {
-        start_unix_ns: start,
-        end_unix_ns: start + (dur * 1e6) as i64,
-    }
-}
-
-#[derive(Default)]
-struct Agreement {
-    /// |podtrace − kubelet| per comparison, µs.
-    diffs_us: Vec<f64>,
-}
-
-impl Agreement {
-    fn add(&mut self, what: &str, podtrace_ns: i64, kubelet_ns: i64) {
-        let d = ms(podtrace_ns - kubelet_ns);
-        assert!(
-            d.abs() <= TOLERANCE_MS,
-            "{what}: podtrace {podtrace_ns} vs kubelet {kubelet_ns}: {d:.3} ms apart (> {TOLERANCE_MS} ms)"
-        );
-        self.diffs_us.push(d.abs() * 1000.0);
-    }
-
-    fn summary(&mut self) -> String {
-        self.diffs_us.sort_by(f64::total_cmp);
-        let n = self.diffs_us.len();
-        let at = |q: f64| self.diffs_us[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
-        format!(
-            "n {n}, median {:.0} µs, p99 {:.0} µs, worst {:.0} µs",
-            at(0.5),
-            at(0.99),
-            self.diffs_us[n - 1]
-        )
-    }
 }
 
 /// Runs PODS static pods on a kubelet under podtrace and checks every pod
@@ -145,7 +92,7 @@ fn run(version: &str, tuned: bool, interval_ms: f64, pods: usize) -> Run {
     let sink: &otlp::Sink = &node.sink;
     let spans = wait_spans(sink, &uids);
 
-    let mut agree = Agreement::default();
+    let mut agree = Agreement::new(TOLERANCE_MS);
     let mut cri_inside = 0;
     let mut mount_vs_setup_us = Vec::new();
     let mut waits = Vec::new();
@@ -765,20 +712,39 @@ fn node_teardown_after_a_panic_leaves_nothing() {
     assert!(left.is_empty(), "left behind after the panic: {left:#?}");
 }
 
+/// The sum of a metric's samples in a text exposition (all label sets).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Attached to a kubelet that already runs pods (which resync every
-/// `syncFrequency` and on PLEG events), the report counts as starts only the
-/// pods created while recording, each with its real mount wait; the
-/// running ones are reported as resynced, never as starts.
+/// `syncFrequency` and on PLEG events), and across a restart of that
+/// kubelet while recording: the restarted kubelet adds every running pod
+/// again with a create sync, which creates nothing. The report and the
+/// live metrics count as starts only the pods created while recording (one
+/// after the restart too), each with its real mount wait; the running ones
+/// are resynced, and the restarted kubelet's re-adoptions are listed apart
+/// and never counted. Ground truth: kubelet's log after the restart, a
+/// "SyncPod enter" for every running pod and "Creating PodSandbox for pod"
+/// only for the new one.
 #[test]
-fn attached_to_a_busy_node_only_new_pods_are_starts() {
+fn on_a_busy_node_and_across_a_kubelet_restart_only_new_pods_are_starts() {
     const OLD: usize = 3;
-    const NEW: usize = 3;
+    const NEW: usize = 2;
     let dir = TempDir::new("busy-node");
-    let mut opts = NodeOpts::new(node::kubelet("v1.36.3", false));
+    // A kubelet file of this test's own, traced by path: its uprobes fire
+    // only in this node's kubelet, before and after the restart (a --pid
+    // target ends with its process).
+    let kubelet = dir.join("kubelet");
+    std::fs::copy(node::kubelet("v1.36.3", false), &kubelet).expect("copy kubelet");
+    let mut opts = NodeOpts::new(kubelet.clone());
     // Resync running pods every 2 s (1 min by default) so they do during
     // the recording.
     opts.extra_config.push("syncFrequency: 2s".into());
-    let node = Node::start(opts);
+    let mut node = Node::start(opts);
     let old: Vec<String> = (0..OLD)
         .map(|i| {
             let full = node.add_pod(&format!("old-{i}"));
@@ -787,21 +753,78 @@ fn attached_to_a_busy_node_only_new_pods_are_starts() {
         })
         .collect();
     std::thread::sleep(Duration::from_secs(3));
-    let names: Vec<String> = (0..NEW).map(|i| format!("new-{i}")).collect();
-    let rec = node.record_pods(
+    let metrics = format!("127.0.0.1:{}", podtrace_tests::util::free_port());
+    let rec = node.start_recording(
         &podtrace_bin(),
         &dir.join("busy.trace"),
-        &names,
-        Duration::from_secs(2),
+        &[
+            "--kubelet".into(),
+            kubelet.display().to_string(),
+            "--pid".into(),
+            node.env.containerd_pid.to_string(),
+            "--metrics".into(),
+            metrics.clone(),
+        ],
     );
-    let report = report_json(&rec.trace);
-    let started = podtrace_tests::strs(&report["pods"], "name");
-    let mut want: Vec<&str> = rec.pods.iter().map(String::as_str).collect();
-    let mut got = started.clone();
+    let names: Vec<String> = (0..NEW).map(|i| format!("new-{i}")).collect();
+    let mut new = node.start_pods(&names, Duration::from_secs(2));
+    // The restart: every pod running now is re-added by the new kubelet.
+    let running: Vec<String> = old.iter().chain(&new).cloned().collect();
+    let restarted_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    node.restart_kubelet();
+    let new_kubelet = node.kubelet_pid;
+    for full in &running {
+        let t = std::time::Instant::now();
+        while !node.klog().iter().any(|l| {
+            l.unix_ns > restarted_unix_ns
+                && l.msg == "SyncPod enter"
+                && l.field("pod").as_deref() == Some(format!("default/{full}").as_str())
+        }) {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the restarted kubelet did not sync {full}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    new.extend(node.start_pods(&["after-restart".to_string()], Duration::from_secs(3)));
+    // Kubelet's own account after the restart: a sandbox only for the new pod.
+    let after: Vec<node::Klog> = node
+        .klog()
+        .into_iter()
+        .filter(|l| l.unix_ns > restarted_unix_ns)
+        .collect();
+    let created = |full: &str| {
+        after.iter().any(|l| {
+            l.msg == "Creating PodSandbox for pod"
+                && l.field("pod").as_deref() == Some(format!("default/{full}").as_str())
+        })
+    };
+    assert!(
+        created(&new[NEW]),
+        "kubelet's log: no sandbox created for the new pod"
+    );
+    for full in &running {
+        assert!(
+            !created(full),
+            "kubelet's log: a sandbox created again for {full}"
+        );
+    }
+    let (status, text) =
+        podtrace_tests::util::http_get(&metrics, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200);
+    let trace = rec.trace.clone();
+    rec.stop();
+
+    let report = report_json(&trace);
+    let mut started = podtrace_tests::strs(&report["pods"], "name");
+    let mut want: Vec<&str> = new.iter().map(String::as_str).collect();
+    started.sort();
     want.sort();
-    got.sort();
     assert_eq!(
-        got, want,
+        started, want,
         "starts in the report: exactly the pods created while recording"
     );
     for p in report["pods"].as_array().expect("pods") {
@@ -813,13 +836,36 @@ fn attached_to_a_busy_node_only_new_pods_are_starts() {
         );
     }
     let resynced = report["resynced_pods"].as_array().expect("resynced_pods");
+    let readopted = report["readopted_pods"].as_array().expect("readopted_pods");
     for o in &old {
-        let r = resynced
-            .iter()
-            .find(|r| r["name"] == o.as_str())
-            .unwrap_or_else(|| panic!("{o} ran and resynced during the recording but is not among resynced_pods: {resynced:#?}"));
-        assert!(r["syncs"].as_u64().unwrap_or(0) >= 1, "{o}: {r:#}");
+        assert!(
+            resynced.iter().any(|r| r["name"] == o.as_str()),
+            "{o} ran and resynced during the recording but is not among resynced_pods: {resynced:#?}"
+        );
     }
+    let mut readopted_names = podtrace_tests::strs(&report["readopted_pods"], "name");
+    readopted_names.sort();
+    let mut want: Vec<&str> = running.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(
+        readopted_names, want,
+        "every pod running at the restart re-adopted once: {readopted:#?}"
+    );
+    assert!(
+        readopted.iter().all(|r| r["pid"] == new_kubelet),
+        "re-adopted by the new kubelet {new_kubelet}: {readopted:#?}"
+    );
+    // Live, while recording: the same count.
+    assert_eq!(
+        metric_sum(&text, "podtrace_pod_starts_total"),
+        new.len() as f64,
+        "{text}"
+    );
+    assert_eq!(
+        metric_sum(&text, "podtrace_pod_readoptions_total"),
+        running.len() as f64,
+        "{text}"
+    );
     node.remove_all_pods(Duration::from_secs(30));
 }
 

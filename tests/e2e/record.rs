@@ -391,3 +391,52 @@ fn failing_and_truncated_captures_are_counted_and_with_ebpf_log_located() {
         );
     }
 }
+
+/// A DaemonSet pod restarted (rollout, OOM kill, crash) runs `record -o`
+/// with the same FILE again: the trace already there is moved to FILE.1,
+/// never truncated (it was: the node's newest trace, up to 256 MB, lost).
+#[test]
+fn two_recordings_to_the_same_path_keep_both_traces() {
+    let dir = TempDir::new("restart-same-path");
+    let exe = workload_copy(&dir, "kubelet");
+    let trace = dir.join("t.trace");
+    let mut pods = Vec::new();
+    for i in 0..2 {
+        let gt = dir.join(&format!("gt{i}.jsonl"));
+        let out = Command::new(podtrace_bin())
+            .args(["record", "-q", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(&exe)
+            .args(["--preset", "tuned", "--pods", "1", "--ground-truth"])
+            .arg(&gt)
+            .output()
+            .expect("podtrace");
+        let e = stderr(&out);
+        assert!(out.status.success(), "{e}");
+        if i == 1 {
+            assert!(
+                e.contains(&format!(
+                    "{} held a trace: moved to {}.1",
+                    trace.display(),
+                    trace.display()
+                )),
+                "{e}"
+            );
+        }
+        let uid = read_gt(&gt)
+            .into_iter()
+            .find(|g| g.stage == "sync")
+            .map(|g| g.pod_uid)
+            .expect("a sync in the ground truth");
+        pods.push(uid);
+    }
+    // The first recording in FILE.1, the second in FILE, each complete.
+    for (file, uid) in [(dir.join("t.trace.1"), &pods[0]), (trace.clone(), &pods[1])] {
+        let r = report_json(&file);
+        assert_eq!(r["trace"]["complete"], true, "{}", file.display());
+        let uids = podtrace_tests::strs(&r["pods"], "uid");
+        assert_eq!(uids, [uid.as_str()], "{}", file.display());
+    }
+    assert!(!dir.join("t.trace.2").exists());
+}

@@ -13,8 +13,8 @@ use std::{
 };
 
 use podtrace_tests::{
-    bpf_object_exists, podtrace, podtrace_bin, read_gt, read_process_mem, report_json, spawn_until,
-    uprobe_links_of,
+    bpf_object_gone_within, link_ids, podtrace, podtrace_bin, read_gt, read_process_mem,
+    report_json, spawn_until, uprobe_links_of,
     util::{free_port, http_get},
     workload, Guard, TempDir,
 };
@@ -137,19 +137,68 @@ fn record(args: &[&str], trace: &Path) -> Guard {
     .0
 }
 
+/// [`record`] with its stderr in `log` (whole, to the end), and
+/// [`stop`] for it: the stderr after the stop.
+fn record_logged(args: &[&str], trace: &Path, log: &Path) -> Guard {
+    let pt = Guard::new(
+        Command::new(podtrace_bin())
+            .args(["record", "-q"])
+            .args(args)
+            .arg("-o")
+            .arg(trace)
+            .stderr(std::fs::File::create(log).expect("create log"))
+            .spawn()
+            .expect("start podtrace"),
+    );
+    let t = Instant::now();
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("recording to")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "podtrace not recording after 60 s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pt
+}
+
+fn stop_logged(pt: Guard, log: &Path) -> String {
+    stop(pt);
+    std::fs::read_to_string(log).expect("podtrace's log")
+}
+
 #[test]
 fn a_kubelet_started_after_recording_began_and_restarted_is_traced_and_the_restart_noted() {
     let dir = TempDir::new("restart");
     let exe = workload_copy(&dir.join("kubelet"));
     let trace = dir.join("t.trace");
+    let log = dir.join("podtrace.log");
     // No kubelet runs yet: --kubelet PATH attaches to the file.
-    let pt = record(&["--kubelet", exe.to_str().expect("utf-8")], &trace);
+    let pt = record_logged(&["--kubelet", exe.to_str().expect("utf-8")], &trace, &log);
     let (gt1, gt2) = (dir.join("gt1.jsonl"), dir.join("gt2.jsonl"));
     let pid1 = run_workload(&exe, 1, "500ms", &gt1);
     wait_for_notes(&trace, "process_exited", 1, Duration::from_secs(5));
     let pid2 = run_workload(&exe, 1, "500ms", &gt2);
     wait_for_notes(&trace, "process_exited", 2, Duration::from_secs(5));
-    stop(pt);
+    let e = stop_logged(pt, &log);
+    // The processes came from the kernel's exec/exit notices (the two runs'
+    // execs and exits at least), not from reading /proc every tick: once
+    // at the start, and again only if notices were lost or after 30 s.
+    assert!(!e.contains("no process exec/exit notices"), "{e}");
+    let (notices, scans) = e
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("podtrace: processes followed by ")?;
+            let (n, rest) = rest.split_once(" exec/exit notices and ")?;
+            let s = rest.strip_suffix(" full reads of /proc")?;
+            Some((n.parse::<u64>().ok()?, s.parse::<u64>().ok()?))
+        })
+        .unwrap_or_else(|| panic!("no process notice summary in:\n{e}"));
+    assert!(notices >= 4, "{notices} notices for 2 execs and 2 exits");
+    assert_eq!(scans, 1, "full reads of /proc while recording: {e}");
 
     let r = report_json(&trace);
     let seen = report_pods(&r);
@@ -235,9 +284,12 @@ fn a_binary_replaced_at_its_path_is_reattached_within_a_second_and_the_gap_repor
         run_workload(&exe, 1, "300ms", &gt);
         gts.push(gt);
     }
-    // Every file keeps its probes (the last few replaced ones are held
-    // rather than closed, see supervise::KEEP_IDLE_FILES): 1 + SWAPS files.
-    assert_eq!(uprobe_links_of(pt.id()).len(), links0 * (1 + SWAPS));
+    // The replaced files no process runs any more are released (one
+    // uprobe_multi link each closes in one grace period): only the
+    // current file's probes are left, in one link.
+    let left = uprobe_links_of(pt.id());
+    assert_eq!(left.len(), links0, "{left:?}");
+    assert_eq!(link_ids(&left).len(), 1, "{left:?}");
     let value_in = |text: &str, prefix: &str| -> f64 {
         text.lines()
             .filter(|l| l.starts_with(prefix))
@@ -258,12 +310,12 @@ fn a_binary_replaced_at_its_path_is_reattached_within_a_second_and_the_gap_repor
     };
     let value = |prefix: &str| value_in(&text, prefix);
     assert_eq!(
-        value("podtrace_supervisor_notes_total{kind=\"reattached\"}"),
+        value("podtrace_supervisor_notes_total{kind=\"reattached\""),
         SWAPS as f64,
         "{text}"
     );
     assert_eq!(
-        value("podtrace_untraced_gap_seconds_count{kind=\"reattached\"}"),
+        value("podtrace_untraced_gap_seconds_count{kind=\"reattached\""),
         SWAPS as f64,
         "{text}"
     );
@@ -500,6 +552,55 @@ fn rotation_keeps_max_files_each_a_complete_private_trace() {
     }
 }
 
+/// Each rotated file's footer counts the probe hits and drops while it was
+/// the one written, not those of the files before it: over all the files
+/// (none deleted here) they add up to the recording's, where every hit is
+/// an event in some file or a drop.
+#[test]
+fn rotated_files_count_only_their_own_hits_and_drops() {
+    let dir = TempDir::new("rotate-counts");
+    let exe = workload_copy(&dir.join("kubelet"));
+    let trace = dir.join("t.trace");
+    let out = Command::new(podtrace_bin())
+        .args(["record", "-q", "--kubelet"])
+        .arg(&exe)
+        .args(["--max-size", "32K", "--max-files", "1000", "-o"])
+        .arg(&trace)
+        .arg("--")
+        .arg(&exe)
+        .args(["--preset", "tuned", "--pods", "3", "--rate", "3"])
+        .output()
+        .expect("podtrace");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (mut hits, mut events, mut drops, mut files) = (0, 0, 0, 0);
+    for n in 0.. {
+        let f = if n == 0 {
+            trace.clone()
+        } else {
+            dir.join(&format!("t.trace.{n}"))
+        };
+        if !f.exists() {
+            break;
+        }
+        let footer = &lines_of(&f, "footer")[0];
+        let get = |k: &str| {
+            footer[k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{k}: {footer}"))
+        };
+        hits += get("hits");
+        drops += get("drops");
+        events += lines_of(&f, "e").len() as u64;
+        files += 1;
+    }
+    assert!(files >= 3, "only {files} files");
+    assert_eq!(
+        hits,
+        events + drops,
+        "the files' hits add up to their events and drops ({files} files)"
+    );
+}
+
 /// A tmpfs of `size` mounted on `dir`, unmounted on drop.
 struct Tmpfs(PathBuf);
 
@@ -676,22 +777,23 @@ fn sigkill_leaves_no_uprobe_in_the_kernel_and_a_readable_trace() {
     pt.kill().expect("SIGKILL");
     pt.wait().expect("wait");
     // The kernel drops the links and the program with the last fd; the
-    // uprobes go with them (a grace period each).
+    // uprobes go with them (a grace period for each link), the program
+    // once the last link has let go of it (deferred, after an RCU grace
+    // period).
     let t = Instant::now();
+    let gone = |kind: &str, id: u64| bpf_object_gone_within(kind, id, Duration::from_secs(10));
     for l in &links {
-        while bpf_object_exists("link", l.id) && t.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(gone("link", l.id), "uprobe link {l:?} left after SIGKILL");
         assert!(
-            !bpf_object_exists("link", l.id),
-            "uprobe link {l:?} left after SIGKILL"
-        );
-        assert!(
-            !bpf_object_exists("prog", l.prog_id),
+            gone("prog", l.prog_id),
             "eBPF program {} left after SIGKILL",
             l.prog_id
         );
     }
+    eprintln!(
+        "SIGKILL: links and program gone {:.0} ms after the exit",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     assert_eq!(
         in_memory(wl.id()),
         original,
@@ -707,4 +809,355 @@ fn sigkill_leaves_no_uprobe_in_the_kernel_and_a_readable_trace() {
     );
     let meta = std::fs::metadata(&trace).expect("stat");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+}
+
+/// `cmd` run in a mount namespace of its own where `hide` is covered by an
+/// empty tmpfs: what a DaemonSet pod sees of a host path (nothing), or a
+/// kind/DinD node's processes (a namespace that is not the host's).
+fn in_own_mount_ns(hide: &Path, cmd: &Path, args: &[&str]) -> Command {
+    std::fs::create_dir_all(hide).expect("mkdir");
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount -t tmpfs tmpfs \"$0\" && shift && exec \"$@\"")
+        .arg(hide)
+        .arg("--")
+        .arg(cmd)
+        .args(args);
+    c
+}
+
+/// Review finding: the in-place rewrite protection was off when podtrace
+/// could not see the traced file's path in its own mount namespace (a
+/// DaemonSet pod): `watch` was None, probes stayed at the old build's
+/// offsets and broke the new one. The traced file is watched through the
+/// descriptor podtrace holds now.
+#[test]
+fn a_binary_rewritten_in_place_is_caught_when_podtrace_cannot_see_its_path() {
+    let dir = TempDir::new("inplace-ns");
+    let bin = dir.join("bin");
+    let exe = workload_copy(&bin.join("kubelet"));
+    let gt1 = dir.join("gt1.jsonl");
+    let first = Guard::new(
+        Command::new(&exe)
+            .args(["--preset", "tuned", "--pods", "1", "--start-delay", "2s"])
+            .arg("--ground-truth")
+            .arg(&gt1)
+            .spawn()
+            .expect("start workload"),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let trace = dir.join("t.trace");
+    // Discovery from a mount namespace where bin/ is an empty tmpfs: it
+    // finds the kubelet through /proc/PID/exe only.
+    let (pt, _) = spawn_until(
+        &mut in_own_mount_ns(
+            &bin,
+            &podtrace_bin(),
+            &["record", "-q", "-o", trace.to_str().expect("utf-8")],
+        ),
+        "recording to",
+        Duration::from_secs(60),
+    );
+    let pid1 = first.id();
+    assert!(first.wait_ok(), "first build failed");
+    let exited = |n: &Value| n["pid"] == pid1;
+    let t = Instant::now();
+    while !notes_of(&trace, "process_exited").iter().any(exited) {
+        assert!(t.elapsed() < Duration::from_secs(5), "no exit noted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Stopped, so the file can be written in place: another build.
+    std::fs::copy(workload("go1.27"), &exe).expect("cp over the binary");
+    wait_for_notes(&trace, "reattached", 1, Duration::from_secs(20));
+    let gt2 = dir.join("gt2.jsonl");
+    run_workload(&exe, 1, "300ms", &gt2);
+    stop(pt);
+    let replaced = notes_of(&trace, "binary_replaced");
+    assert!(
+        replaced
+            .iter()
+            .any(|n| n["detail"].as_str().is_some_and(|d| d.contains("in place"))),
+        "{replaced:?}"
+    );
+    let seen = report_pods(&report_json(&trace));
+    for uid in gt_pods(&gt1).iter().chain(&gt_pods(&gt2)) {
+        assert!(seen.contains(uid), "pod {uid} not traced: {seen:?}");
+    }
+}
+
+/// Review finding: swapping A → B → A put a second probe set on A, so each
+/// of its calls was recorded twice. A's probes are reused while attached
+/// (A still runs), attached again once released (A stopped). Both link
+/// modes: per-site links keep idle files' probes longer.
+#[test]
+fn swapping_a_binary_back_and_forth_traces_every_call_once() {
+    for mode in ["auto", "per-site"] {
+        swap_back_and_forth(mode);
+    }
+}
+
+fn swap_back_and_forth(mode: &str) {
+    let dir = TempDir::new("aba");
+    let exe = workload_copy(&dir.join("kubelet"));
+    let keep_a = dir.join("kubelet.a");
+    std::fs::hard_link(&exe, &keep_a).expect("link A");
+    let trace = dir.join("t.trace");
+    let pt = record(
+        &["--links", mode, "--kubelet", exe.to_str().expect("utf-8")],
+        &trace,
+    );
+    let links0 = uprobe_links_of(pt.id()).len();
+    // One probe set on A, and B's while it is kept: per-site links keep an
+    // idle file's probes (supervise::KEEP_IDLE_FILES), a uprobe_multi link
+    // is closed at once (a moment after the swap). A second set on A would
+    // show as one set more.
+    let sets = if mode == "per-site" { 2 } else { 1 };
+    let one_set_on_a = |pt: &Guard| {
+        let t = Instant::now();
+        loop {
+            let n = uprobe_links_of(pt.id()).len();
+            if n == sets * links0 || t.elapsed() > Duration::from_secs(3) {
+                assert_eq!(n, sets * links0, "{mode}: uprobes after A → B → A");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Phase 1: A runs across A → B → A (its pods start after the swaps).
+    let gt_a = dir.join("gt-a.jsonl");
+    let a = Guard::new(
+        Command::new(&exe)
+            .args(["--preset", "tuned", "--pods", "2", "--start-delay", "3s"])
+            .arg("--ground-truth")
+            .arg(&gt_a)
+            .spawn()
+            .expect("start A"),
+    );
+    let swap = |to: &Path, n: usize| {
+        let tmp = dir.join("swap.tmp");
+        std::fs::hard_link(to, &tmp).expect("link");
+        std::fs::rename(&tmp, &exe).expect("rename over the binary");
+        wait_for_notes(&trace, "reattached", n, Duration::from_secs(10));
+    };
+    let b = workload_copy(&dir.join("kubelet.b"));
+    swap(&b, 1);
+    swap(&keep_a, 2);
+    one_set_on_a(&pt);
+    assert!(a.wait_ok(), "A failed");
+    // Phase 2: nothing runs A when it comes back.
+    swap(&b, 3);
+    std::thread::sleep(Duration::from_millis(600));
+    swap(&keep_a, 4);
+    one_set_on_a(&pt);
+    let gt2 = dir.join("gt2.jsonl");
+    run_workload(&exe, 1, "300ms", &gt2);
+    stop(pt);
+    let mut gt = read_gt(&gt_a);
+    gt.extend(read_gt(&gt2));
+    // Every stage of every pod once, as in the ground truth.
+    podtrace_tests::check_pod_stages(&format!("A→B→A {mode}"), &report_json(&trace), &gt);
+}
+
+/// Review finding: a process that exited while podtrace attached to it
+/// (discovery had seen it, /proc/PID/exe was gone by the time of the
+/// attach) put its file on the not-ours list for good: the same kubelet
+/// started again was never traced. The file is held open once seen, and a
+/// failed attach is tried again later.
+#[test]
+fn a_kubelet_that_exits_while_being_attached_is_traced_when_it_runs_again() {
+    let dir = TempDir::new("exit-attach");
+    // Discovery needs something to find when it starts.
+    let decoy = workload_copy(&dir.join("decoy/kubelet"));
+    let _d = Guard::new(
+        Command::new(&decoy)
+            .args(["--pods", "0", "--linger", "60s"])
+            .spawn()
+            .expect("start decoy"),
+    );
+    let exe = workload_copy(&dir.join("k/kubelet"));
+    std::thread::sleep(Duration::from_millis(200));
+    let trace = dir.join("t.trace");
+    let pt = record(&[], &trace);
+    // Short lives (~40 ms each) for four seconds: scans catch some of them
+    // alive, and they exit before an attach is done.
+    let t = Instant::now();
+    let mut runs = 0;
+    while t.elapsed() < Duration::from_secs(4) {
+        let ok = Command::new(&exe)
+            .args(["--preset", "tuned", "--pods", "0", "--linger", "20ms"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run");
+        assert!(ok.success());
+        runs += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gt = dir.join("gt.jsonl");
+    run_workload(&exe, 1, "1500ms", &gt);
+    stop(pt);
+    let seen = report_pods(&report_json(&trace));
+    for uid in gt_pods(&gt) {
+        assert!(
+            seen.contains(&uid),
+            "pod {uid} not traced after {runs} short runs: {seen:?}; notes {:#?}",
+            lines_of(&trace, "note")
+        );
+    }
+}
+
+/// Review finding: the eBPF program's spec table (1024 slots, two per
+/// traced function) was never reclaimed, so repeated swaps filled it and
+/// then every attach failed. Forty swaps between two builds (~28 slots
+/// each) need more slots than the table has; released groups give theirs
+/// back.
+#[test]
+fn many_swaps_do_not_fill_the_spec_table() {
+    let dir = TempDir::new("slots");
+    let exe = workload_copy(&dir.join("kubelet"));
+    let builds = [dir.join("kubelet.a"), dir.join("kubelet.b")];
+    std::fs::hard_link(&exe, &builds[0]).expect("link A");
+    workload_copy(&builds[1]);
+    let trace = dir.join("t.trace");
+    let pt = record(&["--kubelet", exe.to_str().expect("utf-8")], &trace);
+    const SWAPS: usize = 40;
+    for i in 0..SWAPS {
+        let tmp = dir.join("swap.tmp");
+        std::fs::hard_link(&builds[(i + 1) % 2], &tmp).expect("link");
+        std::fs::rename(&tmp, &exe).expect("rename over the binary");
+        wait_for_notes(&trace, "reattached", i + 1, Duration::from_secs(10));
+    }
+    let gt = dir.join("gt.jsonl");
+    run_workload(&exe, 1, "300ms", &gt);
+    stop(pt);
+    assert_eq!(notes_of(&trace, "attach_failed"), Vec::<Value>::new());
+    let seen = report_pods(&report_json(&trace));
+    for uid in gt_pods(&gt) {
+        assert!(seen.contains(&uid), "pod {uid} not traced: {seen:?}");
+    }
+    let probes = lines_of(&trace, "header")[0]["probes"]
+        .as_array()
+        .map(Vec::len)
+        .expect("probes");
+    assert!(
+        2 * probes * (SWAPS + 1) > 1024,
+        "{probes} probes per build: the swaps need more than the table's 1024 slots"
+    );
+}
+
+/// Item 3: a kubelet in another mount namespace (a kind or DinD node on
+/// this machine) is not this node's: discovery leaves it alone.
+#[test]
+fn discovery_skips_a_kubelet_in_another_mount_namespace() {
+    let dir = TempDir::new("mntns");
+    let host = workload_copy(&dir.join("host/kubelet"));
+    let nested = workload_copy(&dir.join("nested/kubelet"));
+    let (gt_host, gt_nested) = (dir.join("gt-host.jsonl"), dir.join("gt-nested.jsonl"));
+    let args = |gt: &Path| -> Vec<String> {
+        ["--preset", "tuned", "--pods", "1", "--start-delay", "3s"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--ground-truth".into(), gt.display().to_string()])
+            .collect()
+    };
+    let h = Guard::new(
+        Command::new(&host)
+            .args(args(&gt_host))
+            .spawn()
+            .expect("start host kubelet"),
+    );
+    let hide = dir.join("hidden");
+    let a = args(&gt_nested);
+    let n = Guard::new(
+        in_own_mount_ns(
+            &hide,
+            &nested,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .spawn()
+        .expect("start nested kubelet"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let trace = dir.join("t.trace");
+    let pt = record(&[], &trace);
+    assert!(h.wait_ok() && n.wait_ok(), "a workload failed");
+    stop(pt);
+    let header = &lines_of(&trace, "header")[0];
+    let paths: Vec<&str> = header["binaries"]
+        .as_array()
+        .expect("binaries")
+        .iter()
+        .filter_map(|b| b["path"].as_str())
+        .collect();
+    let seen = report_pods(&report_json(&trace));
+    for uid in gt_pods(&gt_host) {
+        assert!(seen.contains(&uid), "host pod {uid} not traced: {seen:?}");
+    }
+    for uid in gt_pods(&gt_nested) {
+        assert!(
+            !seen.contains(&uid),
+            "the nested kubelet's pod {uid} was traced; binaries {paths:?}"
+        );
+    }
+    assert!(
+        lines_of(&trace, "binary")
+            .iter()
+            .all(|b| !b["path"].as_str().is_some_and(|p| p.contains("nested"))),
+        "the nested kubelet was attached while recording"
+    );
+}
+
+/// Item 3: discovery reads unrelated Go binaries' build info only (a few
+/// KB each), once: not whole (GoBinary::open read each one, ~30 MB here),
+/// and the supervisor does not look at them again. 30 copies of the
+/// kubelet-shaped workload run, unrelated to the bench catalogue used.
+#[test]
+fn discovery_reads_only_the_build_info_of_unrelated_go_binaries() {
+    let dir = TempDir::new("unrelated");
+    let bench = podtrace_tests::bench_binary(&dir);
+    let target = Guard::new(
+        Command::new(&bench)
+            .args(["-n", "0", "-sleep", "30s"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start bench"),
+    );
+    let mut others = Vec::new();
+    let mut size = 0;
+    for i in 0..30 {
+        let p = workload_copy(&dir.join(&format!("app{i}/app-{i}")));
+        size += std::fs::metadata(&p).expect("stat").len();
+        others.push(Guard::new(
+            Command::new(&p)
+                .args(["--pods", "0", "--linger", "60s"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start app"),
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let trace = dir.join("t.trace");
+    let cat = podtrace_tests::root().join("tests/bench/bench.toml");
+    let pt = record(&["--catalogue", cat.to_str().expect("utf-8")], &trace);
+    // Some supervisor ticks.
+    std::thread::sleep(Duration::from_secs(2));
+    let io = std::fs::read_to_string(format!("/proc/{}/io", pt.id())).expect("io");
+    let rchar: u64 = io
+        .lines()
+        .find_map(|l| l.strip_prefix("rchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("rchar");
+    stop(pt);
+    drop(target);
+    let bench_size = std::fs::metadata(&bench).expect("stat").len();
+    eprintln!(
+        "podtrace read {:.1} MB with 30 unrelated Go binaries ({:.0} MB) running",
+        rchar as f64 / 1e6,
+        size as f64 / 1e6
+    );
+    assert!(
+        rchar < 2 * bench_size + (8 << 20),
+        "podtrace read {rchar} bytes: more than the traced bench binary ({bench_size}) and a little; the 30 unrelated ones are {size} bytes"
+    );
 }

@@ -25,8 +25,12 @@
 //! tests/containerd/containerd-{1,2}.x.toml.in. containerd 2.x can also send
 //! its own OTLP traces somewhere ([`Options::otlp_endpoint`]).
 //!
+//! Pod networking: host network by default (no CNI plugin runs); with
+//! [`Options::cni`], a bridge network of the test's own (Debian's
+//! containernetworking-plugins: bridge, host-local, loopback), see [`Cni`].
+//!
 //! Needs root and `apt-get install containerd runc docker-registry skopeo
-//! golang-go`. The module uses only std, libc and `util.rs` (likewise), so
+//! golang-go` (and containernetworking-plugins for [`Cni`]). The module uses only std, libc and `util.rs` (likewise), so
 //! both can also be pulled into another crate's tests with `#[path]`
 //! (tests/cri-client/tests/env.rs does).
 //!
@@ -47,7 +51,8 @@ use std::{
 };
 
 use crate::util::{
-    cgroup_roots, free_port, podtrace_home, rand_hex, repo_root, stop_child, tail, workspace_bin,
+    cgroup_roots, free_port, podtrace_home, rand_hex, repo_root, run_with_timeout, stop_child,
+    tail, workspace_bin,
 };
 
 const CONTAINERD_1_CONFIG: &str = include_str!("../containerd/containerd-1.x.toml.in");
@@ -133,6 +138,119 @@ pub struct Options {
     /// OTLP/gRPC endpoint (`host:port`, plain text) for containerd's own
     /// traces; `None`: tracing off. containerd 2.x only.
     pub otlp_endpoint: Option<String>,
+    /// Pods off the host network, on a bridge of their own; `None`: pods
+    /// must use the host network.
+    pub cni: Option<Cni>,
+}
+
+/// Debian's CNI plugins (containernetworking-plugins).
+pub const CNI_PLUGIN_DIR: &str = "/usr/lib/cni";
+
+/// A pod network of one test: a Linux bridge the harness creates (with the
+/// gateway address, so the host reaches pod IPs and pods reach the host at
+/// [`Cni::gateway`]) and containerd's CNI config using Debian's `bridge`
+/// (no gateway route, no IP masquerade: no iptables rule and no
+/// `ip_forward` change), `host-local` IPAM (its state under the test's
+/// dir) and `loopback`. Pods reach the host, not the world (they need
+/// nothing else: images are pulled by containerd on the host).
+/// CNI DEL (containerd, on StopPodSandbox) removes each pod's veth; the
+/// harness deletes the bridge.
+#[derive(Debug, Clone)]
+pub struct Cni {
+    /// Bridge interface name (at most 15 bytes).
+    pub bridge: String,
+    /// The pods' /24, `10.254.N.0/24`.
+    pub subnet: String,
+    /// The bridge's (the host's) address on it, `10.254.N.1`.
+    pub gateway: String,
+}
+
+impl Cni {
+    /// A bridge and /24 of their own: `ptbr<8 hex>`, `10.254.N.0/24` with a
+    /// random N (one test at a time holds the e2e lock; a collision with
+    /// something else on the machine fails the bridge's set-up loudly).
+    pub fn random() -> Cni {
+        let h = rand_hex();
+        let n = u8::from_str_radix(&h[..2], 16).unwrap_or(7);
+        Cni {
+            bridge: format!("ptbr{}", &h[4..12]),
+            subnet: format!("10.254.{n}.0/24"),
+            gateway: format!("10.254.{n}.1"),
+        }
+    }
+
+    /// containerd's CNI network config list (plugins 1.1.1 speak CNI 1.0.0).
+    fn conflist(&self, ipam_dir: &Path) -> String {
+        format!(
+            r#"{{
+  "cniVersion": "1.0.0",
+  "name": "podtrace-{bridge}",
+  "plugins": [
+    {{
+      "type": "bridge",
+      "bridge": "{bridge}",
+      "isGateway": false,
+      "ipMasq": false,
+      "hairpinMode": false,
+      "ipam": {{
+        "type": "host-local",
+        "ranges": [[{{"subnet": "{subnet}", "gateway": "{gateway}"}}]],
+        "dataDir": "{ipam}"
+      }}
+    }}
+  ]
+}}
+"#,
+            bridge = self.bridge,
+            subnet = self.subnet,
+            gateway = self.gateway,
+            ipam = ipam_dir.display()
+        )
+    }
+
+    /// Creates the bridge with the gateway address, up.
+    fn create_bridge(&self) {
+        let prefix = self.subnet.rsplit('/').next().unwrap_or("24");
+        for args in [
+            vec!["link", "add", &self.bridge, "type", "bridge"],
+            vec![
+                "addr",
+                "add",
+                &format!("{}/{prefix}", self.gateway),
+                "dev",
+                &self.bridge,
+            ],
+            vec!["link", "set", &self.bridge, "up"],
+        ] {
+            let (st, out, err) =
+                run_with_timeout(Command::new("ip").args(&args), Duration::from_secs(10));
+            assert!(
+                st.is_some_and(|s| s.success()),
+                "ip {} failed ({st:?}): {out}{err}",
+                args.join(" ")
+            );
+        }
+    }
+
+    /// Deletes the bridge (its veths are gone with the pods' namespaces).
+    fn delete_bridge(&self) {
+        if Path::new("/sys/class/net").join(&self.bridge).exists() {
+            let _ = run_with_timeout(
+                Command::new("ip").args(["link", "del", &self.bridge]),
+                Duration::from_secs(10),
+            );
+        }
+    }
+}
+
+/// Host network interfaces (names under /sys/class/net).
+pub fn interfaces() -> BTreeSet<String> {
+    std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 /// `containerd-shim-runc-v2` from a dir or a file path.
@@ -169,6 +287,7 @@ impl Options {
             containerd,
             shim,
             otlp_endpoint: None,
+            cni: None,
         }
     }
 
@@ -189,6 +308,7 @@ impl Options {
             containerd,
             shim,
             otlp_endpoint: None,
+            cni: None,
         }
     }
 
@@ -218,12 +338,19 @@ impl Options {
             containerd,
             shim,
             otlp_endpoint: None,
+            cni: None,
         }
     }
 
     /// Send containerd's own traces (OTLP/gRPC, plain text) to `endpoint`.
     pub fn otlp_endpoint(mut self, endpoint: &str) -> Options {
         self.otlp_endpoint = Some(endpoint.to_string());
+        self
+    }
+
+    /// Pods on a bridge network of their own ([`Cni`]).
+    pub fn cni(mut self, cni: Cni) -> Options {
+        self.cni = Some(cni);
         self
     }
 }
@@ -274,6 +401,11 @@ pub struct Env {
     pub shim: PathBuf,
     /// Where containerd sends its own traces, if anywhere.
     pub otlp_endpoint: Option<String>,
+    /// The pod network, if pods are off the host network.
+    pub cni: Option<Cni>,
+    /// Host interfaces before the environment started (veths left behind
+    /// are the new ones).
+    pub interfaces_before: BTreeSet<String>,
     pub containerd_pid: u32,
     pub registry_pid: u32,
     /// containerd's stdout+stderr (log level info).
@@ -424,46 +556,6 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
-/// Run a command with a deadline; returns (status or None on timeout, stdout, stderr).
-fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> (Option<ExitStatus>, String, String) {
-    let dir = std::env::temp_dir();
-    let tag = format!("podtrace-cmd-{}-{}", std::process::id(), rand_hex());
-    let (out_p, err_p) = (
-        dir.join(format!("{tag}.out")),
-        dir.join(format!("{tag}.err")),
-    );
-    let spawned = (|| {
-        let out = std::fs::File::create(&out_p)?;
-        let err = std::fs::File::create(&err_p)?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn()
-    })();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => return (None, String::new(), format!("spawn failed: {e}")),
-    };
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = exited(&mut child) {
-            break Some(s);
-        }
-        if t.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let read = |p: &Path| {
-        std::fs::read(p)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    };
-    let r = (status, read(&out_p), read(&err_p));
-    let _ = std::fs::remove_file(&out_p);
-    let _ = std::fs::remove_file(&err_p);
-    r
-}
-
 fn substitute(template: &str, pairs: &[(&str, &str)]) -> String {
     let mut s = template.to_string();
     for (k, v) in pairs {
@@ -492,6 +584,7 @@ impl Env {
             containerd: containerd_bin,
             shim,
             otlp_endpoint,
+            cni,
         } = opts;
         for (p, what) in [(&containerd_bin, "containerd"), (&shim, "shim")] {
             assert!(p.is_file(), "{what} {} does not exist", p.display());
@@ -539,6 +632,8 @@ impl Env {
             major,
             shim,
             otlp_endpoint,
+            cni,
+            interfaces_before: interfaces(),
             containerd_pid: 0,
             registry_pid: 0,
             containerd: None,
@@ -623,6 +718,24 @@ impl Env {
         // containerd.
         for d in ["cni/bin", "cni/net.d", "opt", "pod-logs", "tmp", "shim-bin"] {
             std::fs::create_dir_all(dir.join(d)).expect("create dir");
+        }
+        if let Some(cni) = &env.cni {
+            for p in ["bridge", "host-local", "loopback"] {
+                let src = Path::new(CNI_PLUGIN_DIR).join(p);
+                assert!(
+                    src.is_file(),
+                    "{} not found: pod networking needs `apt-get install -y containernetworking-plugins`",
+                    src.display()
+                );
+                std::os::unix::fs::symlink(&src, dir.join("cni/bin").join(p))
+                    .expect("link a CNI plugin into cni/bin");
+            }
+            std::fs::write(
+                dir.join("cni/net.d/10-podtrace.conflist"),
+                cni.conflist(&dir.join("cni/ipam")),
+            )
+            .expect("write the CNI config");
+            cni.create_bridge();
         }
         let hosts = dir.join("certs.d").join(&env.registry);
         std::fs::create_dir_all(&hosts).expect("create certs.d");
@@ -796,6 +909,12 @@ impl Env {
         leftovers(dir, ids)
     }
 
+    /// The pod network's leftovers: its bridge, and veth interfaces that
+    /// appeared since the environment started.
+    pub fn network_leftovers(&self) -> Vec<String> {
+        network_leftovers(self.cni.as_ref(), &self.interfaces_before)
+    }
+
     /// Stops and removes every pod through CRI while containerd runs (what
     /// a kubelet leaves behind); returns the sandbox and container ids seen.
     pub fn remove_all_pods(&mut self) -> BTreeSet<String> {
@@ -849,7 +968,13 @@ impl Env {
         // 5. Per-container cgroups (runc leaves them when its shim is killed).
         remove_cgroups(&ids, &self.cgroup_parent_existed);
 
-        // 6. Registry, shim sockets, the directory.
+        // 6. The pod network's bridge (each pod's veth went with its
+        //    network namespace when its sandbox was removed).
+        if let Some(cni) = &self.cni {
+            cni.delete_bridge();
+        }
+
+        // 7. Registry, shim sockets, the directory.
         if let Some(c) = self.registry_child.as_mut() {
             stop_child(c, Duration::from_secs(5));
         }
@@ -870,7 +995,8 @@ impl Env {
                 );
             }
         }
-        let left = leftovers(&self.dir, &ids);
+        let mut left = leftovers(&self.dir, &ids);
+        left.extend(self.network_leftovers());
         if !left.is_empty() {
             eprintln!(
                 "containerd env: left behind after cleanup:\n  {}",
@@ -884,6 +1010,24 @@ impl Drop for Env {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// The bridge of `cni` if it still exists, and veth interfaces not in
+/// `before`.
+pub fn network_leftovers(cni: Option<&Cni>, before: &BTreeSet<String>) -> Vec<String> {
+    let mut v = Vec::new();
+    let now = interfaces();
+    if let Some(c) = cni {
+        if now.contains(&c.bridge) {
+            v.push(format!("bridge {}", c.bridge));
+        }
+    }
+    for i in now.difference(before) {
+        if i.starts_with("veth") {
+            v.push(format!("interface {i}"));
+        }
+    }
+    v
 }
 
 /// Every 64-hex-digit token in `s` (sandbox and container IDs; image

@@ -316,16 +316,23 @@ pub fn spawn_until(cmd: &mut Command, needle: &str, timeout: Duration) -> (Guard
     }
 }
 
-/// One uprobe bpf link held by a process, from /proc/PID/fdinfo.
+/// One uprobe of a bpf link held by a process, from /proc/PID/fdinfo: a
+/// perf-event link holds one, a uprobe_multi link one per offset (its
+/// entries share `id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UprobeLink {
     pub id: u64,
     pub prog_id: u64,
     pub path: String,
     pub offset: u64,
+    /// A uprobe_multi link's (false: a perf-event link).
+    pub multi: bool,
+    /// The process filter (0: every process); uprobe_multi links only.
+    pub pid: u64,
 }
 
-/// Uprobe links held open by process `pid`.
+/// The uprobes of the bpf links process `pid` holds open (one entry per
+/// uprobe).
 pub fn uprobe_links_of(pid: u32) -> Vec<UprobeLink> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
@@ -339,30 +346,59 @@ pub fn uprobe_links_of(pid: u32) -> Vec<UprobeLink> {
             text.lines()
                 .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
         };
-        if field("event_type:").as_deref() != Some("uprobe") {
+        let parse = |v: &str| match v.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16).ok(),
+            None => v.parse().ok(),
+        };
+        let num = |k: &str| field(k).as_deref().and_then(parse);
+        let multi = field("link_type:").as_deref() == Some("uprobe_multi");
+        if !multi && field("event_type:").as_deref() != Some("uprobe") {
             continue;
         }
-        let num = |k: &str| {
-            field(k).and_then(|v| match v.strip_prefix("0x") {
-                Some(h) => u64::from_str_radix(h, 16).ok(),
-                None => v.parse().ok(),
-            })
+        let (Some(id), Some(prog_id)) = (num("link_id:"), num("prog_id:")) else {
+            continue;
         };
-        if let (Some(id), Some(prog_id), Some(path), Some(offset)) = (
-            num("link_id:"),
-            num("prog_id:"),
-            field("name:"),
-            num("offset:"),
-        ) {
+        if multi {
+            // `cookie offset ref_ctr_offset` rows after their header.
+            let path = field("path:").unwrap_or_default();
+            let pid = num("pid:").unwrap_or(0);
+            for row in text
+                .lines()
+                .skip_while(|l| !l.starts_with("cookie"))
+                .skip(1)
+            {
+                let cols: Vec<&str> = row.split_whitespace().collect();
+                if let Some(offset) = cols.get(1).and_then(|v| parse(v)) {
+                    out.push(UprobeLink {
+                        id,
+                        prog_id,
+                        path: path.clone(),
+                        offset,
+                        multi,
+                        pid,
+                    });
+                }
+            }
+        } else if let (Some(path), Some(offset)) = (field("name:"), num("offset:")) {
             out.push(UprobeLink {
                 id,
                 prog_id,
                 path,
                 offset,
+                multi,
+                pid: 0,
             });
         }
     }
     out
+}
+
+/// The distinct link ids of `links`.
+pub fn link_ids(links: &[UprobeLink]) -> Vec<u64> {
+    let mut ids: Vec<u64> = links.iter().map(|l| l.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Whether the kernel still has this bpf link / program (asks bpftool,
@@ -384,6 +420,20 @@ pub fn bpf_object_exists(kind: &str, id: u64) -> bool {
         "bpftool {kind} show id {id} failed for another reason than a missing object: {err}"
     );
     false
+}
+
+/// Waits up to `limit` for a bpf link or program to be gone; whether it
+/// is. A uprobe_multi link frees its program after a kernel grace period,
+/// a moment after the process let go of both.
+pub fn bpf_object_gone_within(kind: &str, id: u64, limit: Duration) -> bool {
+    let t = Instant::now();
+    while bpf_object_exists(kind, id) {
+        if t.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }
 
 /// Reads `len` bytes of another process's memory.
@@ -587,6 +637,7 @@ pub fn systematic_cri_errors(label: &str, diffs: &[(&str, f64)], tolerance_ms: f
     problems
 }
 
+pub mod cluster;
 pub mod containerd;
 pub mod node;
 pub mod otlp;

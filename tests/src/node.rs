@@ -21,6 +21,12 @@
 //! Which binaries: `PODTRACE_KUBELET` (or the path given to
 //! [`Node::start`]) and `PODTRACE_CONTAINERD` / `PODTRACE_CONTAINERD_SHIM`,
 //! so the same tests run against a user's own builds.
+//!
+//! In a cluster ([`crate::cluster`]) the same node registers with an API
+//! server instead ([`NodeOpts::kubeconfig`]): kubelet then also serves its
+//! API and, read-only and unauthenticated on 127.0.0.1, `/metrics`
+//! ([`Node::read_only_port`]), and pods run on a CNI bridge
+//! ([`containerd::Cni`]).
 
 use std::{
     io::{Read as _, Write as _},
@@ -140,9 +146,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// (`pod="default/FULL"`): the create sync's.
 pub fn first_klog<'a>(log: &'a [Klog], msg: &str, full: &str) -> &'a Klog {
     let want = format!("default/{full}");
-    log.iter()
-        .find(|l| l.msg == msg && l.field("pod").as_deref() == Some(want.as_str()))
-        .unwrap_or_else(|| panic!("kubelet never logged {msg:?} for {want}"))
+    pod_klog(log, msg, &want).unwrap_or_else(|| panic!("kubelet never logged {msg:?} for {want}"))
 }
 
 /// The UID kubelet gave static pod `full` (from its "SyncPod enter" line).
@@ -150,6 +154,84 @@ pub fn pod_uid(log: &[Klog], full: &str) -> String {
     first_klog(log, "SyncPod enter", full)
         .field("podUID")
         .unwrap_or_else(|| panic!("kubelet's SyncPod enter for {full} has no podUID"))
+}
+
+/// A stage of a `podtrace report --format json` pod, in wall-clock ns.
+pub struct Stage {
+    pub start_unix_ns: i64,
+    pub end_unix_ns: i64,
+}
+
+/// Stage `name` of a report pod (the first row of that name), in
+/// wall-clock ns; panics if it is missing or has no exit.
+pub fn stage(pod: &Value, name: &str) -> Stage {
+    let base = pod["start_unix_ns"].as_i64().expect("start_unix_ns");
+    let s = pod["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| s["stage"] == name)
+        .unwrap_or_else(|| panic!("pod {} has no {name} stage: {pod:#}", pod["name"]));
+    let start = base + (s["start_ms"].as_f64().expect("start_ms") * 1e6) as i64;
+    let dur = s["duration_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{name} of {} has no exit", pod["name"]));
+    Stage {
+        start_unix_ns: start,
+        end_unix_ns: start + (dur * 1e6) as i64,
+    }
+}
+
+/// podtrace's instants against kubelet's own (log lines, spans): each
+/// within `tolerance_ms`, and the spread of the differences.
+pub struct Agreement {
+    tolerance_ms: f64,
+    /// |podtrace − kubelet| per comparison, µs.
+    pub diffs_us: Vec<f64>,
+}
+
+impl Agreement {
+    pub fn new(tolerance_ms: f64) -> Agreement {
+        Agreement {
+            tolerance_ms,
+            diffs_us: Vec::new(),
+        }
+    }
+
+    /// Panics, naming `what`, if the two are more than the tolerance apart.
+    pub fn add(&mut self, what: &str, podtrace_ns: i64, kubelet_ns: i64) {
+        let d = (podtrace_ns - kubelet_ns) as f64 / 1e6;
+        assert!(
+            d.abs() <= self.tolerance_ms,
+            "{what}: podtrace {podtrace_ns} vs kubelet {kubelet_ns}: {d:.3} ms apart (> {} ms)",
+            self.tolerance_ms
+        );
+        self.diffs_us.push(d.abs() * 1000.0);
+    }
+
+    /// (median, p99, worst) of the differences, µs (nearest rank).
+    pub fn quantiles(&mut self) -> (f64, f64, f64) {
+        self.diffs_us.sort_by(f64::total_cmp);
+        let n = self.diffs_us.len();
+        assert!(n > 0, "no comparison made");
+        let at = |q: f64| self.diffs_us[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
+        (at(0.5), at(0.99), self.diffs_us[n - 1])
+    }
+
+    pub fn summary(&mut self) -> String {
+        let (m, p99, worst) = self.quantiles();
+        format!(
+            "n {}, median {m:.0} µs, p99 {p99:.0} µs, worst {worst:.0} µs",
+            self.diffs_us.len()
+        )
+    }
+}
+
+/// The first klog line `msg` logged for the pod `ns_name`
+/// (`pod="NAMESPACE/NAME"`), if any.
+pub fn pod_klog<'a>(log: &'a [Klog], msg: &str, ns_name: &str) -> Option<&'a Klog> {
+    log.iter()
+        .find(|l| l.msg == msg && l.field("pod").as_deref() == Some(ns_name))
 }
 
 /// The stages every pod a node starts goes through, finished.
@@ -283,6 +365,11 @@ pub struct NodeOpts {
     /// [`Node::swap_kubelet`] can move another build into place at that
     /// path (the interleaved experiment).
     pub swappable: bool,
+    /// Register as a Node with the API server of this kubeconfig (None:
+    /// standalone, static pods only).
+    pub kubeconfig: Option<PathBuf>,
+    /// The node's name (`--hostname-override`).
+    pub node_name: String,
 }
 
 impl NodeOpts {
@@ -292,6 +379,8 @@ impl NodeOpts {
             containerd: containerd::Options::v2(),
             extra_config: Vec::new(),
             swappable: false,
+            kubeconfig: None,
+            node_name: NODE_NAME.to_string(),
         }
     }
 }
@@ -309,6 +398,14 @@ pub struct Node {
     /// Host directory mounted into every pod as a hostPath volume.
     pub host_volume: PathBuf,
     pub healthz_port: u16,
+    /// The node's name (kubelet's `--hostname-override`).
+    pub node_name: String,
+    /// The kubeconfig kubelet registers with (None: standalone).
+    pub kubeconfig: Option<PathBuf>,
+    /// With a kubeconfig: kubelet's read-only port on 127.0.0.1 (`/metrics`,
+    /// `/pods`; no authentication) and its API port.
+    pub read_only_port: Option<u16>,
+    pub server_port: Option<u16>,
     /// The OTLP/gRPC receiver kubelet (and containerd 2.x) send spans to.
     pub sink: otlp::Sink,
     /// Name of the node's cgroup root under every hierarchy.
@@ -361,6 +458,10 @@ impl Node {
             kubelet_bin,
             kubelet_pid: 0,
             healthz_port: free_port(),
+            read_only_port: opts.kubeconfig.as_ref().map(|_| free_port()),
+            server_port: opts.kubeconfig.as_ref().map(|_| free_port()),
+            node_name: opts.node_name.clone(),
+            kubeconfig: opts.kubeconfig.clone(),
             sink,
             cgroup_root,
             kubelet: None,
@@ -395,8 +496,7 @@ authentication:
   anonymous: {{enabled: false}}
   webhook: {{enabled: false}}
 authorization: {{mode: AlwaysAllow}}
-enableServer: false
-readOnlyPort: 0
+{server}
 healthzBindAddress: 127.0.0.1
 healthzPort: {port}
 podLogsDir: {d}/pod-logs
@@ -413,6 +513,15 @@ tracing:
   samplingRatePerMillion: 1000000
 ",
             sock = self.env.socket.display(),
+            server = match (self.server_port, self.read_only_port) {
+                // Registered: kubelet's API (self-signed, for the API
+                // server's logs/exec) and the read-only port, whose
+                // /metrics the cluster test scrapes, both on 127.0.0.1.
+                (Some(port), Some(ro)) => format!(
+                    "enableServer: true\naddress: 127.0.0.1\nport: {port}\nreadOnlyPort: {ro}"
+                ),
+                _ => "enableServer: false\nreadOnlyPort: 0".to_string(),
+            },
             cgroot = self.cgroup_root,
             port = self.healthz_port,
             sink = self.sink.endpoint,
@@ -430,12 +539,16 @@ tracing:
             .append(true)
             .open(&self.kubelet_log)
             .expect("open kubelet log");
-        let child = Command::new(&self.kubelet_bin)
+        let mut cmd = Command::new(&self.kubelet_bin);
+        if let Some(k) = &self.kubeconfig {
+            cmd.arg(format!("--kubeconfig={}", k.display()));
+        }
+        let child = cmd
             .arg(format!(
                 "--config={}",
                 self.dir.join("kubelet.yaml").display()
             ))
-            .arg(format!("--hostname-override={NODE_NAME}"))
+            .arg(format!("--hostname-override={}", self.node_name))
             .arg(format!("--root-dir={}", self.dir.join("root").display()))
             .arg(format!(
                 "--cert-dir={}",
@@ -725,6 +838,16 @@ spec:
         }
     }
 
+    /// Stops kubelet and starts it again (same binary, config and root
+    /// dir: it finds the pods running and adopts them), returning once its
+    /// healthz says ok. `kubelet_pid` is the new process's.
+    pub fn restart_kubelet(&mut self) {
+        let t0 = Instant::now();
+        self.stop_kubelet();
+        self.spawn_kubelet();
+        self.wait_healthy(t0);
+    }
+
     fn cleanup(&mut self) {
         self.stop_kubelet();
         // The containerd env's own drop removes every pod through CRI; do
@@ -812,21 +935,32 @@ pub struct Interleaved {
     pub blocks: Vec<(String, Vec<String>)>,
 }
 
-impl Node {
-    /// Starts `podtrace record` with `args` (plus quiet and the output),
-    /// writing its stderr next to `out`; returns once it records.
-    fn start_podtrace(
-        &self,
-        podtrace: &Path,
-        out: &Path,
-        args: &[String],
-    ) -> (crate::Guard, PathBuf) {
+/// A `podtrace record` of given processes, running until [`Recorder::stop`]
+/// (killed if dropped).
+pub struct Recorder {
+    child: crate::Guard,
+    pub trace: PathBuf,
+    /// podtrace's stderr.
+    pub log: PathBuf,
+    /// The uprobe bpf links it held once it was recording.
+    pub links: Vec<u64>,
+}
+
+impl Recorder {
+    /// Starts `podtrace record -q -o OUT --pid …` for `pids` (by pid: other
+    /// tests may run the same binaries at the same time, and a uprobe on a
+    /// binary fires in every process of it) plus `args`, and returns once
+    /// it is recording.
+    pub fn start(podtrace: &Path, out: &Path, pids: &[u32], args: &[&str]) -> Recorder {
         let log = suffixed(out, ".log");
         let f = std::fs::File::create(&log).expect("create podtrace log");
+        let mut cmd = Command::new(podtrace);
+        cmd.arg("record");
+        for p in pids {
+            cmd.arg("--pid").arg(p.to_string());
+        }
         let mut child = crate::Guard::new(
-            Command::new(podtrace)
-                .arg("record")
-                .args(args)
+            cmd.args(args)
                 .arg("-q")
                 .arg("-o")
                 .arg(out)
@@ -850,25 +984,32 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        (child, log)
+        let links = crate::link_ids(&crate::uprobe_links_of(child.id()));
+        Recorder {
+            child,
+            trace: out.to_path_buf(),
+            log,
+            links,
+        }
     }
 
-    /// SIGINT to podtrace; waits for it to finish its trace.
-    fn stop_podtrace(mut child: crate::Guard, log: &Path) {
+    /// SIGINT, and waits until podtrace wrote the footer and exited (it
+    /// must succeed, within [`STOP_WITHIN`]); returns how long that took.
+    pub fn stop(mut self) -> Duration {
         // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
         let t = Instant::now();
         let status = loop {
-            if let Some(st) = child.try_wait() {
+            if let Some(st) = self.child.try_wait() {
                 break st;
             }
-            // Closing each uprobe waits for a kernel grace period under a
-            // global mutex (~0.1 s each, more on a loaded machine): ~120
-            // uprobes on a busy 2-core node have taken over 30 s.
-            if t.elapsed() > Duration::from_secs(120) {
+            // One uprobe_multi link per binary closes in one kernel grace
+            // period: well under a second. (Per-site links took ~0.1 s
+            // each, 17-23 s for kubelet's and containerd's ~120.)
+            if t.elapsed() > STOP_WITHIN {
                 panic!(
-                    "podtrace record did not stop within 120 s of SIGINT:\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
+                    "podtrace record did not stop within {STOP_WITHIN:?} of SIGINT:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -880,20 +1021,38 @@ impl Node {
         assert!(
             status.success(),
             "podtrace record failed ({status}):\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
+            std::fs::read_to_string(&self.log).unwrap_or_default()
         );
+        t.elapsed()
+    }
+}
+
+impl Node {
+    /// Starts `podtrace record -q -o OUT ARGS...` (stderr to OUT.log) and
+    /// returns once it records.
+    pub fn start_recording(&self, podtrace: &Path, out: &Path, args: &[String]) -> Recorder {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Recorder::start(podtrace, out, &[], &args)
     }
 
-    /// Starts `names` one at a time: each waits until its container runs,
-    /// then `gap`.
-    fn start_pods(&self, names: &[String], gap: Duration, pods: &mut Vec<String>, of: usize) {
+    /// This node's kubelet and containerd processes (what a recording of
+    /// it attaches to).
+    pub fn pids(&self) -> [u32; 2] {
+        [self.kubelet_pid, self.env.containerd_pid]
+    }
+
+    /// Starts pods `names` one at a time: each waits until its container
+    /// runs, then `gap`. Returns their full names.
+    pub fn start_pods(&self, names: &[String], gap: Duration) -> Vec<String> {
+        let mut pods = Vec::new();
         for n in names {
             let full = self.add_pod(n);
             self.wait_running(&full, Duration::from_secs(60));
-            pods.push(full.clone());
-            eprintln!("    {full} running ({}/{of})", pods.len());
+            eprintln!("    {full} running ({}/{})", pods.len() + 1, names.len());
+            pods.push(full);
             std::thread::sleep(gap);
         }
+        pods
     }
 
     /// Attaches `podtrace record` to this node's kubelet and containerd
@@ -909,26 +1068,14 @@ impl Node {
         names: &[String],
         gap: Duration,
     ) -> Recording {
-        // This node's processes only: another kubelet or containerd of the
-        // same binary on the machine is not ours.
-        let args = [
-            "--pid".to_string(),
-            self.kubelet_pid.to_string(),
-            "--pid".to_string(),
-            self.env.containerd_pid.to_string(),
-        ];
-        let (child, log) = self.start_podtrace(podtrace, out, &args);
-        let links: Vec<u64> = crate::uprobe_links_of(child.id())
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        let mut pods = Vec::new();
-        self.start_pods(names, gap, &mut pods, names.len());
-        Node::stop_podtrace(child, &log);
+        let rec = Recorder::start(podtrace, out, &self.pids(), &[]);
+        let pods = self.start_pods(names, gap);
+        let (trace, podtrace_log, links) = (rec.trace.clone(), rec.log.clone(), rec.links.clone());
+        rec.stop();
         Recording {
-            trace: out.to_path_buf(),
+            trace,
             pods,
-            podtrace_log: log,
+            podtrace_log,
             links,
         }
     }
@@ -966,12 +1113,8 @@ impl Node {
             "--pid".to_string(),
             self.env.containerd_pid.to_string(),
         ];
-        let (child, log) = self.start_podtrace(podtrace, out, &args);
-        let links: Vec<u64> = crate::uprobe_links_of(child.id())
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        let total = pattern.len() * per_block;
+        let rec = self.start_recording(podtrace, out, &args);
+        let (log, links) = (rec.log.clone(), rec.links.clone());
         let (mut pods, mut blocks) = (Vec::new(), Vec::new());
         let mut current = 'A';
         for (b, build) in pattern.chars().enumerate() {
@@ -985,11 +1128,11 @@ impl Node {
             }
             eprintln!("    block {} of {}: {label}", b + 1, pattern.len());
             let names: Vec<String> = (0..per_block).map(|i| format!("ilv-{b}-{i:02}")).collect();
-            let first = pods.len();
-            self.start_pods(&names, gap, &mut pods, total);
-            blocks.push((label.to_string(), pods[first..].to_vec()));
+            let started = self.start_pods(&names, gap);
+            pods.extend(started.iter().cloned());
+            blocks.push((label.to_string(), started));
         }
-        Node::stop_podtrace(child, &log);
+        rec.stop();
         Interleaved {
             recording: Recording {
                 trace: out.to_path_buf(),
@@ -1023,6 +1166,10 @@ fn wait_reattached(trace: &Path, before: usize, log: &Path) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// How long `record` may take from SIGINT to exit here (it takes well under
+/// a second; a loaded 2-core machine gets some slack).
+pub const STOP_WITHIN: Duration = Duration::from_secs(5);
 
 /// `path` + `suffix`.
 fn suffixed(path: &Path, suffix: &str) -> PathBuf {

@@ -8,7 +8,7 @@ use std::{
     io::Read as _,
     net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, ExitStatus},
+    process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
@@ -155,4 +155,47 @@ pub(crate) fn stop_child(child: &mut Child, grace: Duration) -> Option<ExitStatu
     let _ = child.kill();
     let _ = child.wait();
     None
+}
+
+/// Run a command with a deadline; returns (status or None on timeout, stdout, stderr).
+pub(crate) fn run_with_timeout(
+    cmd: &mut Command,
+    timeout: Duration,
+) -> (Option<ExitStatus>, String, String) {
+    let dir = std::env::temp_dir();
+    let tag = format!("podtrace-cmd-{}-{}", std::process::id(), rand_hex());
+    let (out_p, err_p) = (
+        dir.join(format!("{tag}.out")),
+        dir.join(format!("{tag}.err")),
+    );
+    let spawned = (|| {
+        let out = std::fs::File::create(&out_p)?;
+        let err = std::fs::File::create(&err_p)?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn()
+    })();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return (None, String::new(), format!("spawn failed: {e}")),
+    };
+    let t = Instant::now();
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if t.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |p: &Path| {
+        std::fs::read(p)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let r = (status, read(&out_p), read(&err_p));
+    let _ = std::fs::remove_file(&out_p);
+    let _ = std::fs::remove_file(&err_p);
+    r
 }

@@ -47,6 +47,11 @@ pub enum Role {
     PollCond,
     PollCheck,
     VolumeMounted,
+    /// The operation executor's mount of one volume of a pod (its own
+    /// goroutine, started by the reconciler): the plugin's SetUp through
+    /// marking the volume mounted. Captures `volume` (kubelet's unique
+    /// volume name), `outer_volume` (the pod's name for it) and `pod_uid`.
+    VolumeSetup,
     Loop,
     Stage,
     /// Work a loop does for one pod on request, outside its period (PLEG's
@@ -60,6 +65,19 @@ pub enum Role {
     /// decoding through the response written, i.e. the call as the runtime's
     /// gRPC server saw it.
     Rpc,
+}
+
+/// kubelet's stage that creates a pod's sandbox (kuberuntime's
+/// createPodSandbox, in kubelet.toml).
+pub const SANDBOX_STAGE: &str = "create_sandbox";
+/// The runtime's CRI handler that creates a pod's sandbox (containerd.toml).
+pub const SANDBOX_CRI: &str = "RunPodSandbox";
+
+/// Whether a call of this probe creates a pod's sandbox: what a pod's first
+/// sync does and a kubelet re-adopting a running pod after its restart
+/// does not.
+pub fn creates_sandbox(role: Role, probe: &str) -> bool {
+    (role == Role::Stage && probe == SANDBOX_STAGE) || (role == Role::Cri && probe == SANDBOX_CRI)
 }
 
 #[derive(Debug, Clone, Deserialize)]

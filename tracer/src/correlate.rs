@@ -30,7 +30,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::{
-    catalogue::Role,
+    catalogue::{self, Role},
     format::{ProbeInfo, Rec, Val},
     trace::{Trace, TraceInfo},
 };
@@ -111,6 +111,12 @@ pub struct Correlated {
     /// Each span's children (indices, in start order).
     #[serde(skip)]
     pub children: Vec<Vec<usize>>,
+    /// Whether the probe table can see a pod's sandbox being created
+    /// (kubelet's `create_sandbox` stage or the runtime's `RunPodSandbox`
+    /// handler): only then can a create sync that made none be told to be a
+    /// re-adoption (`analysis::pods::readoption`).
+    #[serde(skip)]
+    pub sandbox_probed: bool,
 }
 
 impl Correlated {
@@ -313,12 +319,17 @@ impl<'a> Correlator<'a> {
         for v in by_pod.iter_mut().chain(children.iter_mut()) {
             v.shrink_to_fit();
         }
+        let sandbox_probed = self
+            .probes
+            .iter()
+            .any(|p| catalogue::creates_sandbox(p.role, &p.probe));
         Correlated {
             spans: self.spans,
             pods,
             stats: self.stats,
             by_pod,
             children,
+            sandbox_probed,
         }
     }
 }

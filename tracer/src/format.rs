@@ -83,6 +83,13 @@ pub struct Header {
     pub version: u32,
     pub podtrace_version: String,
     pub hostname: String,
+    /// The Kubernetes node the traced kubelet runs as (`record
+    /// --node-name`, else `$NODE_NAME`, else the hostname). Inside a
+    /// DaemonSet's container the hostname is the pod's, so this comes from
+    /// the downward API. Empty in traces written before it was recorded:
+    /// read it with [`Header::node`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_name: String,
     /// Add to an event's ktime (CLOCK_MONOTONIC ns) to get Unix time in ns.
     pub mono_to_unix_ns: i64,
     pub started_unix_ns: i64,
@@ -90,11 +97,29 @@ pub struct Header {
     pub probes: Vec<ProbeInfo>,
 }
 
+impl Header {
+    /// The node's name: `node_name`, or the hostname for traces that do
+    /// not record one.
+    pub fn node(&self) -> &str {
+        if self.node_name.is_empty() {
+            &self.hostname
+        } else {
+            &self.node_name
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BinaryRecord {
     pub name: String,
     pub path: String,
     pub go_version: Option<String>,
+    /// The component's own version (kubelet's `k8s.io/kubernetes`,
+    /// containerd's module; else the Go version): the `version` label of
+    /// the live metrics, per binary attached. Absent in traces of podtrace
+    /// before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub pids: Vec<u32>,
     /// Probes of the catalogue that did not resolve, with why.
     pub unresolved: Vec<String>,
@@ -447,6 +472,14 @@ pub(crate) enum Line {
     Binary(Box<BinaryAdded>),
     Note(Note),
     Footer(Footer),
+}
+
+/// An event's line from a borrowed record: the same JSON as
+/// [`Line::Event`], without a copy of the record (the recording's hot path).
+#[derive(Serialize)]
+pub(crate) enum EventLine<'a> {
+    #[serde(rename = "e")]
+    Event(&'a Rec),
 }
 
 impl Rec {

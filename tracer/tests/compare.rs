@@ -923,7 +923,7 @@ fn one_interleaved_trace_splits_by_build() {
     let mut w = podtrace::trace::Writer::create(&path, &header).expect("writer");
     let end = td.events.iter().map(|e| e.t).max().unwrap_or(0) + 2_000_000_000;
     for e in &td.events {
-        w.event(e.clone()).expect("event");
+        w.event(e).expect("event");
     }
     w.binary_added(podtrace::format::BinaryAdded {
         binary: added,
@@ -936,7 +936,7 @@ fn one_interleaved_trace_splits_by_build() {
         if let Some(i) = kubelet_ids.iter().position(|&id| id == e.p) {
             e.p = n + i as u32;
         }
-        w.event(e).expect("event");
+        w.event(&e).expect("event");
     }
     w.finish(podtrace::format::Footer::default())
         .expect("footer");

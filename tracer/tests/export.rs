@@ -25,7 +25,7 @@ use podtrace::{
     correlate::{correlate, Correlated},
     export::{
         chrome::{self, Tracks},
-        csv as csv_export, otlp,
+        csv as csv_export, otlp, otlp_proto,
     },
     format::Val,
     test_support::synth::{synth, write_trace, SynthPod, SynthSpec, SynthTruth},
@@ -35,6 +35,29 @@ use prost::Message as _;
 
 mod support;
 use serde_json::Value;
+
+/// podtrace's own OTLP request (export/otlp_proto.rs), read back with
+/// opentelemetry-proto's types: the reference these tests check it by.
+fn otlp_of(
+    t: &Trace,
+    c: &Correlated,
+) -> (
+    otlp_proto::collector::trace::v1::ExportTraceServiceRequest,
+    ExportTraceServiceRequest,
+) {
+    let ours = otlp::otlp_request(t, c);
+    let bytes = otlp::to_protobuf(&ours);
+    let reference = ExportTraceServiceRequest::decode(bytes.as_slice())
+        .expect("opentelemetry-proto decodes podtrace's protobuf");
+    // Nothing podtrace wrote is lost on the way (every field is one the
+    // reference knows, with the same number and type).
+    assert_eq!(
+        reference.encode_to_vec(),
+        bytes,
+        "the reference re-encodes the same bytes"
+    );
+    (ours, reference)
+}
 
 fn tmp(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -305,6 +328,7 @@ fn check_otlp(req: &ExportTraceServiceRequest, t: &Trace, truth: &SynthTruth) {
         Some(&AnyV::IntValue(4242))
     );
     assert_eq!(attr_str(&res.attributes, "host.name"), Some("node-1"));
+    assert_eq!(attr_str(&res.attributes, "k8s.node.name"), Some("node-1"));
     let spans: Vec<&Span> = rs.scope_spans.iter().flat_map(|s| &s.spans).collect();
     assert_eq!(
         rs.scope_spans[0].scope.as_ref().map(|s| s.name.as_str()),
@@ -405,13 +429,15 @@ fn check_otlp(req: &ExportTraceServiceRequest, t: &Trace, truth: &SynthTruth) {
 #[test]
 fn otlp_json_and_protobuf_decode_to_the_pod_starts() {
     let (t, c, truth) = sample();
-    let req = otlp::otlp_request(&t, &c);
+    let (ours, req) = otlp_of(&t, &c);
     check_otlp(&req, &t, &truth);
-    // JSON: decodes back to the same message, with OTLP/JSON conventions.
-    let json = otlp::to_json(&req).expect("json");
+    // JSON: decodes back to the same message, with OTLP/JSON conventions,
+    // and is the very JSON opentelemetry-proto writes for it.
+    let json = otlp::to_json(&ours).expect("json");
     let back: ExportTraceServiceRequest = serde_json::from_str(&json).expect("decode OTLP JSON");
     assert_eq!(back, req);
     let v: Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v, serde_json::to_value(&req).expect("reference JSON"));
     let s0 = &v["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
     assert!(s0["traceId"]
         .as_str()
@@ -421,12 +447,40 @@ fn otlp_json_and_protobuf_decode_to_the_pod_starts() {
         s0["startTimeUnixNano"].is_string(),
         "64-bit times are strings: {s0}"
     );
-    // Protobuf.
-    let bytes = otlp::to_protobuf(&req);
-    let back = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("decode protobuf");
-    assert_eq!(back, req);
     // Stable ids: the same trace exports the same ids.
-    assert_eq!(otlp::otlp_request(&t, &c), req);
+    assert_eq!(otlp::otlp_request(&t, &c), ours);
+}
+
+/// The resource names the node the trace is of (`record --node-name`,
+/// `$NODE_NAME`), not the hostname of the recorder (in a DaemonSet, its
+/// pod's); traces without a node name fall back to the hostname.
+#[test]
+fn otlp_resource_names_the_node_not_the_recorders_hostname() {
+    let (mut t, c, _) = sample();
+    t.header.hostname = "podtrace-x7k2p".into();
+    t.header.node_name = "node-7".into();
+    let names = |t: &Trace| -> Vec<(Option<String>, Option<String>)> {
+        otlp_of(t, &c)
+            .1
+            .resource_spans
+            .iter()
+            .map(|rs| {
+                let a = &rs.resource.as_ref().expect("resource").attributes;
+                (
+                    attr_str(a, "host.name").map(str::to_string),
+                    attr_str(a, "k8s.node.name").map(str::to_string),
+                )
+            })
+            .collect()
+    };
+    let node7 = (Some("node-7".to_string()), Some("node-7".to_string()));
+    assert!(names(&t).iter().all(|n| *n == node7), "{:?}", names(&t));
+    t.header.node_name.clear();
+    let host = (
+        Some("podtrace-x7k2p".to_string()),
+        Some("podtrace-x7k2p".to_string()),
+    );
+    assert!(names(&t).iter().all(|n| *n == host), "{:?}", names(&t));
 }
 
 /// An OTLP/HTTP receiver on 127.0.0.1 that takes one request, answers
@@ -463,7 +517,7 @@ fn receiver(
 #[test]
 fn otlp_http_push_reaches_a_receiver() {
     let (t, c, truth) = sample();
-    let req = otlp::otlp_request(&t, &c);
+    let (ours, req) = otlp_of(&t, &c);
     let answer = ExportTraceServiceResponse {
         partial_success: Some(ExportTracePartialSuccess {
             rejected_spans: 1,
@@ -474,7 +528,7 @@ fn otlp_http_push_reaches_a_receiver() {
     let (ep, rx) = receiver("200 OK", "application/x-protobuf", answer);
     let out = otlp::push(
         &ep,
-        &req,
+        &ours,
         &[("X-Tenant".into(), "lab".into())],
         Duration::from_secs(10),
     )
@@ -502,7 +556,7 @@ fn otlp_http_push_reaches_a_receiver() {
 
     // A refusal is an error that says what the receiver answered.
     let (ep, _rx) = receiver("400 Bad Request", "text/plain", b"bad payload".to_vec());
-    let e = otlp::push(&ep, &req, &[], Duration::from_secs(10))
+    let e = otlp::push(&ep, &ours, &[], Duration::from_secs(10))
         .expect_err("400 must fail")
         .to_string();
     assert!(e.contains("400") && e.contains("bad payload"), "{e}");
@@ -699,7 +753,7 @@ fn runtime_calls_join_the_pod_start_across_processes() {
 
     // OTLP: the containerd handlers are spans of the pod's trace, in the
     // containerd resource, under the kubelet call that waited for them.
-    let req = otlp::otlp_request(&t, &c);
+    let (_, req) = otlp_of(&t, &c);
     assert_eq!(req.resource_spans.len(), 2, "kubelet and containerd");
     let all: Vec<(&str, &Span)> = req
         .resource_spans
@@ -751,9 +805,6 @@ fn runtime_calls_join_the_pod_start_across_processes() {
             );
         }
     }
-    let back =
-        ExportTraceServiceRequest::decode(otlp::to_protobuf(&req).as_slice()).expect("decode");
-    assert_eq!(back, req);
 
     // Chrome: a containerd process with a track for each pod it served.
     let doc = serde_json::to_value(chrome::chrome_trace(&t, &c, Tracks::Pod)).expect("json");
@@ -797,7 +848,7 @@ fn runtime_only_traces_export_one_trace_per_pod() {
     t.events
         .retain(|e| probes[e.p as usize].binary == "containerd");
     let c = correlate(&t);
-    let req = otlp::otlp_request(&t, &c);
+    let (_, req) = otlp_of(&t, &c);
     assert_eq!(req.resource_spans.len(), 1, "containerd only");
     let spans: Vec<&Span> = req.resource_spans[0]
         .scope_spans

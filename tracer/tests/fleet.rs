@@ -89,7 +89,7 @@ fn write_rotated(trace: &Trace, path: &Path, split: usize) {
     let probe = path.with_extension("size");
     let mut w = Writer::create(&probe, &trace.header).expect("writer");
     for e in &trace.events[..split] {
-        w.event(e.clone()).expect("event");
+        w.event(e).expect("event");
     }
     w.flush().expect("flush");
     let max_bytes = std::fs::metadata(&probe).expect("size").len();
@@ -101,7 +101,7 @@ fn write_rotated(trace: &Trace, path: &Path, split: usize) {
     };
     let mut w = Writer::create_rotating(path, &trace.header, Some(rot)).expect("writer");
     for e in &trace.events {
-        w.event(e.clone()).expect("event");
+        w.event(e).expect("event");
     }
     w.finish(trace.footer.clone().unwrap_or_default())
         .expect("finish");

@@ -13,6 +13,7 @@ use std::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use podtrace::export::otlp_proto::collector::trace::v1::ExportTraceServiceRequest as Ours;
 use podtrace::{
     correlate::correlate,
     export::otlp::{self, PushOptions},
@@ -30,7 +31,7 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-fn request() -> ExportTraceServiceRequest {
+fn request() -> Ours {
     let (t, _) = synth(&SynthSpec::new(vec![
         SynthPod::new(0, 1.0, 10.0, 5.0),
         SynthPod::new(1, 50.0, 20.0, 5.0),
@@ -147,7 +148,7 @@ fn push_over_https_to_a_receiver_with_its_own_ca() {
     assert_eq!(line, "POST /v1/traces HTTP/1.1");
     assert_eq!(
         ExportTraceServiceRequest::decode(body.as_slice()).expect("protobuf"),
-        req
+        ExportTraceServiceRequest::decode(otlp::to_protobuf(&req).as_slice()).expect("protobuf"),
     );
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -224,4 +225,68 @@ fn transient_refusals_are_retried_with_backoff_and_bounded() {
     assert!(e.contains("400") && !e.contains("gave up"), "{e}");
     thread::sleep(Duration::from_millis(100));
     assert_eq!(rx.try_iter().count(), 1, "one request only");
+}
+
+/// A system without CA certificates (podtrace's own image: no
+/// /etc/ssl) still pushes over plain http, and over https with --ca-cert;
+/// https with neither says what to give. `podtrace export` runs with the
+/// system's roots pointed at nothing (SSL_CERT_FILE, SSL_CERT_DIR).
+#[test]
+fn pushes_without_system_ca_certificates() {
+    let dir = tmp("no-system-ca");
+    let (t, _) = synth(&SynthSpec::new(vec![SynthPod::new(0, 1.0, 10.0, 5.0)])).expect("synth");
+    let trace = dir.join("t.trace");
+    podtrace::test_support::synth::write_trace(&t, &trace).expect("write trace");
+    std::fs::write(dir.join("empty.pem"), "").expect("write empty bundle");
+    std::fs::create_dir_all(dir.join("no-certs")).expect("mkdir");
+    let export = |endpoint: &str, ca: Option<&std::path::Path>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_podtrace"));
+        c.args(["export", "--format", "otlp", "--endpoint", endpoint])
+            .env("SSL_CERT_FILE", dir.join("empty.pem"))
+            .env("SSL_CERT_DIR", dir.join("no-certs"));
+        if let Some(ca) = ca {
+            c.arg("--ca-cert").arg(ca);
+        }
+        c.arg(&trace).output().expect("run podtrace export")
+    };
+
+    // Plain http.
+    let (l, addr) = support::listen();
+    let got = thread::spawn(move || {
+        let sock = accept(&l, Instant::now() + Duration::from_secs(30))?;
+        let mut r = BufReader::new(sock);
+        let req = read_request(&mut r)?;
+        answer(r.get_mut(), "200 OK", "", &[]);
+        Some(req.line)
+    });
+    let out = export(&format!("http://{addr}"), None);
+    assert!(
+        out.status.success(),
+        "http without system CA certificates: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        got.join().expect("receiver").as_deref(),
+        Some("POST /v1/traces HTTP/1.1")
+    );
+
+    // https: the CA given works; none given fails and says what to give.
+    let (port, ca_pem, rx) = tls_receiver(1);
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &ca_pem).expect("write CA");
+    let ep = format!("https://127.0.0.1:{port}");
+    let out = export(&ep, Some(&ca));
+    assert!(
+        out.status.success(),
+        "https with --ca-cert: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(rx.recv_timeout(Duration::from_secs(30)).is_ok());
+    let out = export(&ep, None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--ca-cert"),
+        "https without any CA: {err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -1320,6 +1320,10 @@ const K: &str = "k8s.io/kubernetes/pkg/kubelet";
 /// (probe, status, 1-based variant, symbol) expected in a real kubelet.
 type Want = (&'static str, &'static str, usize, String);
 
+/// The operation executor's mount closure (probe `volume_setup`).
+const MOUNT_CLOSURE: &str =
+    "k8s.io/kubernetes/pkg/volume/util/operationexecutor.(*operationGenerator).GenerateMountVolumeFunc.func1";
+
 fn want_common() -> Vec<Want> {
     vec![
         ("mount_wait", "ok", 1, format!("{K}/volumemanager.(*volumeManager).WaitForAttachAndMount")),
@@ -1449,6 +1453,8 @@ fn real_kubelet_1_34_probes() {
     // 1.32-1.34 check the volumes in the condition closure itself.
     want.push(("poll_check", "mismatch", 0, String::new()));
     want.push(("relist_pod", "missing", 0, String::new()));
+    // OuterVolumeSpecName (a string) and Pod @56: the variant for <= 1.34.
+    want.push(("volume_setup", "ok", 2, MOUNT_CLOSURE.into()));
     check_both_catalogues(&label, &bin, &want, "RBX", "(bool, error)");
     let res = kubelet_catalogue(KUBELET_TOML).resolve(&bin);
     let check = res
@@ -1485,6 +1491,8 @@ fn real_kubelet_1_36_probes() {
         1,
         format!("{K}/pleg.(*GenericPLEG).relistPod"),
     ));
+    // OuterVolumeSpecNames (a slice) and Pod @64: the 1.35+ variant.
+    want.push(("volume_setup", "ok", 1, MOUNT_CLOSURE.into()));
     check_both_catalogues(&label, &bin, &want, "RCX", "(bool, func(), error)");
     // Without module versions the postSync closure says "1.36 shape".
     let res = kubelet_catalogue_without_modules().resolve(&bin);
@@ -1569,6 +1577,54 @@ fn real_kubelet_capture_registers_match_the_code() {
                 && i.memory_base() == Register::RSP
                 && i.memory_displacement64() == frame + 16),
             "{label}: MarkVolumeOpts not read from entry SP+8"
+        );
+
+        // The mount closure (volume_setup): its context holds
+        // &volumeToMount at RDX+16 (loaded first thing), and it reads the
+        // pod's UID through volumeToMount.Pod at the offset the variant
+        // chosen for this version says (1.34: 56, 1.36: 64).
+        let res = kubelet_catalogue(KUBELET_TOML).resolve(&bin);
+        let setup = res
+            .iter()
+            .find(|r| r.probe == "volume_setup")
+            .expect("volume_setup");
+        let uid = setup
+            .entry_captures
+            .iter()
+            .find(|c| c.name == "pod_uid")
+            .expect("pod_uid capture");
+        assert_eq!(
+            (uid.reg.as_str(), uid.path[0], uid.path[2]),
+            ("RDX", 16, 96),
+            "{label}"
+        );
+        let pod_at = uid.path[1];
+        let (_, closure) = decode(&bin, MOUNT_CLOSURE);
+        assert!(
+            closure
+                .iter()
+                .take(12)
+                .any(|i| i.mnemonic() == Mnemonic::Mov
+                    && i.op1_kind() == OpKind::Memory
+                    && i.memory_base() == Register::RDX
+                    && i.memory_displacement64() == 16),
+            "{label}: the closure does not load its context's +16 first"
+        );
+        let reads_uid_via = |off: u64| {
+            closure.windows(2).any(|w| {
+                w[0].mnemonic() == Mnemonic::Mov
+                    && w[0].op1_kind() == OpKind::Memory
+                    && w[0].memory_displacement64() == off
+                    && w[0].op0_kind() == OpKind::Register
+                    && w[1].mnemonic() == Mnemonic::Mov
+                    && w[1].op1_kind() == OpKind::Memory
+                    && w[1].memory_base() == w[0].op0_register()
+                    && w[1].memory_displacement64() == 96
+            })
+        };
+        assert!(
+            reads_uid_via(u64::from(pod_at)),
+            "{label}: no pod.UID read through volumeToMount+{pod_at}"
         );
     }
     // 1.36: SyncPod's RETs load isTerminal into AL, postSync into RBX and

@@ -131,3 +131,43 @@ fn null_distribution_matches_enumeration() {
         }
     }
 }
+
+#[derive(Deserialize)]
+struct NormalFixture {
+    /// [z, cdf, sf]
+    cdf: Vec<(f64, f64, f64)>,
+    /// [p, ppf]
+    ppf: Vec<(f64, f64)>,
+}
+
+/// The standard normal written for `compare` (analysis/normal.rs, in place
+/// of statrs) against SciPy's norm.cdf, norm.sf and norm.ppf
+/// (tracer/tests/fixtures/normal.py wrote normal.json): across the whole
+/// range of the doubles they return, and every branch of erfc and of AS 241.
+#[test]
+fn the_normal_distribution_matches_scipy() {
+    use podtrace::analysis::normal::{cdf, inverse_cdf, sf};
+    let f: NormalFixture =
+        serde_json::from_str(include_str!("fixtures/normal.json")).expect("normal.json");
+    assert!(f.cdf.len() > 700 && f.ppf.len() > 100);
+    // Relative, for values down to the smallest normal doubles (below, the
+    // subnormals keep fewer digits).
+    let near = |got: f64, want: f64, rel: f64| {
+        if want.abs() < f64::MIN_POSITIVE {
+            got.abs() < 1e-300
+        } else {
+            (got - want).abs() <= rel * want.abs()
+        }
+    };
+    for &(z, c, s) in &f.cdf {
+        assert!(near(cdf(z), c, 1e-13), "cdf({z}) = {} vs SciPy {c}", cdf(z));
+        assert!(near(sf(z), s, 1e-13), "sf({z}) = {} vs SciPy {s}", sf(z));
+    }
+    for &(p, z) in &f.ppf {
+        assert!(
+            near(inverse_cdf(p), z, 1e-13),
+            "ppf({p}) = {} vs SciPy {z}",
+            inverse_cdf(p)
+        );
+    }
+}

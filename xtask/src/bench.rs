@@ -76,23 +76,36 @@ pub fn run() -> Result<()> {
             let catalogue = catalogue.to_path_buf();
             let trace = trace.clone();
             move || -> Result<f64> {
-                let mut c = Command::new(podtrace_bin());
-                // 1M+ events/s from one hot function: more than record's
-                // default 8 MiB ring (sized for kubelet's rates) holds
-                // between two 20 ms drains.
-                c.args(["record", "-q", "--ring-mib", "16", "--catalogue"])
-                    .arg(&catalogue)
-                    .arg("-o")
-                    .arg(&trace)
-                    .args(extra)
-                    .arg("--")
-                    .arg(&bin)
-                    .args(["-n", n]);
-                let (ns, stderr) = measure(&mut c)?;
-                if !stderr.contains(" 0 dropped") {
-                    bail!("events were dropped: {stderr}");
+                // A run whose collector lost events (a 16 MiB ring holds
+                // ~35 ms at 1M events/s: another tenant of this shared VM
+                // taking the collector's CPU that long is enough) is run
+                // again, a few times at most, and said.
+                let mut last = String::new();
+                for attempt in 1..=5 {
+                    let _ = std::fs::remove_file(&trace);
+                    let mut c = Command::new(podtrace_bin());
+                    // 1M+ events/s from one hot function: more than record's
+                    // default 8 MiB ring (sized for kubelet's rates) holds
+                    // between two 20 ms drains.
+                    c.args(["record", "-q", "--ring-mib", "16", "--catalogue"])
+                        .arg(&catalogue)
+                        .arg("-o")
+                        .arg(&trace)
+                        .args(extra)
+                        .arg("--")
+                        .arg(&bin)
+                        .args(["-n", n]);
+                    let (ns, stderr) = measure(&mut c)?;
+                    if stderr.contains(" 0 dropped") {
+                        return Ok(ns);
+                    }
+                    eprintln!(
+                        "    run {attempt} dropped events, again: {}",
+                        stderr.lines().find(|l| l.contains("dropped")).unwrap_or("")
+                    );
+                    last = stderr;
                 }
-                Ok(ns)
+                bail!("events were dropped in 5 runs: {last}")
             }
         };
     let podtrace = |n, extra| podtrace_with(&catalogue, n, extra);
@@ -107,6 +120,15 @@ pub fn run() -> Result<()> {
     rows.push(Row {
         name: "podtrace entry @ prologue jump",
         ns_per_call: median_of(podtrace(n_fast, &["--sites", "entry"]))?,
+        hits_per_call: 1.0,
+    });
+    step("podtrace entry probe on the prologue's stack-check jump, one perf-event link per site");
+    rows.push(Row {
+        name: "podtrace entry @ jump, per-site link",
+        ns_per_call: median_of(podtrace(
+            n_fast,
+            &["--sites", "entry", "--links", "per-site"],
+        ))?,
         hits_per_call: 1.0,
     });
     step("podtrace entry probe on the function's first instruction (single-stepped)");
@@ -173,6 +195,7 @@ pub fn run() -> Result<()> {
         println!("{:<36} {:>12.0} {:>13.2}x", r.name, cost, cost / bt_cost);
     }
     let jump = (rows[0].ns_per_call - base).max(1.0);
+    println!("(rows without a link kind: one uprobe_multi link; the per-site row is the fallback)");
     println!(
         "\n--ebpf-log, entry probe at the prologue jump (ns/hit; ratio to the plain entry probe above, {jump:.0} ns)"
     );

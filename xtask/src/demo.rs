@@ -17,10 +17,11 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use podtrace_tests::{
+    cluster::{Cluster, ClusterOpts, VOLUME_KINDS},
     containerd,
-    node::{Node, NodeOpts},
+    node::{Node, NodeOpts, Recorder},
 };
 
 use crate::{podtrace_bin, root, sh, step, upstream, workload_dir};
@@ -209,6 +210,145 @@ fn interleaved(out: &Path, pods: u32) -> Result<()> {
     println!(
         "\nrecorded: kubelet {version} (built from k8s.io/kubernetes@{version}, stripped; default and tuned builds) and containerd {} (github.com/containerd/containerd/v2)",
         upstream::CONTAINERD_VERSION
+    );
+    Ok(())
+}
+
+/// `cargo xtask demo --cluster`: a one-node cluster (etcd, the v1.36.3
+/// control plane, kubelet registered on containerd 2.x, a CNI bridge) runs
+/// a Deployment of `pods` pods with six volume kinds while podtrace
+/// records; once with the default kubelet, once with the tuned build. Prints
+/// each report (per pod: stages, each volume's mount, the poll) and, per
+/// volume kind, the median time from sync start to mounted.
+pub fn run_cluster(pods: u32) -> Result<()> {
+    let out = root().join("target/demo");
+    std::fs::create_dir_all(&out)?;
+    let mut traces = Vec::new();
+    for (preset, tuned) in [("default", false), ("tuned", true)] {
+        traces.push((preset, record_cluster(&out, preset, tuned, pods)?));
+    }
+    for (_, trace) in &traces {
+        step(&format!("podtrace report {}", trace.display()));
+        sh(Command::new(podtrace_bin()).arg("report").arg(trace))?;
+    }
+    volume_summary(&traces)?;
+    step("podtrace compare cluster-default.trace cluster-tuned.trace");
+    sh(Command::new(podtrace_bin())
+        .arg("compare")
+        .arg(&traces[0].1)
+        .arg(&traces[1].1))?;
+    println!(
+        "\nwritten to {}: cluster-default.trace, cluster-tuned.trace (podtrace report / compare / export), cluster-*.kubelet.log",
+        out.display()
+    );
+    Ok(())
+}
+
+/// One cluster run: bring-up, podtrace attached to the node's kubelet and
+/// containerd, the Deployment, recording stopped once every pod is ready,
+/// teardown (failing if anything is left on the machine).
+fn record_cluster(out: &Path, preset: &str, tuned: bool, pods: u32) -> Result<PathBuf> {
+    let version = upstream::CONTROL_PLANE_VERSION;
+    let trace = out.join(format!("cluster-{preset}.trace"));
+    let kubelet_log = out.join(format!("cluster-{preset}.kubelet.log"));
+    step(&format!(
+        "one-node cluster: etcd (Debian), kube-apiserver, kube-controller-manager, kube-scheduler {version}, kubelet {version} ({preset} intervals) registered on containerd {}",
+        upstream::CONTAINERD_VERSION
+    ));
+    let t = std::time::Instant::now();
+    let (tr, kl) = (trace.clone(), kubelet_log.clone());
+    let kubelet = upstream::kubelet(upstream::TUNED_KUBELET, tuned);
+    // The harness panics with a clear message (and the tail of the failing
+    // component's log) and tears everything down while unwinding.
+    let res = std::panic::catch_unwind(move || {
+        let mut c = Cluster::start(ClusterOpts::new(kubelet));
+        c.create_volume_sources();
+        let rec = Recorder::start(
+            &podtrace_bin(),
+            &tr,
+            &c.node().pids(),
+            &["--node-name", podtrace_tests::cluster::NODE_NAME],
+        );
+        step(&format!(
+            "a Deployment scaled to {pods} pods through the API, one at a time (projected token, ConfigMap, Secret, downward API, emptyDir, PVC on a local PV)"
+        ));
+        c.apply("demo", &c.deployment("demo", 0, true));
+        // One pod at a time, as the standalone demo starts its static pods.
+        c.scale_up("demo", pods as usize, Duration::from_secs(120));
+        // Each pod's last sync after its container started.
+        std::thread::sleep(Duration::from_secs(2));
+        rec.stop();
+        let _ = std::fs::copy(&c.node().kubelet_log, &kl);
+        c.shutdown()
+    });
+    match res {
+        Ok(left) if left.is_empty() => {
+            eprintln!(
+                "    {pods} pods recorded, cluster up and down in {:.0} s, nothing left behind; kubelet's own log: {}",
+                t.elapsed().as_secs_f64(),
+                kubelet_log.display()
+            );
+            Ok(trace)
+        }
+        Ok(left) => bail!("the {preset} cluster left behind: {left:#?}"),
+        Err(_) => bail!("the {preset} cluster run failed (see the message above)"),
+    }
+}
+
+/// Per volume kind, the median time from sync start to the volume marked
+/// mounted, default vs tuned, from the reports' JSON.
+fn volume_summary(traces: &[(&str, PathBuf)]) -> Result<()> {
+    let mut rows: Vec<(String, Vec<Option<f64>>)> = VOLUME_KINDS
+        .iter()
+        .map(|(kind, _, _)| (kind.to_string(), Vec::new()))
+        .collect();
+    let mut lost = Vec::new();
+    for (_, trace) in traces {
+        let out = Command::new(podtrace_bin())
+            .args(["report", "--format", "json"])
+            .arg(trace)
+            .output()
+            .context("running podtrace report")?;
+        if !out.status.success() {
+            bail!("podtrace report {} failed", trace.display());
+        }
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let pods = r["pods"].as_array().cloned().unwrap_or_default();
+        for (i, (_, prefix, plugin)) in VOLUME_KINDS.iter().enumerate() {
+            let mut v: Vec<f64> = pods
+                .iter()
+                .flat_map(|p| p["volumes"].as_array().cloned().unwrap_or_default())
+                .filter(|v| {
+                    v["plugin"] == *plugin
+                        && v["name"]
+                            .as_str()
+                            .is_some_and(|n| n.starts_with(prefix.trim_end_matches('-')))
+                })
+                .filter_map(|v| v["mounted_ms"].as_f64())
+                .collect();
+            v.sort_by(f64::total_cmp);
+            rows[i].1.push(v.get(v.len() / 2).copied());
+        }
+        let mut l: Vec<f64> = pods
+            .iter()
+            .filter_map(|p| p["mount_wait"]["lost_to_polling_ms"].as_f64())
+            .collect();
+        l.sort_by(f64::total_cmp);
+        lost.push(l.get(l.len() / 2).copied());
+    }
+    let f = |v: &Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    println!(
+        "\nper volume kind: median ms from sync start to marked mounted\n  {:<34} {:>10} {:>10}",
+        "volume", traces[0].0, traces[1].0
+    );
+    for (kind, v) in &rows {
+        println!("  {kind:<34} {:>10} {:>10}", f(&v[0]), f(&v[1]));
+    }
+    println!(
+        "  {:<34} {:>10} {:>10}",
+        "mount wait lost to polling",
+        f(&lost[0]),
+        f(&lost[1])
     );
     Ok(())
 }

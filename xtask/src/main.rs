@@ -3,8 +3,10 @@
 //! - `setup`: install what podtrace needs, idempotently
 //! - `build`: the tracer (with its eBPF object) and the Go test workloads
 //! - `demo`:  record the real kubelet, default vs tuned build, and report
+//!   (`--cluster`: in a one-node cluster, Deployment pods with six volume kinds)
 //! - `test`:  the whole suite (unit, real-eBPF end-to-end, Go tests, lints)
-//! - `bench`: probe cost per hit vs bpftrace, sustained event rate
+//! - `bench`: probe cost per hit vs bpftrace, sustained event rate, start and
+//!   stop times vs bpftrace, discovery under load
 //! - `image`: the podtrace OCI image (no Docker), optionally pushed
 //! - `fuzz`:  run the cargo-fuzz targets (fuzz/) for a while
 
@@ -16,6 +18,7 @@ mod lint;
 mod paths;
 mod setup;
 mod soak;
+mod startstop;
 mod upstream;
 
 use std::{
@@ -61,6 +64,12 @@ enum Cmd {
         /// cancels); sequential: default, then tuned, two recordings.
         #[arg(long, value_enum, default_value = "interleaved")]
         design: demo::Design,
+        /// A one-node cluster instead (etcd, API server, controller
+        /// manager, scheduler, kubelet registered on containerd): a
+        /// Deployment of --pods pods with six volume kinds, per-pod tables
+        /// with each volume's mount time, default vs tuned kubelet.
+        #[arg(long, conflicts_with = "workload")]
+        cluster: bool,
     },
     /// The layout lint alone: import circles between a crate's files
     /// (default: tracer/src and xtask/src).
@@ -77,7 +86,10 @@ enum Cmd {
         filter: Option<String>,
     },
     /// Measure probe cost per hit (prologue jump, function start, RET) against
-    /// bpftrace, and the sustained event rate; the collector soak
+    /// bpftrace, and the sustained event rate; start to attached and SIGINT
+    /// to exit on the real kubelet and containerd (uprobe_multi, per-site
+    /// links, bpftrace at the same points); discovery with 30 unrelated Go
+    /// programs starting while pods do; the collector soak
     /// (`record --metrics` at kubelet-like rates: RSS and CPU); then the
     /// cost of reading a one-hour recording of a busy node (events/s, peak
     /// memory).
@@ -126,9 +138,14 @@ fn main() {
             pods,
             workload,
             design,
-        } => setup::run()
-            .and_then(|_| build())
-            .and_then(|_| demo::run(pods, workload, design)),
+            cluster,
+        } => setup::run().and_then(|_| build()).and_then(|_| {
+            if cluster {
+                demo::run_cluster(pods)
+            } else {
+                demo::run(pods, workload, design)
+            }
+        }),
         Cmd::Lint { dirs } => lint::check(&if dirs.is_empty() {
             vec![root().join("tracer/src"), root().join("xtask/src")]
         } else {
@@ -142,6 +159,8 @@ fn main() {
         Cmd::Bench { read_only: false } => setup::run()
             .and_then(|_| build())
             .and_then(|_| bench::run())
+            .and_then(|_| startstop::attach_detach())
+            .and_then(|_| startstop::discovery_load(&root().join("target/bench/bench")))
             .and_then(|_| soak::run())
             .and_then(|_| bench::read()),
         Cmd::Soak => soak::run(),

@@ -29,7 +29,7 @@ fn quiet_ok(cmd: &mut Command) -> bool {
 
 pub fn run_setup() -> Result<()> {
     step("set-up (idempotent)");
-    rust_src()?;
+    toolchain()?;
     apt(&[
         ("golang-go", "/usr/lib/go-1.19/bin/go"),
         ("bpftrace", "/usr/bin/bpftrace"),
@@ -51,6 +51,15 @@ pub fn run_setup() -> Result<()> {
         // e2e_live: a real Prometheus scrapes `record --metrics` (the
         // binary only; the test runs it with its own config).
         ("prometheus", "/usr/bin/prometheus"),
+        // The one-node cluster (tests/src/cluster.rs, demo --cluster):
+        // Debian 12's etcd 3.4 (the apiserver's store), the CNI bridge,
+        // host-local and loopback plugins (pods off the host network), and
+        // iptables (the bridge plugin's masquerade rules), openssl (the
+        // service-account signing key).
+        ("etcd-server", "/usr/bin/etcd"),
+        ("containernetworking-plugins", "/usr/lib/cni/bridge"),
+        ("iptables", "/usr/sbin/iptables"),
+        ("openssl", "/usr/bin/openssl"),
     ])?;
     bpf_linker()?;
     cargo_fuzz()?;
@@ -70,18 +79,161 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-fn rust_src() -> Result<()> {
-    let out = Command::new("rustc")
-        .args(["--print", "sysroot"])
+/// The toolchain rust-toolchain.toml pins (`channel = "…"`).
+pub fn pinned_toolchain() -> Result<String> {
+    let p = crate::root().join("rust-toolchain.toml");
+    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("channel"))
+        .filter_map(|l| l.trim().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .next()
+        .with_context(|| format!("{}: no `channel = \"…\"`", p.display()))
+}
+
+/// `rustc -vV` of the pinned toolchain: (release, commit hash, LLVM version).
+struct Rustc {
+    release: String,
+    commit: String,
+    llvm: String,
+    sysroot: PathBuf,
+}
+
+fn rustc_of(toolchain: &str) -> Result<Rustc> {
+    let run = |args: &[&str]| -> Result<String> {
+        let out = Command::new("rustup")
+            .args(["run", toolchain, "rustc"])
+            .args(args)
+            .output()
+            .context("running rustup run … rustc")?;
+        if !out.status.success() {
+            bail!(
+                "rustc of toolchain {toolchain}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let vv = run(&["-vV"])?;
+    let field = |k: &str| {
+        vv.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    Ok(Rustc {
+        release: field("release:"),
+        commit: field("commit-hash:"),
+        llvm: field("LLVM version:"),
+        sysroot: PathBuf::from(run(&["--print", "sysroot"])?.trim()),
+    })
+}
+
+/// The pinned toolchain with the components the build and the lints need
+/// (rustup installs a toolchain named in rust-toolchain.toml by itself, but
+/// not the components of one already installed with a minimal profile).
+fn toolchain() -> Result<()> {
+    let tc = pinned_toolchain()?;
+    let have = Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", &tc])
         .output()
-        .context("running rustc")?;
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
-        ok("rust-src", "present");
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let missing: Vec<&str> = ["clippy", "rustfmt"]
+        .into_iter()
+        .filter(|c| !have.lines().any(|l| l.starts_with(c)))
+        .collect();
+    if missing.is_empty() && !have.is_empty() {
+        ok(
+            "rust toolchain",
+            &format!("{tc} with clippy, rustfmt present"),
+        );
+    } else {
+        ok(
+            "rust toolchain",
+            &format!("installing {tc} (rustup), components clippy, rustfmt"),
+        );
+        sh(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            &tc,
+            "--profile",
+            "minimal",
+            "--component",
+            "clippy,rustfmt",
+        ]))?;
+    }
+    rust_src(&tc)
+}
+
+/// rust-src of the pinned toolchain (the eBPF crate builds `core` from
+/// it). From rustup; where rustup cannot download it, the copy for rustc
+/// 1.95.0 that shared/toolchain/ holds, but only for that very rustc.
+fn rust_src(tc: &str) -> Result<()> {
+    let rustc = rustc_of(tc)?;
+    let dest = rustc.sysroot.join("lib/rustlib/src/rust");
+    if dest.join("library/core").is_dir() {
+        ok("rust-src", &format!("present ({tc})"));
         return Ok(());
     }
-    ok("rust-src", "installing (rustup component add rust-src)");
-    sh(Command::new("rustup").args(["component", "add", "rust-src"]))
+    ok(
+        "rust-src",
+        &format!("installing (rustup component add rust-src --toolchain {tc})"),
+    );
+    let added = Command::new("rustup")
+        .args(["component", "add", "rust-src", "--toolchain", tc])
+        .status()
+        .is_ok_and(|s| s.success());
+    if added {
+        return Ok(());
+    }
+    let shared = shared_rust_src();
+    match shared {
+        Some(tar)
+            if rustc.release == SHARED_RUST_SRC.0
+                && rustc.commit.starts_with(SHARED_RUST_SRC.1) =>
+        {
+            ok(
+                "rust-src",
+                &format!("rustup could not download it: unpacking {}", tar.display()),
+            );
+            std::fs::create_dir_all(&dest)?;
+            sh(Command::new("tar")
+                .arg("-xJf")
+                .arg(&tar)
+                .arg("-C")
+                .arg(&dest))
+        }
+        _ => bail!(
+            "the rust-src component of rustc {} ({tc}, commit {}) could not be downloaded \
+             (`rustup component add rust-src --toolchain {tc}` failed, see above), and it is \
+             needed to build the eBPF program. The offline copy in shared/toolchain/ ({}) is \
+             rust-src for rustc {} only and does not fit this toolchain: give this machine \
+             access to static.rust-lang.org, or install rust-src for {tc} by hand into {}",
+            rustc.release,
+            rustc.commit,
+            shared.map_or_else(|| "not found here".to_string(), |p| p.display().to_string()),
+            SHARED_RUST_SRC.0,
+            dest.display()
+        ),
+    }
+}
+
+/// (rustc release, commit prefix) of the rust-src in shared/toolchain/.
+const SHARED_RUST_SRC: (&str, &str) = ("1.95.0", "59807616e");
+
+/// shared/toolchain/rust-src-….tar.xz beside the repo (or beside one of
+/// its parent directories: worktrees sit deeper).
+fn shared_rust_src() -> Option<PathBuf> {
+    let name = format!(
+        "shared/toolchain/rust-src-{}-{}.tar.xz",
+        SHARED_RUST_SRC.0, SHARED_RUST_SRC.1
+    );
+    crate::root()
+        .ancestors()
+        .skip(1)
+        .map(|d| d.join(&name))
+        .find(|p| p.is_file())
 }
 
 fn apt(pkgs: &[(&str, &str)]) -> Result<()> {
@@ -111,44 +263,58 @@ fn apt(pkgs: &[(&str, &str)]) -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// Where set-up installs the bpf-linker for a toolchain: one per rustc
+/// release and LLVM major, since it links that toolchain's own libLLVM
+/// (whose soname names the release). tracer/build.rs looks in the same place.
+pub fn bpf_linker_dir(release: &str, llvm_major: &str) -> PathBuf {
+    home().join(format!("bpf-linker-llvm{llvm_major}-rust-{release}"))
+}
+
+/// bpf-linker 0.13 for the pinned toolchain's LLVM, side by side with
+/// those of other toolchains (an LLVM 22 bpf-linker fails on LLVM 23
+/// bitcode: "Invalid record").
 fn bpf_linker() -> Result<()> {
-    if quiet_ok(Command::new("bpf-linker").arg("--version")) {
-        ok("bpf-linker", "present");
+    let tc = pinned_toolchain()?;
+    let rustc = rustc_of(&tc)?;
+    let major = rustc
+        .llvm
+        .split('.')
+        .next()
+        .filter(|m| m.parse::<u32>().is_ok())
+        .with_context(|| format!("cannot tell the LLVM version of {tc} ({:?})", rustc.llvm))?
+        .to_string();
+    let dir = bpf_linker_dir(&rustc.release, &major);
+    let bin = dir.join("bin/bpf-linker");
+    if quiet_ok(Command::new(&bin).arg("--version")) {
+        ok(
+            "bpf-linker",
+            &format!("present ({}, LLVM {major})", bin.display()),
+        );
         return Ok(());
     }
-    // Debian has no LLVM 22; link bpf-linker against the Rust toolchain's own
+    // Debian has no LLVM 23; link bpf-linker against the Rust toolchain's own
     // libLLVM, which is exactly the LLVM rustc emits bitcode for.
     ok(
         "bpf-linker",
-        "building against the toolchain's libLLVM (about a minute)",
+        &format!(
+            "building for LLVM {major} against {tc}'s libLLVM into {} (about 2 minutes)",
+            dir.display()
+        ),
     );
-    let out = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .context("running rustc")?;
-    let lib = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("lib");
+    let lib = rustc.sysroot.join("lib");
+    // The real library is libLLVM.so.<major>.<minor>-rust-…; the
+    // libLLVM-<major>-rust-….so beside it is a 42-byte linker script.
     let llvm = std::fs::read_dir(&lib)
         .with_context(|| format!("reading {}", lib.display()))?
         .flatten()
         .map(|e| e.path())
         .find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.starts_with("libLLVM.so.") || (n.starts_with("libLLVM-") && n.ends_with(".so"))
-            })
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("libLLVM.so.{major}.")))
         })
-        .with_context(|| format!("no libLLVM shared library in {}", lib.display()))?;
-    let major = llvm
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| {
-            n.trim_start_matches("libLLVM.so.")
-                .trim_start_matches("libLLVM-")
-                .split(['.', '-'])
-                .next()
-        })
-        .and_then(|m| m.parse::<u32>().ok())
-        .context("cannot tell the LLVM version of the toolchain")?;
-    let prefix = home().join("llvm");
+        .with_context(|| format!("no libLLVM.so.{major}.* in {}", lib.display()))?;
+    let prefix = dir.join("llvm");
     std::fs::create_dir_all(prefix.join("bin"))?;
     std::fs::create_dir_all(prefix.join("lib"))?;
     // bpf-linker's build only checks that llvm-config exists.
@@ -165,19 +331,21 @@ fn bpf_linker() -> Result<()> {
         std::os::unix::fs::symlink(&llvm, &link)
             .with_context(|| format!("linking {}", link.display()))?;
     }
-    sh(Command::new("cargo")
-        .args([
-            "install",
-            "bpf-linker",
-            "--version",
-            "0.13.0",
-            "--no-default-features",
-            "--features",
-        ])
+    sh(Command::new("rustup")
+        .args(["run", &tc, "cargo", "install", "--locked", "bpf-linker"])
+        .args(["--version", "0.13.0", "--no-default-features", "--features"])
         .arg(format!("llvm-{major}"))
-        .env("LLVM_PREFIX", &prefix))?;
-    if !quiet_ok(Command::new("bpf-linker").arg("--version")) {
-        bail!("bpf-linker was installed but does not run (is ~/.cargo/bin on PATH?)");
+        .arg("--root")
+        .arg(&dir)
+        .env("LLVM_PREFIX", &prefix)
+        // Its own build dir: a failed build is not left in the repo's target.
+        .env("CARGO_TARGET_DIR", dir.join("build")))?;
+    let _ = std::fs::remove_dir_all(dir.join("build"));
+    if !quiet_ok(Command::new(&bin).arg("--version")) {
+        bail!(
+            "bpf-linker was installed into {} but does not run",
+            bin.display()
+        );
     }
     Ok(())
 }

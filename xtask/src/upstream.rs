@@ -26,6 +26,18 @@ pub const KUBELET_VERSIONS: [&str; 2] = ["v1.34.4", "v1.36.3"];
 pub const TUNED_KUBELET: &str = "v1.36.3";
 /// containerd 2.x (cri-api v0.34: protobuf-go request layout).
 pub const CONTAINERD_VERSION: &str = "v2.2.9";
+/// The control plane of the one-node test cluster, built from the same
+/// `k8s.io/kubernetes` release as the default and tuned kubelet (the
+/// components of one release are tested together upstream; skew is not
+/// what the cluster test is about).
+pub const CONTROL_PLANE_VERSION: &str = TUNED_KUBELET;
+/// The `k8s.io/kubernetes/cmd/X` programs of the cluster harness.
+pub const CONTROL_PLANE: [&str; 4] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+];
 
 /// The four compile-time constants the field notes shorten, as
 /// (file in k8s.io/kubernetes, constant, upstream value, tuned value).
@@ -68,6 +80,11 @@ pub fn kubelet(version: &str, tuned: bool) -> PathBuf {
         "kubelet-{version}{}",
         if tuned { "-tuned" } else { "" }
     ))
+}
+
+/// Path of a built control-plane program: `bin/kube-apiserver-v1.36.3`.
+pub fn control_plane(cmd: &str) -> PathBuf {
+    bin_dir().join(format!("{cmd}-{CONTROL_PLANE_VERSION}"))
 }
 
 /// Directory holding `containerd`, `containerd-shim-runc-v2` and `ctr`.
@@ -306,6 +323,41 @@ fn done(what: &str, t: Instant) {
     eprintln!("    {what}: done in {:.0} s", t.elapsed().as_secs_f64());
 }
 
+/// The recipe of a `k8s.io/kubernetes` program: what it was built from.
+fn k8s_recipe(version: &str, gover: &str, ldflags: &str, tuning: &str) -> String {
+    format!(
+        "k8s.io/kubernetes {version}\n{gover}\nCGO_ENABLED=0 -trimpath -tags selinux,notest\n{ldflags}\ntuning {tuning}\n"
+    )
+}
+
+/// Writes the wrapper module for `k8s.io/kubernetes@version` into `dir`
+/// importing `cmds` (`k8s.io/kubernetes/cmd/X`) and runs `go mod tidy`.
+fn k8s_wrapper(name: &str, dir: &Path, version: &str, cmds: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    progress(
+        name,
+        &format!("fetching k8s.io/kubernetes@{version} from the Go module proxy"),
+    );
+    let upstream = module_gomod("k8s.io/kubernetes", version)?;
+    let upstream = std::fs::read_to_string(&upstream)
+        .with_context(|| format!("reading {}", upstream.display()))?;
+    std::fs::write(
+        dir.join("go.mod"),
+        kubelet_wrapper_gomod(version, &upstream)?,
+    )?;
+    let imports: String = cmds
+        .iter()
+        .map(|c| format!("\t_ \"k8s.io/kubernetes/cmd/{c}\"\n"))
+        .collect();
+    std::fs::write(
+        dir.join("tools.go"),
+        format!("//go:build tools\n\npackage tools\n\nimport (\n{imports})\n"),
+    )?;
+    progress(name, "go mod tidy (downloads the dependencies)");
+    go(dir, &["mod", "tidy"])?;
+    Ok(())
+}
+
 /// Builds one kubelet (stripped, like a release) unless up to date.
 fn build_kubelet(version: &str, tuned: bool, gover: &str) -> Result<()> {
     let bin = kubelet(version, tuned);
@@ -320,33 +372,14 @@ fn build_kubelet(version: &str, tuned: bool, gover: &str) -> Result<()> {
     } else {
         "none".into()
     };
-    let recipe = format!(
-        "k8s.io/kubernetes {version}\n{gover}\nCGO_ENABLED=0 -trimpath -tags selinux,notest\n{ldflags}\ntuning {tuning}\n"
-    );
+    let recipe = k8s_recipe(version, gover, &ldflags, &tuning);
     if recipe_ok(&bin, &recipe) {
         progress(&name, &format!("present ({})", bin.display()));
         return Ok(());
     }
     let t = Instant::now();
     let dir = home().join("upstream").join(&name);
-    std::fs::create_dir_all(&dir)?;
-    progress(
-        &name,
-        &format!("fetching k8s.io/kubernetes@{version} from the Go module proxy"),
-    );
-    let upstream = module_gomod("k8s.io/kubernetes", version)?;
-    let upstream = std::fs::read_to_string(&upstream)
-        .with_context(|| format!("reading {}", upstream.display()))?;
-    std::fs::write(
-        dir.join("go.mod"),
-        kubelet_wrapper_gomod(version, &upstream)?,
-    )?;
-    std::fs::write(
-        dir.join("tools.go"),
-        "//go:build tools\n\npackage tools\n\nimport _ \"k8s.io/kubernetes/cmd/kubelet\"\n",
-    )?;
-    progress(&name, "go mod tidy (downloads kubelet's dependencies)");
-    go(&dir, &["mod", "tidy"])?;
+    k8s_wrapper(&name, &dir, version, &["kubelet"])?;
     let mut args = vec![
         "build",
         "-trimpath",
@@ -383,6 +416,67 @@ fn build_kubelet(version: &str, tuned: bool, gover: &str) -> Result<()> {
     go(&dir, &args)?;
     std::fs::rename(&out, &bin)?;
     write_recipe(&bin, &recipe)?;
+    done(&name, t);
+    Ok(())
+}
+
+/// Builds kube-apiserver, kube-controller-manager, kube-scheduler and
+/// kubectl of [`CONTROL_PLANE_VERSION`] (stripped, release ldflags) from
+/// one wrapper module, unless up to date. They share kubelet's build cache:
+/// most of their packages (client-go, apimachinery, the API types) are
+/// compiled already.
+fn build_control_plane(gover: &str) -> Result<()> {
+    let version = CONTROL_PLANE_VERSION;
+    let ldflags = kubelet_ldflags(version);
+    let recipe = k8s_recipe(version, gover, &ldflags, "none");
+    let stale: Vec<&str> = CONTROL_PLANE
+        .iter()
+        .copied()
+        .filter(|c| !recipe_ok(&control_plane(c), &recipe))
+        .collect();
+    let name = format!("control-plane-{version}");
+    if stale.is_empty() {
+        progress(
+            &name,
+            &format!(
+                "present ({} in {})",
+                CONTROL_PLANE.join(", "),
+                bin_dir().display()
+            ),
+        );
+        return Ok(());
+    }
+    let t = Instant::now();
+    let dir = home().join("upstream").join(&name);
+    k8s_wrapper(&name, &dir, version, &CONTROL_PLANE)?;
+    for c in stale {
+        let tc = Instant::now();
+        let bin = control_plane(c);
+        // A name of our own: another checkout may build the same binary.
+        let out = suffixed(&bin, &format!(".tmp{}", std::process::id()));
+        let out_s = out
+            .to_str()
+            .context("PODTRACE_HOME is not UTF-8")?
+            .to_string();
+        progress(&name, &format!("go build {c} (cold: minutes on 2 cores)"));
+        go(
+            &dir,
+            &[
+                "build",
+                "-trimpath",
+                "-tags",
+                "selinux,notest",
+                "-ldflags",
+                &ldflags,
+                "-o",
+                &out_s,
+                &format!("k8s.io/kubernetes/cmd/{c}"),
+            ],
+        )?;
+        std::fs::rename(&out, &bin)?;
+        write_recipe(&bin, &recipe)?;
+        done(c, tc);
+    }
     done(&name, t);
     Ok(())
 }
@@ -472,6 +566,7 @@ pub fn run() -> Result<()> {
     }
     build_kubelet(TUNED_KUBELET, true, &gover)?;
     build_containerd(&gover)?;
+    build_control_plane(&gover)?;
     Ok(())
 }
 

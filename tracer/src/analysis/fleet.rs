@@ -146,9 +146,13 @@ pub fn pool_reports(parts: impl IntoIterator<Item = Report>) -> Option<Report> {
     let mut parts = parts.into_iter();
     let mut acc = parts.next()?;
     let mut hosts: Vec<String> = vec![acc.trace.hostname.clone()];
+    let mut nodes: Vec<String> = vec![acc.trace.node.clone()];
     for r in parts {
         if !hosts.contains(&r.trace.hostname) {
             hosts.push(r.trace.hostname.clone());
+        }
+        if !nodes.contains(&r.trace.node) {
+            nodes.push(r.trace.node.clone());
         }
         let t = &mut acc.trace;
         t.started_unix_ns = t.started_unix_ns.min(r.trace.started_unix_ns);
@@ -207,6 +211,7 @@ pub fn pool_reports(parts: impl IntoIterator<Item = Report>) -> Option<Report> {
         acc.warnings.extend(r.warnings);
     }
     acc.trace.hostname = hosts.join(", ");
+    acc.trace.node = nodes.join(", ");
     Some(acc)
 }
 

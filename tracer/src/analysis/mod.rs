@@ -11,6 +11,7 @@ pub mod compare;
 pub mod drift;
 pub mod fleet;
 pub mod journal;
+pub mod normal;
 pub mod pods;
 pub mod predict;
 pub mod report;

@@ -1,7 +1,10 @@
 //! Per-pod start windows and the stage names shared by report, compare
 //! and predict: what "a pod's start" is, defined once.
 
-use crate::{catalogue::Role, correlate::Correlated};
+use crate::{
+    catalogue::{self, Role},
+    correlate::Correlated,
+};
 
 /// Whole pod start: first sync start → end of the first sync without error.
 pub const STAGE_POD: &str = "pod";
@@ -32,11 +35,13 @@ pub const SYNC_POD_CREATE: u64 = 2;
 
 /// Which of a pod's syncs (in start order) starts the pod: its create sync.
 /// A pod already running when the recording began only resyncs (every
-/// `syncFrequency` and on PLEG events), so it has none and is no start.
-/// Traces whose sync probe captured no update type (none of podtrace's
-/// catalogue variants lacks it) fall back to the first sync. The report's
-/// stages, compare's pod start, the prediction and the exports all take the
-/// start from here.
+/// `syncFrequency` and on PLEG events), so it has none and is no start;
+/// a kubelet that starts (a restart, an upgrade) sends every running pod a
+/// create sync too, and those re-adoptions ([`readoption`]) are no starts
+/// either. Traces whose sync probe captured no update type (none of
+/// podtrace's catalogue variants lacks it) fall back to the first sync. The
+/// report's stages, compare's pod start, the prediction, the exports and the
+/// live metrics all take the start from here.
 pub fn start_sync(c: &Correlated, syncs: &[usize]) -> Option<usize> {
     let typed = syncs
         .iter()
@@ -47,7 +52,66 @@ pub fn start_sync(c: &Correlated, syncs: &[usize]) -> Option<usize> {
     syncs
         .iter()
         .copied()
-        .find(|&i| c.spans[i].arg_u64("update_type") == Some(SYNC_POD_CREATE))
+        .find(|&i| c.spans[i].arg_u64("update_type") == Some(SYNC_POD_CREATE) && !readoption(c, i))
+}
+
+/// Whether sync span `i` is a re-adoption: a kubelet that starts adds
+/// every pod already running with a create sync (HandlePodAdditions), which
+/// finds the pod's sandbox and containers running and creates none. A pod's
+/// real start always creates its sandbox in its create sync, so a create
+/// sync that returned without error and created no sandbox (neither
+/// kubelet's `create_sandbox` stage under it nor a `RunPodSandbox` of its
+/// pod while it ran) re-adopted a running pod. That needs no note of the
+/// kubelet's start, which a recording begun just after it would not have.
+/// A create sync that failed before creating a sandbox (a mount that timed
+/// out) is a failed start, not a re-adoption; where neither sandbox probe is
+/// in the probe table nothing is called a re-adoption.
+pub fn readoption(c: &Correlated, i: usize) -> bool {
+    let s = &c.spans[i];
+    if !c.sandbox_probed
+        || s.role != Role::PodSync
+        || s.arg_u64("update_type") != Some(SYNC_POD_CREATE)
+        || s.arg_u64("error") == Some(1)
+    {
+        return false;
+    }
+    if s.end.is_none() {
+        return false;
+    }
+    let creates = |j: usize| {
+        let x = &c.spans[j];
+        catalogue::creates_sandbox(x.role, &x.name)
+    };
+    if c.descendants(i).into_iter().any(creates) {
+        return false;
+    }
+    let Some(p) = s.pod else {
+        return true;
+    };
+    // The pod's own calls from this sync to its next one: the runtime's
+    // handler, or kubelet's stage where a kubelet runs it off the sync's
+    // goroutine (the report keeps such stages with the sync, too).
+    let mine = c.pod_spans(p);
+    let until = mine
+        .iter()
+        .map(|&j| &c.spans[j])
+        .filter(|x| x.role == Role::PodSync && x.start > s.start)
+        .map(|x| x.start)
+        .min()
+        .unwrap_or(u64::MAX);
+    !mine.iter().any(|&j| {
+        let x = &c.spans[j];
+        x.start >= s.start && x.start < until && creates(j)
+    })
+}
+
+/// Which of a pod's `syncs` are re-adoptions ([`readoption`]).
+pub fn readoptions(c: &Correlated, syncs: &[usize]) -> Vec<usize> {
+    syncs
+        .iter()
+        .copied()
+        .filter(|&i| readoption(c, i))
+        .collect()
 }
 
 /// A pod's start: its start sync's start ([`start_sync`]) to the end of

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::Serialize;
 
-use super::pods::{start_sync, syncs_by_pod};
+use super::pods::{readoptions, start_sync, syncs_by_pod};
 use crate::{
     catalogue::Role,
     correlate::{Correlated, Span, Stats},
@@ -28,6 +28,10 @@ pub struct Report {
     /// Pods that only resynced while recording (already running when it
     /// began): never counted as starts.
     pub resynced_pods: Vec<ResyncedPod>,
+    /// Create syncs of a kubelet that started (restarted, upgraded) while
+    /// pods were running: it adds each running pod again and creates
+    /// nothing. Never counted as starts (see `pods::readoption`).
+    pub readopted_pods: Vec<ReadoptedPod>,
     pub loops: Vec<LoopReport>,
     /// Spans per traced function.
     pub probes: Vec<ProbeCount>,
@@ -56,6 +60,9 @@ pub struct NoteRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct TraceSummary {
     pub hostname: String,
+    /// The node the trace is of (`record --node-name`, `$NODE_NAME`, else
+    /// the hostname).
+    pub node: String,
     pub started_unix_ns: i64,
     pub binaries: Vec<String>,
     /// Which build each traced binary is (traces since podtrace 0.2).
@@ -110,6 +117,11 @@ pub struct PodReport {
     /// Stages of the first sync, in start order; times relative to its start.
     pub stages: Vec<StageRow>,
     pub mount_wait: Option<MountWait>,
+    /// Each of the pod's volumes as the operation executor mounted it for
+    /// this start (probe `volume_setup`), in the order the mounts began:
+    /// when, how long, and when it was marked mounted (what the mount
+    /// wait's poll looks for). Empty where that probe is not traced.
+    pub volumes: Vec<VolumeRow>,
     /// The container runtime's CRI handlers for this pod (containerd),
     /// joined by pod UID, sandbox id and container id; times relative to the
     /// same start as `stages`.
@@ -142,6 +154,40 @@ pub struct ResyncedPod {
     pub syncs: usize,
     pub sync_p50_ms: Option<f64>,
     pub sync_max_ms: Option<f64>,
+}
+
+/// A running pod re-added by a kubelet that started: one per re-adoption.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadoptedPod {
+    pub uid: String,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    /// The kubelet process that re-adopted it.
+    pub pid: u32,
+    /// Wall-clock start of the re-adopting create sync, Unix ns.
+    pub at_unix_ns: i64,
+    pub sync_ms: Option<f64>,
+}
+
+/// Pod `pi`'s re-adoptions among its `syncs`, as report rows.
+pub fn readopted_rows(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> Vec<ReadoptedPod> {
+    let Some(pod) = c.pods.get(pi) else {
+        return Vec::new();
+    };
+    readoptions(c, syncs)
+        .into_iter()
+        .map(|i| {
+            let s = &c.spans[i];
+            ReadoptedPod {
+                uid: pod.uid.clone(),
+                name: pod.name.clone(),
+                namespace: pod.namespace.clone(),
+                pid: s.pid,
+                at_unix_ns: s.start as i64 + off,
+                sync_ms: s.duration().map(ms),
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -235,6 +281,37 @@ pub struct PollCheck {
     pub mounted: Option<bool>,
 }
 
+/// One volume of a pod's start: the operation executor's mount of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeRow {
+    /// The pod's name for the volume (`spec.volumes[].name`).
+    pub name: Option<String>,
+    /// kubelet's unique volume name: `PLUGIN/POD-UID-NAME` for a volume of
+    /// one pod (`kubernetes.io/configmap/<uid>-config`), `PLUGIN/PV` for a
+    /// persistent volume.
+    pub unique_name: Option<String>,
+    /// The volume plugin, from the unique name (`kubernetes.io/secret`).
+    pub plugin: Option<String>,
+    /// The mount operation (plugin SetUp through marking it mounted), ms
+    /// from the start of the pod's start sync.
+    pub start_ms: f64,
+    pub duration_ms: Option<f64>,
+    /// Mount attempts for this start (more than 1: earlier ones failed).
+    pub attempts: usize,
+    /// The last attempt failed.
+    pub error: bool,
+    /// When it was marked mounted in the actual state of the world (the
+    /// moment the mount wait's next check can see it), ms from sync start.
+    pub mounted_ms: Option<f64>,
+}
+
+/// The volume plugin of a unique volume name: all but its last path
+/// element (`kubernetes.io/local-volume/pv-1` → `kubernetes.io/local-volume`).
+pub fn volume_plugin(unique: &str) -> Option<&str> {
+    let (plugin, _) = unique.rsplit_once('/')?;
+    (!plugin.is_empty()).then_some(plugin)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeMount {
     pub volume: Option<String>,
@@ -322,6 +399,10 @@ pub enum PodSummary {
     Started(Box<PodReport>),
     /// Only resyncs: it was already running.
     Resynced(ResyncedPod),
+    /// No start, but re-added by a kubelet that started: it was already
+    /// running. With its resyncs (the syncs that were no re-adoption), if
+    /// any.
+    Readopted(Vec<ReadoptedPod>, Option<ResyncedPod>),
     /// Nothing to say (no sync and no CRI call).
     Nothing,
 }
@@ -336,19 +417,33 @@ pub fn pod_summary(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> PodS
     };
     let start = start_sync(c, syncs);
     if start.is_none() && !syncs.is_empty() {
-        let mut d: Vec<f64> = syncs
+        let readopted = readopted_rows(c, pi, syncs, off);
+        let again = readoptions(c, syncs);
+        let resyncs: Vec<usize> = syncs
             .iter()
-            .filter_map(|&i| c.spans[i].duration().map(ms))
+            .copied()
+            .filter(|i| !again.contains(i))
             .collect();
-        d.sort_by(f64::total_cmp);
-        return PodSummary::Resynced(ResyncedPod {
-            uid: pod.uid.clone(),
-            name: pod.name.clone(),
-            namespace: pod.namespace.clone(),
-            syncs: syncs.len(),
-            sync_p50_ms: percentile(&d, 50.0),
-            sync_max_ms: d.last().copied(),
+        let resynced = (!resyncs.is_empty()).then(|| {
+            let mut d: Vec<f64> = resyncs
+                .iter()
+                .filter_map(|&i| c.spans[i].duration().map(ms))
+                .collect();
+            d.sort_by(f64::total_cmp);
+            ResyncedPod {
+                uid: pod.uid.clone(),
+                name: pod.name.clone(),
+                namespace: pod.namespace.clone(),
+                syncs: resyncs.len(),
+                sync_p50_ms: percentile(&d, 50.0),
+                sync_max_ms: d.last().copied(),
+            }
         });
+        return match (readopted.is_empty(), resynced) {
+            (false, r) => PodSummary::Readopted(readopted, r),
+            (true, Some(r)) => PodSummary::Resynced(r),
+            (true, None) => PodSummary::Nothing,
+        };
     }
     let cri_spans: Vec<&Span> = c
         .pod_spans(pi)
@@ -412,6 +507,19 @@ pub fn pod_summary(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> PodS
         }
     }
     let mount_wait = mount_wait_span.map(|mw| mount_wait(c, pi, mw, base));
+    // The mounts this start waited for: up to the check that saw them all
+    // (later ones are remounts of ConfigMaps, Secrets and projected
+    // volumes, every sync period), else up to the next sync.
+    let volumes_until = mount_wait_span
+        .and_then(|mw| {
+            mount_wait
+                .as_ref()
+                .and_then(|m| m.noticed_ms)
+                .map(|n| base + (n * 1e6).max(0.0) as u64)
+                .or(c.spans[mw].end)
+        })
+        .or_else(|| window.and_then(|w| w.1));
+    let volumes = volume_rows(c, pi, base, volumes_until);
     let mut prev_end = mount_wait_span.and_then(|mw| c.spans[mw].end);
     let cri = cri_spans
         .iter()
@@ -443,6 +551,7 @@ pub fn pod_summary(c: &Correlated, pi: usize, syncs: &[usize], off: i64) -> PodS
         start_unix_ns: base as i64 + off,
         stages,
         mount_wait,
+        volumes,
         cri,
         later_syncs: start
             .and_then(|s| syncs.iter().position(|&i| i == s))
@@ -457,15 +566,25 @@ impl Report {
         let off = trace.header().mono_to_unix_ns;
         let mut pods = Vec::new();
         let mut resynced_pods = Vec::new();
+        let mut readopted_pods = Vec::new();
         let all_syncs = syncs_by_pod(c);
         for (pi, syncs) in all_syncs.iter().enumerate() {
             match pod_summary(c, pi, syncs, off) {
-                PodSummary::Started(p) => pods.push(*p),
+                PodSummary::Started(p) => {
+                    pods.push(*p);
+                    // Started while recording and re-adopted later.
+                    readopted_pods.extend(readopted_rows(c, pi, syncs, off));
+                }
                 PodSummary::Resynced(r) => resynced_pods.push(r),
+                PodSummary::Readopted(r, resynced) => {
+                    readopted_pods.extend(r);
+                    resynced_pods.extend(resynced);
+                }
                 PodSummary::Nothing => {}
             }
         }
         pods.sort_by_key(|p| p.start_unix_ns);
+        readopted_pods.sort_by_key(|r| r.at_unix_ns);
 
         let mut by_loop: BTreeMap<(String, String, u32), Vec<&Span>> = BTreeMap::new();
         for s in c.spans.iter().filter(|s| s.role == Role::Loop) {
@@ -519,6 +638,7 @@ impl Report {
             podtrace_report: REPORT_VERSION,
             trace: TraceSummary {
                 hostname: trace.header().hostname.clone(),
+                node: trace.header().node().to_string(),
                 started_unix_ns: trace.header().started_unix_ns,
                 binaries: trace
                     .header()
@@ -551,6 +671,7 @@ impl Report {
             },
             pods,
             resynced_pods,
+            readopted_pods,
             loops,
             probes,
             stats: c.stats.clone(),
@@ -585,7 +706,8 @@ impl Report {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "trace: {} events, {} dropped{}",
+            "trace of node {}: {} events, {} dropped{}",
+            self.trace.node,
             self.trace.events,
             self.trace.drops,
             if self.trace.complete {
@@ -604,10 +726,10 @@ impl Report {
             let _ = writeln!(
                 o,
                 "\nno pod started in this trace{}",
-                if self.resynced_pods.is_empty() {
+                if self.resynced_pods.is_empty() && self.readopted_pods.is_empty() {
                     ""
                 } else {
-                    " (only resyncs of pods already running)"
+                    " (only pods already running: resynced or re-adopted)"
                 }
             );
         }
@@ -671,6 +793,35 @@ impl Report {
                     f(m.noticed_ms),
                     f(m.lost_to_polling_ms)
                 );
+            }
+            if !p.volumes.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "  {:<32} {:>10} {:>12} {:>10}  plugin",
+                    "volume", "start ms", "duration ms", "mounted ms"
+                );
+                for v in &p.volumes {
+                    let f =
+                        |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+                    let _ = writeln!(
+                        o,
+                        "  {:<32} {:>10.3} {:>12} {:>10}  {}{}{}",
+                        v.name
+                            .as_deref()
+                            .or(v.unique_name.as_deref())
+                            .unwrap_or("?"),
+                        v.start_ms,
+                        f(v.duration_ms),
+                        f(v.mounted_ms),
+                        v.plugin.as_deref().unwrap_or("?"),
+                        if v.attempts > 1 {
+                            format!("  ({} attempts)", v.attempts)
+                        } else {
+                            String::new()
+                        },
+                        if v.error { "  error" } else { "" }
+                    );
+                }
             }
             if !p.cri.is_empty() {
                 let _ = writeln!(
@@ -739,6 +890,22 @@ impl Report {
                     f(r.sync_p50_ms),
                     f(r.sync_max_ms)
                 );
+            }
+        }
+        if !self.readopted_pods.is_empty() {
+            let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                o,
+                "\nre-adopted by a kubelet that started (running already; not starts)\n  {:<48} {:>8} {:>12}",
+                "pod", "kubelet", "sync ms"
+            );
+            for r in &self.readopted_pods {
+                let name = format!(
+                    "{}/{}",
+                    r.namespace.as_deref().unwrap_or("?"),
+                    r.name.as_deref().unwrap_or(&r.uid)
+                );
+                let _ = writeln!(o, "  {name:<48} {:>8} {:>12}", r.pid, f(r.sync_ms));
             }
         }
         if !self.loops.is_empty() {
@@ -894,6 +1061,53 @@ fn mount_wait(c: &Correlated, pod: usize, mw: usize, base: u64) -> MountWait {
     }
 }
 
+/// The pod's volume mounts (operation executor) that began before `until`
+/// (None: no bound), one row per unique volume name in the order the
+/// first attempt began, each joined with its MarkVolumeAsMounted call.
+fn volume_rows(c: &Correlated, pod: usize, base: u64, until: Option<u64>) -> Vec<VolumeRow> {
+    let spans: Vec<&Span> = c
+        .pod_spans(pod)
+        .iter()
+        .map(|&i| &c.spans[i])
+        .filter(|s| until.is_none_or(|u| s.start <= u))
+        .collect();
+    let mut rows: Vec<(String, Vec<&Span>)> = Vec::new();
+    for s in spans.iter().filter(|s| s.role == Role::VolumeSetup) {
+        let key = s
+            .arg_str("volume")
+            .or(s.arg_str("outer_volume"))
+            .unwrap_or_default()
+            .to_string();
+        match rows.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(s),
+            None => rows.push((key, vec![s])),
+        }
+    }
+    rows.into_iter()
+        .map(|(unique, attempts)| {
+            let first = attempts[0];
+            let last = attempts[attempts.len() - 1];
+            // Marked mounted: inside the last attempt (same goroutine), else
+            // the first mark of that volume for this pod.
+            let mark = spans
+                .iter()
+                .filter(|m| m.role == Role::VolumeMounted)
+                .filter(|m| m.arg_str("volume") == Some(unique.as_str()))
+                .find(|m| m.start >= last.start);
+            VolumeRow {
+                name: first.arg_str("outer_volume").map(str::to_string),
+                plugin: volume_plugin(&unique).map(str::to_string),
+                unique_name: (!unique.is_empty()).then(|| unique.clone()),
+                start_ms: rel(first.start, base),
+                duration_ms: last.end.map(|e| rel(e, first.start)),
+                attempts: attempts.len(),
+                error: last.arg_u64("error") == Some(1),
+                mounted_ms: mark.map(|m| rel(m.start, base)),
+            }
+        })
+        .collect()
+}
+
 /// The time a pod's start sync speaks for: from its start to the start of
 /// the pod's next sync (None: no later sync).
 fn sync_window(
@@ -999,4 +1213,71 @@ fn loop_ticks<'a>(calls: &[&'a Span]) -> (Vec<&'a Span>, usize) {
         .collect();
     let on_demand = calls.len() - ticks.len();
     (ticks, on_demand)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        correlate::correlate,
+        test_support::synth::{synth, SynthPod, SynthSpec, SYNTH_SETUP_MS},
+    };
+
+    #[test]
+    fn volume_plugins_come_from_unique_names() {
+        assert_eq!(
+            volume_plugin("kubernetes.io/configmap/0a-config"),
+            Some("kubernetes.io/configmap")
+        );
+        assert_eq!(
+            volume_plugin("kubernetes.io/local-volume/pv-1"),
+            Some("kubernetes.io/local-volume")
+        );
+        assert_eq!(volume_plugin("nonsense"), None);
+        assert_eq!(volume_plugin("/x"), None);
+    }
+
+    /// Each volume's mount operation is reported with its pod, named as the
+    /// pod names it, timed from the start sync, and joined with the moment
+    /// it was marked mounted.
+    #[test]
+    fn each_volume_mount_is_reported_with_its_pod() {
+        let mut pods = vec![
+            SynthPod::new(0, 50.0, 120.0, 300.0),
+            SynthPod::new(1, 900.0, 40.0, 300.0),
+        ];
+        pods[1].volumes_ms = vec![40.0, 80.0];
+        let spec = SynthSpec::new(pods.clone());
+        let (trace, _) = synth(&spec).expect("synth");
+        let r = Report::build(&trace, &correlate(&trace));
+        assert_eq!(r.pods.len(), 2);
+        for (p, sp) in r.pods.iter().zip(&pods) {
+            assert_eq!(p.uid, sp.uid);
+            assert_eq!(p.volumes.len(), sp.volumes_ms.len(), "{:#?}", p.volumes);
+            for (v, (row, mount)) in p.volumes.iter().zip(&sp.volumes_ms).enumerate() {
+                let mounted = sp.pre_mount_ms + mount;
+                assert_eq!(row.name.as_deref(), Some(format!("vol{v}").as_str()));
+                assert_eq!(row.plugin.as_deref(), Some("kubernetes.io/configmap"));
+                assert_eq!(
+                    row.unique_name.as_deref(),
+                    Some(format!("kubernetes.io/configmap/{}-vol{v}", sp.uid).as_str())
+                );
+                let close = |a: f64, b: f64| (a - b).abs() < 1e-3;
+                assert!(close(row.mounted_ms.unwrap_or(-1.0), mounted), "{row:?}");
+                assert!(close(row.start_ms, mounted - SYNTH_SETUP_MS), "{row:?}");
+                assert!(
+                    close(row.duration_ms.unwrap_or(-1.0), SYNTH_SETUP_MS + 0.03),
+                    "{row:?}"
+                );
+                assert_eq!((row.attempts, row.error), (1, false));
+            }
+        }
+        let table = r.to_table();
+        assert!(table.contains("trace of node node-1:"), "{table}");
+        assert!(
+            table.lines().any(|l| l.trim_start().starts_with("vol1")
+                && l.trim_end().ends_with("kubernetes.io/configmap")),
+            "{table}"
+        );
+    }
 }

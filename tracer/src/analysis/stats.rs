@@ -3,14 +3,15 @@
 //! interval from the Mann–Whitney U statistic (exact for small samples),
 //! and the U test itself. Method and references: docs/compare.md.
 //!
-//! statrs provides the normal distribution (and its own U test, which has no
-//! interval and enumerates every split for its exact p-value, too slow for
-//! 30 pods a side). What no maintained crate has is written here: the
-//! Hodges–Lehmann shift, the exact null distribution of U by a recursion
-//! (polynomial in m·n), and the interval read off the sorted differences.
+//! The normal distribution is [`super::normal`]'s (statrs had it, and a U
+//! test with no interval that enumerates every split for its exact
+//! p-value, too slow for 30 pods a side). What no maintained crate has is
+//! written here: the Hodges–Lehmann shift, the exact null distribution of U
+//! by a recursion (polynomial in m·n), and the interval read off the sorted
+//! differences.
 
+use super::normal;
 use serde::Serialize;
-use statrs::distribution::{ContinuousCDF, Normal};
 
 /// The exact null distribution is used when the pooled sample has no ties
 /// and there are at most this many pairs (its cost grows as pairs² / 4:
@@ -106,12 +107,7 @@ fn median_sorted(v: &[f64]) -> Option<f64> {
 /// The two-sided normal quantile for `confidence` (1.96 for 0.95): turns
 /// an interval's half-width into a standard deviation.
 pub fn z_for(confidence: f64) -> f64 {
-    std_normal().inverse_cdf(1.0 - (1.0 - confidence) / 2.0)
-}
-
-/// The standard normal (statrs); mean 0 and sd 1 are valid parameters.
-fn std_normal() -> Normal {
-    Normal::standard()
+    super::normal::inverse_cdf(1.0 - (1.0 - confidence) / 2.0)
 }
 
 /// The Hodges–Lehmann shift of `run` against `baseline` with its
@@ -173,14 +169,13 @@ pub fn shift(baseline: &[f64], run: &[f64], confidence: f64) -> Option<Shift> {
             }
             let var = mn as f64 / 12.0 * ((nn + 1.0) - tie_term / (nn * (nn - 1.0)));
             let sigma = var.max(0.0).sqrt();
-            let normal = std_normal();
             let p_value = if sigma > 0.0 {
-                (2.0 * normal.sf((u_max - half - 0.5) / sigma)).clamp(0.0, 1.0)
+                (2.0 * normal::sf((u_max - half - 0.5) / sigma)).clamp(0.0, 1.0)
             } else {
                 1.0
             };
             let k = if sigma > 0.0 {
-                let kf = (half - 0.5 + sigma * normal.inverse_cdf(tail)).floor() + 1.0;
+                let kf = (half - 0.5 + sigma * normal::inverse_cdf(tail)).floor() + 1.0;
                 if kf >= 1.0 {
                     // Never past the middle difference.
                     (kf as usize).min(mn.div_ceil(2))
@@ -191,7 +186,7 @@ pub fn shift(baseline: &[f64], run: &[f64], confidence: f64) -> Option<Shift> {
                 0
             };
             let achieved =
-                (k >= 1).then(|| 1.0 - 2.0 * normal.cdf((k as f64 - 1.0 + 0.5 - half) / sigma));
+                (k >= 1).then(|| 1.0 - 2.0 * normal::cdf((k as f64 - 1.0 + 0.5 - half) / sigma));
             (k, achieved, p_value)
         }
     };

@@ -37,7 +37,7 @@ pub struct CompareArgs {
     /// against. A run is one trace file or several: a glob (quote it:
     /// 'default/*.trace*'), a comma-separated list, or both. Rotated files
     /// (FILE.2 FILE.1 FILE) are read as one recording; the pods of several
-    /// nodes (the hostname in each header) are pooled into the run, with
+    /// nodes (the node name in each header) are pooled into the run, with
     /// per-node medians and the nodes that differ shown below the
     /// comparison.
     #[arg(required = true, value_name = "TRACE")]

@@ -9,7 +9,7 @@ use crate::{
     catalogue::Catalogue,
     commands::args::{format_duration, parse_duration, parse_ring_mib, parse_size},
     live::otlp::OtlpTarget,
-    record::{self, discover::Targets, plan, Config, Outcome},
+    record::{self, bpf, discover::Targets, plan, Config, Outcome},
     trace::Rotation,
 };
 
@@ -31,6 +31,13 @@ pub struct RecordArgs {
     /// Trace file to write (JSON Lines, mode 0600).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    /// The Kubernetes node being traced, for the trace header, the
+    /// report, the metrics' `node` label and the OTLP resource
+    /// (`k8s.node.name`, `host.name`). Default: $NODE_NAME (a DaemonSet sets
+    /// it from spec.nodeName: inside a container the hostname is the pod's
+    /// name), else the hostname.
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
     /// Rotate the trace when it reaches this size (e.g. 100M, 1G, 512K;
     /// K, M, G are powers of 1024): FILE is finished with its footer and
     /// renamed FILE.1 (an older FILE.1 becomes FILE.2, and so on) and a new
@@ -63,9 +70,10 @@ pub struct RecordArgs {
     pub ebpf_log: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics while recording:
     /// histograms of pod start syncs, mount waits, time lost to polling,
-    /// stages, CRI calls and loop periods (labels: binary and version,
-    /// never a pod), counters of events, drops, starts, resyncs and poll
-    /// checks, and each probe's status. Bind to 127.0.0.1:PORT (say
+    /// stages, CRI calls and loop periods (labels: binary and version, and
+    /// result for starts; never a pod), counters of events, drops, starts,
+    /// resyncs, re-adoptions after a kubelet restart and poll checks, and
+    /// each probe's status. Bind to 127.0.0.1:PORT (say
     /// 127.0.0.1:9464); 0.0.0.0 exposes the node's pod activity to anyone
     /// who can reach the port. No socket is opened without this option.
     #[arg(long, value_name = "ADDR")]
@@ -95,6 +103,12 @@ pub struct RecordArgs {
     /// stack-check jump (for measuring the difference).
     #[arg(long, hide = true)]
     pub entry_at_function_start: bool,
+    /// How uprobes are linked: one uprobe_multi link per binary and
+    /// process where the kernel has them with a process-wide pid filter
+    /// (6.10+), else one perf-event link per site (for measuring and
+    /// testing the fallback).
+    #[arg(long, value_enum, default_value = "auto", hide = true)]
+    pub links: Links,
     /// Command to start once the probes are attached; recording stops when it exits.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -106,6 +120,14 @@ pub enum Sites {
     Both,
     Entry,
     Exit,
+}
+
+/// `--links`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Links {
+    Auto,
+    Multi,
+    PerSite,
 }
 
 /// `--max-files` when only `--max-size` is given.
@@ -133,8 +155,25 @@ fn otlp_target(a: &RecordArgs) -> Result<Option<OtlpTarget>> {
     }))
 }
 
+/// `--node-name`, else a non-empty `$NODE_NAME`, else the hostname.
+pub fn node_name(
+    flag: Option<String>,
+    env: Option<String>,
+    hostname: impl FnOnce() -> String,
+) -> String {
+    flag.or(env)
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(hostname)
+}
+
 fn config(a: RecordArgs) -> Result<Config> {
     Ok(Config {
+        node_name: node_name(
+            a.node_name.clone(),
+            std::env::var("NODE_NAME").ok(),
+            record::hostname,
+        ),
         catalogue: Catalogue::load(a.catalogue.as_deref())?,
         otlp: otlp_target(&a)?,
         rotation: a.max_size.map(|max_bytes| Rotation {
@@ -148,6 +187,11 @@ fn config(a: RecordArgs) -> Result<Config> {
                 Sites::Exit => plan::SiteSelection::Exit,
             },
             entry_at_function_start: a.entry_at_function_start,
+        },
+        links: match a.links {
+            Links::Auto => bpf::LinkRequest::Auto,
+            Links::Multi => bpf::LinkRequest::Multi,
+            Links::PerSite => bpf::LinkRequest::PerSite,
         },
         targets: Targets {
             kubelet: a.kubelet,
@@ -187,6 +231,21 @@ fn summary(cfg: &Config, out: &Outcome) {
         f.drops,
         cfg.output.display()
     );
+    let l = &out.latency;
+    if l.count > 0 {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        eprintln!(
+            "podtrace: probe hit to written: median under {:.1} ms, p99 under {:.1} ms, max {:.1} ms",
+            ms(l.quantile_ns(0.5)),
+            ms(l.quantile_ns(0.99)),
+            ms(l.max_ns)
+        );
+    }
+    if let Some((notices, scans)) = out.process_notices {
+        eprintln!(
+            "podtrace: processes followed by {notices} exec/exit notices and {scans} full reads of /proc"
+        );
+    }
     let mut lat = out.attach_latencies_ns.clone();
     if !lat.is_empty() {
         lat.sort_unstable();
@@ -215,5 +274,19 @@ fn summary(cfg: &Config, out: &Outcome) {
                 " (--ebpf-log says which addresses)"
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_name;
+
+    #[test]
+    fn node_name_is_the_flag_then_node_name_then_the_hostname() {
+        let host = || "pod-abc".to_string();
+        assert_eq!(node_name(Some("n1".into()), Some("n2".into()), host), "n1");
+        assert_eq!(node_name(None, Some(" n2\n".into()), host), "n2");
+        assert_eq!(node_name(None, Some(String::new()), host), "pod-abc");
+        assert_eq!(node_name(None, None, host), "pod-abc");
     }
 }

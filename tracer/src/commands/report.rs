@@ -22,8 +22,8 @@ pub struct ReportArgs {
     /// '/var/lib/podtrace/*.trace*') or comma-separated lists. Rotated
     /// files (FILE.2 FILE.1 FILE, from --max-files) are read as one
     /// recording, oldest first, so a pod start cut by a rotation is whole.
-    /// Traces of several nodes (the hostname in each header names the
-    /// node) give each node's report, every pod with its node, per-node
+    /// Traces of several nodes (the node name in each header: --node-name,
+    /// $NODE_NAME or the hostname) give each node's report, every pod with its node, per-node
     /// medians, the pooled distribution and the nodes that differ.
     #[arg(required = true, value_name = "TRACE")]
     pub traces: Vec<PathBuf>,

@@ -6,7 +6,9 @@
 
 pub mod chrome;
 pub mod csv;
+pub mod http;
 pub mod otlp;
+pub mod otlp_proto;
 
 use crate::{
     correlate::{Correlated, Pod, Span},

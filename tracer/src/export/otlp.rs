@@ -2,20 +2,21 @@
 //! only resynced is no start), spans nested as in the report (sync → mount
 //! wait, runtime stages), the poll checks and volume marks as span events of
 //! the mount wait. Encoded with the
-//! OpenTelemetry protobuf types, as protobuf JSON (a file) or protobuf
-//! (OTLP/HTTP push, over http or https, with reqwest).
+//! OTLP protobuf messages ([`super::otlp_proto`]), as protobuf JSON (a
+//! file) or protobuf (OTLP/HTTP push, over http or https, [`super::http`]).
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use anyhow::{bail, Context as _, Result};
-use opentelemetry_proto::tonic::{
+use super::otlp_proto::{
     collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse},
     common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue},
     resource::v1::Resource,
     trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status},
 };
+use anyhow::{bail, Context as _, Result};
 use prost::Message as _;
 
+use super::http;
 use crate::{
     analysis::report::{pod_summary, PodSummary},
     analysis::rng::SplitMix64,
@@ -292,7 +293,10 @@ pub fn otlp_request_for(
             let mut attrs = vec![
                 kv_str("service.name", &binary),
                 kv_int("process.pid", pid as i64),
-                kv_str("host.name", &trace.header().hostname),
+                // The node, not the recorder's hostname: in a DaemonSet
+                // that is the pod's name.
+                kv_str("host.name", trace.header().node()),
+                kv_str("k8s.node.name", trace.header().node()),
                 kv_str("process.runtime.name", "go"),
             ];
             if let Some(b) = trace.header().binaries.iter().find(|b| b.name == binary) {
@@ -523,25 +527,13 @@ impl<'a> PushOptions<'a> {
 /// `http[s]://host[:port][/path]` (no scheme: http); an empty path means
 /// `/v1/traces` (as OTEL_EXPORTER_OTLP_ENDPOINT), any other path is used as
 /// given.
-pub fn endpoint_url(endpoint: &str) -> Result<reqwest::Url> {
+pub fn endpoint_url(endpoint: &str) -> Result<http::Url> {
     let with_scheme = if endpoint.contains("://") {
         endpoint.to_string()
     } else {
         format!("http://{endpoint}")
     };
-    let mut url =
-        reqwest::Url::parse(&with_scheme).with_context(|| format!("{endpoint}: not a URL"))?;
-    match url.scheme() {
-        "http" | "https" => {}
-        other => bail!("{endpoint}: unsupported scheme `{other}`, expected http:// or https://"),
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        bail!("{endpoint}: no host");
-    }
-    if url.path().is_empty() || url.path() == "/" {
-        url.set_path("/v1/traces");
-    }
-    Ok(url)
+    http::Url::parse(&with_scheme, "/v1/traces")
 }
 
 /// POSTs `req` as OTLP/HTTP protobuf to `endpoint`, with up to three
@@ -555,121 +547,82 @@ pub fn push(
     push_with(endpoint, req, &PushOptions::new(headers, timeout))
 }
 
-fn client(opts: &PushOptions<'_>) -> Result<reqwest::blocking::Client> {
-    // reqwest is built without a default TLS crypto provider (the default,
-    // aws-lc-rs, needs a C build): use ring's. Err = already installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = reqwest::blocking::Client::builder()
-        .user_agent(concat!("podtrace/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(opts.timeout)
-        .timeout(opts.timeout)
-        // A receiver on this node must not be reached through a proxy.
-        .no_proxy();
-    if let Some(p) = opts.ca_cert {
-        let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("{}: not a PEM certificate", p.display()))?;
-        if certs.is_empty() {
-            bail!("{}: no certificate in it", p.display());
-        }
-        b = b.tls_certs_merge(certs);
-    }
-    b.build().context("setting up the HTTP client")
-}
-
 /// Why an attempt failed, and whether another may succeed.
 enum Failure {
     Transient(anyhow::Error, Option<Duration>),
     Final(anyhow::Error),
 }
 
-/// A TLS handshake that failed on its merits (an untrusted certificate, say):
-/// trying again would fail the same way.
-fn tls_refused(e: &reqwest::Error) -> bool {
-    // The rustls error sits inside io::Errors, whose source() skips the
-    // error they wrap: look into those with get_ref().
-    let mut todo: Vec<&(dyn std::error::Error + 'static)> = vec![e];
-    while let Some(c) = todo.pop() {
-        if c.downcast_ref::<rustls::Error>().is_some() {
-            return true;
-        }
-        if let Some(inner) = c
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            todo.push(inner);
-        }
-        todo.extend(c.source());
-    }
-    false
-}
-
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    h.get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
+fn retry_after(a: &http::Answer) -> Option<Duration> {
+    a.header("retry-after")?
         .trim()
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
 }
 
+/// The request's own headers, then the caller's.
+fn request_headers(extra: &[(String, String)]) -> Vec<(&str, &str)> {
+    let mut h = vec![
+        ("Content-Type", "application/x-protobuf"),
+        (
+            "User-Agent",
+            concat!("podtrace/", env!("CARGO_PKG_VERSION")),
+        ),
+    ];
+    h.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    h
+}
+
 fn attempt(
-    client: &reqwest::blocking::Client,
     endpoint: &str,
-    url: &reqwest::Url,
+    url: &http::Url,
     body: &[u8],
-    headers: &[(String, String)],
+    headers: &[(&str, &str)],
+    timeout: Duration,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
 ) -> Result<PushOutcome, Failure> {
-    let mut rb = client
-        .post(url.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
-        .body(body.to_vec());
-    for (k, v) in headers {
-        rb = rb.header(k.as_str(), v.as_str());
-    }
-    let resp = match rb.send() {
-        Ok(r) => r,
-        Err(e) if (e.is_connect() || e.is_timeout()) && !tls_refused(&e) => {
+    let answer = match http::post(url, headers, body, timeout, tls) {
+        Ok(a) => a,
+        Err(f @ (http::Failed::Connect(_) | http::Failed::Timeout(_))) => {
             return Err(Failure::Transient(
-                anyhow::Error::new(e).context(format!("{endpoint}: sending the request")),
+                f.into_error()
+                    .context(format!("{endpoint}: sending the request")),
                 None,
             ))
         }
-        Err(e) => {
+        Err(f) => {
             return Err(Failure::Final(
-                anyhow::Error::new(e).context(format!("{endpoint}: sending the request")),
+                f.into_error()
+                    .context(format!("{endpoint}: sending the request")),
             ))
         }
     };
-    let status = resp.status();
-    let wait = retry_after(resp.headers());
-    let protobuf = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-protobuf"));
-    let body = resp.bytes().map_err(|e| {
-        Failure::Final(anyhow::Error::new(e).context(format!("{endpoint}: reading the answer")))
-    })?;
-    if !status.is_success() {
-        let text: String = String::from_utf8_lossy(&body).chars().take(500).collect();
+    let status = answer.status;
+    if !(200..300).contains(&status) {
+        let text: String = String::from_utf8_lossy(&answer.body)
+            .chars()
+            .take(500)
+            .collect();
         let e = anyhow::anyhow!(
             "{endpoint}: the receiver answered {status}: {}",
             text.trim()
         );
-        return Err(match status.as_u16() {
-            429 | 502 | 503 | 504 => Failure::Transient(e, wait),
+        return Err(match status {
+            429 | 502 | 503 | 504 => Failure::Transient(e, retry_after(&answer)),
             _ => Failure::Final(e),
         });
     }
+    let protobuf = answer
+        .header("content-type")
+        .is_some_and(|v| v.starts_with("application/x-protobuf"));
     let mut out = PushOutcome {
-        status: status.as_u16(),
+        status,
         ..Default::default()
     };
-    if protobuf && !body.is_empty() {
+    if protobuf && !answer.body.is_empty() {
         // A partial success names the spans the receiver dropped.
-        if let Ok(r) = ExportTraceServiceResponse::decode(body.as_ref()) {
+        if let Ok(r) = ExportTraceServiceResponse::decode(answer.body.as_slice()) {
             if let Some(ps) = r.partial_success {
                 out.rejected_spans = ps.rejected_spans;
                 out.message = ps.error_message;
@@ -685,37 +638,77 @@ pub fn push_with(
     req: &ExportTraceServiceRequest,
     opts: &PushOptions<'_>,
 ) -> Result<PushOutcome> {
-    let url = endpoint_url(endpoint)?;
-    for (k, v) in opts.headers {
-        reqwest::header::HeaderName::from_bytes(k.as_bytes())
-            .with_context(|| format!("header `{k}`: not a valid header name"))?;
-        reqwest::header::HeaderValue::from_str(v).with_context(|| {
-            format!("header `{k}`: the value must be printable, without line breaks")
-        })?;
+    Pusher::new(endpoint, opts)?.push(req)
+}
+
+/// An endpoint checked and its TLS set up once, for many pushes
+/// (`record --otlp-endpoint` sends every pod: the system's CA
+/// certificates are read once, not per pod).
+pub struct Pusher<'a> {
+    endpoint: String,
+    url: http::Url,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    opts: PushOptions<'a>,
+}
+
+impl<'a> Pusher<'a> {
+    pub fn new(endpoint: &str, opts: &PushOptions<'a>) -> Result<Pusher<'a>> {
+        let url = endpoint_url(endpoint)?;
+        for (k, v) in opts.headers {
+            if !http::valid_header_name(k) {
+                bail!("header `{k}`: not a valid header name");
+            }
+            if !http::valid_header_value(v) {
+                bail!("header `{k}`: the value must be printable, without line breaks");
+            }
+        }
+        let tls = if url.https {
+            Some(http::tls_config(opts.ca_cert).context("setting up TLS")?)
+        } else {
+            None
+        };
+        Ok(Pusher {
+            endpoint: endpoint.to_string(),
+            url,
+            tls,
+            opts: opts.clone(),
+        })
     }
-    let client = client(opts)?;
-    let body = to_protobuf(req);
-    let mut backoff = opts.backoff;
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        match attempt(&client, endpoint, &url, &body, opts.headers) {
-            Ok(mut out) => {
-                out.attempts = attempts;
-                return Ok(out);
-            }
-            Err(Failure::Final(e)) => return Err(e),
-            Err(Failure::Transient(e, _)) if attempts > opts.retries => {
-                return Err(e.context(format!(
-                    "{endpoint}: gave up after {attempts} attempts ({} retries)",
-                    opts.retries
-                )))
-            }
-            Err(Failure::Transient(e, asked)) => {
-                let wait = asked.unwrap_or(backoff).min(MAX_BACKOFF);
-                log::warn!("{e:#}; retrying in {wait:?}");
-                std::thread::sleep(wait);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+
+    /// POSTs `req`, retrying as [`PushOptions`] says.
+    pub fn push(&self, req: &ExportTraceServiceRequest) -> Result<PushOutcome> {
+        let (endpoint, url, opts) = (self.endpoint.as_str(), &self.url, &self.opts);
+        let headers = request_headers(opts.headers);
+        let body = to_protobuf(req);
+        let mut backoff = opts.backoff;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match attempt(
+                endpoint,
+                url,
+                &body,
+                &headers,
+                opts.timeout,
+                self.tls.as_ref(),
+            ) {
+                Ok(mut out) => {
+                    out.attempts = attempts;
+                    return Ok(out);
+                }
+                Err(Failure::Final(e)) => return Err(e),
+                Err(Failure::Transient(e, _)) if attempts > opts.retries => {
+                    return Err(e.context(format!(
+                        "{endpoint}: gave up after {attempts} attempts ({} retries)",
+                        opts.retries
+                    )))
+                }
+                Err(Failure::Transient(e, asked)) => {
+                    let wait = asked.unwrap_or(backoff).min(MAX_BACKOFF);
+                    log::warn!("{e:#}; retrying in {wait:?}");
+                    std::thread::sleep(wait);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
             }
         }
     }
@@ -727,15 +720,18 @@ mod tests {
 
     #[test]
     fn endpoints() -> Result<()> {
-        let u = endpoint_url("http://127.0.0.1:4318")?;
-        assert_eq!(u.as_str(), "http://127.0.0.1:4318/v1/traces");
-        let u = endpoint_url("http://collector/otlp/v1/traces")?;
-        assert_eq!(u.as_str(), "http://collector/otlp/v1/traces");
-        let u = endpoint_url("http://[::1]:4318/")?;
-        assert_eq!(u.as_str(), "http://[::1]:4318/v1/traces");
-        let u = endpoint_url("collector:4318")?;
-        assert_eq!(u.as_str(), "http://collector:4318/v1/traces");
-        assert_eq!(endpoint_url("https://x")?.as_str(), "https://x/v1/traces");
+        let u = endpoint_url("http://127.0.0.1:4318")?.to_string();
+        assert_eq!(u, "http://127.0.0.1:4318/v1/traces");
+        let u = endpoint_url("http://collector/otlp/v1/traces")?.to_string();
+        assert_eq!(u, "http://collector/otlp/v1/traces");
+        let u = endpoint_url("http://[::1]:4318/")?.to_string();
+        assert_eq!(u, "http://[::1]:4318/v1/traces");
+        let u = endpoint_url("collector:4318")?.to_string();
+        assert_eq!(u, "http://collector:4318/v1/traces");
+        assert_eq!(
+            endpoint_url("https://x")?.to_string(),
+            "https://x/v1/traces"
+        );
         assert!(endpoint_url("http://x:notaport").is_err());
         assert!(endpoint_url("ftp://x").is_err());
         Ok(())

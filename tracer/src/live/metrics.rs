@@ -31,6 +31,7 @@ pub struct Metrics {
     pub(super) dropped: IntCounter,
     pub(super) pod_starts: IntCounterVec,
     pub(super) pod_resyncs: IntCounterVec,
+    pub(super) pod_readoptions: IntCounterVec,
     pub(super) abandoned_starts: IntCounterVec,
     pub(super) poll_checks: IntCounterVec,
     pub(super) probe_status: IntGaugeVec,
@@ -69,39 +70,46 @@ fn opts(name: &str, help: &str) -> Opts {
 }
 
 impl Metrics {
-    pub fn new() -> Result<Metrics> {
+    /// `node`: the node's name, a constant `node` label on every metric (a
+    /// cluster's Prometheus scrapes one recording per node).
+    pub fn new(node: &str) -> Result<Metrics> {
         let bv = &["binary", "version"];
-        let r = Registry::new();
+        // Per start: `result` says whether the pod's start sync returned
+        // an error (kubelet then tries again in a later sync), so a failed
+        // start is never averaged in with the ones that worked.
+        let bvr = &["binary", "version", "result"];
+        let labels = std::collections::HashMap::from([("node".to_string(), node.to_string())]);
+        let r = Registry::new_custom(None, Some(labels))?;
         let m = Metrics {
             pod_start_sync: histogram(
                 &r,
                 "pod_start_sync_seconds",
                 "Duration of each pod's start (create) sync in kubelet",
-                bv,
+                bvr,
             )?,
             mount_wait: histogram(
                 &r,
                 "mount_wait_seconds",
                 "Time a pod's start sync spent waiting for its volumes (WaitForAttachAndMount)",
-                bv,
+                bvr,
             )?,
             lost_to_polling: histogram(
                 &r,
                 "lost_to_polling_seconds",
                 "From the pod's last volume marked mounted to the poll check that noticed it",
-                bv,
+                bvr,
             )?,
             stage: histogram(
                 &r,
                 "stage_seconds",
                 "Duration of each traced stage of a pod's start sync, by probe name",
-                &["stage", "binary", "version"],
+                &["stage", "binary", "version", "result"],
             )?,
             cri_call: histogram(
                 &r,
                 "cri_call_seconds",
-                "Duration of the container runtime's CRI handlers during pod starts",
-                &["method", "binary", "version"],
+                "Duration of the container runtime's CRI handlers during pod starts (result: the call's own)",
+                &["method", "binary", "version", "result"],
             )?,
             loop_period: histogram(
                 &r,
@@ -114,8 +122,8 @@ impl Metrics {
             pod_starts: counter(
                 &r,
                 "pod_starts_total",
-                "Pods whose start (create) sync was seen and summarised",
-                bv,
+                "Pods whose start (create) sync was seen and summarised (result: whether that sync returned an error)",
+                bvr,
             )?,
             pod_resyncs: counter(
                 &r,
@@ -123,10 +131,16 @@ impl Metrics {
                 "Pod sync calls that were not a start (updates, periodic and PLEG resyncs)",
                 bv,
             )?,
+            pod_readoptions: counter(
+                &r,
+                "pod_readoptions_total",
+                "Running pods a kubelet that started (restart, upgrade) added again with a create sync that created no sandbox: never counted as starts",
+                bv,
+            )?,
             abandoned_starts: counter(
                 &r,
                 "abandoned_starts_total",
-                "Start syncs given up on: no return seen within 300 s, or the window overflowed",
+                "Start syncs given up on: no return seen within 300 s, or the window overflowed (the newest first)",
                 bv,
             )?,
             poll_checks: counter(

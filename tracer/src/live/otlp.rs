@@ -10,8 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::export::otlp_proto::collector::trace::v1::ExportTraceServiceRequest;
 use anyhow::{Context as _, Result};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prometheus::IntCounterVec;
 
 use crate::export::otlp;
@@ -39,8 +39,14 @@ pub(super) struct OtlpQueue {
 
 impl OtlpQueue {
     pub(super) fn start(target: OtlpTarget, counts: IntCounterVec) -> Result<OtlpQueue> {
-        // Check the URL now, not at the first pod.
-        otlp::endpoint_url(&target.endpoint)?;
+        // Check the URL, headers and CA file now, not at the first pod.
+        {
+            let opts = otlp::PushOptions {
+                ca_cert: target.ca_cert.as_deref(),
+                ..otlp::PushOptions::new(&target.headers, target.timeout)
+            };
+            otlp::Pusher::new(&target.endpoint, &opts)?;
+        }
         let (tx, rx) = mpsc::sync_channel::<ExportTraceServiceRequest>(OTLP_QUEUE);
         let outstanding = Arc::new(AtomicU64::new(0));
         let left = Arc::clone(&outstanding);
@@ -52,8 +58,19 @@ impl OtlpQueue {
                     retries: target.retries,
                     ..otlp::PushOptions::new(&target.headers, target.timeout)
                 };
+                let pusher = match otlp::Pusher::new(&target.endpoint, &opts) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("podtrace: --otlp-endpoint: {e:#}");
+                        for _ in rx {
+                            counts.with_label_values(&["failed"]).inc();
+                            left.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        return;
+                    }
+                };
                 for req in rx {
-                    match otlp::push_with(&target.endpoint, &req, &opts) {
+                    match pusher.push(&req) {
                         Ok(_) => counts.with_label_values(&["sent"]).inc(),
                         Err(e) => {
                             counts.with_label_values(&["failed"]).inc();

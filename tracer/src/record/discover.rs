@@ -7,6 +7,7 @@
 //! The supervisor uses the same functions to find what starts later.
 
 use std::{
+    fs::File,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     rc::Rc,
@@ -16,7 +17,7 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{
     catalogue::{BinaryCatalogue, Catalogue, Role, Status},
-    resolve::GoBinary,
+    resolve::{build_info_of_file, GoBinary},
 };
 
 /// A file identity: (device, inode).
@@ -62,6 +63,27 @@ pub struct RunningExe {
     pub deleted: bool,
     pub key: FileKey,
     pub pids: Vec<u32>,
+    /// One of its processes is in the host's mount namespace (see
+    /// [`host_mount_ns`]): discovery looks at no other.
+    pub host: bool,
+}
+
+/// The mount namespace (its inode) of process `pid`.
+pub fn mount_ns(pid: &str) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// The host's mount namespace: PID 1's, else kthreadd's (PID 2, always in
+/// the initial one), else podtrace's own. In a DaemonSet pod (hostPID)
+/// podtrace's own is the container's, so PID 1 comes first; a kind or DinD
+/// node's kubelet runs in a mount namespace of its own and is not this
+/// node's (in such a node, with its hostPID, PID 1 is that node's init).
+pub fn host_mount_ns() -> Option<u64> {
+    mount_ns("1")
+        .or_else(|| mount_ns("2"))
+        .or_else(|| mount_ns("self"))
 }
 
 impl RunningExe {
@@ -107,6 +129,7 @@ pub fn running_executables() -> Vec<RunningExe> {
         })
         .unwrap_or_default();
     pids.sort_unstable();
+    let host_ns = host_mount_ns();
     let mut out: Vec<RunningExe> = Vec::new();
     for pid in pids.into_iter().filter(|&p| p != me) {
         let exe = format!("/proc/{pid}/exe");
@@ -119,29 +142,56 @@ pub fn running_executables() -> Vec<RunningExe> {
             None => (link.clone(), false),
         };
         let key = (meta.dev(), meta.ino());
+        // Unreadable: as before namespaces were looked at.
+        let host = host_ns.is_none_or(|h| mount_ns(&pid.to_string()).is_none_or(|m| m == h));
         match out.iter_mut().find(|r| r.key == key) {
-            Some(r) => r.pids.push(pid),
+            Some(r) => {
+                r.pids.push(pid);
+                r.host |= host;
+            }
             None => out.push(RunningExe {
                 shown,
                 deleted,
                 key,
                 pids: vec![pid],
+                host,
             }),
         }
     }
     out
 }
 
-/// Whether `path` is an ELF file with Go's build-info section, read from
-/// its headers only: discovery looks at every process, and most are not Go
-/// (GoBinary::open would read each file whole).
-pub fn has_go_buildinfo(path: &Path) -> bool {
-    use object::{Object as _, ObjectSection as _};
-    let Ok(f) = std::fs::File::open(path) else {
+/// Whether the file at `path` may be a catalogue's binary, told from its
+/// `.go.buildinfo` alone (a few bounded reads, see
+/// [`build_info_of_file`]): discovery looks at every running executable,
+/// and GoBinary::open would read each one whole (100 MB for a kubelet).
+///
+/// Built from a catalogue's module (`k8s.io/kubernetes`), only the command
+/// the catalogue is for may be ours: `…/cmd/kubelet`, not kube-apiserver,
+/// kubectl or containerd's shims, which share the module. With it among
+/// the dependencies, anything may be (k3s runs kubelet and containerd
+/// inside `k3s agent`). Anything else is not; nor is a build without
+/// module information (Debian's containerd), which is found by its name.
+pub fn may_be_ours(path: &Path, cat: &Catalogue) -> bool {
+    let Ok(Some(info)) = build_info_of_file(path) else {
         return false;
     };
-    let cache = object::ReadCache::new(f);
-    object::File::parse(&cache).is_ok_and(|o| o.sections().any(|s| s.name() == Ok(".go.buildinfo")))
+    let Some(main) = &info.main else {
+        return false;
+    };
+    let under = |p: &str, m: &str| {
+        p.strip_prefix(m)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    let command = info.path.rsplit('/').next().unwrap_or_default();
+    cat.binaries.iter().any(|b| {
+        let module = &b.binary.module;
+        if under(&main.path, module) {
+            b.binary.process_names.iter().any(|n| n == command)
+        } else {
+            info.deps.iter().any(|d| under(&d.path, module))
+        }
+    })
 }
 
 /// The catalogues that recognise `bin` as theirs: at least one probe that
@@ -182,14 +232,35 @@ fn identify<'c>(cat: &'c Catalogue, bin: &GoBinary) -> Option<&'c BinaryCatalogu
 /// A binary to trace: its path, the processes (empty = all) and which
 /// catalogue it is for.
 pub struct Chosen<'c> {
+    /// How it is shown: the path given, or the one its process was started
+    /// from (also when that is in another mount namespace, or deleted).
     pub path: PathBuf,
+    /// The file, opened when it was chosen: a process found running it may
+    /// exit before the probes are attached; the file stays reachable
+    /// (`binary` was read, and is attached, through this descriptor).
+    pub file: Rc<File>,
+    /// `--pid`: only these processes, their probes per process. Empty:
+    /// every process of the file (its uprobes sit on the inode, so a
+    /// restart is traced from its first instruction).
     pub pids: Vec<u32>,
-    /// The path to watch for the binary being replaced (None: `--pid`, or
-    /// a file already deleted).
+    /// The processes found running it (the trace header names them).
+    pub seen: Vec<u32>,
+    /// The path to watch for the binary being replaced (None: `--pid`, a
+    /// file already deleted, or a path in another mount namespace).
     pub watch: Option<PathBuf>,
     pub catalogue: &'c BinaryCatalogue,
     /// Shared by the catalogues of one multi-call binary.
     pub binary: Rc<GoBinary>,
+}
+
+/// The path that opens `file` itself, for as long as it is held.
+pub fn fd_path(file: &File) -> PathBuf {
+    use std::os::fd::AsRawFd as _;
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+fn open(path: &Path) -> Result<File> {
+    File::open(path).with_context(|| format!("{}: cannot open the file", path.display()))
 }
 
 /// An absolute path for a binary named on the command line: aya takes a
@@ -210,19 +281,27 @@ fn which(cmd: &str) -> Option<PathBuf> {
     })
 }
 
-/// The binaries to trace for `t`, each with the catalogue(s) it is for.
-pub fn choose<'c>(t: &Targets, cat: &'c Catalogue) -> Result<Vec<Chosen<'c>>> {
+/// The binaries to trace for `t`, each with the catalogue(s) it is for,
+/// and the files discovery looked at and found not to be any catalogue's
+/// (the supervisor need not look at them again).
+pub fn choose<'c>(t: &Targets, cat: &'c Catalogue) -> Result<(Vec<Chosen<'c>>, Vec<FileKey>)> {
     let mut out = Vec::new();
+    let mut rejected = Vec::new();
     for (p, name) in [(&t.kubelet, "kubelet"), (&t.containerd, "containerd")] {
         if let Some(p) = p {
             let path = absolute(p)?;
+            let file = open(&path)?;
             let binary = GoBinary::open(&path)?;
             let watch = Some(path.clone());
             push(
                 &mut out,
-                path,
-                vec![],
-                watch,
+                Found {
+                    path,
+                    file,
+                    pids: vec![],
+                    seen: vec![],
+                    watch,
+                },
                 vec![cat.for_binary(name)?],
                 binary,
             );
@@ -238,7 +317,7 @@ pub fn choose<'c>(t: &Targets, cat: &'c Catalogue) -> Result<Vec<Chosen<'c>>> {
         by_command(&mut out, cat, cmd)?;
     }
     if t.discover() {
-        running(&mut out, cat)?;
+        running(&mut out, &mut rejected, cat)?;
         if out.is_empty() {
             bail!(
                 "no running kubelet or containerd found; pass --kubelet PATH, --containerd PATH \
@@ -246,24 +325,29 @@ pub fn choose<'c>(t: &Targets, cat: &'c Catalogue) -> Result<Vec<Chosen<'c>>> {
             );
         }
     }
-    Ok(out)
+    Ok((out, rejected))
 }
 
-/// Adds `binary` at `path` once per catalogue it is for.
-fn push<'c>(
-    out: &mut Vec<Chosen<'c>>,
+/// A binary found, before it is known which catalogues it is for.
+struct Found {
     path: PathBuf,
+    file: File,
     pids: Vec<u32>,
+    seen: Vec<u32>,
     watch: Option<PathBuf>,
-    cats: Vec<&'c BinaryCatalogue>,
-    binary: GoBinary,
-) {
+}
+
+/// Adds the binary `f` once per catalogue it is for.
+fn push<'c>(out: &mut Vec<Chosen<'c>>, f: Found, cats: Vec<&'c BinaryCatalogue>, binary: GoBinary) {
     let binary = Rc::new(binary);
+    let file = Rc::new(f.file);
     for catalogue in cats {
         out.push(Chosen {
-            path: path.clone(),
-            pids: pids.clone(),
-            watch: watch.clone(),
+            path: f.path.clone(),
+            file: Rc::clone(&file),
+            pids: f.pids.clone(),
+            seen: f.seen.clone(),
+            watch: f.watch.clone(),
             catalogue,
             binary: Rc::clone(&binary),
         });
@@ -284,6 +368,7 @@ fn by_pid<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue, pid: u32) -> Result
         .with_context(|| format!("no process {pid} (or not allowed to read /proc/{pid}/exe)"))?;
     eprintln!("podtrace: process {pid} runs {}", exe.display());
     let path = PathBuf::from(format!("/proc/{pid}/exe"));
+    let file = open(&path)?;
     let binary = GoBinary::open(&path)?;
     let mut cats = recognising(cat, &binary);
     if cats.is_empty() {
@@ -297,7 +382,18 @@ fn by_pid<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue, pid: u32) -> Result
             binary.go_version().unwrap_or("no Go version")
         );
     }
-    push(out, path, vec![pid], None, cats, binary);
+    push(
+        out,
+        Found {
+            path,
+            file,
+            pids: vec![pid],
+            seen: vec![pid],
+            watch: None,
+        },
+        cats,
+        binary,
+    );
     Ok(())
 }
 
@@ -305,6 +401,7 @@ fn by_pid<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue, pid: u32) -> Result
 fn by_command<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue, cmd: &str) -> Result<()> {
     let path =
         absolute(&which(cmd).with_context(|| format!("command `{cmd}` not found on PATH"))?)?;
+    let file = open(&path)?;
     let binary = GoBinary::open(&path)?;
     let c = identify(cat, &binary).with_context(|| {
         format!(
@@ -314,23 +411,49 @@ fn by_command<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue, cmd: &str) -> R
             binary.go_version().unwrap_or("no Go version")
         )
     })?;
-    push(out, path.clone(), vec![], Some(path), vec![c], binary);
+    push(
+        out,
+        Found {
+            path: path.clone(),
+            file,
+            pids: vec![],
+            seen: vec![],
+            watch: Some(path),
+        },
+        vec![c],
+        binary,
+    );
     Ok(())
 }
 
-/// Every running kubelet and containerd: by file name, else a Go binary
-/// whose code a catalogue recognises (k3s, a renamed copy).
-fn running<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue) -> Result<()> {
-    for exe in running_executables() {
+/// Every running kubelet and containerd in the host's mount namespace: by
+/// file name, else a Go binary whose code a catalogue recognises (k3s, a
+/// renamed copy). Files found not to be any catalogue's go to `rejected`.
+fn running<'c>(
+    out: &mut Vec<Chosen<'c>>,
+    rejected: &mut Vec<FileKey>,
+    cat: &'c Catalogue,
+) -> Result<()> {
+    for exe in running_executables().into_iter().filter(|e| e.host) {
+        // Held from here: the process may exit meanwhile, the file stays.
+        // Not openable: it exited already, and nothing is known of it.
+        let Ok(file) = File::open(exe.proc_path()) else {
+            continue;
+        };
+        if file.metadata().is_ok_and(|m| (m.dev(), m.ino()) != exe.key) {
+            // The pid was reused by another program since the scan.
+            continue;
+        }
+        let path = fd_path(&file);
         let by_name = exe.named_like(cat);
-        let path = exe.proc_path();
-        if by_name.is_empty() && !has_go_buildinfo(&path) {
+        if by_name.is_empty() && !may_be_ours(&path, cat) {
+            rejected.push(exe.key);
             continue;
         }
         let binary = match GoBinary::open(&path) {
             Ok(b) => b,
-            // Gone since the scan, or not a Go binary (most processes).
-            Err(_) if by_name.is_empty() || !path.exists() => continue,
+            // Not a Go binary (most processes).
+            Err(_) if by_name.is_empty() => continue,
             Err(e) => return Err(e).context(format!("{}", exe.shown.display())),
         };
         let cats = if by_name.is_empty() {
@@ -339,6 +462,7 @@ fn running<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue) -> Result<()> {
             by_name
         };
         if cats.is_empty() {
+            rejected.push(exe.key);
             continue;
         }
         eprintln!(
@@ -360,7 +484,18 @@ fn running<'c>(out: &mut Vec<Chosen<'c>>, cat: &'c Catalogue) -> Result<()> {
                 .join(" and ")
         );
         let watch = exe.watchable_path();
-        push(out, path, exe.pids, watch, cats, binary);
+        push(
+            out,
+            Found {
+                path: exe.shown.clone(),
+                file,
+                pids: vec![],
+                seen: exe.pids,
+                watch,
+            },
+            cats,
+            binary,
+        );
     }
     Ok(())
 }

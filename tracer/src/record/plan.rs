@@ -2,14 +2,16 @@
 //! (one [`ProbeInfo`] per traced function), the eBPF program's
 //! [`ProbeSpec`]s (what each site captures) and the [`Site`]s to attach.
 //!
-//! Every traced function gets one probe id; its entry site uses spec slot
-//! `2*id` and its RET sites slot `2*id+1`. The slot is the attach cookie.
-//! Plans only: loading and attaching are [`super::bpf`]'s.
+//! Every traced function gets one probe id and two specs, entry then exit;
+//! a site's cookie is the index of its spec in the planned list, which
+//! [`super::bpf`] turns into a slot of the eBPF program's spec table when
+//! it attaches (slots are reused once a group is released; probe ids never
+//! are). Plans only: loading and attaching are [`super::bpf`]'s.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
-use podtrace_common::{Capture, ProbeSpec, KIND_ENTRY, KIND_EXIT, MAX_CAPTURES, MAX_SPECS};
+use podtrace_common::{Capture, ProbeSpec, KIND_ENTRY, KIND_EXIT, MAX_CAPTURES};
 
 use crate::{
     catalogue::{list_some, BinaryCatalogue, CaptureDef, Resolution, SiteKind, Status},
@@ -31,6 +33,7 @@ pub struct TargetBinary<'a> {
 pub struct Site {
     pub path: PathBuf,
     pub offset: u64,
+    /// Index of its spec in the planned specs (see the module's doc).
     pub cookie: u32,
     pub pid: Option<u32>,
 }
@@ -134,6 +137,7 @@ pub fn resolve_target<'a>(
         name: name.clone(),
         path: path.display().to_string(),
         go_version: binary.go_version().map(str::to_string),
+        version: Some(component_version(binary)),
         pids: pids.to_vec(),
         unresolved,
         identity: Some(identity(binary, path)),
@@ -256,7 +260,8 @@ pub fn plan(
 }
 
 /// [`plan`] for probes appended to a table of `first_id` probes (a binary
-/// attached while recording): ids, spec slots and cookies continue from there.
+/// attached while recording): ids continue from there; cookies index the
+/// returned specs.
 pub fn plan_from(
     targets: &[TargetBinary<'_>],
     opts: PlanOptions,
@@ -276,9 +281,7 @@ pub fn plan_from(
             };
             for target in &res.targets {
                 let id = first_id + probes.len() as u32;
-                if 2 * id + 2 > MAX_SPECS {
-                    bail!("more than {} traced functions", MAX_SPECS / 2);
-                }
+                let entry_spec = 2 * probes.len() as u32;
                 probes.push(ProbeInfo {
                     id,
                     binary: t.catalogue.binary.name.clone(),
@@ -314,7 +317,7 @@ pub fn plan_from(
                         sites.push(Site {
                             path: site_path(t.binary.path(), pid),
                             offset: entry_offset,
-                            cookie: 2 * id,
+                            cookie: entry_spec,
                             pid,
                         });
                     }
@@ -325,7 +328,7 @@ pub fn plan_from(
                         sites.push(Site {
                             path: site_path(t.binary.path(), pid),
                             offset: off,
-                            cookie: 2 * id + 1,
+                            cookie: entry_spec + 1,
                             pid,
                         });
                     }

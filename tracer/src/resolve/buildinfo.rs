@@ -85,6 +85,82 @@ fn locate<'d>(elf: &Elf, data: &'d [u8]) -> Option<(u64, &'d [u8])> {
 }
 
 fn decode(elf: &Elf, data: &[u8], hdr: &[u8]) -> Result<(String, String), &'static str> {
+    decode_with(hdr, |vaddr, len| elf.read(data, vaddr, len))
+}
+
+/// Most bytes [`read_file`] reads for one string or section: Go's module
+/// text is tens of KB even for kubelet.
+const FILE_READ_LIMIT: u64 = 4 << 20;
+
+/// The build info of the ELF file at `path`, read with a few bounded reads
+/// (headers, the `.go.buildinfo` section, and for Go < 1.18 the strings it
+/// points at) instead of the whole file: discovery asks this of every
+/// running executable. `Ok(None)`: not an ELF64 file with a
+/// `.go.buildinfo` section, or unreadable build info.
+pub fn read_file(path: &std::path::Path) -> std::io::Result<Option<BuildInfo>> {
+    use object::{
+        elf::{FileHeader64, PT_LOAD},
+        read::elf::{FileHeader as _, ProgramHeader as _, SectionHeader as _},
+        Endianness, ReadRef as _,
+    };
+    let file = std::fs::File::open(path)?;
+    let cache = object::ReadCache::new(file);
+    let data = &cache;
+    let Ok(header) = FileHeader64::<Endianness>::parse(data) else {
+        return Ok(None);
+    };
+    let Ok(endian) = header.endian() else {
+        return Ok(None);
+    };
+    let Ok(sections) = header.sections(endian, data) else {
+        return Ok(None);
+    };
+    let Some((_, section)) = sections.section_by_name(endian, b".go.buildinfo") else {
+        return Ok(None);
+    };
+    let Some((offset, size)) = section.file_range(endian) else {
+        return Ok(None);
+    };
+    let Ok(hdr) = data.read_bytes_at(offset, size.min(FILE_READ_LIMIT)) else {
+        return Ok(None);
+    };
+    if !hdr.starts_with(MAGIC) {
+        return Ok(None);
+    }
+    let loads: Vec<(u64, u64, u64)> = header
+        .program_headers(endian, data)
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.p_type(endian) == PT_LOAD)
+        .map(|p| (p.p_vaddr(endian), p.p_offset(endian), p.p_filesz(endian)))
+        .collect();
+    let read = |vaddr: u64, len: u64| -> Option<&[u8]> {
+        if len > FILE_READ_LIMIT {
+            return None;
+        }
+        let &(base, off, size) = loads
+            .iter()
+            .find(|&&(base, _, size)| vaddr >= base && vaddr - base < size)?;
+        if vaddr - base + len > size {
+            return None;
+        }
+        data.read_bytes_at(off + (vaddr - base), len).ok()
+    };
+    Ok(match decode_with(hdr, read) {
+        Ok((version, modinfo)) => {
+            let mut info = parse_modinfo(&modinfo);
+            info.go_version = version;
+            Some(info)
+        }
+        Err(_) => None,
+    })
+}
+
+/// [`decode`] with `read(vaddr, len)` reading the target of a pointer.
+fn decode_with<'d>(
+    hdr: &'d [u8],
+    read: impl Fn(u64, u64) -> Option<&'d [u8]>,
+) -> Result<(String, String), &'static str> {
     if hdr.len() < HEADER_LEN {
         return Err("header truncated");
     }
@@ -110,9 +186,9 @@ fn decode(elf: &Elf, data: &[u8], hdr: &[u8]) -> Result<(String, String), &'stat
         };
         // Pointer to a Go string header {data pointer, length}.
         let string_at = |ptr: u64| -> Option<&[u8]> {
-            let header = elf.read(data, ptr, 2 * ptr_size as u64)?;
+            let header = read(ptr, 2 * ptr_size as u64)?;
             let (p, n) = (word(header)?, word(header.get(ptr_size..)?)?);
-            elf.read(data, p, n)
+            read(p, n)
         };
         let v = word(&hdr[16..])
             .and_then(string_at)

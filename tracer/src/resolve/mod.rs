@@ -21,7 +21,7 @@ mod inline;
 mod pclntab;
 mod sites;
 
-pub use buildinfo::{BuildInfo, Module};
+pub use buildinfo::{read_file as build_info_of_file, BuildInfo, Module};
 
 use elf::{Elf, ElfError, FuncSym};
 use pclntab::PclnError;

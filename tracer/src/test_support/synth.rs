@@ -45,6 +45,13 @@ pub struct SynthPod {
     /// Already running when the recording began: its first sync seen is a
     /// resync (update type sync), not the create sync.
     pub already_running: bool,
+    /// Already running, and re-added by a kubelet that (re)started: its
+    /// first sync is a create sync that finds the sandbox and containers
+    /// running (kuberuntime's SyncPod creates nothing) and returns.
+    pub readopted: bool,
+    /// The start sync returns an error (a failed start: kubelet tries again
+    /// in a later sync).
+    pub sync_error: bool,
 }
 
 impl SynthPod {
@@ -65,6 +72,8 @@ impl SynthPod {
             post_ms: 1.0,
             later_syncs: 0,
             already_running: false,
+            readopted: false,
+            sync_error: false,
         }
     }
 }
@@ -362,6 +371,10 @@ impl<'a> Gen<'a> {
     }
 }
 
+/// How long the operation executor's mount of a synthetic volume runs
+/// before it is marked mounted.
+pub const SYNTH_SETUP_MS: f64 = 3.0;
+
 fn s(v: &str) -> Val {
     Val::S(v.to_string())
 }
@@ -409,6 +422,24 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         };
         let st = T0_MONO_NS + ns(pod.start_ms);
         pt.sync_start = st;
+        if pod.readopted {
+            g.open("sync", st, goid, &who(Some(2)))?;
+            g.open("runtime_sync", st + 200_000, goid, &who(None))?;
+            g.close("runtime_sync", st + 900_000, goid, &[])?;
+            pt.sync_end = st + 1_000_000;
+            g.close("sync", pt.sync_end, goid, &[("error", Val::N(0))])?;
+            let mut t = pt.sync_end;
+            for _ in 0..pod.later_syncs {
+                t += 50_000_000;
+                g.open("sync", t, goid, &who(Some(0)))?;
+                t += 300_000;
+                g.close("sync", t, goid, &[("error", Val::N(0))])?;
+            }
+            end = end.max(t);
+            pt.spans = g.spans - before;
+            truth.pods.push(pt);
+            continue;
+        }
         let first_type = if pod.already_running { 0 } else { 2 };
         g.open("sync", st, goid, &who(Some(first_type)))?;
         let mw = st + ns(pod.pre_mount_ms);
@@ -431,18 +462,27 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         }
         let mounted: Vec<u64> = pod.volumes_ms.iter().map(|v| mw + ns(*v)).collect();
         for (v, &m) in mounted.iter().enumerate() {
-            // MarkVolumeAsMounted runs on an operation executor goroutine.
+            // The operation executor mounts each volume on a goroutine of
+            // its own (SYNTH_SETUP_MS of plugin SetUp), which ends by
+            // marking it mounted (MarkVolumeAsMounted).
             let vg = 5000 + 16 * i as u64 + v as u64;
+            let unique = format!("kubernetes.io/configmap/{}-vol{v}", pod.uid);
+            let setup = [
+                ("volume", s(&unique)),
+                ("outer_volume", s(&format!("vol{v}"))),
+                ("pod_uid", s(&pod.uid)),
+                ("pod_name", s(&pod.name)),
+            ];
+            let from = m.saturating_sub(ns(SYNTH_SETUP_MS));
+            g.open("volume_setup", from, vg, &setup)?;
             let args = [
                 ("pod_unique_name", s(&pod.uid)),
                 ("pod_uid", s(&pod.uid)),
-                (
-                    "volume",
-                    s(&format!("kubernetes.io/configmap/{}-vol{v}", pod.uid)),
-                ),
+                ("volume", s(&unique)),
             ];
             g.open("volume_mounted", m, vg, &args)?;
             g.close("volume_mounted", m + 20_000, vg, &[])?;
+            g.close("volume_setup", m + 30_000, vg, &[("error", Val::N(0))])?;
         }
         pt.volumes_mounted = mounted.iter().copied().max();
         if !pod.volumes_ms.is_empty() {
@@ -557,7 +597,8 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         pt.runtime_sync = (rs, t);
         if !spec.runtime_after_sync {
             pt.sync_end = t + ns(pod.post_ms);
-            g.close("sync", pt.sync_end, goid, &[("error", Val::N(0))])?;
+            let error = Val::N(u64::from(pod.sync_error));
+            g.close("sync", pt.sync_end, goid, &[("error", error)])?;
         }
         if spec.post_sync_relist {
             // postSync → RequestRelist → relistPod on PLEG's goroutine,
@@ -636,12 +677,14 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
         version: FORMAT_VERSION,
         podtrace_version: env!("CARGO_PKG_VERSION").into(),
         hostname: spec.hostname.clone(),
+        node_name: spec.hostname.clone(),
         mono_to_unix_ns: T0_UNIX_NS - T0_MONO_NS as i64,
         started_unix_ns: T0_UNIX_NS,
         binaries: std::iter::once(crate::format::BinaryRecord {
             name: "kubelet".into(),
             path: "/usr/bin/kubelet".into(),
             go_version: Some("go1.27.0".into()),
+            version: Some("v1.36.3".into()),
             pids: vec![spec.pid],
             unresolved: vec![],
             identity: None,
@@ -652,6 +695,7 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
             name: "containerd".into(),
             path: "/usr/bin/containerd".into(),
             go_version: Some("go1.24.0".into()),
+            version: Some("v2.2.9".into()),
             pids: vec![pid],
             unresolved: vec![],
             identity: None,
@@ -677,7 +721,7 @@ pub fn synth(spec: &SynthSpec) -> Result<(Trace, SynthTruth)> {
 pub fn write_trace(trace: &Trace, path: &std::path::Path) -> Result<()> {
     let mut w = crate::trace::Writer::create(path, &trace.header)?;
     for e in &trace.events {
-        w.event(e.clone())?;
+        w.event(e)?;
     }
     w.finish(trace.footer.clone().unwrap_or_default())
 }
@@ -800,12 +844,12 @@ pub fn write_busy_node(spec: &BusyNode, path: &std::path::Path) -> Result<BusySt
         g.events.sort_by_key(|e| e.t);
         let keep = g.events.partition_point(|e| e.t < to);
         for e in g.events.drain(..keep) {
-            w.event(e)?;
+            w.event(&e)?;
         }
         from = to;
     }
     for e in g.events.drain(..) {
-        w.event(e)?;
+        w.event(&e)?;
     }
     st.events = w.events;
     st.spans = g.spans as u64;

@@ -29,9 +29,9 @@ pub struct Chain {
     pub base: PathBuf,
     /// Oldest first.
     pub files: Vec<PathBuf>,
-    /// The node the recording ran on: the header's hostname (podtrace's
-    /// header has no node field; on a DaemonSet with hostNetwork, or on the
-    /// host, the hostname is the node's name), or FILE's stem when empty.
+    /// The node the recording ran on: the header's node name
+    /// (`--node-name`, `$NODE_NAME`, else the hostname), or FILE's stem
+    /// when it names none.
     pub node: String,
 }
 
@@ -213,12 +213,12 @@ pub fn read_header(path: &Path) -> Result<Header> {
 
 /// Groups files into rotated chains, in the order their first file was
 /// given. `FILE.N` joins FILE's chain when both were written by one
-/// recording (same hostname and clock offset in their headers: the writer
+/// recording (same node and clock offset in their headers: the writer
 /// copies the header into every file it rotates to); otherwise it is a
 /// chain of its own. Duplicates (the same file twice) are read once.
 pub fn chains(files: &[PathBuf]) -> Result<Vec<Chain>> {
     let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
-    // (base, hostname, clock offset) → numbered files.
+    // (base, node, clock offset) → numbered files.
     type Key = (PathBuf, String, i64);
     let mut groups: Vec<(Key, Vec<(u32, PathBuf)>)> = Vec::new();
     for f in files {
@@ -228,21 +228,21 @@ pub fn chains(files: &[PathBuf]) -> Result<Vec<Chain>> {
         }
         let h = read_header(f)?;
         let (base, n) = split_rotation(f);
-        let key = (base, h.hostname, h.mono_to_unix_ns);
+        let key = (base, h.node().to_string(), h.mono_to_unix_ns);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push((n, f.clone())),
             None => groups.push((key, vec![(n, f.clone())])),
         }
     }
     let mut out = Vec::new();
-    for ((base, hostname, _), mut v) in groups {
+    for ((base, node, _), mut v) in groups {
         // Oldest first: the highest number first, FILE itself last.
         v.sort_by_key(|x| std::cmp::Reverse(x.0));
         if v.windows(2).any(|w| w[0].0 == w[1].0) {
             // Two files of one number: not one recording's chain.
             for (_, f) in v {
                 out.push(Chain {
-                    node: node_name(&hostname, &f),
+                    node: node_name(&node, &f),
                     base: f.clone(),
                     files: vec![f],
                 });
@@ -250,7 +250,7 @@ pub fn chains(files: &[PathBuf]) -> Result<Vec<Chain>> {
             continue;
         }
         out.push(Chain {
-            node: node_name(&hostname, &base),
+            node: node_name(&node, &base),
             base,
             files: v.into_iter().map(|(_, f)| f).collect(),
         });
@@ -258,11 +258,13 @@ pub fn chains(files: &[PathBuf]) -> Result<Vec<Chain>> {
     Ok(out)
 }
 
-fn node_name(hostname: &str, base: &Path) -> String {
-    if hostname.trim().is_empty() {
+/// The header's node (`record --node-name`, `$NODE_NAME`, else the
+/// hostname), or the file's stem for a trace that names none.
+fn node_name(node: &str, base: &Path) -> String {
+    if node.trim().is_empty() {
         stem_of(base)
     } else {
-        hostname.to_string()
+        node.to_string()
     }
 }
 

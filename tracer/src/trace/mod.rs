@@ -51,7 +51,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e:#}"));
         let mut e = t.events[0].clone();
         e.p = 2 * n - 1;
-        w.event(e).unwrap_or_else(|e| panic!("{e:#}"));
+        w.event(&e).unwrap_or_else(|e| panic!("{e:#}"));
         w.finish(Footer::default())
             .unwrap_or_else(|e| panic!("{e:#}"));
         let back = Trace::read(&path).unwrap_or_else(|e| panic!("{e:#}"));
@@ -83,6 +83,49 @@ mod tests {
     }
 
     #[test]
+    fn an_existing_trace_is_moved_aside_never_truncated() {
+        let t = small_trace();
+        let dir = tmp("aside");
+        let path = dir.join("t.trace");
+        let write = |n: usize, rot: Option<Rotation>| {
+            let mut w =
+                Writer::create_rotating(&path, &t.header, rot).unwrap_or_else(|e| panic!("{e:#}"));
+            for e in t.events.iter().take(n) {
+                w.event(e).unwrap_or_else(|e| panic!("{e:#}"));
+            }
+            w.finish(Footer::default())
+                .unwrap_or_else(|e| panic!("{e:#}"));
+        };
+        let events = |n: u32| {
+            Trace::read(&Rotation::numbered(&path, n))
+                .unwrap_or_else(|e| panic!("{e:#}"))
+                .events
+                .len()
+        };
+        // Three recordings, newest first: t.trace, t.trace.1, t.trace.2.
+        for n in [1, 2, 3] {
+            write(n, None);
+        }
+        assert_eq!((events(0), events(1), events(2)), (3, 2, 1));
+        // With --max-files 3 the oldest goes.
+        write(
+            4,
+            Some(Rotation {
+                max_bytes: 1 << 30,
+                max_files: 3,
+            }),
+        );
+        assert_eq!((events(0), events(1), events(2)), (4, 3, 2));
+        assert!(!Rotation::numbered(&path, 3).exists());
+        // An empty file holds nothing to keep.
+        let empty = dir.join("e.trace");
+        std::fs::write(&empty, "").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(writer::move_aside(&empty, None).ok().flatten(), None);
+        assert!(empty.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn rotation_numbers_files_like_logrotate_and_keeps_max_files() {
         let t = small_trace();
         let dir = tmp("rotate");
@@ -94,7 +137,7 @@ mod tests {
         let mut w = Writer::create_rotating(&path, &t.header, Some(rot))
             .unwrap_or_else(|e| panic!("{e:#}"));
         for e in t.events.iter().cycle().take(2000) {
-            w.event(e.clone()).unwrap_or_else(|e| panic!("{e:#}"));
+            w.event(e).unwrap_or_else(|e| panic!("{e:#}"));
         }
         w.finish(Footer::default())
             .unwrap_or_else(|e| panic!("{e:#}"));
@@ -114,6 +157,60 @@ mod tests {
             total += r.events.len();
         }
         assert!(total < 2000, "older files were deleted");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Each rotated file's footer counts its own drops and hits (those
+    /// since the file began), so that the files' counts add up to the
+    /// recording's, and the last file's too.
+    #[test]
+    fn each_rotated_file_carries_only_its_own_drops_and_hits() {
+        let t = small_trace();
+        let dir = tmp("rotate-counts");
+        let path = dir.join("t.trace");
+        let rot = Rotation {
+            max_bytes: 4096,
+            max_files: 10_000,
+        };
+        let mut w = Writer::create_rotating(&path, &t.header, Some(rot))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        // Every event was one hit, and every tenth hit was dropped.
+        let mut drops = 0;
+        for (i, e) in t.events.iter().cycle().take(300).enumerate() {
+            drops += u64::from(i % 10 == 0);
+            w.counters = (drops, i as u64 + 1 + drops);
+            w.event(e).unwrap_or_else(|e| panic!("{e:#}"));
+        }
+        let end = w.counters;
+        w.finish(Footer {
+            drops: end.0,
+            hits: end.1,
+            ..Footer::default()
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        let (mut sum_drops, mut sum_hits, mut files) = (0, 0, 0);
+        for n in 0.. {
+            let f = Rotation::numbered(&path, n);
+            if !f.exists() {
+                break;
+            }
+            let footer = Trace::read(&f)
+                .unwrap_or_else(|e| panic!("{e:#}"))
+                .footer
+                .unwrap_or_else(|| panic!("{} has no footer", f.display()));
+            // Hits here: this file's events and drops (to the event the
+            // counters were read at).
+            assert!(
+                footer.hits.abs_diff(footer.events + footer.drops) <= 1,
+                "{}: {footer:?}",
+                f.display()
+            );
+            sum_drops += footer.drops;
+            sum_hits += footer.hits;
+            files += 1;
+        }
+        assert!(files > 3, "{files} files");
+        assert_eq!((sum_drops, sum_hits), end);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

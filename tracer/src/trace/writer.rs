@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 
 use crate::{
     clock::mono_now,
-    format::{BinaryAdded, Footer, Header, Line, Note, Rec},
+    format::{BinaryAdded, EventLine, Footer, Header, Line, Note, Rec},
 };
 
 /// `--max-size`/`--max-files`: when the file reaches `max_bytes` it gets
@@ -58,6 +58,45 @@ pub struct Writer {
     pub events: u64,
     /// Drops and probe hits as last read (for the footer of a rotated file).
     pub counters: (u64, u64),
+    /// Where an earlier trace at the path was moved to.
+    pub moved_aside: Option<PathBuf>,
+    /// [`Writer::counters`] when the current file began: each file's footer
+    /// carries its own drops and hits, not those of the files before it.
+    file_counters: (u64, u64),
+}
+
+/// Moves an existing, non-empty regular file at `path` aside as `path.1`
+/// (an older `.1` becomes `.2`, and so on, as rotation does): a recording
+/// restarted with the same `-o` (a DaemonSet pod after a rollout, an OOM
+/// kill or a crash) must not wipe the last one's trace. With `max_files`,
+/// at most that many files are kept, the oldest deleted; without, all.
+/// Returns the name it was moved to.
+pub fn move_aside(path: &Path, max_files: Option<u32>) -> Result<Option<PathBuf>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() && m.len() > 0 => {}
+        // Nothing there, nothing in it, or not a file (a FIFO, /dev/null):
+        // nothing to keep.
+        _ => return Ok(None),
+    }
+    let name = |n| Rotation::numbered(path, n);
+    // The first number free (or the last one kept).
+    let mut last = 1;
+    while name(last).exists() && max_files.is_none_or(|m| last + 1 < m.max(2)) {
+        last += 1;
+    }
+    if max_files.is_some_and(|m| m <= 1) {
+        // One file kept: the new one. (Only with --max-files 1.)
+        std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+        return Ok(None);
+    }
+    for n in (0..last).rev() {
+        let (from, to) = (name(n), name(n + 1));
+        if from.exists() {
+            std::fs::rename(&from, &to)
+                .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+        }
+    }
+    Ok(Some(name(1)))
 }
 
 /// Creates (or truncates) `path` with mode 0600.
@@ -81,12 +120,16 @@ impl Writer {
         Self::create_rotating(path, header, None)
     }
 
+    /// A writer of `path`, rotated with `rotation`. An existing trace at
+    /// `path` is moved aside first ([`move_aside`]), never truncated.
     pub fn create_rotating(
         path: &Path,
         header: &Header,
         rotation: Option<Rotation>,
     ) -> Result<Writer> {
+        let moved_aside = move_aside(path, rotation.map(|r| r.max_files))?;
         let mut w = Writer {
+            moved_aside,
             out: BufWriter::with_capacity(1 << 20, create_private(path)?),
             path: path.to_path_buf(),
             header: header.clone(),
@@ -97,6 +140,7 @@ impl Writer {
             scratch: Vec::with_capacity(1024),
             events: 0,
             counters: (0, 0),
+            file_counters: (0, 0),
         };
         w.line(&Line::Header(Box::new(header.clone())))?;
         w.flush()?;
@@ -107,7 +151,7 @@ impl Writer {
         &self.path
     }
 
-    fn line(&mut self, l: &Line) -> Result<()> {
+    fn line(&mut self, l: &impl serde::Serialize) -> Result<()> {
         self.scratch.clear();
         serde_json::to_writer(&mut self.scratch, l)?;
         self.scratch.push(b'\n');
@@ -117,10 +161,10 @@ impl Writer {
             .with_context(|| format!("writing trace {}", self.path.display()))
     }
 
-    pub fn event(&mut self, r: Rec) -> Result<()> {
+    pub fn event(&mut self, r: &Rec) -> Result<()> {
         self.events += 1;
         self.file_events += 1;
-        self.line(&Line::Event(r))?;
+        self.line(&EventLine::Event(r))?;
         self.rotate_if_full()
     }
 
@@ -151,10 +195,11 @@ impl Writer {
         if self.bytes < rot.max_bytes {
             return Ok(());
         }
+        let (drops, hits) = self.since_file_began(self.counters);
         let footer = Footer {
             events: self.file_events,
-            drops: self.counters.0,
-            hits: self.counters.1,
+            drops,
+            hits,
             duration_ns: mono_now().saturating_sub(self.file_started_ns),
             stopped_by: ROTATED.into(),
             capture_problems: Vec::new(),
@@ -181,20 +226,38 @@ impl Writer {
         self.out = BufWriter::with_capacity(1 << 20, create_private(&self.path)?);
         self.bytes = 0;
         self.file_events = 0;
+        self.file_counters = self.counters;
         self.file_started_ns = mono_now();
         let header = Line::Header(Box::new(self.header.clone()));
         self.line(&header)?;
         self.flush()
     }
 
+    /// Whether the trace is rotated (then the drain keeps
+    /// [`Writer::counters`] current, for each file's footer).
+    pub fn rotates(&self) -> bool {
+        self.rotation.is_some()
+    }
+
+    /// Drops and hits since the current file began, from `total`.
+    fn since_file_began(&self, total: (u64, u64)) -> (u64, u64) {
+        (
+            total.0.saturating_sub(self.file_counters.0),
+            total.1.saturating_sub(self.file_counters.1),
+        )
+    }
+
     pub fn finish(mut self, footer: Footer) -> Result<()> {
+        // Per file when rotated: what this file holds.
+        let (drops, hits) = self.since_file_began((footer.drops, footer.hits));
         let footer = Footer {
-            // Per file when rotated: what this file holds.
             events: if self.rotation.is_some() {
                 self.file_events
             } else {
                 footer.events
             },
+            drops,
+            hits,
             ..footer
         };
         self.line(&Line::Footer(footer))?;
