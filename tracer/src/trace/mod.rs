@@ -2,6 +2,7 @@
 //! records themselves are [`crate::format`]'s; neither side knows how they
 //! were recorded or what they will be analysed for.
 
+pub mod chain;
 pub mod reader;
 pub mod writer;
 
