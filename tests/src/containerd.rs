@@ -220,7 +220,15 @@ impl Cni {
         let h = self.bridge.trim_start_matches("ptbr");
         let mac = format!("02:70:74:{}:{}:{}", &h[0..2], &h[2..4], &h[4..6]);
         for args in [
-            vec!["link", "add", &self.bridge, "address", &mac, "type", "bridge"],
+            vec![
+                "link",
+                "add",
+                &self.bridge,
+                "address",
+                &mac,
+                "type",
+                "bridge",
+            ],
             vec![
                 "addr",
                 "add",
