@@ -26,7 +26,7 @@ use super::{
     stats::{self, MinEffect, Shift, Verdict},
 };
 use crate::{
-    correlate::{Correlated, Correlator, InOrder, REORDER_NS},
+    correlate::{correlate_stream, Correlated},
     trace::{
         chain::{Chain, ChainReader},
         TraceInfo,
@@ -44,30 +44,11 @@ pub const NODE_MIN_EFFECT: MinEffect = MinEffect {
 /// as one stream of events: calls open when a file was rotated close in the
 /// next one.
 pub fn read_chain(chain: &Chain, max_open_ns: u64) -> Result<(TraceInfo, Correlated)> {
-    let mut reader = ChainReader::open(&chain.files)?;
-    let probes = reader.probes().to_vec();
-    let mut known = probes.len();
-    let mut c = InOrder::new(Correlator::new(&probes, max_open_ns));
-    while let Some(e) = reader.next_event()? {
-        // A new file's header or a `binary` line grew the table before
-        // the first event naming its probes.
-        let table = reader.probes();
-        if table.len() > known {
-            c.add_probes(&table[known..]);
-            known = table.len();
-        }
-        c.push(e);
-    }
-    let (corr, late) = c.finish();
-    let mut info = reader.finish();
-    if late > 0 {
-        info.warnings.push(format!(
-            "{}: {late} events came more than {} s after later ones and were paired in file order",
-            chain.base.display(),
-            REORDER_NS / 1_000_000_000
-        ));
-    }
-    Ok((info, corr))
+    correlate_stream(
+        ChainReader::open(&chain.files)?,
+        &chain.base.display().to_string(),
+        max_open_ns,
+    )
 }
 
 /// One node's chains (several when it was recorded more than once).
