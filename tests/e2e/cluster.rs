@@ -324,16 +324,38 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
 
     // kubelet's own spans (exported in batches) and its metrics.
     let spans = wait_sync_spans(&c.node().sink, &uids);
-    // kubelet observes a pod's SLI once its watch shows the pod running,
-    // which can come after the API said ready: wait for the stateless ones.
+    // kubelet observes a pod's SLI once its watch shows the pod running
+    // (after its status PATCH came back), which can come well after the API
+    // said ready: wait until it logged and counted every stateless pod.
     let t_sli = Instant::now();
+    let stateless_names: Vec<String> = stateless
+        .iter()
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["metadata"]["namespace"].as_str().unwrap_or("default"),
+                name_of(p)
+            )
+        })
+        .collect();
     let kubelet_metrics = loop {
         let m = c.kubelet_metrics();
         let (_, _, n) = histogram(&m, "kubelet_pod_start_sli_duration_seconds");
-        if n >= STATELESS as f64 || t_sli.elapsed() > Duration::from_secs(30) {
+        let log = c.node().klog();
+        let logged = stateless_names
+            .iter()
+            .filter(|name| pod_klog(&log, "Observed pod startup duration", name).is_some())
+            .count();
+        if (n >= STATELESS as f64 && logged == STATELESS)
+            || t_sli.elapsed() > Duration::from_secs(90)
+        {
+            eprintln!(
+                "cluster: kubelet counted {n} SLI samples and logged {logged} of {STATELESS} stateless pods {:.1} s after they were ready",
+                t_sli.elapsed().as_secs_f64()
+            );
             break m;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(500));
     };
 
     // podtrace's live metrics on its pod's IP, labelled with the node: the

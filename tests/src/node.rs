@@ -188,9 +188,11 @@ pub fn stage(pod: &Value, name: &str) -> Stage {
 /// podtrace stamps the function's entry and return; kubelet stamps its log
 /// line or span a few instructions inside. On two cores busy with a control
 /// plane, kubelet's goroutine is now and then preempted between the two for
-/// one scheduler slice (~1.1 ms seen, 1 in 36 comparisons). So one
-/// comparison in 20 (at least one) may exceed the tolerance, by at most
-/// [`Agreement::PREEMPTED`] times it, and is printed; any other fails.
+/// a scheduler slice or more (1.08-1.10 ms seen on a quiet machine, 3.02 ms
+/// once while a Go build ran beside the test). So one comparison in 20 (at
+/// least one) may exceed the tolerance, by at most [`Agreement::PREEMPTED`]
+/// times it, and is printed; any other fails. A wrong probe site or
+/// argument misses by a sync, not by milliseconds.
 pub struct Agreement {
     tolerance_ms: f64,
     /// |podtrace − kubelet| per comparison, µs.
@@ -201,7 +203,7 @@ pub struct Agreement {
 
 impl Agreement {
     /// How far past the tolerance a preempted comparison may be.
-    pub const PREEMPTED: f64 = 3.0;
+    pub const PREEMPTED: f64 = 5.0;
 
     pub fn new(tolerance_ms: f64) -> Agreement {
         Agreement {
