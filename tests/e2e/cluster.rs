@@ -578,12 +578,6 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
     drop(prom);
     let kubelet_metrics = c.kubelet_metrics();
 
-    // What podtrace said while recording (kubelet removes its log with the
-    // pod).
-    let ds_log = c
-        .node()
-        .container_log(DS_NAMESPACE, &ds_name, &ds_uid, "podtrace");
-
     // 3. Delete the DaemonSet: the trace gets its footer in the grace period.
     let trace = traces.join(format!("{NODE_NAME}.trace"));
     let t_delete = Instant::now();
@@ -1212,6 +1206,11 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
         .as_array()
         .expect("pods")
         .iter()
+        .filter(|p| {
+            p["uid"]
+                .as_str()
+                .is_some_and(|u| uids.iter().chain(&outage_uids).any(|x| x == u))
+        })
         .filter(|p| p["stages"][0]["stage"] == "sync")
         .filter_map(|p| p["stages"][0]["duration_ms"].as_f64())
         .map(|ms| ms / 1e3)

@@ -1,7 +1,10 @@
-//! Debian's Prometheus (`/usr/bin/prometheus`, `cargo xtask setup` installs
-//! it) for the cluster test and `cargo xtask demo --cluster`: its own
-//! config, storage and port, never the packaged service; a pid file, stopped
-//! by that pid.
+//! Prometheus for the cluster test and `cargo xtask demo --cluster`:
+//! release 3.16 built by `cargo xtask setup` from its Go module
+//! (`~/.podtrace/bin/prometheus-v0.316.0`). Debian 12's package (2.42, at
+//! `/usr/bin/prometheus`, which `tests/e2e/live.rs` scrapes a static target
+//! with) is built without the Kubernetes service discovery: its config
+//! parser rejects `kubernetes_sd_configs` ("field not found"). Its own
+//! config, storage and port; a pid file, stopped by that pid.
 //!
 //! [`scrape_config_for`] turns the shipped `deploy/prometheus-scrape.yaml`
 //! (in-cluster: the pod's service account) into one for a Prometheus
@@ -18,10 +21,25 @@ use serde_json::Value;
 
 use crate::{
     cluster::{pid_file_process, write_pid_file},
-    util::{free_port, http_get, tail},
+    util::{free_port, http_get, podtrace_home, tail},
 };
 
-pub const PROMETHEUS: &str = "/usr/bin/prometheus";
+/// The module version `cargo xtask setup` builds (v0.3MM.P: release 3.MM.P).
+pub const MODULE_VERSION: &str = "v0.316.0";
+
+/// `~/.podtrace/bin/prometheus-v0.316.0`; panics with what to run when it
+/// is missing.
+pub fn bin() -> PathBuf {
+    let p = podtrace_home()
+        .join("bin")
+        .join(format!("prometheus-{MODULE_VERSION}"));
+    assert!(
+        p.is_file(),
+        "{} does not exist: `cargo xtask setup` builds it from github.com/prometheus/prometheus",
+        p.display()
+    );
+    p
+}
 
 /// A query string's URL encoding (everything but unreserved characters).
 pub fn encode_query(q: &str) -> String {
@@ -77,16 +95,12 @@ impl Prometheus {
     /// Starts Prometheus with `config` (files in `dir`, pid file
     /// `PIDS/prometheus.pid`); returns once `/-/ready` answers.
     pub fn start(dir: &Path, pids: &Path, config: &str) -> Prometheus {
-        assert!(
-            Path::new(PROMETHEUS).is_file(),
-            "{PROMETHEUS} missing: install Debian's `prometheus` package (cargo xtask setup does)"
-        );
         std::fs::create_dir_all(dir).expect("create Prometheus's dir");
         let cfg = dir.join("prometheus.yml");
         std::fs::write(&cfg, config).expect("write prometheus.yml");
         let addr = format!("127.0.0.1:{}", free_port());
         let log = dir.join("prometheus.log");
-        let child = Command::new(PROMETHEUS)
+        let child = Command::new(bin())
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -97,7 +111,7 @@ impl Prometheus {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("prometheus log"))
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {PROMETHEUS}: {e}"));
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin().display()));
         let pid_file = pids.join("prometheus.pid");
         write_pid_file(&pid_file, child.id());
         let mut p = Prometheus {

@@ -50,6 +50,11 @@ pub const OTELCOL_COMPONENTS: [(&str, &str); 3] = [
         "go.opentelemetry.io/collector/exporter/otlpexporter",
     ),
 ];
+/// Prometheus, built from its module (v0.3MM.P is release 3.MM.P): Debian
+/// 12's `prometheus` 2.42 is built without the Kubernetes service
+/// discovery (`kubernetes_sd_configs`: "field not found"), which the
+/// cluster test and the shipped scrape config use.
+pub const PROMETHEUS_MODULE_VERSION: &str = "v0.316.0";
 /// The `k8s.io/kubernetes/cmd/X` programs of the cluster harness.
 pub const CONTROL_PLANE: [&str; 4] = [
     "kube-apiserver",
@@ -109,6 +114,11 @@ pub fn control_plane(cmd: &str) -> PathBuf {
 /// Path of the test collector: `bin/otelcol-podtrace-v0.165.0`.
 pub fn otelcol() -> PathBuf {
     bin_dir().join(format!("otelcol-podtrace-{OTELCOL_VERSION}"))
+}
+
+/// Path of the Prometheus build: `bin/prometheus-v0.316.0`.
+pub fn prometheus() -> PathBuf {
+    bin_dir().join(format!("prometheus-{PROMETHEUS_MODULE_VERSION}"))
 }
 
 /// Directory holding `containerd`, `containerd-shim-runc-v2` and `ctr`.
@@ -663,6 +673,42 @@ fn build_otelcol(gover: &str) -> Result<()> {
     Ok(())
 }
 
+/// Builds Prometheus (`go install …/cmd/prometheus`, without the web UI's
+/// assets: the HTTP API is what the tests use) unless up to date.
+fn build_prometheus(gover: &str) -> Result<()> {
+    let bin = prometheus();
+    let name = format!("prometheus-{PROMETHEUS_MODULE_VERSION}");
+    let pkg =
+        format!("github.com/prometheus/prometheus/cmd/prometheus@{PROMETHEUS_MODULE_VERSION}");
+    let recipe = format!("{pkg}\n{gover}\nCGO_ENABLED=0\n");
+    if recipe_ok(&bin, &recipe) {
+        progress(&name, &format!("present ({})", bin.display()));
+        return Ok(());
+    }
+    let t = Instant::now();
+    let dir = home().join("upstream").join(&name);
+    std::fs::create_dir_all(&dir)?;
+    progress(
+        &name,
+        &format!(
+            "go install {pkg} (Debian's has no Kubernetes discovery; cold: minutes on 2 cores)"
+        ),
+    );
+    run_tail(
+        go_cmd(&dir)
+            .env("GOBIN", dir.join("bin"))
+            .args(["install", &pkg]),
+        &format!("go install {pkg}"),
+        &dir,
+    )?;
+    let tmp = suffixed(&bin, &format!(".tmp{}", std::process::id()));
+    std::fs::rename(dir.join("bin/prometheus"), &tmp)?;
+    std::fs::rename(&tmp, &bin)?;
+    write_recipe(&bin, &recipe)?;
+    done(&name, t);
+    Ok(())
+}
+
 /// Builds every upstream binary the demo and the tests use.
 pub fn run() -> Result<()> {
     let gover = go_version()?;
@@ -681,6 +727,7 @@ pub fn run() -> Result<()> {
     build_containerd(&gover)?;
     build_control_plane(&gover)?;
     build_otelcol(&gover)?;
+    build_prometheus(&gover)?;
     Ok(())
 }
 
@@ -689,6 +736,26 @@ mod tests {
     use super::*;
 
     const GOMOD: &str = "module k8s.io/kubernetes\n\ngo 1.24.0\n\ngodebug default=go1.24\n\nrequire (\n\tk8s.io/api v0.0.0\n)\n\nreplace (\n\tk8s.io/api => ./staging/src/k8s.io/api\n\tk8s.io/cri-api => ./staging/src/k8s.io/cri-api\n\tgithub.com/x/y => github.com/x/y v1.0.0\n)\n";
+
+    #[test]
+    fn collector_manifest_lists_each_component_at_the_release() {
+        let m = otelcol_manifest(Path::new("/x/build"));
+        assert!(m.contains("  output_path: /x/build\n"), "{m}");
+        let receivers = m.find("receivers:").expect("receivers");
+        let exporters = m.find("exporters:").expect("exporters");
+        for (kind, module) in OTELCOL_COMPONENTS {
+            let at = m
+                .find(&format!("  - gomod: {module} {OTELCOL_VERSION}\n"))
+                .unwrap_or_else(|| panic!("{module} missing: {m}"));
+            let section = if at > exporters {
+                "exporters"
+            } else {
+                "receivers"
+            };
+            assert!(at > receivers, "{m}");
+            assert_eq!(section, kind, "{module} under {section}: {m}");
+        }
+    }
 
     #[test]
     fn wrapper_replaces_every_staging_module() {
