@@ -495,7 +495,22 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
     let outage = t_kill.elapsed();
     c.collector().restart();
     let restarted_ns = now_unix_ns();
-    let rec_uid = new_pods(c.scale_up("outage", 2 + OUTAGE_PODS, Duration::from_secs(120)));
+    // One more pod (scale_up would start again from one replica, deleting
+    // the outage's pods).
+    c.kubectl(&[
+        "scale",
+        "deployment/outage",
+        "-n",
+        NAMESPACE,
+        &format!("--replicas={}", 2 + OUTAGE_PODS),
+    ]);
+    let rec_uid = new_pods(c.wait_pods_ready(
+        NAMESPACE,
+        "app=outage",
+        2 + OUTAGE_PODS,
+        Duration::from_secs(120),
+    ));
+    assert_eq!(rec_uid.len(), 1, "one pod after the outage");
     let rec_arrived = arrival(&c.collector().sink, &rec_uid[0]);
     let (sent1, failed1, lag1) = drained("after the outage");
     let dropped1 = otlp_count("dropped");
@@ -508,7 +523,11 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
         (OUTAGE_PODS as f64, 0.0),
         "OTLP pods failed, dropped across the outage"
     );
-    assert!(sent1 - sent0 >= 1.0, "nothing sent after the outage");
+    assert_eq!(
+        sent1 - sent0,
+        1.0,
+        "sent after the outage: the pod after it"
+    );
     {
         // What podtrace's pushes after the baseline pod carried, in the
         // order the collector forwarded them.
