@@ -674,13 +674,17 @@ fn build_otelcol(gover: &str) -> Result<()> {
 }
 
 /// Builds Prometheus (`go install …/cmd/prometheus`, without the web UI's
-/// assets: the HTTP API is what the tests use) unless up to date.
+/// assets: the HTTP API is what the tests use; of the service discoveries
+/// only Kubernetes and the built-in file/static/HTTP ones, through
+/// upstream's `remove_all_sd` / `enable_*_sd` build tags: no cloud SDKs to
+/// download and compile) unless up to date.
 fn build_prometheus(gover: &str) -> Result<()> {
     let bin = prometheus();
     let name = format!("prometheus-{PROMETHEUS_MODULE_VERSION}");
     let pkg =
         format!("github.com/prometheus/prometheus/cmd/prometheus@{PROMETHEUS_MODULE_VERSION}");
-    let recipe = format!("{pkg}\n{gover}\nCGO_ENABLED=0\n");
+    let tags = "remove_all_sd,enable_kubernetes_sd";
+    let recipe = format!("{pkg}\n{gover}\nCGO_ENABLED=0 -tags {tags} -ldflags=-s -w\n");
     if recipe_ok(&bin, &recipe) {
         progress(&name, &format!("present ({})", bin.display()));
         return Ok(());
@@ -695,10 +699,14 @@ fn build_prometheus(gover: &str) -> Result<()> {
         ),
     );
     run_tail(
-        go_cmd(&dir)
-            .env("GOBIN", dir.join("bin"))
-            .args(["install", &pkg]),
-        &format!("go install {pkg}"),
+        go_cmd(&dir).env("GOBIN", dir.join("bin")).args([
+            "install",
+            "-tags",
+            tags,
+            "-ldflags=-s -w",
+            &pkg,
+        ]),
+        &format!("go install -tags {tags} {pkg}"),
         &dir,
     )?;
     let tmp = suffixed(&bin, &format!(".tmp{}", std::process::id()));
