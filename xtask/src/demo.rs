@@ -317,7 +317,26 @@ fn record_cluster(out: &Path, preset: &str, tuned: bool, pods: u32) -> Result<(P
         {
             std::thread::sleep(Duration::from_millis(250));
         }
-        let view = backends_view(&prom, &c.collector().sink.spans());
+        // kubelet exports its spans in batches every 5 s.
+        let t = std::time::Instant::now();
+        let spans = loop {
+            let spans = c.collector().sink.spans();
+            let kubelet_has = |uid: &str| {
+                spans
+                    .iter()
+                    .any(|s| s.name == "syncPod" && s.attr("k8s.pod.uid") == Some(uid))
+            };
+            let all = spans
+                .iter()
+                .filter(|s| s.scope == "podtrace" && s.name == "sync")
+                .filter_map(|s| s.attr("k8s.pod.uid"))
+                .all(kubelet_has);
+            if all || t.elapsed() > Duration::from_secs(10) {
+                break spans;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        let view = backends_view(&prom, &spans);
         drop(prom);
         rec.stop();
         let _ = std::fs::copy(&c.node().kubelet_log, &kl);
