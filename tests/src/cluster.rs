@@ -47,6 +47,7 @@ use serde_json::Value;
 use crate::{
     containerd::{self, Cni},
     node::{Node, NodeOpts},
+    otelcol::Collector,
     util::{free_port, podtrace_home, rand_hex, run_with_timeout, tail},
 };
 
@@ -60,7 +61,7 @@ pub const VERSION: &str = "v1.36.3";
 /// The pods' service IP range (no kube-proxy: nothing routes it).
 const SERVICE_CIDR: &str = "10.0.0.0/24";
 /// The static token of the only user (`system:masters`).
-const TOKEN: &str = "podtrace-test-token";
+pub const TOKEN: &str = "podtrace-test-token";
 /// Where stale clusters are looked for: `podtrace-cluster-*` here.
 const PREFIX: &str = "podtrace-cluster-";
 
@@ -382,6 +383,9 @@ pub struct Cluster {
     pub api_url: String,
     pub kubectl_bin: PathBuf,
     node: Option<Node>,
+    /// The OpenTelemetry Collector kubelet's tracing goes to (and
+    /// podtrace's `--otlp-endpoint` in the cluster test and the demo).
+    collector: Option<Collector>,
     /// etcd, apiserver, controller-manager, scheduler (started in that
     /// order, stopped in the reverse).
     daemons: Vec<Daemon>,
@@ -465,6 +469,7 @@ impl Cluster {
             kubectl_bin: bin("kubectl"),
             dir,
             node: None,
+            collector: None,
             daemons: Vec::new(),
             iptables_before: iptables_state(),
             ip_forward_before: ip_forward(),
@@ -474,11 +479,17 @@ impl Cluster {
         c.start_control_plane();
         let t_cp = t0.elapsed();
         let cni = Cni::random();
+        let gateway = cni.gateway.clone();
+        // kubelet exports to the collector's gRPC receiver; the collector
+        // starts once the node's bridge (its HTTP receiver's address) is
+        // up, and kubelet's exporter connects when it has spans.
+        let otel_grpc = format!("127.0.0.1:{}", free_port());
         let mut node_opts = NodeOpts::new(opts.kubelet);
         node_opts.containerd = containerd::Options::v2().cni(cni);
         node_opts.kubeconfig = Some(c.kubeconfig.clone());
         node_opts.node_name = NODE_NAME.to_string();
         node_opts.extra_config = opts.extra_kubelet_config;
+        node_opts.tracing_endpoint = Some(otel_grpc.clone());
         let node = Node::start(node_opts);
         for (name, pid) in [
             ("kubelet", node.kubelet_pid),
@@ -489,6 +500,12 @@ impl Cluster {
             write_pid_file(&c.dir.join("pids").join(format!("{name}.pid")), pid);
         }
         c.node = Some(node);
+        c.collector = Some(Collector::start(
+            &c.dir.join("otelcol"),
+            &c.dir.join("pids"),
+            &otel_grpc,
+            &gateway,
+        ));
         c.wait_node_ready();
         c.wait_for(
             "the default service account and kube-root-ca.crt",
@@ -641,6 +658,13 @@ current-context: podtrace
     /// The node (kubelet, containerd, registry, OTLP receiver).
     pub fn node(&self) -> &Node {
         self.node.as_ref().expect("the cluster's node runs")
+    }
+
+    /// The collector (kubelet's spans; podtrace's where the test says so).
+    pub fn collector(&mut self) -> &mut Collector {
+        self.collector
+            .as_mut()
+            .expect("the cluster's collector was started")
     }
 
     /// Fails with the logs of any daemon that exited.
@@ -1010,6 +1034,7 @@ spec:
         // receiver, unmounts, removes cgroups, the bridge and the node's
         // directories.
         drop(self.node.take());
+        drop(self.collector.take());
         for d in self.daemons.iter_mut().rev() {
             d.stop(Duration::from_secs(10));
         }

@@ -640,7 +640,9 @@ pub fn systematic_cri_errors(label: &str, diffs: &[(&str, f64)], tolerance_ms: f
 pub mod cluster;
 pub mod containerd;
 pub mod node;
+pub mod otelcol;
 pub mod otlp;
+pub mod prometheus;
 pub mod util;
 
 /// tests/bench (one hot function called in a loop) built with Go 1.19 into `dir`.

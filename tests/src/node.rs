@@ -405,6 +405,9 @@ pub struct NodeOpts {
     pub kubeconfig: Option<PathBuf>,
     /// The node's name (`--hostname-override`).
     pub node_name: String,
+    /// Where kubelet sends its spans (OTLP/gRPC, plain text); None: the
+    /// node's own [`otlp::Sink`]. The cluster points it at its collector.
+    pub tracing_endpoint: Option<String>,
 }
 
 impl NodeOpts {
@@ -416,6 +419,7 @@ impl NodeOpts {
             swappable: false,
             kubeconfig: None,
             node_name: NODE_NAME.to_string(),
+            tracing_endpoint: None,
         }
     }
 }
@@ -441,8 +445,11 @@ pub struct Node {
     /// `/pods`; no authentication) and its API port.
     pub read_only_port: Option<u16>,
     pub server_port: Option<u16>,
-    /// The OTLP/gRPC receiver kubelet (and containerd 2.x) send spans to.
+    /// The OTLP/gRPC receiver containerd 2.x (and kubelet, unless
+    /// [`NodeOpts::tracing_endpoint`] says otherwise) send spans to.
     pub sink: otlp::Sink,
+    /// Where kubelet sends its spans.
+    pub tracing_endpoint: String,
     /// Name of the node's cgroup root under every hierarchy.
     pub cgroup_root: String,
     kubelet: Option<Child>,
@@ -497,6 +504,10 @@ impl Node {
             server_port: opts.kubeconfig.as_ref().map(|_| free_port()),
             node_name: opts.node_name.clone(),
             kubeconfig: opts.kubeconfig.clone(),
+            tracing_endpoint: opts
+                .tracing_endpoint
+                .clone()
+                .unwrap_or_else(|| sink.endpoint.clone()),
             sink,
             cgroup_root,
             kubelet: None,
@@ -559,7 +570,7 @@ tracing:
             },
             cgroot = self.cgroup_root,
             port = self.healthz_port,
-            sink = self.sink.endpoint,
+            sink = self.tracing_endpoint,
         );
         for l in extra {
             c.push_str(l);

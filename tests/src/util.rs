@@ -74,7 +74,7 @@ pub(crate) fn workspace_bin(name: &str, var: &str, how: &str) -> PathBuf {
 }
 
 /// The last `lines` lines of a log file, headed by its path (for panics).
-pub(crate) fn tail(path: &Path, lines: usize) -> String {
+pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();

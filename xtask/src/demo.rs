@@ -22,6 +22,9 @@ use podtrace_tests::{
     cluster::{Cluster, ClusterOpts, VOLUME_KINDS},
     containerd,
     node::{Node, NodeOpts, Recorder},
+    otlp,
+    prometheus::{value_of, Prometheus},
+    util::free_port,
 };
 
 use crate::{podtrace_bin, root, sh, step, upstream, workload_dir};
@@ -218,18 +221,24 @@ fn interleaved(out: &Path, pods: u32) -> Result<()> {
 /// control plane, kubelet registered on containerd 2.x, a CNI bridge) runs
 /// a Deployment of `pods` pods with six volume kinds while podtrace
 /// records; once with the default kubelet, once with the tuned build. Prints
-/// each report (per pod: stages, each volume's mount, the poll) and, per
-/// volume kind, the median time from sync start to mounted.
+/// each report (per pod: stages, each volume's mount, the poll) with, next
+/// to it, what the cluster's OpenTelemetry Collector and a Prometheus
+/// scraping podtrace got, and, per volume kind, the median time from sync
+/// start to mounted.
 pub fn run_cluster(pods: u32) -> Result<()> {
     let out = root().join("target/demo");
     std::fs::create_dir_all(&out)?;
     let mut traces = Vec::new();
+    let mut views = Vec::new();
     for (preset, tuned) in [("default", false), ("tuned", true)] {
-        traces.push((preset, record_cluster(&out, preset, tuned, pods)?));
+        let (trace, view) = record_cluster(&out, preset, tuned, pods)?;
+        traces.push((preset, trace));
+        views.push(view);
     }
-    for (_, trace) in &traces {
+    for ((_, trace), view) in traces.iter().zip(&views) {
         step(&format!("podtrace report {}", trace.display()));
         sh(Command::new(podtrace_bin()).arg("report").arg(trace))?;
+        println!("{view}");
     }
     volume_summary(&traces)?;
     step("podtrace compare cluster-default.trace cluster-tuned.trace");
@@ -245,9 +254,11 @@ pub fn run_cluster(pods: u32) -> Result<()> {
 }
 
 /// One cluster run: bring-up, podtrace attached to the node's kubelet and
-/// containerd, the Deployment, recording stopped once every pod is ready,
-/// teardown (failing if anything is left on the machine).
-fn record_cluster(out: &Path, preset: &str, tuned: bool, pods: u32) -> Result<PathBuf> {
+/// containerd (live spans to the cluster's collector, metrics scraped by a
+/// Prometheus), the Deployment, recording stopped once every pod is ready,
+/// teardown (failing if anything is left on the machine). Returns the trace
+/// and the backends' view of the run.
+fn record_cluster(out: &Path, preset: &str, tuned: bool, pods: u32) -> Result<(PathBuf, String)> {
     let version = upstream::CONTROL_PLANE_VERSION;
     let trace = out.join(format!("cluster-{preset}.trace"));
     let kubelet_log = out.join(format!("cluster-{preset}.kubelet.log"));
@@ -263,11 +274,29 @@ fn record_cluster(out: &Path, preset: &str, tuned: bool, pods: u32) -> Result<Pa
     let res = std::panic::catch_unwind(move || {
         let mut c = Cluster::start(ClusterOpts::new(kubelet));
         c.create_volume_sources();
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let collector = c.collector().http.clone();
         let rec = Recorder::start(
             &podtrace_bin(),
             &tr,
             &c.node().pids(),
-            &["--node-name", podtrace_tests::cluster::NODE_NAME],
+            &[
+                "--node-name",
+                podtrace_tests::cluster::NODE_NAME,
+                "--otlp-endpoint",
+                &collector,
+                "--metrics",
+                &metrics,
+            ],
+        );
+        // podtrace runs on the host here, not in a pod: a static target
+        // (the cluster test discovers the DaemonSet's pod through the API).
+        let prom = Prometheus::start(
+            &c.dir.join("prometheus"),
+            &c.dir.join("pids"),
+            &format!(
+                "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nscrape_configs:\n- job_name: podtrace\n  static_configs: [{{targets: ['{metrics}']}}]\n"
+            ),
         );
         step(&format!(
             "a Deployment scaled to {pods} pods through the API, one at a time (projected token, ConfigMap, Secret, downward API, emptyDir, PVC on a local PV)"
@@ -275,24 +304,114 @@ fn record_cluster(out: &Path, preset: &str, tuned: bool, pods: u32) -> Result<Pa
         c.apply("demo", &c.deployment("demo", 0, true));
         // One pod at a time, as the standalone demo starts its static pods.
         c.scale_up("demo", pods as usize, Duration::from_secs(120));
-        // Each pod's last sync after its container started.
+        // Each pod's last sync after its container started; every start
+        // summarised, sent and scraped.
         std::thread::sleep(Duration::from_secs(2));
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_secs(20)
+            && prom
+                .query("sum(podtrace_pod_starts_total)")
+                .first()
+                .and_then(value_of)
+                != Some(f64::from(pods))
+        {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        // kubelet exports its spans in batches every 5 s.
+        let t = std::time::Instant::now();
+        let spans = loop {
+            let spans = c.collector().sink.spans();
+            let kubelet_has = |uid: &str| {
+                spans
+                    .iter()
+                    .any(|s| s.name == "syncPod" && s.attr("k8s.pod.uid") == Some(uid))
+            };
+            let all = spans
+                .iter()
+                .filter(|s| s.scope == "podtrace" && s.name == "sync")
+                .filter_map(|s| s.attr("k8s.pod.uid"))
+                .all(kubelet_has);
+            if all || t.elapsed() > Duration::from_secs(10) {
+                break spans;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        let view = backends_view(&prom, &spans);
+        drop(prom);
         rec.stop();
         let _ = std::fs::copy(&c.node().kubelet_log, &kl);
-        c.shutdown()
+        (c.shutdown(), view)
     });
     match res {
-        Ok(left) if left.is_empty() => {
+        Ok((left, view)) if left.is_empty() => {
             eprintln!(
                 "    {pods} pods recorded, cluster up and down in {:.0} s, nothing left behind; kubelet's own log: {}",
                 t.elapsed().as_secs_f64(),
                 kubelet_log.display()
             );
-            Ok(trace)
+            Ok((trace, view))
         }
-        Ok(left) => bail!("the {preset} cluster left behind: {left:#?}"),
+        Ok((left, _)) => bail!("the {preset} cluster left behind: {left:#?}"),
         Err(_) => bail!("the {preset} cluster run failed (see the message above)"),
     }
+}
+
+/// A few lines of what the collector and Prometheus got: the pods' starts
+/// at the collector, podtrace's sync span against kubelet's own syncPod
+/// span for the same pod, and Prometheus's quantiles of podtrace's
+/// histograms.
+fn backends_view(prom: &Prometheus, spans: &[otlp::Span]) -> String {
+    let ours: Vec<&otlp::Span> = spans
+        .iter()
+        .filter(|s| s.scope == "podtrace" && s.name == "sync" && s.parent_span_id.is_empty())
+        .collect();
+    let mut diffs_us: Vec<f64> = ours
+        .iter()
+        .filter_map(|o| {
+            let uid = o.attr("k8s.pod.uid")?;
+            let k = spans
+                .iter()
+                .filter(|s| s.name == "syncPod" && s.scope != "podtrace")
+                .filter(|s| s.attr("k8s.pod.uid") == Some(uid))
+                .min_by_key(|s| s.start_unix_nano)?;
+            let d = |a: u64, b: u64| (a as f64 - b as f64).abs() / 1e3;
+            Some(d(o.start_unix_nano, k.start_unix_nano).max(d(o.end_unix_nano, k.end_unix_nano)))
+        })
+        .collect();
+    diffs_us.sort_by(f64::total_cmp);
+    let q = |v: &[f64], p: f64| {
+        v.get(((v.len() as f64 * p).ceil() as usize).clamp(1, v.len().max(1)) - 1)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let kubelet_spans = spans.iter().filter(|s| s.scope != "podtrace").count();
+    let pq = |expr: &str| {
+        prom.query(expr)
+            .first()
+            .and_then(value_of)
+            .map_or_else(|| "-".to_string(), |v| format!("{:.1}", v * 1e3))
+    };
+    let hq = |p: f64, m: &str| {
+        pq(&format!(
+            "histogram_quantile({p}, sum by (le) ({m}_bucket))"
+        ))
+    };
+    format!(
+        "  OpenTelemetry Collector: {} pod starts from podtrace ({} spans), {kubelet_spans} spans of kubelet's own; podtrace's sync vs kubelet's syncPod span (worse end, n {}): median {:.0} µs, worst {:.0} µs\n  Prometheus: {} starts; sync p50 {} ms, p99 {} ms; mount wait p50 {} ms; lost to polling p50 {} ms (bucket-interpolated)",
+        ours.len(),
+        spans.len() - kubelet_spans,
+        diffs_us.len(),
+        q(&diffs_us, 0.5),
+        diffs_us.last().copied().unwrap_or(f64::NAN),
+        prom.query("sum(podtrace_pod_starts_total)")
+            .first()
+            .and_then(value_of)
+            .map_or_else(|| "-".to_string(), |v| format!("{v:.0}")),
+        hq(0.5, "podtrace_pod_start_sync_seconds"),
+        hq(0.99, "podtrace_pod_start_sync_seconds"),
+        hq(0.5, "podtrace_mount_wait_seconds"),
+        hq(0.5, "podtrace_lost_to_polling_seconds"),
+    )
 }
 
 /// Per volume kind, the median time from sync start to the volume marked

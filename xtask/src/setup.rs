@@ -49,7 +49,9 @@ pub fn run_setup() -> Result<()> {
         // cargo xtask image strips the binary it puts in the image.
         ("binutils", "/usr/bin/strip"),
         // e2e_live: a real Prometheus scrapes `record --metrics` (the
-        // binary only; the test runs it with its own config).
+        // binary only; the test runs it with its own config). Debian's is
+        // built without the Kubernetes service discovery: the cluster test
+        // uses the upstream build (upstream::build_prometheus).
         ("prometheus", "/usr/bin/prometheus"),
         // The one-node cluster (tests/src/cluster.rs, demo --cluster):
         // Debian 12's etcd 3.4 (the apiserver's store), the CNI bridge,

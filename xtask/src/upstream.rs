@@ -31,6 +31,30 @@ pub const CONTAINERD_VERSION: &str = "v2.2.9";
 /// components of one release are tested together upstream; skew is not
 /// what the cluster test is about).
 pub const CONTROL_PLANE_VERSION: &str = TUNED_KUBELET;
+/// The OpenTelemetry Collector builder and the core components of the
+/// test collector (`tests/src/otelcol.rs`): the OTLP receiver, the debug
+/// exporter (what arrived, in the collector's log) and the OTLP exporter
+/// (forwarding to the tests' sink, which writes each span as JSON).
+pub const OTELCOL_VERSION: &str = "v0.165.0";
+pub const OTELCOL_COMPONENTS: [(&str, &str); 3] = [
+    (
+        "receivers",
+        "go.opentelemetry.io/collector/receiver/otlpreceiver",
+    ),
+    (
+        "exporters",
+        "go.opentelemetry.io/collector/exporter/debugexporter",
+    ),
+    (
+        "exporters",
+        "go.opentelemetry.io/collector/exporter/otlpexporter",
+    ),
+];
+/// Prometheus, built from its module (v0.3MM.P is release 3.MM.P): Debian
+/// 12's `prometheus` 2.42 is built without the Kubernetes service
+/// discovery (`kubernetes_sd_configs`: "field not found"), which the
+/// cluster test and the shipped scrape config use.
+pub const PROMETHEUS_MODULE_VERSION: &str = "v0.316.0";
 /// The `k8s.io/kubernetes/cmd/X` programs of the cluster harness.
 pub const CONTROL_PLANE: [&str; 4] = [
     "kube-apiserver",
@@ -87,6 +111,16 @@ pub fn control_plane(cmd: &str) -> PathBuf {
     bin_dir().join(format!("{cmd}-{CONTROL_PLANE_VERSION}"))
 }
 
+/// Path of the test collector: `bin/otelcol-podtrace-v0.165.0`.
+pub fn otelcol() -> PathBuf {
+    bin_dir().join(format!("otelcol-podtrace-{OTELCOL_VERSION}"))
+}
+
+/// Path of the Prometheus build: `bin/prometheus-v0.316.0`.
+pub fn prometheus() -> PathBuf {
+    bin_dir().join(format!("prometheus-{PROMETHEUS_MODULE_VERSION}"))
+}
+
 /// Directory holding `containerd`, `containerd-shim-runc-v2` and `ctr`.
 pub fn containerd_dir() -> PathBuf {
     bin_dir().join(format!("containerd-{CONTAINERD_VERSION}"))
@@ -113,8 +147,19 @@ fn go_bin() -> PathBuf {
 /// installed toolchain only (its version is part of each recipe), no
 /// telemetry, no VCS stamping (the wrapper modules are not repositories).
 fn go_cmd(dir: &Path) -> Command {
-    let mut c = Command::new(go_bin());
+    go_env_cmd(&go_bin(), dir)
+}
+
+/// `program` with [`go_cmd`]'s environment, and the installed Go first on
+/// PATH (the collector builder runs `go` itself).
+fn go_env_cmd(program: &Path, dir: &Path) -> Command {
+    let mut c = Command::new(program);
+    let go_dir = go_bin().parent().map(Path::to_path_buf).unwrap_or_default();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(std::iter::once(go_dir).chain(std::env::split_paths(&path)))
+        .unwrap_or(path);
     c.current_dir(dir)
+        .env("PATH", path)
         .env("GOMODCACHE", home().join("go/mod"))
         .env("GOCACHE", home().join("go/cache"))
         .env("GOTOOLCHAIN", "local")
@@ -126,16 +171,23 @@ fn go_cmd(dir: &Path) -> Command {
 
 /// Runs a go command; on failure the error carries its last output lines.
 fn go(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = go_cmd(dir)
-        .args(args)
+    run_tail(
+        go_cmd(dir).args(args),
+        &format!("go {}", args.join(" ")),
+        dir,
+    )
+}
+
+/// Runs `cmd`; its stdout, or an error with its last stderr lines.
+fn run_tail(cmd: &mut Command, what: &str, dir: &Path) -> Result<String> {
+    let out = cmd
         .output()
-        .with_context(|| format!("running go {} (is Go on PATH?)", args.join(" ")))?;
+        .with_context(|| format!("running {what} (is Go on PATH?)"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(25).collect();
         bail!(
-            "`go {}` in {} failed ({}):\n{}",
-            args.join(" "),
+            "`{what}` in {} failed ({}):\n{}",
             dir.display(),
             out.status,
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
@@ -550,6 +602,121 @@ fn build_containerd(gover: &str) -> Result<()> {
     Ok(())
 }
 
+/// The collector builder's manifest: [`OTELCOL_COMPONENTS`] at
+/// [`OTELCOL_VERSION`], the sources and binary in `output`.
+pub fn otelcol_manifest(output: &Path) -> String {
+    let v = OTELCOL_VERSION;
+    let mut m = format!(
+        "dist:\n  name: otelcol-podtrace\n  description: podtrace's test collector\n  output_path: {}\n",
+        output.display()
+    );
+    for kind in ["receivers", "exporters"] {
+        m.push_str(&format!("{kind}:\n"));
+        for (_, module) in OTELCOL_COMPONENTS.iter().filter(|(k, _)| *k == kind) {
+            m.push_str(&format!("  - gomod: {module} {v}\n"));
+        }
+    }
+    m
+}
+
+/// Installs the collector builder (`go install …/cmd/builder`, Go >= 1.26)
+/// and builds the test collector with it, unless up to date.
+fn build_otelcol(gover: &str) -> Result<()> {
+    let bin = otelcol();
+    let name = format!("otelcol-podtrace-{OTELCOL_VERSION}");
+    let dir = home().join("upstream").join(&name);
+    let manifest = otelcol_manifest(&dir.join("build"));
+    let recipe = format!(
+        "go.opentelemetry.io/collector/cmd/builder {OTELCOL_VERSION}\n{gover}\nCGO_ENABLED=0\n{manifest}"
+    );
+    if recipe_ok(&bin, &recipe) {
+        progress(&name, &format!("present ({})", bin.display()));
+        return Ok(());
+    }
+    let t = Instant::now();
+    std::fs::create_dir_all(dir.join("bin"))?;
+    progress(
+        &name,
+        &format!(
+            "go install go.opentelemetry.io/collector/cmd/builder@{OTELCOL_VERSION} (about 20-40 s)"
+        ),
+    );
+    let builder_pkg = format!("go.opentelemetry.io/collector/cmd/builder@{OTELCOL_VERSION}");
+    run_tail(
+        go_cmd(&dir)
+            .env("GOBIN", dir.join("bin"))
+            .args(["install", &builder_pkg]),
+        &format!("go install {builder_pkg}"),
+        &dir,
+    )?;
+    std::fs::write(dir.join("manifest.yaml"), &manifest)?;
+    progress(
+        &name,
+        "building the collector: otlpreceiver, debugexporter, otlpexporter (about a minute)",
+    );
+    let _ = std::fs::remove_dir_all(dir.join("build"));
+    run_tail(
+        go_env_cmd(&dir.join("bin/builder"), &dir).arg("--config=manifest.yaml"),
+        "builder --config=manifest.yaml",
+        &dir,
+    )?;
+    let tmp = suffixed(&bin, &format!(".tmp{}", std::process::id()));
+    std::fs::rename(dir.join("build/otelcol-podtrace"), &tmp).with_context(|| {
+        format!(
+            "the builder wrote no {}",
+            dir.join("build/otelcol-podtrace").display()
+        )
+    })?;
+    std::fs::rename(&tmp, &bin)?;
+    write_recipe(&bin, &recipe)?;
+    done(&name, t);
+    Ok(())
+}
+
+/// Builds Prometheus (`go install …/cmd/prometheus`, without the web UI's
+/// assets: the HTTP API is what the tests use; of the service discoveries
+/// only Kubernetes and the built-in file/static/HTTP ones, through
+/// upstream's `remove_all_sd` / `enable_*_sd` build tags: no cloud SDKs to
+/// download and compile) unless up to date.
+fn build_prometheus(gover: &str) -> Result<()> {
+    let bin = prometheus();
+    let name = format!("prometheus-{PROMETHEUS_MODULE_VERSION}");
+    let pkg =
+        format!("github.com/prometheus/prometheus/cmd/prometheus@{PROMETHEUS_MODULE_VERSION}");
+    let tags = "remove_all_sd,enable_kubernetes_sd";
+    let recipe = format!("{pkg}\n{gover}\nCGO_ENABLED=0 -tags {tags} -ldflags=-s -w\n");
+    if recipe_ok(&bin, &recipe) {
+        progress(&name, &format!("present ({})", bin.display()));
+        return Ok(());
+    }
+    let t = Instant::now();
+    let dir = home().join("upstream").join(&name);
+    std::fs::create_dir_all(&dir)?;
+    progress(
+        &name,
+        &format!(
+            "go install {pkg} (Debian's has no Kubernetes discovery; cold: minutes on 2 cores)"
+        ),
+    );
+    run_tail(
+        go_cmd(&dir).env("GOBIN", dir.join("bin")).args([
+            "install",
+            "-tags",
+            tags,
+            "-ldflags=-s -w",
+            &pkg,
+        ]),
+        &format!("go install -tags {tags} {pkg}"),
+        &dir,
+    )?;
+    let tmp = suffixed(&bin, &format!(".tmp{}", std::process::id()));
+    std::fs::rename(dir.join("bin/prometheus"), &tmp)?;
+    std::fs::rename(&tmp, &bin)?;
+    write_recipe(&bin, &recipe)?;
+    done(&name, t);
+    Ok(())
+}
+
 /// Builds every upstream binary the demo and the tests use.
 pub fn run() -> Result<()> {
     let gover = go_version()?;
@@ -567,6 +734,8 @@ pub fn run() -> Result<()> {
     build_kubelet(TUNED_KUBELET, true, &gover)?;
     build_containerd(&gover)?;
     build_control_plane(&gover)?;
+    build_otelcol(&gover)?;
+    build_prometheus(&gover)?;
     Ok(())
 }
 
@@ -575,6 +744,26 @@ mod tests {
     use super::*;
 
     const GOMOD: &str = "module k8s.io/kubernetes\n\ngo 1.24.0\n\ngodebug default=go1.24\n\nrequire (\n\tk8s.io/api v0.0.0\n)\n\nreplace (\n\tk8s.io/api => ./staging/src/k8s.io/api\n\tk8s.io/cri-api => ./staging/src/k8s.io/cri-api\n\tgithub.com/x/y => github.com/x/y v1.0.0\n)\n";
+
+    #[test]
+    fn collector_manifest_lists_each_component_at_the_release() {
+        let m = otelcol_manifest(Path::new("/x/build"));
+        assert!(m.contains("  output_path: /x/build\n"), "{m}");
+        let receivers = m.find("receivers:").expect("receivers");
+        let exporters = m.find("exporters:").expect("exporters");
+        for (kind, module) in OTELCOL_COMPONENTS {
+            let at = m
+                .find(&format!("  - gomod: {module} {OTELCOL_VERSION}\n"))
+                .unwrap_or_else(|| panic!("{module} missing: {m}"));
+            let section = if at > exporters {
+                "exporters"
+            } else {
+                "receivers"
+            };
+            assert!(at > receivers, "{m}");
+            assert_eq!(section, kind, "{module} under {section}: {m}");
+        }
+    }
 
     #[test]
     fn wrapper_replaces_every_staging_module() {
