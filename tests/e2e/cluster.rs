@@ -1166,13 +1166,24 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
     // The total-duration histogram has a sample for each pod kubelet logged
     // a startup duration of: every Deployment pod (checked above), whatever
     // their volumes.
-    let (total_b, _, total_count) =
-        histogram(&kubelet_metrics, "kubelet_pod_start_total_duration_seconds");
-    let observed: BTreeSet<String> = klog
-        .iter()
-        .filter(|l| l.msg == "Observed pod startup duration")
-        .filter_map(|l| l.field("pod"))
-        .collect();
+    // Read together (a pod started later, the outage's, may be logged and
+    // counted between an earlier scrape and this log), until they agree or
+    // a minute passed.
+    let t_total = Instant::now();
+    let (total_b, total_count, observed) = loop {
+        let log = c.node().klog();
+        let m = c.kubelet_metrics();
+        let (b, _, n) = histogram(&m, "kubelet_pod_start_total_duration_seconds");
+        let observed: BTreeSet<String> = log
+            .iter()
+            .filter(|l| l.msg == "Observed pod startup duration")
+            .filter_map(|l| l.field("pod"))
+            .collect();
+        if n == observed.len() as f64 || t_total.elapsed() > Duration::from_secs(60) {
+            break (b, n, observed);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert!(observed.len() >= REPLICAS + STATELESS, "{observed:?}");
     assert_eq!(
         total_count,
