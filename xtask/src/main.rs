@@ -152,6 +152,10 @@ enum Cmd {
         #[arg(long)]
         fixtures: bool,
     },
+    /// One node check of the matrix (run by `matrix` under the e2e lock):
+    /// PODTRACE_KUBELET on PODTRACE_CONTAINERD.
+    #[command(hide = true)]
+    MatrixRow,
 }
 
 fn main() {
@@ -200,6 +204,7 @@ fn main() {
             no_node,
             fixtures,
         }),
+        Cmd::MatrixRow => matrix::row(),
         Cmd::Image { push } => setup::run()
             .and_then(|_| build())
             .and_then(|_| image::build(&podtrace_bin()))

@@ -517,6 +517,86 @@ fn build_kubelet_minor(minor: u32, pinned: Option<&str>, gover: &str) -> Result<
     )
 }
 
+/// A row's binary if it is built already (with its record).
+fn present(row: &Row) -> Option<Built> {
+    match row {
+        Row::Kubelet { minor, pinned } => {
+            let v = match pinned {
+                Some(v) => v.to_string(),
+                None => std::fs::read_dir(upstream::bin_dir())
+                    .ok()?
+                    .flatten()
+                    .filter_map(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        let v = n.strip_prefix("kubelet-")?.to_string();
+                        (semver(&v)?.1 == *minor).then_some(v)
+                    })
+                    .find(|v| record_path(&upstream::kubelet(v, false)).exists())?,
+            };
+            let b = upstream::kubelet(&v, false);
+            b.exists().then(|| {
+                let mut r = load_record(&b).unwrap_or_default();
+                r.binary = b;
+                r.version = v;
+                r
+            })
+        }
+        Row::Containerd { version, .. } => {
+            let b = upstream::containerd_dir_of(version).join("containerd");
+            b.exists().then(|| {
+                let mut r = load_record(&b).unwrap_or_default();
+                r.binary = b;
+                r.version = version.to_string();
+                r
+            })
+        }
+        Row::DebianContainerd => build_row(row, "").ok(),
+    }
+}
+
+/// Where the version fixtures live.
+pub fn fixtures_dir() -> PathBuf {
+    crate::root().join("tracer/tests/fixtures/versions")
+}
+
+/// `--fixtures`: one JSON per built binary, what the catalogue reads of it.
+fn write_fixtures(built: &[(Row, Result<Built, String>)]) -> Result<()> {
+    use podtrace::{catalogue::Catalogue, fixture::Fixture, resolve::GoBinary};
+    let cat = Catalogue::builtin()?;
+    let dir = fixtures_dir();
+    std::fs::create_dir_all(&dir)?;
+    for (row, b) in built {
+        let b = match b {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("    {}: no fixture ({e})", row.id());
+                continue;
+            }
+        };
+        let which = match row {
+            Row::Kubelet { .. } => "kubelet",
+            _ => "containerd",
+        };
+        let bin = GoBinary::open(&b.binary)?;
+        let fx = Fixture::extract(&bin, cat.for_binary(which)?, &b.version)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", row.id()))?;
+        let name = match row {
+            Row::DebianContainerd => format!("containerd-debian-{}.json", b.version),
+            _ => format!("{which}-{}.json", b.version),
+        };
+        let path = dir.join(name);
+        std::fs::write(&path, fx.to_json()?)?;
+        eprintln!(
+            "    {}: {} ({} functions, {} probes)",
+            row.id(),
+            path.display(),
+            fx.functions.len(),
+            fx.expected.len()
+        );
+    }
+    Ok(())
+}
+
 /// Options of `cargo xtask matrix`.
 pub struct Opts {
     /// Only these rows (ids: `kubelet-1.33`, `containerd-1.7`).
@@ -554,6 +634,11 @@ pub fn run(o: &Opts) -> Result<()> {
     ));
     let mut built = Vec::new();
     for r in &rows {
+        if o.fixtures {
+            // Only what is built: fixtures never start a build.
+            built.push((r.clone(), present(r).ok_or_else(|| "not built".to_string())));
+            continue;
+        }
         let t = Instant::now();
         match build_row(r, &gover) {
             Ok(b) => {
@@ -574,6 +659,386 @@ pub fn run(o: &Opts) -> Result<()> {
     if o.build_only {
         return Ok(());
     }
-    let _ = (o.no_node, o.fixtures);
+    if o.fixtures {
+        return write_fixtures(&built);
+    }
+    let podtrace = crate::podtrace_bin();
+    if !podtrace.exists() {
+        bail!("{} does not exist: run `cargo xtask build` first", podtrace.display());
+    }
+    let mut results = Vec::new();
+    for (row, b) in built {
+        let mut r = RowResult {
+            id: row.id(),
+            row: row.clone(),
+            built: None,
+            error: None,
+            probes: Vec::new(),
+            probe_problems: Vec::new(),
+            node: None,
+        };
+        match b {
+            Err(e) => r.error = Some(e),
+            Ok(b) => {
+                match probes(&podtrace, &row, &b) {
+                    Ok((list, problems)) => {
+                        r.probes = list;
+                        r.probe_problems = problems;
+                    }
+                    Err(e) => r.error = Some(format!("podtrace probes: {e:#}")),
+                }
+                r.built = Some(b);
+                if !o.no_node && r.error.is_none() {
+                    r.node = Some(node_check(&row, r.built.as_ref().map(|b| &b.binary)));
+                }
+            }
+        }
+        eprintln!("    {}", r.line());
+        results.push(r);
+    }
+    let table = table(&results);
+    println!("{table}");
+    if o.only.is_empty() && !o.no_node {
+        let doc = crate::root().join("docs/compatibility.md");
+        std::fs::write(&doc, compatibility_md(&results, &table))
+            .with_context(|| format!("writing {}", doc.display()))?;
+        eprintln!("    wrote {}", doc.display());
+    }
+    if results.iter().any(|r| !r.green()) {
+        bail!("matrix: not every row is green (table above)");
+    }
     Ok(())
+}
+
+/// One row's outcome.
+pub struct RowResult {
+    pub id: String,
+    pub row: Row,
+    pub built: Option<Built>,
+    /// The row could not be built or inspected (the exact reason).
+    pub error: Option<String>,
+    /// (probe, status) as `podtrace probes` resolved them.
+    pub probes: Vec<(String, String)>,
+    /// Probes whose status is neither `ok` nor documented for this version.
+    pub probe_problems: Vec<String>,
+    /// The node check: Ok(summary) or Err(why it failed or could not run).
+    pub node: Option<Result<Value, String>>,
+}
+
+impl RowResult {
+    fn green(&self) -> bool {
+        self.error.is_none()
+            && self.probe_problems.is_empty()
+            && self.node.as_ref().is_none_or(|n| n.is_ok())
+    }
+
+    fn line(&self) -> String {
+        let probes = format!(
+            "{}/{} probes ok",
+            self.probes.iter().filter(|(_, s)| s == "ok").count(),
+            self.probes.len()
+        );
+        let node = match &self.node {
+            None => "no node check".to_string(),
+            Some(Ok(v)) => format!(
+                "node ok (mount wait vs kubelet's V(3) lines: worst {:.0} µs)",
+                v["mount_wait_worst_us"].as_f64().unwrap_or(f64::NAN)
+            ),
+            Some(Err(e)) => format!("node FAILED: {}", first_line(e)),
+        };
+        match &self.error {
+            Some(e) => format!("{}: {e}", self.id),
+            None => format!("{}: {probes}; {node}", self.id),
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// The minor of a kubelet row, or of the kubelet a containerd row runs with.
+fn kubelet_minor(row: &Row, b: &Built) -> u32 {
+    match row {
+        Row::Kubelet { .. } => semver(&b.version).map_or(0, |v| v.1),
+        _ => semver(upstream::KUBELET_VERSIONS[1]).map_or(0, |v| v.1),
+    }
+}
+
+/// Non-ok statuses that are documented (docs/probe-points.md, the
+/// catalogue's mismatch notes) for a kubelet minor: (probe, status, why).
+fn documented(binary: &str, minor: u32, probe: &str, status: &str) -> Option<&'static str> {
+    match (binary, probe, status) {
+        ("kubelet", "poll_check", "mismatch") if (32..=34).contains(&minor) => Some(
+            "1.32-1.34 check the volumes inside the condition closure (poll_cond's calls are the checks)",
+        ),
+        ("kubelet", "relist_pod", "missing") if minor < 36 => {
+            Some("PLEG's on-demand relistPod came with 1.36")
+        }
+        _ => None,
+    }
+}
+
+/// `podtrace probes` on a row's binary: every probe's status, and those
+/// that are neither ok nor documented.
+fn probes(podtrace: &Path, row: &Row, b: &Built) -> Result<(Vec<(String, String)>, Vec<String>)> {
+    let which = match row {
+        Row::Kubelet { .. } => "kubelet",
+        _ => "containerd",
+    };
+    let out = Command::new(podtrace)
+        .arg("probes")
+        .arg(format!("--{which}"))
+        .arg(&b.binary)
+        .args(["--format", "json"])
+        .output()
+        .with_context(|| format!("running {}", podtrace.display()))?;
+    let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "podtrace probes printed no JSON ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let minor = kubelet_minor(row, b);
+    let mut list = Vec::new();
+    let mut problems = Vec::new();
+    for p in v["binaries"][0]["probes"].as_array().into_iter().flatten() {
+        let name = p["probe"].as_str().unwrap_or_default().to_string();
+        let status = p["status"].as_str().unwrap_or_default().to_string();
+        if status != "ok" && documented(which, minor, &name, &status).is_none() {
+            problems.push(format!(
+                "{name} {status}: {}",
+                p["detail"].as_str().unwrap_or_default()
+            ));
+        }
+        list.push((name, status));
+    }
+    if list.is_empty() {
+        bail!("no probe resolved: {v}");
+    }
+    Ok((list, problems))
+}
+
+/// The e2e lock every privileged run on this machine takes.
+const E2E_LOCK: &str = "/tmp/podtrace-e2e.lock";
+
+/// Runs `xtask matrix-row` for a row under the e2e lock (flock): the node
+/// check in a process of its own, whose panic is the failure's reason.
+fn node_check(row: &Row, binary: Option<&PathBuf>) -> Result<Value, String> {
+    let Some(binary) = binary else {
+        return Err("not built".into());
+    };
+    let (kubelet, containerd, shim) = match row {
+        Row::Kubelet { .. } => {
+            let d = upstream::containerd_dir();
+            (
+                binary.clone(),
+                d.join("containerd"),
+                d.join("containerd-shim-runc-v2"),
+            )
+        }
+        Row::Containerd { .. } => (
+            upstream::kubelet(upstream::KUBELET_VERSIONS[1], false),
+            binary.clone(),
+            binary.with_file_name("containerd-shim-runc-v2"),
+        ),
+        Row::DebianContainerd => (
+            upstream::kubelet(upstream::KUBELET_VERSIONS[1], false),
+            binary.clone(),
+            PathBuf::from("/usr/bin/containerd-shim-runc-v2"),
+        ),
+    };
+    let me = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return Err(format!("current_exe: {e}")),
+    };
+    eprintln!(
+        "    {}: node check ({} on {}), waiting for {E2E_LOCK}",
+        row.id(),
+        kubelet.display(),
+        containerd.display()
+    );
+    let out = Command::new("flock")
+        .args(["-o", E2E_LOCK])
+        .arg(me)
+        .arg("matrix-row")
+        .env("PODTRACE_KUBELET", &kubelet)
+        .env("PODTRACE_CONTAINERD", &containerd)
+        .env("PODTRACE_CONTAINERD_SHIM", &shim)
+        .output()
+        .map_err(|e| format!("running flock: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let log = crate::root().join(format!("target/matrix/{}.log", row.id()));
+    if let Some(d) = log.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let _ = std::fs::write(&log, format!("{stdout}\n{stderr}"));
+    if let Some(j) = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(ROW_RESULT_PREFIX))
+    {
+        if out.status.success() {
+            return serde_json::from_str(j).map_err(|e| format!("bad row result {j}: {e}"));
+        }
+    }
+    // A panic's message: the line after "panicked at".
+    let why = stderr
+        .lines()
+        .skip_while(|l| !l.contains("panicked at"))
+        .nth(1)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output")
+                .to_string()
+        });
+    Err(format!("{why} ({}; log {})", out.status, log.display()))
+}
+
+const ROW_RESULT_PREFIX: &str = "MATRIX-ROW-RESULT ";
+
+/// `xtask matrix-row` (run by [`node_check`] under the e2e lock): the
+/// node check of `PODTRACE_KUBELET` on `PODTRACE_CONTAINERD`; prints its
+/// summary as one JSON line, or panics with the reason.
+pub fn row() -> Result<()> {
+    use podtrace_tests::kubelet_check;
+    let kubelet = std::env::var_os("PODTRACE_KUBELET")
+        .map(PathBuf::from)
+        .context("PODTRACE_KUBELET is not set")?;
+    let name = kubelet
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let version = name.trim_start_matches("kubelet-").to_string();
+    let check = kubelet_check::Check {
+        label: format!("kubelet {version}"),
+        kubelet: kubelet.clone(),
+        minor: kubelet_check::minor_of(&version),
+        tuned: false,
+        interval_ms: 300.0,
+        pods: kubelet_check::PODS,
+    };
+    let run = kubelet_check::run(&check);
+    println!(
+        "{ROW_RESULT_PREFIX}{}",
+        serde_json::to_string(&run.summary)?
+    );
+    Ok(())
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} GB", b as f64 / (1u64 << 30) as f64)
+}
+
+/// The table `matrix` prints and docs/compatibility.md holds.
+pub fn table(results: &[RowResult]) -> String {
+    let mut t = String::from(
+        "| row | version | with | built with | go.mod | cold build | caches | probes | node check | mount wait vs kubelet's V(3) lines (worst) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in results {
+        let b = r.built.as_ref();
+        let with = match &r.row {
+            Row::Kubelet { .. } => format!("containerd {}", upstream::CONTAINERD_VERSION),
+            _ => format!("kubelet {}", upstream::KUBELET_VERSIONS[1]),
+        };
+        let version = b.map_or("-".to_string(), |b| {
+            let mut v = b.version.clone();
+            if !b.skipped.is_empty() {
+                v.push_str(&format!(
+                    " (not {}: {})",
+                    b.skipped.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", "),
+                    b.skipped.iter().map(|s| s.1.as_str()).collect::<Vec<_>>().join("; ")
+                ));
+            }
+            v
+        });
+        let probes = if r.probes.is_empty() {
+            "-".to_string()
+        } else {
+            let odd: Vec<String> = r
+                .probes
+                .iter()
+                .filter(|(_, s)| s != "ok")
+                .map(|(p, s)| format!("{p} {s}"))
+                .collect();
+            let mut s = format!(
+                "{}/{} ok",
+                r.probes.len() - odd.len(),
+                r.probes.len()
+            );
+            if !odd.is_empty() {
+                s.push_str(&format!(" ({})", odd.join(", ")));
+            }
+            if !r.probe_problems.is_empty() {
+                s.push_str(&format!(" **undocumented: {}**", r.probe_problems.join("; ")));
+            }
+            s
+        };
+        let (node, worst) = match (&r.error, &r.node) {
+            (Some(e), _) => (format!("**{}**", e.replace('\n', " ")), "-".to_string()),
+            (None, None) => ("not run".to_string(), "-".to_string()),
+            (None, Some(Ok(v))) => (
+                format!(
+                    "ok: {} pods, poll {} ms, loops {}",
+                    v["pods"],
+                    v["poll_configured_ms"],
+                    v["loops"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|l| format!("{} {:.1} ms", l[0].as_str().unwrap_or(""), l[1].as_f64().unwrap_or(f64::NAN)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                format!("{:.0} µs", v["mount_wait_worst_us"].as_f64().unwrap_or(f64::NAN)),
+            ),
+            (None, Some(Err(e))) => (format!("**failed: {}**", e.replace('\n', " ")), "-".to_string()),
+        };
+        t.push_str(&format!(
+            "| {} | {version} | {with} | {} | {} | {} | {} | {probes} | {node} | {worst} |\n",
+            r.id,
+            b.map_or("-", |b| if b.go.is_empty() { "(distribution)" } else { b.go.as_str() }),
+            b.map_or("-", |b| b.go_line.as_str()),
+            b.and_then(|b| b.build_s)
+                .map_or("-".to_string(), |s| format!("{:.0} s", s)),
+            b.and_then(|b| b.cache_bytes).map_or("-".to_string(), mib),
+        ));
+    }
+    t
+}
+
+fn compatibility_md(results: &[RowResult], table: &str) -> String {
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let green = results.iter().filter(|r| r.green()).count();
+    format!(
+        "# Compatibility: the versions podtrace was run on\n\n\
+         Written by `cargo xtask matrix` on {date} ({green} of {} rows green). Each\n\
+         binary was built from the Go module proxy the way its release is built\n\
+         (`-trimpath -s -w`, version stamped, the release's own `go`/`godebug`\n\
+         lines; see xtask/src/upstream.rs) with the Go named below; per kubelet\n\
+         minor the newest patch whose wrapper module resolves completely.\n\n\
+         Per row: `podtrace probes` on the binary (every probe `ok` or a status\n\
+         documented in docs/probe-points.md), then a standalone node (4 static\n\
+         pods with a hostPath and an emptyDir volume) traced by `podtrace\n\
+         record`: each pod's mount wait within 1 ms of kubelet's V(3) lines and\n\
+         its sync of kubelet's `syncPod` span, poll checks at kubelet's 300 ms,\n\
+         every CRI call inside kubelet's client span for it, the reconciler,\n\
+         populator and PLEG periods as built (tests/src/kubelet_check.rs).\n\n\
+         {table}\n\
+         Run it: `cargo xtask build && nice -n 19 cargo xtask matrix` (cold: one\n\
+         Go build after another; the build times above are each row's cold\n\
+         build on 2 shared cores). `--only kubelet-1.33,containerd-1.7` runs\n\
+         some rows (and does not rewrite this file); `--fixtures` writes\n\
+         tracer/tests/fixtures/versions/.\n",
+        results.len()
+    )
 }
