@@ -49,7 +49,10 @@ fn check_default_waits(label: &str, waits: &[Wait]) {
 
 #[test]
 fn kubelet_1_34_default() {
-    check_default_waits("kubelet v1.34.4", &run(&Check::built("v1.34.4", false, 300.0, PODS)).waits);
+    check_default_waits(
+        "kubelet v1.34.4",
+        &run(&Check::built("v1.34.4", false, 300.0, PODS)).waits,
+    );
 }
 
 /// Pods per run of the default/tuned pair: the prediction is held to 10 %

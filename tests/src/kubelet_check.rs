@@ -453,4 +453,3 @@ pub fn wait_spans(sink: &otlp::Sink, uids: &[String]) -> Vec<otlp::Span> {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
-

@@ -289,7 +289,12 @@ impl Cond {
 
     /// Whether it holds for `f` (the probed function) in `bin`: Ok(what
     /// held) or Err(what did not).
-    fn holds(&self, bin: &dyn Facts, f: &Function, sites: &FunctionSites) -> Result<String, String> {
+    fn holds(
+        &self,
+        bin: &dyn Facts,
+        f: &Function,
+        sites: &FunctionSites,
+    ) -> Result<String, String> {
         let mut held = Vec::new();
         if let Some(c) = &self.module {
             module_cond(bin, c).map(|m| held.push(m))?;
@@ -854,7 +859,12 @@ impl BinaryCatalogue {
     /// Every function name pattern the catalogue matches: variants'
     /// symbols, conditions' symbol/without/calls/from, detect symbols.
     pub fn patterns(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.binary.detects.iter().map(|d| d.symbol.clone()).collect();
+        let mut v: Vec<String> = self
+            .binary
+            .detects
+            .iter()
+            .map(|d| d.symbol.clone())
+            .collect();
         for p in &self.probes {
             for var in &p.variants {
                 v.extend(var.symbols().map(str::to_string));

@@ -22,8 +22,7 @@ fn fixtures() -> Vec<(PathBuf, Fixture)> {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .map(|p| {
             let text = std::fs::read_to_string(&p).expect("read fixture");
-            let fx = Fixture::from_json(&text)
-                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let fx = Fixture::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             (p, fx)
         })
         .collect();
@@ -44,7 +43,9 @@ fn catalogue_resolves_every_seen_version_as_its_binary_did() {
     }
     let mut failures = Vec::new();
     for (path, fx) in &all {
-        let bc = cat.for_binary(&fx.binary).expect("catalogue for the binary");
+        let bc = cat
+            .for_binary(&fx.binary)
+            .expect("catalogue for the binary");
         let got: Vec<Expected> = bc.resolve_facts(fx).iter().map(Expected::of).collect();
         for want in &fx.expected {
             match got.iter().find(|g| g.probe == want.probe) {
@@ -67,7 +68,10 @@ fn catalogue_resolves_every_seen_version_as_its_binary_did() {
                 )),
             }
         }
-        for g in got.iter().filter(|g| !fx.expected.iter().any(|w| w.probe == g.probe)) {
+        for g in got
+            .iter()
+            .filter(|g| !fx.expected.iter().any(|w| w.probe == g.probe))
+        {
             failures.push(format!(
                 "{}: new probe {} ({}) has no expectation: write the fixtures again (`cargo xtask matrix --fixtures`)",
                 fx.version, g.probe, g.status
@@ -90,9 +94,10 @@ fn fixtures_name_their_release() {
             "kubelet" => "k8s.io/kubernetes",
             _ => "github.com/containerd/containerd",
         };
-        let has = fx.modules.iter().any(|(m, v)| {
-            m.starts_with(module) && fx.version.contains(v.trim_start_matches('v'))
-        });
+        let has = fx
+            .modules
+            .iter()
+            .any(|(m, v)| m.starts_with(module) && fx.version.contains(v.trim_start_matches('v')));
         assert!(
             has || fx.binary == "containerd" && path.to_string_lossy().contains("debian"),
             "{}: no {module} at {} in {:?}",
@@ -101,6 +106,11 @@ fn fixtures_name_their_release() {
             fx.modules.keys().collect::<Vec<_>>()
         );
         assert!(!fx.functions.is_empty(), "{}: no functions", path.display());
-        assert!(fx.go.starts_with("go1."), "{}: Go {}", path.display(), fx.go);
+        assert!(
+            fx.go.starts_with("go1."),
+            "{}: Go {}",
+            path.display(),
+            fx.go
+        );
     }
 }

@@ -34,9 +34,15 @@ const DISK_CLEAN_BELOW: u64 = 8 << 30;
 pub enum Row {
     /// A kubelet minor (newest patch that resolves, or a pinned release
     /// the tests already use), on containerd 2.2.9.
-    Kubelet { minor: u32, pinned: Option<&'static str> },
+    Kubelet {
+        minor: u32,
+        pinned: Option<&'static str>,
+    },
     /// A containerd release built from its module, with kubelet 1.36.3.
-    Containerd { module: &'static str, version: &'static str },
+    Containerd {
+        module: &'static str,
+        version: &'static str,
+    },
     /// Debian's containerd (installed, not built), with kubelet 1.36.3.
     DebianContainerd,
 }
@@ -215,7 +221,11 @@ fn du(p: &Path) -> u64 {
 /// The filesystems a build writes to: the binaries', the module cache's
 /// and the build cache's.
 fn build_dirs() -> Vec<PathBuf> {
-    let mut v = vec![upstream::bin_dir(), upstream::gomodcache(), upstream::gocache()];
+    let mut v = vec![
+        upstream::bin_dir(),
+        upstream::gomodcache(),
+        upstream::gocache(),
+    ];
     for d in &v {
         let _ = std::fs::create_dir_all(d);
     }
@@ -293,10 +303,7 @@ fn watched<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = h.join();
     if tripped.load(std::sync::atomic::Ordering::Relaxed) {
-        bail!(
-            "{what}: stopped, less than {} free on disk",
-            gb(DISK_FLOOR)
-        );
+        bail!("{what}: stopped, less than {} free on disk", gb(DISK_FLOOR));
     }
     r
 }
@@ -482,8 +489,7 @@ fn build_kubelet_minor(minor: u32, pinned: Option<&str>, gover: &str) -> Result<
             // Does the wrapper module resolve completely? (Not every
             // staging module is served at every patch.)
             let dir = home().join("upstream").join(format!("kubelet-{v}"));
-            if let Err(e) = upstream::k8s_wrapper(&format!("kubelet-{v}"), &dir, &v, &["kubelet"])
-            {
+            if let Err(e) = upstream::k8s_wrapper(&format!("kubelet-{v}"), &dir, &v, &["kubelet"]) {
                 eprintln!("    {id}: {v} does not resolve: {}", last_line(&e));
                 skipped.push((v.clone(), last_line(&e)));
                 continue;
@@ -664,7 +670,10 @@ pub fn run(o: &Opts) -> Result<()> {
     }
     let podtrace = crate::podtrace_bin();
     if !podtrace.exists() {
-        bail!("{} does not exist: run `cargo xtask build` first", podtrace.display());
+        bail!(
+            "{} does not exist: run `cargo xtask build` first",
+            podtrace.display()
+        );
     }
     let mut results = Vec::new();
     for (row, b) in built {
@@ -951,8 +960,16 @@ pub fn table(results: &[RowResult]) -> String {
             if !b.skipped.is_empty() {
                 v.push_str(&format!(
                     " (not {}: {})",
-                    b.skipped.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", "),
-                    b.skipped.iter().map(|s| s.1.as_str()).collect::<Vec<_>>().join("; ")
+                    b.skipped
+                        .iter()
+                        .map(|s| s.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    b.skipped
+                        .iter()
+                        .map(|s| s.1.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 ));
             }
             v
@@ -966,16 +983,15 @@ pub fn table(results: &[RowResult]) -> String {
                 .filter(|(_, s)| s != "ok")
                 .map(|(p, s)| format!("{p} {s}"))
                 .collect();
-            let mut s = format!(
-                "{}/{} ok",
-                r.probes.len() - odd.len(),
-                r.probes.len()
-            );
+            let mut s = format!("{}/{} ok", r.probes.len() - odd.len(), r.probes.len());
             if !odd.is_empty() {
                 s.push_str(&format!(" ({})", odd.join(", ")));
             }
             if !r.probe_problems.is_empty() {
-                s.push_str(&format!(" **undocumented: {}**", r.probe_problems.join("; ")));
+                s.push_str(&format!(
+                    " **undocumented: {}**",
+                    r.probe_problems.join("; ")
+                ));
             }
             s
         };
@@ -991,18 +1007,32 @@ pub fn table(results: &[RowResult]) -> String {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .map(|l| format!("{} {:.1} ms", l[0].as_str().unwrap_or(""), l[1].as_f64().unwrap_or(f64::NAN)))
+                        .map(|l| format!(
+                            "{} {:.1} ms",
+                            l[0].as_str().unwrap_or(""),
+                            l[1].as_f64().unwrap_or(f64::NAN)
+                        ))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                format!("{:.0} µs", v["mount_wait_worst_us"].as_f64().unwrap_or(f64::NAN)),
+                format!(
+                    "{:.0} µs",
+                    v["mount_wait_worst_us"].as_f64().unwrap_or(f64::NAN)
+                ),
             ),
-            (None, Some(Err(e))) => (format!("**failed: {}**", e.replace('\n', " ")), "-".to_string()),
+            (None, Some(Err(e))) => (
+                format!("**failed: {}**", e.replace('\n', " ")),
+                "-".to_string(),
+            ),
         };
         t.push_str(&format!(
             "| {} | {version} | {with} | {} | {} | {} | {} | {probes} | {node} | {worst} |\n",
             r.id,
-            b.map_or("-", |b| if b.go.is_empty() { "(distribution)" } else { b.go.as_str() }),
+            b.map_or("-", |b| if b.go.is_empty() {
+                "(distribution)"
+            } else {
+                b.go.as_str()
+            }),
             b.map_or("-", |b| b.go_line.as_str()),
             b.and_then(|b| b.build_s)
                 .map_or("-".to_string(), |s| format!("{:.0} s", s)),

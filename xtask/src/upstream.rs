@@ -535,7 +535,9 @@ pub fn build_containerd(module: &str, version: &str, gover: &str) -> Result<Opti
     let goline = directive(&upstream, "go").unwrap_or_else(|| "go 1.25.0".into());
     std::fs::write(
         dir.join("go.mod"),
-        format!("module podtrace.invalid/containerd-build\n\n{goline}\n\nrequire {module} {version}\n"),
+        format!(
+            "module podtrace.invalid/containerd-build\n\n{goline}\n\nrequire {module} {version}\n"
+        ),
     )?;
     let imports: String = cmds
         .iter()
