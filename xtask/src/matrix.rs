@@ -587,7 +587,10 @@ fn write_fixtures(built: &[(Row, Result<Built, String>)]) -> Result<()> {
         let fx = Fixture::extract(&bin, cat.for_binary(which)?, &b.version)
             .map_err(|e| anyhow::anyhow!("{}: {e}", row.id()))?;
         let name = match row {
-            Row::DebianContainerd => format!("containerd-debian-{}.json", b.version),
+            Row::DebianContainerd => format!(
+                "containerd-debian-{}.json",
+                b.version.split('~').next().unwrap_or(&b.version)
+            ),
             _ => format!("{which}-{}.json", b.version),
         };
         let path = dir.join(name);
