@@ -328,7 +328,7 @@ fn descendants(root: u32) -> Vec<u32> {
         }
     }
     let mut out = Vec::new();
-    for (&pid, _) in &parent {
+    for &pid in parent.keys() {
         let mut p = pid;
         while let Some(&pp) = parent.get(&p) {
             if pp == root {
@@ -793,7 +793,10 @@ fn documented(binary: &str, minor: u32, probe: &str, status: &str) -> Option<&'s
 
 /// `podtrace probes` on a row's binary: every probe's status, and those
 /// that are neither ok nor documented.
-fn probes(podtrace: &Path, row: &Row, b: &Built) -> Result<(Vec<(String, String)>, Vec<String>)> {
+/// (probe, status) of every probe, and the statuses neither ok nor documented.
+type Probes = (Vec<(String, String)>, Vec<String>);
+
+fn probes(podtrace: &Path, row: &Row, b: &Built) -> Result<Probes> {
     let which = match row {
         Row::Kubelet { .. } => "kubelet",
         _ => "containerd",
