@@ -324,7 +324,17 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
 
     // kubelet's own spans (exported in batches) and its metrics.
     let spans = wait_sync_spans(&c.node().sink, &uids);
-    let kubelet_metrics = c.kubelet_metrics();
+    // kubelet observes a pod's SLI once its watch shows the pod running,
+    // which can come after the API said ready: wait for the stateless ones.
+    let t_sli = Instant::now();
+    let kubelet_metrics = loop {
+        let m = c.kubelet_metrics();
+        let (_, _, n) = histogram(&m, "kubelet_pod_start_sli_duration_seconds");
+        if n >= STATELESS as f64 || t_sli.elapsed() > Duration::from_secs(30) {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
 
     // podtrace's live metrics on its pod's IP, labelled with the node: the
     // real kubelet's starts (version label v1.36.3) are exactly ours, once

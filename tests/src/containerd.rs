@@ -208,11 +208,27 @@ impl Cni {
         )
     }
 
-    /// Creates the bridge with the gateway address, up.
+    /// Creates the bridge with the gateway address, up. Its MAC address is
+    /// set, not left to the kernel: a bridge with a random one takes the
+    /// lowest MAC of its ports, so it changes as pods' veths join, and a pod
+    /// that resolved the gateway before (the DaemonSet's podtrace pushing
+    /// OTLP to a receiver on it) sends to the old address until its ARP
+    /// entry expires: connections timed out for ~40 s at a time.
     fn create_bridge(&self) {
         let prefix = self.subnet.rsplit('/').next().unwrap_or("24");
+        // Locally administered, unicast: 02:70:74 ("pt") + the bridge's hex.
+        let h = self.bridge.trim_start_matches("ptbr");
+        let mac = format!("02:70:74:{}:{}:{}", &h[0..2], &h[2..4], &h[4..6]);
         for args in [
-            vec!["link", "add", &self.bridge, "type", "bridge"],
+            vec![
+                "link",
+                "add",
+                &self.bridge,
+                "address",
+                &mac,
+                "type",
+                "bridge",
+            ],
             vec![
                 "addr",
                 "add",

@@ -184,36 +184,69 @@ pub fn stage(pod: &Value, name: &str) -> Stage {
 
 /// podtrace's instants against kubelet's own (log lines, spans): each
 /// within `tolerance_ms`, and the spread of the differences.
+///
+/// podtrace stamps the function's entry and return; kubelet stamps its log
+/// line or span a few instructions inside. On two cores busy with a control
+/// plane, kubelet's goroutine is now and then preempted between the two for
+/// one scheduler slice (~1.1 ms seen, 1 in 36 comparisons). So one
+/// comparison in 20 (at least one) may exceed the tolerance, by at most
+/// [`Agreement::PREEMPTED`] times it, and is printed; any other fails.
 pub struct Agreement {
     tolerance_ms: f64,
     /// |podtrace − kubelet| per comparison, µs.
     pub diffs_us: Vec<f64>,
+    /// Comparisons beyond the tolerance (what, ms).
+    pub beyond: Vec<(String, f64)>,
 }
 
 impl Agreement {
+    /// How far past the tolerance a preempted comparison may be.
+    pub const PREEMPTED: f64 = 3.0;
+
     pub fn new(tolerance_ms: f64) -> Agreement {
         Agreement {
             tolerance_ms,
             diffs_us: Vec::new(),
+            beyond: Vec::new(),
         }
     }
 
-    /// Panics, naming `what`, if the two are more than the tolerance apart.
+    /// Panics, naming `what`, if the two are more than
+    /// [`Self::PREEMPTED`] times the tolerance apart; notes it if more than
+    /// the tolerance (see the type's doc; [`Self::quantiles`] checks how
+    /// many).
     pub fn add(&mut self, what: &str, podtrace_ns: i64, kubelet_ns: i64) {
         let d = (podtrace_ns - kubelet_ns) as f64 / 1e6;
         assert!(
-            d.abs() <= self.tolerance_ms,
+            d.abs() <= self.tolerance_ms * Self::PREEMPTED,
             "{what}: podtrace {podtrace_ns} vs kubelet {kubelet_ns}: {d:.3} ms apart (> {} ms)",
             self.tolerance_ms
         );
+        if d.abs() > self.tolerance_ms {
+            eprintln!(
+                "    {what}: podtrace {d:+.3} ms from kubelet (beyond {} ms: kubelet's goroutine preempted in between?)",
+                self.tolerance_ms
+            );
+            self.beyond.push((what.to_string(), d));
+        }
         self.diffs_us.push(d.abs() * 1000.0);
     }
 
-    /// (median, p99, worst) of the differences, µs (nearest rank).
+    /// (median, p99, worst) of the differences, µs (nearest rank). Panics
+    /// if more than one comparison in 20 (at least one) was beyond the
+    /// tolerance.
     pub fn quantiles(&mut self) -> (f64, f64, f64) {
         self.diffs_us.sort_by(f64::total_cmp);
         let n = self.diffs_us.len();
         assert!(n > 0, "no comparison made");
+        let allowed = (n / 20).max(1);
+        assert!(
+            self.beyond.len() <= allowed,
+            "{} of {n} comparisons more than {} ms apart (at most {allowed}): {:?}",
+            self.beyond.len(),
+            self.tolerance_ms,
+            self.beyond
+        );
         let at = |q: f64| self.diffs_us[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
         (at(0.5), at(0.99), self.diffs_us[n - 1])
     }

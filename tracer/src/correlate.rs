@@ -32,7 +32,7 @@ use serde::Serialize;
 use crate::{
     catalogue::{self, Role},
     format::{ProbeInfo, Rec, Val},
-    trace::{Trace, TraceInfo},
+    trace::{EventStream, Trace, TraceInfo},
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -567,14 +567,25 @@ pub fn load_correlated(path: &Path) -> Result<(TraceInfo, Correlated)> {
 /// put back in time order).
 pub fn read_correlated(path: &Path, max_open_ns: u64) -> Result<(TraceInfo, Correlated)> {
     // Trace::open's errors already name the file.
-    let mut reader = Trace::open(path)?;
-    let probes = reader.header().probes.clone();
+    correlate_stream(Trace::open(path)?, &path.display().to_string(), max_open_ns)
+}
+
+/// Correlates a stream of events (a file, or a rotated chain as one) named
+/// `name` in warnings; calls still open where one file ends are closed in
+/// the next.
+pub fn correlate_stream(
+    mut reader: impl EventStream,
+    name: &str,
+    max_open_ns: u64,
+) -> Result<(TraceInfo, Correlated)> {
+    let probes = reader.probes().to_vec();
     let mut known = probes.len();
     let mut c = InOrder::new(Correlator::new(&probes, max_open_ns));
     while let Some(e) = reader.next_event()? {
-        // A `binary` line (a binary replaced while recording) grew the
-        // table before the first event naming its probes.
-        let table = &reader.header().probes;
+        // A `binary` line (a binary replaced while recording) or a newer
+        // file's header grew the table before the first event naming its
+        // probes.
+        let table = reader.probes();
         if table.len() > known {
             c.add_probes(&table[known..]);
             known = table.len();
@@ -585,8 +596,7 @@ pub fn read_correlated(path: &Path, max_open_ns: u64) -> Result<(TraceInfo, Corr
     let mut info = reader.finish();
     if late > 0 {
         info.warnings.push(format!(
-            "{}: {late} events came more than {} s after later ones and were paired in file order",
-            path.display(),
+            "{name}: {late} events came more than {} s after later ones and were paired in file order",
             REORDER_NS / 1_000_000_000
         ));
     }

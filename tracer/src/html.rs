@@ -1023,6 +1023,105 @@ pub fn compare_html(cmp: &Comparison) -> String {
     )
 }
 
+/// `podtrace report` over several nodes as one page: the node comparison
+/// (per-node medians, the pooled distribution, the nodes that differ),
+/// every pod with its node, and each node's waterfalls.
+pub fn fleet_report_html(fr: &crate::analysis::fleet::FleetReport) -> String {
+    let f = &fr.fleet;
+    let mut b = String::new();
+    let _ = write!(
+        b,
+        "<h1>podtrace report: {} nodes</h1><p class=\"meta\">{} pod starts</p>",
+        fr.nodes.len(),
+        f.pooled.pods
+    );
+    let p50 = |s: &Option<crate::analysis::compare::Summary>| opt_ms(s.as_ref().map(|s| s.p50));
+    let p90 = |s: &Option<crate::analysis::compare::Summary>| opt_ms(s.as_ref().map(|s| s.p90));
+    b.push_str("<h2>Nodes</h2><table><tr><th>node</th><th>files</th><th>pods</th><th>pod start p50 ms</th><th>p90 ms</th><th>sync p50 ms</th><th>pod start vs the other nodes</th><th></th></tr>");
+    for n in &f.nodes {
+        let vs = n
+            .vs_others
+            .iter()
+            .find(|s| s.metric == "pod")
+            .map(|s| s.describe())
+            .unwrap_or_default();
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&n.node),
+            n.files.len(),
+            n.pods,
+            p50(&n.pod),
+            p90(&n.pod),
+            p50(&n.sync),
+            esc(&vs),
+            if n.outlier { "<b>differs</b>" } else { "" }
+        );
+    }
+    let _ = write!(
+        b,
+        "<tr><td><b>all nodes</b></td><td></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td><td></td></tr></table>",
+        f.pooled.pods,
+        p50(&f.pooled.pod),
+        p90(&f.pooled.pod),
+        p50(&f.pooled.sync)
+    );
+    for line in f.to_table().lines().filter(|l| l.starts_with("node ")) {
+        let _ = write!(b, "<p class=\"warn\">{}</p>", esc(line));
+    }
+    if f.outliers.is_empty() && f.nodes.len() > 1 {
+        b.push_str("<p class=\"meta\">No node differs from the others.</p>");
+    }
+    b.push_str("<h2>Pods</h2><table><tr><th>node</th><th>pod</th><th>pod start ms</th><th>sync ms</th></tr>");
+    for p in &fr.pods {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&p.node),
+            esc(p.namespace.as_deref().unwrap_or("?")),
+            esc(p.name.as_deref().unwrap_or(&p.uid)),
+            opt_ms(p.pod_ms),
+            opt_ms(p.sync_ms)
+        );
+    }
+    b.push_str("</table>");
+    let mut drawn = 0;
+    for (n, r) in &fr.nodes {
+        let _ = write!(b, "<h2>Node {}</h2>", esc(&n.node));
+        for w in &r.warnings {
+            let _ = write!(b, "<p class=\"warn\">warning: {}</p>", esc(w));
+        }
+        let mut lg = String::new();
+        let lh = legend(&mut lg, &stage_names(r), 2.0);
+        let _ = write!(
+            b,
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{lh:.0}">{lg}</svg>"##
+        );
+        for p in &r.pods {
+            if drawn >= MAX_PODS_DRAWN {
+                break;
+            }
+            let _ = write!(
+                b,
+                "<div><p class=\"meta\">{} on node {}</p>{}</div>",
+                esc(&pod_title(p)),
+                esc(&n.node),
+                pod_svg(p)
+            );
+            drawn += 1;
+        }
+    }
+    let total: usize = fr.nodes.iter().map(|(_, r)| r.pods.len()).sum();
+    if total > drawn {
+        let _ = write!(
+            b,
+            "<p class=\"meta\">{} more pods not drawn.</p>",
+            total - drawn
+        );
+    }
+    page("podtrace report: nodes", &b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,7 +61,15 @@ enum Cmd {
     #[command(verbatim_doc_comment)]
     Record(record::RecordArgs),
     /// Per-pod stage tables, the mount wait's poll checks and the loop periods
-    /// of a recorded trace.
+    /// of a recorded trace, or of many: rotated files read as one recording,
+    /// several nodes' traces reported per node and pooled, with the node
+    /// that differs.
+    ///
+    /// Examples:
+    ///   podtrace report start.trace
+    ///   podtrace report '/var/lib/podtrace/node.trace*'     (FILE.N … FILE.1 FILE)
+    ///   podtrace report 'traces/*.trace*' --html nodes.html (one trace per node)
+    #[command(verbatim_doc_comment)]
     Report(report::ReportArgs),
     /// Compare runs (e.g. default vs tuned), stage by stage, with verdicts.
     ///
@@ -70,6 +78,11 @@ enum Cmd {
     /// (faster, slower, no clear difference, too few samples); pods by mount
     /// wait; what the first run predicts for each other run's intervals;
     /// polling and loops side by side. Method: docs/compare.md.
+    ///
+    /// Each TRACE is one run: a file, a quoted glob ('default/*.trace*') or
+    /// a comma list, so a run can be many nodes' traces and rotated files;
+    /// each such run's per-node medians and the node that differs are shown
+    /// below the comparison.
     Compare(compare::CompareArgs),
     /// What-if: the mount wait, time lost to polling and sync the pods of a
     /// trace would have had with other kubelet intervals.

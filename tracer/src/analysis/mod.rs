@@ -4,10 +4,12 @@
 //! names), [`stats`] (rank statistics), [`rng`] and kubelet's own
 //! [`journal`] lines for cross-checks. Compare and predict depend on
 //! `pods`, never on each other's internals... except that compare shows
-//! predict's output beside each run.
+//! predict's output beside each run. [`fleet`] pools many nodes' traces
+//! into one report or run and points out a node that differs.
 
 pub mod compare;
 pub mod drift;
+pub mod fleet;
 pub mod journal;
 pub mod normal;
 pub mod pods;

@@ -57,25 +57,51 @@ pub fn start_sync(c: &Correlated, syncs: &[usize]) -> Option<usize> {
 
 /// Whether sync span `i` is a re-adoption: a kubelet that starts adds
 /// every pod already running with a create sync (HandlePodAdditions), which
-/// finds the pod's sandbox and containers running and creates none. A pod's
-/// real start always creates its sandbox in its create sync, so a create
-/// sync that returned without error and created no sandbox (neither
-/// kubelet's `create_sandbox` stage under it nor a `RunPodSandbox` of its
-/// pod while it ran) re-adopted a running pod. That needs no note of the
-/// kubelet's start, which a recording begun just after it would not have.
-/// A create sync that failed before creating a sandbox (a mount that timed
-/// out) is a failed start, not a re-adoption; where neither sandbox probe is
-/// in the probe table nothing is called a re-adoption.
+/// finds the pod's sandbox and containers running and creates none. The
+/// pod worker keeps only the newest pending update, so a resync or PLEG
+/// event that arrives before the worker runs turns that create into a plain
+/// sync (seen on kubelet 1.36 with a 2 s syncFrequency): the first sync of
+/// a pod by a kubelet process, after another kubelet process synced it in
+/// this recording, is a re-adoption too. A pod's real start always creates
+/// its sandbox in its create sync, so either sync that returned without
+/// error and created no sandbox ([`created_nothing`]) re-adopted a running
+/// pod. That needs no note of the kubelet's start, which a recording begun
+/// just after it would not have. A create sync that failed before creating
+/// a sandbox (a mount that timed out) is a failed start, not a
+/// re-adoption; where neither sandbox probe is in the probe table nothing
+/// is called a re-adoption.
 pub fn readoption(c: &Correlated, i: usize) -> bool {
     let s = &c.spans[i];
-    if !c.sandbox_probed
-        || s.role != Role::PodSync
-        || s.arg_u64("update_type") != Some(SYNC_POD_CREATE)
-        || s.arg_u64("error") == Some(1)
-    {
+    if s.role != Role::PodSync {
         return false;
     }
-    if s.end.is_none() {
+    let create = s.arg_u64("update_type") == Some(SYNC_POD_CREATE);
+    (create || first_by_another_kubelet(c, i)) && created_nothing(c, i)
+}
+
+/// Whether sync span `i` is its pod's first by its kubelet process, after
+/// a sync of the same pod by another process of that binary.
+fn first_by_another_kubelet(c: &Correlated, i: usize) -> bool {
+    let s = &c.spans[i];
+    let Some(p) = s.pod else {
+        return false;
+    };
+    let earlier: Vec<&crate::correlate::Span> = c
+        .pod_spans(p)
+        .iter()
+        .map(|&j| &c.spans[j])
+        .filter(|x| x.role == Role::PodSync && x.start < s.start && x.binary == s.binary)
+        .collect();
+    !earlier.iter().any(|x| x.pid == s.pid) && earlier.iter().any(|x| x.pid != s.pid)
+}
+
+/// Whether sync span `i` returned without error and created no sandbox:
+/// neither kubelet's `create_sandbox` stage under it nor a `RunPodSandbox`
+/// of its pod from its start to the pod's next sync (the runtime's handler,
+/// or kubelet's stage where a kubelet runs it off the sync's goroutine).
+pub fn created_nothing(c: &Correlated, i: usize) -> bool {
+    let s = &c.spans[i];
+    if !c.sandbox_probed || s.arg_u64("error") == Some(1) || s.end.is_none() {
         return false;
     }
     let creates = |j: usize| {
@@ -88,9 +114,6 @@ pub fn readoption(c: &Correlated, i: usize) -> bool {
     let Some(p) = s.pod else {
         return true;
     };
-    // The pod's own calls from this sync to its next one: the runtime's
-    // handler, or kubelet's stage where a kubelet runs it off the sync's
-    // goroutine (the report keeps such stages with the sync, too).
     let mine = c.pod_spans(p);
     let until = mine
         .iter()

@@ -13,10 +13,16 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{
     analysis::compare::{compare_with, CompareOptions, Run},
+    analysis::fleet::{
+        by_node, fleet, pod_times, pool_runs, read_chain, run_name, Fleet, NodeInput, NodePods,
+        NODE_MIN_EFFECT,
+    },
     analysis::split,
     analysis::stats::MinEffect,
-    correlate::load_correlated,
+    commands::report::chains_of,
+    correlate::MAX_SPAN_AGE_NS,
     html,
+    trace::chain::Chain,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -27,12 +33,18 @@ pub enum CompareFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
-    /// Traces written by `podtrace record`; the first is the baseline the
-    /// others are compared against.
+    /// One run per TRACE, the first the baseline the others are compared
+    /// against. A run is one trace file or several: a glob (quote it:
+    /// 'default/*.trace*'), a comma-separated list, or both. Rotated files
+    /// (FILE.2 FILE.1 FILE) are read as one recording; the pods of several
+    /// nodes (the node name in each header) are pooled into the run, with
+    /// per-node medians and the nodes that differ shown below the
+    /// comparison.
     #[arg(required = true, value_name = "TRACE")]
     pub traces: Vec<PathBuf>,
-    /// Name a run: LABEL=TRACE, or just LABEL for the traces in order.
-    /// Default: the trace's file name without its extension.
+    /// Name a run: LABEL=TRACE (TRACE as given, glob or list included),
+    /// or just LABEL for the runs in order. Default: the trace's file name
+    /// without its extension; for several files, the directory they share.
     #[arg(long = "label", value_name = "LABEL=TRACE")]
     pub labels: Vec<String>,
     #[arg(long, value_enum, default_value = "table")]
@@ -85,6 +97,16 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// One label per trace, from `--label` or the file name.
 pub fn labels_for(traces: &[PathBuf], given: &[String]) -> Result<Vec<String>> {
+    labels_with_defaults(traces, given, &[])
+}
+
+/// As [`labels_for`], a run without `--label` named by `defaults` where
+/// that has a name for it (a run of several files), else by its file name.
+pub fn labels_with_defaults(
+    traces: &[PathBuf],
+    given: &[String],
+    defaults: &[Option<String>],
+) -> Result<Vec<String>> {
     let mut labels: Vec<Option<String>> = vec![None; traces.len()];
     let mut next_unnamed = 0;
     for g in given {
@@ -116,7 +138,8 @@ pub fn labels_for(traces: &[PathBuf], given: &[String]) -> Result<Vec<String>> {
         }
     }
     let mut out: Vec<String> = Vec::new();
-    for (t, l) in traces.iter().zip(labels) {
+    for (i, (t, l)) in traces.iter().zip(labels).enumerate() {
+        let l = l.or_else(|| defaults.get(i).cloned().flatten());
         let mut l = l.unwrap_or_else(|| {
             t.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -176,6 +199,7 @@ fn split_runs(args: &CompareArgs) -> Result<Vec<Run>> {
 }
 
 pub fn run(args: CompareArgs) -> Result<ExitCode> {
+    let mut fleets: Vec<RunFleet> = Vec::new();
     let runs = if args.split_by.is_some() {
         split_runs(&args)?
     } else {
@@ -186,11 +210,34 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
                 args.traces.len()
             );
         }
-        let labels = labels_for(&args.traces, &args.labels)?;
+        let mut inputs = Vec::new();
+        for arg in &args.traces {
+            inputs.push(by_node(chains_of(std::slice::from_ref(arg))?));
+        }
+        let defaults: Vec<Option<String>> = args
+            .traces
+            .iter()
+            .zip(&inputs)
+            .map(|(arg, nodes)| {
+                let chains: Vec<Chain> = nodes.iter().flat_map(|n| n.chains.clone()).collect();
+                let plain =
+                    chains.len() == 1 && chains[0].files.len() == 1 && chains[0].base == *arg;
+                if plain {
+                    None
+                } else {
+                    run_name(&chains)
+                }
+            })
+            .collect();
+        let labels = labels_with_defaults(&args.traces, &args.labels, &defaults)?;
         let mut runs = Vec::new();
-        for (path, label) in args.traces.iter().zip(&labels) {
-            let (trace, corr) = load_correlated(path)?;
-            runs.push(Run::new(label, &path.display().to_string(), &trace, &corr));
+        for ((arg, nodes), label) in args.traces.iter().zip(inputs).zip(&labels) {
+            let (run, f) = fleet_run(label, arg, &nodes, args.confidence)?;
+            runs.push(run);
+            fleets.extend(f.map(|fleet| RunFleet {
+                run: label.clone(),
+                fleet,
+            }));
         }
         runs
     };
@@ -209,8 +256,24 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
         },
     )?;
     let text = match args.format {
-        CompareFormat::Table => cmp.to_table(),
-        CompareFormat::Json => serde_json::to_string_pretty(&cmp)? + "\n",
+        CompareFormat::Table => {
+            let mut t = cmp.to_table();
+            for f in &fleets {
+                t.push_str(&format!("\nrun {}: ", f.run));
+                t.push_str(&f.fleet.to_table());
+            }
+            t
+        }
+        CompareFormat::Json if fleets.is_empty() => serde_json::to_string_pretty(&cmp)? + "\n",
+        CompareFormat::Json => {
+            // The comparison's JSON with one more field: per run of several
+            // nodes, its node comparison.
+            let mut v = serde_json::to_value(&cmp)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("fleet".into(), serde_json::to_value(&fleets)?);
+            }
+            serde_json::to_string_pretty(&v)? + "\n"
+        }
     };
     // Closed early (`| head`): not an error.
     match std::io::stdout().lock().write_all(text.as_bytes()) {
@@ -228,6 +291,66 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One run's node comparison (a run of several nodes).
+#[derive(Debug, serde::Serialize)]
+pub struct RunFleet {
+    pub run: String,
+    #[serde(flatten)]
+    pub fleet: Fleet,
+}
+
+/// One run of the comparison from its nodes' chains: every chain read as
+/// one recording, the nodes' pods pooled; with several nodes, their
+/// comparison too.
+pub fn fleet_run(
+    label: &str,
+    arg: &Path,
+    nodes: &[NodeInput],
+    confidence: f64,
+) -> Result<(Run, Option<Fleet>)> {
+    let files: usize = nodes
+        .iter()
+        .flat_map(|n| &n.chains)
+        .map(|c| c.files.len())
+        .sum();
+    let source = if files == 1 {
+        nodes
+            .iter()
+            .flat_map(|n| n.files())
+            .next()
+            .unwrap_or_else(|| arg.display().to_string())
+    } else {
+        format!(
+            "{} [{} file{}, {} node{}]",
+            arg.display(),
+            files,
+            if files == 1 { "" } else { "s" },
+            nodes.len(),
+            if nodes.len() == 1 { "" } else { "s" }
+        )
+    };
+    let mut node_runs = Vec::new();
+    let mut node_pods = Vec::new();
+    for n in nodes {
+        let mut parts = Vec::new();
+        let mut pods = Vec::new();
+        for c in &n.chains {
+            let (trace, corr) = read_chain(c, MAX_SPAN_AGE_NS)?;
+            parts.push(Run::new(label, &source, &trace, &corr));
+            pods.extend(pod_times(&n.node, &corr));
+        }
+        node_runs.push(pool_runs(label, &source, parts).context("no trace given")?);
+        node_pods.push(NodePods {
+            node: n.node.clone(),
+            files: n.files(),
+            pods,
+        });
+    }
+    let run = pool_runs(label, &source, node_runs).context("no trace given")?;
+    let fleet = (node_pods.len() > 1).then(|| fleet(&node_pods, confidence, NODE_MIN_EFFECT));
+    Ok((run, fleet))
 }
 
 #[cfg(test)]
@@ -253,6 +376,22 @@ mod tests {
             .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("not one of the traces")));
         assert!(labels_for(&t, &["a".into(), "b".into(), "c".into()]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn runs_of_several_files_are_named_by_their_directory_unless_labelled() -> Result<()> {
+        let t = vec![
+            PathBuf::from("default/*.trace*"),
+            PathBuf::from("tuned/*.trace*"),
+        ];
+        let d = [Some("default".to_string()), Some("tuned".to_string())];
+        assert_eq!(labels_with_defaults(&t, &[], &d)?, ["default", "tuned"]);
+        assert_eq!(
+            labels_with_defaults(&t, &["new=tuned/*.trace*".into()], &d)?,
+            ["default", "new"]
+        );
+        assert_eq!(labels_with_defaults(&t, &[], &[None, None])?, ["*", "*#2"]);
         Ok(())
     }
 }

@@ -74,6 +74,11 @@ struct OpenSync {
     probe: u32,
     start: u64,
     create: bool,
+    /// A plain sync that is its pod's first by this kubelet process after
+    /// another process synced it: a re-adoption whose create update kubelet
+    /// coalesced into a later sync (see `pods::readoption`); summarised
+    /// like a start to tell whether it created anything.
+    readopt: bool,
 }
 
 /// A start (create) sync that returned, waiting for [`GRACE_NS`].
@@ -81,6 +86,8 @@ struct Pending {
     start: u64,
     end: u64,
     key: GKey,
+    /// A plain sync that may be a re-adoption (see [`OpenSync::readopt`]).
+    readopt: bool,
 }
 
 /// What each probe id means to the live view, worked out once.
@@ -96,7 +103,11 @@ struct ProbeKind {
     resyncs: IntCounter,
     loop_period: Option<Histogram>,
     update_type_slot: Option<usize>,
+    uid_slot: Option<usize>,
 }
+
+/// Pods whose last kubelet process is remembered (see `Live::synced_by`).
+const MAX_PODS_SEEN: usize = 20_000;
 
 /// The live consumer of `record --metrics` / `--otlp-endpoint`.
 pub struct Live {
@@ -112,6 +123,9 @@ pub struct Live {
     window: VecDeque<Rec>,
     open: HashMap<GKey, OpenSync>,
     pending: Vec<Pending>,
+    /// Per pod UID, the kubelet process (binary, pid) that synced it last:
+    /// a sync by another process is a possible re-adoption.
+    synced_by: HashMap<String, (usize, u32)>,
     /// Syncs that were no start (resyncs, updates) and returned, with
     /// their goroutine: their calls are the first let go of when the window
     /// is full (no start needs them).
@@ -190,6 +204,7 @@ impl Live {
             },
             window: VecDeque::new(),
             open: HashMap::new(),
+            synced_by: HashMap::new(),
             pending: Vec::new(),
             resyncs: VecDeque::new(),
             loops: HashMap::new(),
@@ -264,6 +279,7 @@ impl Live {
                     .entry_captures
                     .iter()
                     .position(|c| c.name == "update_type"),
+                uid_slot: p.entry_captures.iter().position(|c| c.name == "pod_uid"),
             });
         }
     }
@@ -320,7 +336,15 @@ impl Live {
             // again) are counted apart, never as starts.
             for &i in idx {
                 let s = &c.spans[i];
-                if is_due(s) && pods::readoption(&c, i) {
+                // A plain sync kept as a possible re-adoption: its earlier
+                // sync by the other kubelet may be gone from the window.
+                let candidate = due.iter().any(|p| p.start == s.start && p.readopt);
+                let readopted = if candidate {
+                    pods::created_nothing(&c, i)
+                } else {
+                    is_due(s) && pods::readoption(&c, i)
+                };
+                if readopted {
                     if let Some(l) = self.label_of_probe(s.probe) {
                         let (b, v) = &self.labels[l];
                         self.metrics
@@ -578,7 +602,25 @@ impl drain::Consumer for Live {
                     .and_then(|v| v.as_ref())
                     .and_then(|v| v.as_u64())
                     == Some(pods::SYNC_POD_CREATE);
-                if !create {
+                let uid = k
+                    .uid_slot
+                    .and_then(|i| r.a.get(i))
+                    .and_then(|v| v.as_ref())
+                    .and_then(|v| v.as_str());
+                let mut readopt = false;
+                if let Some(uid) = uid {
+                    if self.synced_by.len() >= MAX_PODS_SEEN && !self.synced_by.contains_key(uid) {
+                        // Bounded on a node that churns pods for weeks: a
+                        // restart just then goes uncounted, nothing else.
+                        self.synced_by.clear();
+                    }
+                    let binary = |l: usize| self.labels.get(l).map(|b| b.0.as_str());
+                    let before = self.synced_by.insert(uid.to_string(), (k.label, r.pid));
+                    readopt = !create
+                        && before
+                            .is_some_and(|(l, pid)| pid != r.pid && binary(l) == binary(k.label));
+                }
+                if !create && !readopt {
                     k.resyncs.inc();
                 }
                 self.open.insert(
@@ -587,17 +629,19 @@ impl drain::Consumer for Live {
                         probe: r.p,
                         start: r.t,
                         create,
+                        readopt,
                     },
                 );
             }
             Role::PodSync => {
                 if self.open.get(&key).is_some_and(|o| o.probe == r.p) {
                     if let Some(o) = self.open.remove(&key) {
-                        if o.create {
+                        if o.create || o.readopt {
                             self.pending.push(Pending {
                                 start: o.start,
                                 end: r.t,
                                 key,
+                                readopt: o.readopt,
                             });
                         } else {
                             self.resyncs.push_back((key, o.start, r.t));

@@ -134,16 +134,27 @@ async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) {
             Arc::clone(&open),
             id,
         ));
-        let Ok(mut o) = open.lock() else {
-            continue;
-        };
         // The task removes itself when done; it has not run yet (one
         // thread), so it is pushed before it could.
-        o.push_back((id, task.abort_handle()));
-        while o.len() > MAX_CONNS {
-            if let Some((_, oldest)) = o.pop_front() {
-                oldest.abort();
+        let aborted = match open.lock() {
+            Ok(mut o) => {
+                o.push_back((id, task.abort_handle()));
+                let mut aborted = false;
+                while o.len() > MAX_CONNS {
+                    if let Some((_, oldest)) = o.pop_front() {
+                        oldest.abort();
+                        aborted = true;
+                    }
+                }
+                aborted
             }
+            Err(_) => continue,
+        };
+        if aborted {
+            // An aborted task closes its socket when the runtime next
+            // drops it: let it, before another accept, so that a burst of
+            // connections cannot hold more than the cap.
+            tokio::task::yield_now().await;
         }
     }
 }

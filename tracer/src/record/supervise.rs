@@ -199,6 +199,27 @@ struct Traced<'c> {
     rewritten: Option<(u64, Stamp)>,
 }
 
+impl<'c> Traced<'c> {
+    /// A file just attached: running `pids`, last stamped `stamp`.
+    fn new(i: Initial<'c>, pids: BTreeSet<u32>, stamp: Option<Stamp>) -> Traced<'c> {
+        Traced {
+            catalogue: i.catalogue,
+            key: i.key,
+            file: i.file,
+            shown: i.shown,
+            watch: i.watch,
+            only: i.only,
+            pids,
+            last_exit_ns: None,
+            group: i.group,
+            retired: false,
+            released: false,
+            stamp,
+            rewritten: None,
+        }
+    }
+}
+
 /// A file's (size, mtime s, mtime ns): what changes when it is rewritten.
 type Stamp = (u64, i64, i64);
 
@@ -306,21 +327,7 @@ impl<'c> Supervisor<'c> {
                     .as_ref()
                     .and_then(|f| f.metadata().ok())
                     .map(|m| stamp_of(&m));
-                Traced {
-                    catalogue: i.catalogue,
-                    key: i.key,
-                    file: i.file,
-                    shown: i.shown,
-                    watch: i.watch,
-                    only: i.only,
-                    pids,
-                    last_exit_ns: None,
-                    group: i.group,
-                    retired: false,
-                    released: false,
-                    stamp,
-                    rewritten: None,
-                }
+                Traced::new(i, pids, stamp)
             })
             .collect();
         Supervisor {
@@ -604,21 +611,19 @@ impl<'c> Supervisor<'c> {
                 j
             }
             (before, Some((group, file, stamp))) => {
-                let t = Traced {
-                    catalogue,
-                    key,
-                    file: Some(file),
-                    shown: path.to_path_buf(),
-                    watch: Some(path.to_path_buf()),
-                    only: Vec::new(),
+                let t = Traced::new(
+                    Initial {
+                        catalogue,
+                        key,
+                        file: Some(file),
+                        shown: path.to_path_buf(),
+                        watch: Some(path.to_path_buf()),
+                        only: Vec::new(),
+                        group,
+                    },
                     pids,
-                    last_exit_ns: None,
-                    group,
-                    retired: false,
-                    released: false,
-                    stamp: Some(stamp),
-                    rewritten: None,
-                };
+                    Some(stamp),
+                );
                 match before {
                     Some(j) => {
                         self.traced[j] = t;
@@ -830,21 +835,19 @@ impl<'c> Supervisor<'c> {
                         n.path = exe.shown.display().to_string();
                         n.pid = pids.first().copied();
                         n.latency_ns = Some(attached - seen);
-                        let t = Traced {
-                            catalogue,
-                            key: exe.key,
-                            file: file.try_clone().ok(),
-                            shown: exe.shown.clone(),
-                            watch: watch.clone(),
-                            only: Vec::new(),
-                            pids: pids.clone(),
-                            last_exit_ns: None,
-                            group,
-                            retired: false,
-                            released: false,
-                            stamp: Some(stamp),
-                            rewritten: None,
-                        };
+                        let t = Traced::new(
+                            Initial {
+                                catalogue,
+                                key: exe.key,
+                                file: file.try_clone().ok(),
+                                shown: exe.shown.clone(),
+                                watch: watch.clone(),
+                                only: Vec::new(),
+                                group,
+                            },
+                            pids.clone(),
+                            Some(stamp),
+                        );
                         match self
                             .traced
                             .iter()

@@ -2,10 +2,52 @@
 //! records themselves are [`crate::format`]'s; neither side knows how they
 //! were recorded or what they will be analysed for.
 
+pub mod chain;
 pub mod reader;
 pub mod writer;
 
 pub use reader::{Trace, TraceInfo, TraceMeta, TraceReader};
+
+use anyhow::Result;
+
+use crate::format::{ProbeInfo, Rec};
+
+/// A trace's events in file order with the probe table read so far: one
+/// file ([`TraceReader`]) or a rotated chain read as one
+/// ([`chain::ChainReader`]). What the correlator reads from.
+pub trait EventStream {
+    /// The probe table so far (`binary` lines and a chain's newer files
+    /// grow it before the first event naming the new probes).
+    fn probes(&self) -> &[ProbeInfo];
+    /// The next event; None at the end.
+    fn next_event(&mut self) -> Result<Option<Rec>>;
+    /// What was read besides the events.
+    fn finish(self) -> TraceInfo;
+}
+
+impl<R: std::io::BufRead> EventStream for TraceReader<R> {
+    fn probes(&self) -> &[ProbeInfo] {
+        &self.header().probes
+    }
+    fn next_event(&mut self) -> Result<Option<Rec>> {
+        TraceReader::next_event(self)
+    }
+    fn finish(self) -> TraceInfo {
+        TraceReader::finish(self)
+    }
+}
+
+impl EventStream for chain::ChainReader {
+    fn probes(&self) -> &[ProbeInfo] {
+        chain::ChainReader::probes(self)
+    }
+    fn next_event(&mut self) -> Result<Option<Rec>> {
+        chain::ChainReader::next_event(self)
+    }
+    fn finish(self) -> TraceInfo {
+        chain::ChainReader::finish(self)
+    }
+}
 pub use writer::{Rotation, Writer, ROTATED};
 
 #[cfg(test)]
