@@ -1073,7 +1073,7 @@ fn mib(b: u64) -> String {
 /// holds (every row's latest run).
 pub fn table(results: &[RowResult]) -> String {
     let mut t = String::from(
-        "| row | version | with | built with | go.mod | cold build | caches | probes | node check | mount wait vs kubelet's V(3) lines (worst) | run |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| row | version | with | built with | go.mod | build | caches added | probes | node check | mount wait vs kubelet's V(3) lines (worst) | run |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let b = r.built.as_ref();
@@ -1193,9 +1193,13 @@ fn compatibility_md(results: &[RowResult], table: &str) -> String {
          every CRI call inside kubelet's client span for it, the reconciler,\n\
          populator and PLEG periods as built (tests/src/kubelet_check.rs).\n\n\
          {table}\n\
-         Run it: `cargo xtask build && nice -n 19 cargo xtask matrix` (cold: one\n\
-         Go build after another; the build times above are each row's cold\n\
-         build on 2 shared cores). `--only kubelet-1.33,containerd-1.7` runs\n\
+         `build` is the row's build time on 2 cores shared with other work,\n\
+         `caches added` what it added to the Go module and build caches: the\n\
+         first kubelet and the first containerd built found the caches\n\
+         empty, later ones reuse the dependencies they share (`-`: built by\n\
+         `cargo xtask setup`, or Debian's package).\n\n\
+         Run it: `cargo xtask build && nice -n 19 cargo xtask matrix` (one Go\n\
+         build after another, then a node check per row). `--only kubelet-1.33,containerd-1.7` runs\n\
          some rows: the others keep their last result (the `run` column;\n\
          each row's result is kept in `~/.podtrace/matrix/<row>.json`);\n\
          `--fixtures` writes tracer/tests/fixtures/versions/.\n",
