@@ -375,6 +375,24 @@ fn go_line(module: &str, version: &str) -> Result<String> {
     Ok(upstream::directive(&text, "go").unwrap_or_default())
 }
 
+/// Why a release does not resolve: the module the proxy refused and its
+/// answer (`k8s.io/kube-scheduler@v0.31.14: 403 Forbidden: server
+/// response: This module version is not available.`), else the last line.
+fn resolve_reason(e: &anyhow::Error) -> String {
+    let last = last_line(e);
+    let s = format!("{e:#}");
+    let refused = s.lines().rev().find(|l| l.contains(": reading https://"));
+    let Some(l) = refused else {
+        return last;
+    };
+    let module = l.split(": ").map(str::trim).find(|p| p.contains('@'));
+    let status = l.rsplit(": ").next().map(str::trim);
+    match (module, status) {
+        (Some(m), Some(st)) => format!("{m}: {st}: {last}"),
+        _ => last,
+    }
+}
+
 fn last_line(e: &anyhow::Error) -> String {
     let s = format!("{e:#}");
     s.lines()
@@ -490,8 +508,8 @@ fn build_kubelet_minor(minor: u32, pinned: Option<&str>, gover: &str) -> Result<
             // staging module is served at every patch.)
             let dir = home().join("upstream").join(format!("kubelet-{v}"));
             if let Err(e) = upstream::k8s_wrapper(&format!("kubelet-{v}"), &dir, &v, &["kubelet"]) {
-                eprintln!("    {id}: {v} does not resolve: {}", last_line(&e));
-                skipped.push((v.clone(), last_line(&e)));
+                eprintln!("    {id}: {v} does not resolve: {}", resolve_reason(&e));
+                skipped.push((v.clone(), resolve_reason(&e)));
                 continue;
             }
         }
@@ -1205,4 +1223,24 @@ fn compatibility_md(results: &[RowResult], table: &str) -> String {
          `--fixtures` writes tracer/tests/fixtures/versions/.\n",
         results.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_reason_names_the_refused_module() {
+        let e = anyhow::anyhow!(
+            "go mod tidy failed:\n\tk8s.io/kubernetes/pkg/scheduler imports\n\
+             \tk8s.io/kube-scheduler/config/v1: k8s.io/kube-scheduler@v0.31.14: reading https://proxy.golang.org/k8s.io/kube-scheduler/@v/v0.31.14.zip: 403 Forbidden\n\
+             \tserver response: This module version is not available."
+        );
+        assert_eq!(
+            resolve_reason(&e),
+            "k8s.io/kube-scheduler@v0.31.14: 403 Forbidden: server response: This module version is not available."
+        );
+        let other = anyhow::anyhow!("go: no space left on device\n");
+        assert_eq!(resolve_reason(&other), "go: no space left on device");
+    }
 }
