@@ -396,6 +396,19 @@ pub fn containerd_version(bin: &Path) -> (String, u32) {
     (version, major)
 }
 
+/// Whether a containerd of this version (as [`containerd_version`] gives
+/// it) has the OTLP tracing plugins the harness can turn on: 2.x, and 1.7
+/// (cmd/containerd/builtins/tracing.go, configured from the same OTEL_*
+/// environment as 2.x); not Debian's 1.6, built without them.
+pub fn has_tracing(version: &str, major: u32) -> bool {
+    let minor: u32 = version
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    major >= 2 || (major == 1 && minor >= 7)
+}
+
 /// A running containerd + registry, owned by one test.
 pub struct Env {
     /// The temporary directory everything lives under.
@@ -612,8 +625,8 @@ impl Env {
             containerd_bin.display()
         );
         assert!(
-            otlp_endpoint.is_none() || major >= 2,
-            "containerd {version} ({}): OTLP tracing is wired for containerd 2.x only (Debian's 1.6 is built without the tracing plugin)",
+            otlp_endpoint.is_none() || has_tracing(&version, major),
+            "containerd {version} ({}): OTLP tracing is wired for containerd 1.7 and 2.x only (Debian's 1.6 is built without the tracing plugin)",
             containerd_bin.display()
         );
         need("runc", "runc");
@@ -762,16 +775,14 @@ impl Env {
         std::fs::write(hosts.join("hosts.toml"), substitute(HOSTS_TOML, &pairs))
             .expect("write hosts.toml");
         let cfg = dir.join("config.toml");
-        let (template, tracing_plugins) = match env.major {
-            1 => (CONTAINERD_1_CONFIG, ""),
-            _ => (
-                CONTAINERD_2_CONFIG,
-                if env.otlp_endpoint.is_some() {
-                    ""
-                } else {
-                    r#""io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing","#
-                },
-            ),
+        let tracing_plugins = if env.otlp_endpoint.is_some() {
+            ""
+        } else {
+            r#""io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing","#
+        };
+        let template = match env.major {
+            1 => CONTAINERD_1_CONFIG,
+            _ => CONTAINERD_2_CONFIG,
         };
         let mut pairs = pairs.to_vec();
         pairs.push(("@TRACING_PLUGINS@", tracing_plugins));
@@ -797,8 +808,9 @@ impl Env {
         }
         if let Some(ep) = &env.otlp_endpoint {
             // containerd 2.2 takes these from the environment only (see
-            // containerd-2.x.toml.in); every span sampled, whatever the
-            // caller's decision.
+            // containerd-2.x.toml.in), 1.7 from it or its config (it
+            // copies the config into the environment); every span
+            // sampled, whatever the caller's decision.
             cmd.envs([
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{ep}")),
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),

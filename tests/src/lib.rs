@@ -639,6 +639,7 @@ pub fn systematic_cri_errors(label: &str, diffs: &[(&str, f64)], tolerance_ms: f
 
 pub mod cluster;
 pub mod containerd;
+pub mod kubelet_check;
 pub mod node;
 pub mod otelcol;
 pub mod otlp;

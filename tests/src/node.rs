@@ -490,7 +490,14 @@ impl Node {
             kubelet_bin
         };
         let sink = otlp::Sink::start(&dir.join("otlp"));
-        let env = Env::start_with(opts.containerd.otlp_endpoint(&sink.endpoint));
+        // containerd's own spans too where it has the tracing plugins
+        // (kubelet's are the ground truth; Debian's 1.6 has none).
+        let (cv, cmajor) = crate::containerd::containerd_version(&opts.containerd.containerd);
+        let env = Env::start_with(if crate::containerd::has_tracing(&cv, cmajor) {
+            opts.containerd.otlp_endpoint(&sink.endpoint)
+        } else {
+            opts.containerd
+        });
         let cgroup_root = format!("podtrace-node-{}", rand_hex());
         let mut node = Node {
             manifests: dir.join("manifests"),

@@ -14,6 +14,53 @@ use serde::{Deserialize, Serialize};
 
 use crate::resolve::{EntrySite, Function, FunctionSites, GoBinary};
 
+/// What matching the catalogue reads of a binary. [`GoBinary`] reads it
+/// from the file; [`crate::fixture::Fixture`] holds the part of it one
+/// version's binary gave, so the catalogue can be held against versions
+/// whose binaries are not at hand.
+pub trait Facts {
+    fn functions(&self) -> &[Function];
+    fn function(&self, name: &str) -> Option<&Function>;
+    /// RET sites, entry site, tail jumps and direct calls of `f`.
+    fn sites(&self, f: &Function) -> Result<FunctionSites, String>;
+    /// Integer result registers `f` fills before its RETs.
+    fn result_regs(&self, f: &Function) -> Result<Option<usize>, String>;
+    /// Functions holding an inlined copy of `name`.
+    fn inlined_into(&self, name: &str) -> &[String];
+    /// Functions inlined into every caller (no code of their own).
+    fn inlined_functions(&self) -> Vec<&str>;
+    /// A module's version from `.go.buildinfo`.
+    fn module_version(&self, path: &str) -> Option<&str>;
+    fn file_offset(&self, vaddr: u64) -> Option<u64>;
+}
+
+impl Facts for GoBinary {
+    fn functions(&self) -> &[Function] {
+        GoBinary::functions(self)
+    }
+    fn function(&self, name: &str) -> Option<&Function> {
+        GoBinary::function(self, name)
+    }
+    fn sites(&self, f: &Function) -> Result<FunctionSites, String> {
+        GoBinary::sites(self, f).map_err(|e| e.to_string())
+    }
+    fn result_regs(&self, f: &Function) -> Result<Option<usize>, String> {
+        GoBinary::result_regs(self, f).map_err(|e| e.to_string())
+    }
+    fn inlined_into(&self, name: &str) -> &[String] {
+        GoBinary::inlined_into(self, name)
+    }
+    fn inlined_functions(&self) -> Vec<&str> {
+        GoBinary::inlined_functions(self)
+    }
+    fn module_version(&self, path: &str) -> Option<&str> {
+        GoBinary::module_version(self, path)
+    }
+    fn file_offset(&self, vaddr: u64) -> Option<u64> {
+        GoBinary::file_offset(self, vaddr)
+    }
+}
+
 const BUILTIN: &[(&str, &str)] = &[
     ("kubelet.toml", include_str!("../catalogue/kubelet.toml")),
     (
@@ -114,7 +161,7 @@ pub struct Detect {
 
 impl BinaryInfo {
     /// (label, value) of every `detect` that holds in `bin`, first per label.
-    pub fn detected(&self, bin: &GoBinary) -> Vec<(String, String)> {
+    pub fn detected(&self, bin: &dyn Facts) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
         for d in &self.detects {
             if !out.iter().any(|(l, _)| *l == d.label)
@@ -242,7 +289,12 @@ impl Cond {
 
     /// Whether it holds for `f` (the probed function) in `bin`: Ok(what
     /// held) or Err(what did not).
-    fn holds(&self, bin: &GoBinary, f: &Function, sites: &FunctionSites) -> Result<String, String> {
+    fn holds(
+        &self,
+        bin: &dyn Facts,
+        f: &Function,
+        sites: &FunctionSites,
+    ) -> Result<String, String> {
         let mut held = Vec::new();
         if let Some(c) = &self.module {
             module_cond(bin, c).map(|m| held.push(m))?;
@@ -294,7 +346,7 @@ impl Cond {
             }
         }
         if let Some(want) = self.result_regs {
-            let have = bin.result_regs(f).map_err(|e| e.to_string())?;
+            let have = bin.result_regs(f)?;
             if have != Some(want) {
                 return Err(format!(
                     "{} fills {} result registers, not {want}",
@@ -308,7 +360,7 @@ impl Cond {
     }
 
     /// Holds without looking at a function (module, symbol, without only).
-    fn holds_for_binary(&self, bin: &GoBinary) -> bool {
+    fn holds_for_binary(&self, bin: &dyn Facts) -> bool {
         self.calls.is_none()
             && self.result_regs.is_none()
             && self
@@ -352,7 +404,7 @@ impl Variant {
     /// none did).
     fn applies_to(
         &self,
-        bin: &GoBinary,
+        bin: &dyn Facts,
         f: &Function,
         sites: &FunctionSites,
     ) -> Result<String, String> {
@@ -369,7 +421,7 @@ impl Variant {
     /// Whether a condition can hold in `bin` at all, judged without the
     /// function (for names the compiler inlined away): conditions about
     /// the function itself count as possible.
-    fn may_apply(&self, bin: &GoBinary) -> bool {
+    fn may_apply(&self, bin: &dyn Facts) -> bool {
         self.conditions()
             .iter()
             .any(|c| c.calls.is_some() || c.result_regs.is_some() || c.holds_for_binary(bin))
@@ -430,7 +482,7 @@ fn version_key(v: &str) -> Vec<u64> {
 }
 
 /// Ok("path version") if the binary's module version is in range, else why not.
-fn module_cond(bin: &GoBinary, cond: &str) -> Result<String, String> {
+fn module_cond(bin: &dyn Facts, cond: &str) -> Result<String, String> {
     let (path, bounds) =
         parse_module_cond(cond).ok_or_else(|| format!("bad module condition `{cond}`"))?;
     let have = bin
@@ -796,11 +848,38 @@ pub enum SiteKind {
 impl BinaryCatalogue {
     /// Decides for every probe which variant and which functions to use.
     pub fn resolve(&self, bin: &GoBinary) -> Vec<Resolution> {
+        self.resolve_facts(bin)
+    }
+
+    /// The same from any [`Facts`] (a version fixture).
+    pub fn resolve_facts(&self, bin: &dyn Facts) -> Vec<Resolution> {
         self.probes.iter().map(|p| resolve_probe(p, bin)).collect()
+    }
+
+    /// Every function name pattern the catalogue matches: variants'
+    /// symbols, conditions' symbol/without/calls/from, detect symbols.
+    pub fn patterns(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .binary
+            .detects
+            .iter()
+            .map(|d| d.symbol.clone())
+            .collect();
+        for p in &self.probes {
+            for var in &p.variants {
+                v.extend(var.symbols().map(str::to_string));
+                for c in var.conditions() {
+                    v.extend([c.symbol, c.without, c.calls, c.from].into_iter().flatten());
+                }
+            }
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 }
 
-fn matching_functions<'a>(bin: &'a GoBinary, pattern: &str) -> Vec<&'a Function> {
+fn matching_functions<'a>(bin: &'a dyn Facts, pattern: &str) -> Vec<&'a Function> {
     if is_glob(pattern) {
         bin.functions()
             .iter()
@@ -814,7 +893,7 @@ fn matching_functions<'a>(bin: &'a GoBinary, pattern: &str) -> Vec<&'a Function>
 /// Whether `caller` calls `callee` directly, or the compiler inlined a copy
 /// of `callee` into it (then no CALL exists, but the shape is the same).
 fn calls_or_inlines(
-    bin: &GoBinary,
+    bin: &dyn Facts,
     caller: &Function,
     sites: &FunctionSites,
     callee: &str,
@@ -825,7 +904,7 @@ fn calls_or_inlines(
     direct || bin.inlined_into(callee).contains(&caller.name)
 }
 
-fn resolve_probe(p: &ProbeDef, bin: &GoBinary) -> Resolution {
+fn resolve_probe(p: &ProbeDef, bin: &dyn Facts) -> Resolution {
     let mut res = Resolution {
         probe: p.name.clone(),
         role: p.role,
@@ -933,7 +1012,7 @@ pub fn list_some(names: &[String]) -> String {
 
 /// First name, over the variants that apply to `bin`, that the compiler
 /// inlined away (see GoBinary::inlined_functions).
-fn inlined_match(p: &ProbeDef, bin: &GoBinary) -> Option<String> {
+fn inlined_match(p: &ProbeDef, bin: &dyn Facts) -> Option<String> {
     let inlined = bin.inlined_functions();
     if inlined.is_empty() {
         return None;
@@ -953,7 +1032,7 @@ fn inlined_match(p: &ProbeDef, bin: &GoBinary) -> Option<String> {
 }
 
 fn make_target(
-    bin: &GoBinary,
+    bin: &dyn Facts,
     f: &Function,
     sites: &FunctionSites,
     (variant, note): (usize, &str),

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod commands;
 pub mod correlate;
 pub mod export;
+pub mod fixture;
 pub mod format;
 pub mod html;
 pub mod live;

@@ -1485,10 +1485,11 @@ fn real_kubelet_1_36_probes() {
         1,
         format!("{K}/volumemanager.(*volumeManager).getUnmountedVolumes"),
     ));
+    // relistPod(podUID): 1.36's variant (the first is 1.37's (ctx, podUID)).
     want.push((
         "relist_pod",
         "ok",
-        1,
+        2,
         format!("{K}/pleg.(*GenericPLEG).relistPod"),
     ));
     // OuterVolumeSpecNames (a slice) and Pod @64: the 1.35+ variant.

@@ -187,10 +187,12 @@ fn three_result_sync_pod_reads_the_error_from_rcx() {
         assert_eq!(reg_of(exit, "post_sync"), "RBX", "{label}");
         // The on-demand relist is its own probe (a stage with the pod UID),
         // not a tick of the periodic relist loop.
-        let by = ok_with(&res, "relist_pod", label, 1);
+        // Variant 2, 1.36's (podUID): no module version here, and none of
+        // 1.37's rewritten evented PLEG (variant 1 is 1.37's (ctx, podUID)).
+        let by = ok_with(&res, "relist_pod", label, 2);
         assert_eq!(
             by,
-            ["calls pleg.(*GenericPLEG).reconcilePodRecord"],
+            ["no pleg.(*EventedPLEG).Start.func1, calls pleg.(*GenericPLEG).reconcilePodRecord"],
             "{label}"
         );
         assert_eq!(

@@ -9,12 +9,16 @@
 //!   stop times vs bpftrace, discovery under load
 //! - `image`: the podtrace OCI image (no Docker), optionally pushed
 //! - `fuzz`:  run the cargo-fuzz targets (fuzz/) for a while
+//! - `matrix`: build kubelet 1.30-1.37 and containerd 1.7-2.4 from the Go
+//!   module proxy, check each (probes, a short node run), write
+//!   docs/compatibility.md; `--fixtures` writes the catalogue's fixtures
 
 mod bench;
 mod demo;
 mod fuzz;
 mod image;
 mod lint;
+mod matrix;
 mod paths;
 mod setup;
 mod soak;
@@ -127,6 +131,31 @@ enum Cmd {
         #[arg(long)]
         fresh: bool,
     },
+    /// The version matrix: build every kubelet minor 1.30-1.37 (newest patch
+    /// the Go module proxy resolves) and containerd 1.7/2.2/2.4 release-style
+    /// into ~/.podtrace/bin, one at a time; `podtrace probes` on each; a
+    /// short node check per row (4 static pods with volumes under `podtrace
+    /// record`); print the table and write docs/compatibility.md. Not part
+    /// of `test`: about a dozen cold Go builds.
+    Matrix {
+        /// Only these rows (`kubelet-1.33`, `containerd-1.7`, …).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Build only.
+        #[arg(long)]
+        build_only: bool,
+        /// No node checks (builds, probes, table).
+        #[arg(long)]
+        no_node: bool,
+        /// Write tracer/tests/fixtures/versions/ from the built binaries
+        /// (what the catalogue needs of each version, not the binaries).
+        #[arg(long)]
+        fixtures: bool,
+    },
+    /// One node check of the matrix (run by `matrix` under the e2e lock):
+    /// PODTRACE_KUBELET on PODTRACE_CONTAINERD.
+    #[command(hide = true)]
+    MatrixRow,
 }
 
 fn main() {
@@ -164,6 +193,18 @@ fn main() {
             .and_then(|_| soak::run())
             .and_then(|_| bench::read()),
         Cmd::Soak => soak::run(),
+        Cmd::Matrix {
+            only,
+            build_only,
+            no_node,
+            fixtures,
+        } => matrix::run(&matrix::Opts {
+            only,
+            build_only,
+            no_node,
+            fixtures,
+        }),
+        Cmd::MatrixRow => matrix::row(),
         Cmd::Image { push } => setup::run()
             .and_then(|_| build())
             .and_then(|_| image::build(&podtrace_bin()))

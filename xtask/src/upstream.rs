@@ -123,7 +123,12 @@ pub fn prometheus() -> PathBuf {
 
 /// Directory holding `containerd`, `containerd-shim-runc-v2` and `ctr`.
 pub fn containerd_dir() -> PathBuf {
-    bin_dir().join(format!("containerd-{CONTAINERD_VERSION}"))
+    containerd_dir_of(CONTAINERD_VERSION)
+}
+
+/// The same for another release: `bin/containerd-v1.7.35/`.
+pub fn containerd_dir_of(version: &str) -> PathBuf {
+    bin_dir().join(format!("containerd-{version}"))
 }
 
 /// The installed Go (1.26.8 on these machines, at /usr/local/go). Not just
@@ -143,10 +148,25 @@ fn go_bin() -> PathBuf {
         .unwrap_or(local)
 }
 
+/// The Go module cache: `$PODTRACE_GOMODCACHE`, else `$PODTRACE_HOME/go/mod`.
+pub fn gomodcache() -> PathBuf {
+    std::env::var_os("PODTRACE_GOMODCACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join("go/mod"))
+}
+
+/// The Go build cache: `$PODTRACE_GOCACHE`, else `$PODTRACE_HOME/go/cache`
+/// (a machine short of disk may put it on a tmpfs).
+pub fn gocache() -> PathBuf {
+    std::env::var_os("PODTRACE_GOCACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join("go/cache"))
+}
+
 /// Environment of every go command here: caches outside the repo, the
 /// installed toolchain only (its version is part of each recipe), no
 /// telemetry, no VCS stamping (the wrapper modules are not repositories).
-fn go_cmd(dir: &Path) -> Command {
+pub fn go_cmd(dir: &Path) -> Command {
     go_env_cmd(&go_bin(), dir)
 }
 
@@ -160,8 +180,8 @@ fn go_env_cmd(program: &Path, dir: &Path) -> Command {
         .unwrap_or(path);
     c.current_dir(dir)
         .env("PATH", path)
-        .env("GOMODCACHE", home().join("go/mod"))
-        .env("GOCACHE", home().join("go/cache"))
+        .env("GOMODCACHE", gomodcache())
+        .env("GOCACHE", gocache())
         .env("GOTOOLCHAIN", "local")
         .env("GOTELEMETRY", "off")
         .env("GOFLAGS", "-buildvcs=false")
@@ -170,7 +190,7 @@ fn go_env_cmd(program: &Path, dir: &Path) -> Command {
 }
 
 /// Runs a go command; on failure the error carries its last output lines.
-fn go(dir: &Path, args: &[&str]) -> Result<String> {
+pub fn go(dir: &Path, args: &[&str]) -> Result<String> {
     run_tail(
         go_cmd(dir).args(args),
         &format!("go {}", args.join(" ")),
@@ -196,13 +216,13 @@ fn run_tail(cmd: &mut Command, what: &str, dir: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn go_version() -> Result<String> {
+pub fn go_version() -> Result<String> {
     let v = go(Path::new("/"), &["env", "GOVERSION"])?;
     Ok(v.trim().to_string())
 }
 
 /// `go mod download -json MODULE@VERSION` → path of its go.mod in the cache.
-fn module_gomod(module: &str, version: &str) -> Result<PathBuf> {
+pub fn module_gomod(module: &str, version: &str) -> Result<PathBuf> {
     let tmp = home().join("upstream");
     std::fs::create_dir_all(&tmp)?;
     let out = go(
@@ -221,7 +241,7 @@ fn module_gomod(module: &str, version: &str) -> Result<PathBuf> {
 }
 
 /// The first `go` / `godebug` directive lines of a go.mod.
-fn directive(gomod: &str, word: &str) -> Option<String> {
+pub fn directive(gomod: &str, word: &str) -> Option<String> {
     gomod
         .lines()
         .map(str::trim)
@@ -352,7 +372,7 @@ fn kubelet_ldflags(version: &str) -> String {
 
 /// What a binary was built from; rebuilt when it changes.
 /// `path` + `.suffix` (not `with_extension`: `kubelet-v1.36.3` has dots).
-fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
@@ -384,7 +404,7 @@ fn k8s_recipe(version: &str, gover: &str, ldflags: &str, tuning: &str) -> String
 
 /// Writes the wrapper module for `k8s.io/kubernetes@version` into `dir`
 /// importing `cmds` (`k8s.io/kubernetes/cmd/X`) and runs `go mod tidy`.
-fn k8s_wrapper(name: &str, dir: &Path, version: &str, cmds: &[&str]) -> Result<()> {
+pub fn k8s_wrapper(name: &str, dir: &Path, version: &str, cmds: &[&str]) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     progress(
         name,
@@ -410,8 +430,9 @@ fn k8s_wrapper(name: &str, dir: &Path, version: &str, cmds: &[&str]) -> Result<(
     Ok(())
 }
 
-/// Builds one kubelet (stripped, like a release) unless up to date.
-fn build_kubelet(version: &str, tuned: bool, gover: &str) -> Result<()> {
+/// Builds one kubelet (stripped, like a release) unless up to date; the
+/// build's seconds when it built one.
+pub fn build_kubelet(version: &str, tuned: bool, gover: &str) -> Result<Option<f64>> {
     let bin = kubelet(version, tuned);
     let name = bin
         .file_name()
@@ -427,7 +448,7 @@ fn build_kubelet(version: &str, tuned: bool, gover: &str) -> Result<()> {
     let recipe = k8s_recipe(version, gover, &ldflags, &tuning);
     if recipe_ok(&bin, &recipe) {
         progress(&name, &format!("present ({})", bin.display()));
-        return Ok(());
+        return Ok(None);
     }
     let t = Instant::now();
     let dir = home().join("upstream").join(&name);
@@ -462,14 +483,14 @@ fn build_kubelet(version: &str, tuned: bool, gover: &str) -> Result<()> {
         &name,
         &format!(
             "go build (cold: several minutes on 2 cores; cached in {})",
-            home().join("go/cache").display()
+            gocache().display()
         ),
     );
     go(&dir, &args)?;
     std::fs::rename(&out, &bin)?;
     write_recipe(&bin, &recipe)?;
     done(&name, t);
-    Ok(())
+    Ok(Some(t.elapsed().as_secs_f64()))
 }
 
 /// Builds kube-apiserver, kube-controller-manager, kube-scheduler and
@@ -533,24 +554,25 @@ fn build_control_plane(gover: &str) -> Result<()> {
     Ok(())
 }
 
-/// Builds containerd 2.x, its runc shim and ctr (stripped) unless up to date.
-fn build_containerd(gover: &str) -> Result<()> {
-    let dir_out = containerd_dir();
+/// Builds containerd, its runc shim and ctr (stripped) unless up to date:
+/// `module` is `github.com/containerd/containerd/v2` for 2.x,
+/// `github.com/containerd/containerd` for 1.x. The build's seconds when it
+/// built them.
+pub fn build_containerd(module: &str, version: &str, gover: &str) -> Result<Option<f64>> {
+    let dir_out = containerd_dir_of(version);
     let stamp = dir_out.join("containerd");
-    let module = "github.com/containerd/containerd/v2";
     let ldflags = format!(
-        "-X {module}/version.Version={CONTAINERD_VERSION} -X {module}/version.Package=github.com/containerd/containerd -s -w"
+        "-X {module}/version.Version={version} -X {module}/version.Package=github.com/containerd/containerd -s -w"
     );
     // btrfs/devmapper/zfs snapshotters need cgo or are unused here.
     let tags = "no_btrfs,no_devmapper,no_zfs";
-    let recipe = format!(
-        "{module} {CONTAINERD_VERSION}\n{gover}\nCGO_ENABLED=0 -trimpath -tags {tags}\n{ldflags}\n"
-    );
-    let name = format!("containerd-{CONTAINERD_VERSION}");
+    let recipe =
+        format!("{module} {version}\n{gover}\nCGO_ENABLED=0 -trimpath -tags {tags}\n{ldflags}\n");
+    let name = format!("containerd-{version}");
     let cmds = ["containerd", "containerd-shim-runc-v2", "ctr"];
     if recipe_ok(&stamp, &recipe) && cmds.iter().all(|c| dir_out.join(c).exists()) {
         progress(&name, &format!("present ({})", dir_out.display()));
-        return Ok(());
+        return Ok(None);
     }
     let t = Instant::now();
     let dir = home().join("upstream").join(&name);
@@ -558,14 +580,16 @@ fn build_containerd(gover: &str) -> Result<()> {
     std::fs::create_dir_all(&dir_out)?;
     progress(
         &name,
-        &format!("fetching {module}@{CONTAINERD_VERSION} from the Go module proxy"),
+        &format!("fetching {module}@{version} from the Go module proxy"),
     );
-    let upstream = module_gomod(module, CONTAINERD_VERSION)?;
+    let upstream = module_gomod(module, version)?;
     let upstream = std::fs::read_to_string(&upstream)?;
     let goline = directive(&upstream, "go").unwrap_or_else(|| "go 1.25.0".into());
     std::fs::write(
         dir.join("go.mod"),
-        format!("module podtrace.invalid/containerd-build\n\n{goline}\n\nrequire {module} {CONTAINERD_VERSION}\n"),
+        format!(
+            "module podtrace.invalid/containerd-build\n\n{goline}\n\nrequire {module} {version}\n"
+        ),
     )?;
     let imports: String = cmds
         .iter()
@@ -599,7 +623,7 @@ fn build_containerd(gover: &str) -> Result<()> {
     }
     write_recipe(&stamp, &recipe)?;
     done(&name, t);
-    Ok(())
+    Ok(Some(t.elapsed().as_secs_f64()))
 }
 
 /// The collector builder's manifest: [`OTELCOL_COMPONENTS`] at
@@ -732,7 +756,11 @@ pub fn run() -> Result<()> {
         build_kubelet(v, false, &gover)?;
     }
     build_kubelet(TUNED_KUBELET, true, &gover)?;
-    build_containerd(&gover)?;
+    build_containerd(
+        "github.com/containerd/containerd/v2",
+        CONTAINERD_VERSION,
+        &gover,
+    )?;
     build_control_plane(&gover)?;
     build_otelcol(&gover)?;
     build_prometheus(&gover)?;
