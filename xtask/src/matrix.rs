@@ -1206,7 +1206,7 @@ fn compatibility_md(results: &[RowResult], table: &str) -> String {
          pods with a hostPath and an emptyDir volume) traced by `podtrace\n\
          record`: each pod's mount wait within 1 ms of kubelet's V(3) lines and\n\
          its sync of kubelet's `syncPod` span (one comparison in 20 may be up to\n\
-         3 ms off, printed: kubelet's goroutine preempted between the function's\n\
+         5 ms off, printed: kubelet's goroutine preempted between the function's\n\
          entry and its own stamp), poll checks at kubelet's 300 ms,\n\
          every CRI call inside kubelet's client span for it, the reconciler,\n\
          populator and PLEG periods as built (tests/src/kubelet_check.rs).\n\n\
