@@ -48,7 +48,7 @@ use crate::{
     containerd::{self, Cni},
     node::{Node, NodeOpts},
     otelcol::Collector,
-    util::{free_port, podtrace_home, rand_hex, run_with_timeout, tail},
+    util::{free_port, rand_hex, run_with_timeout, setup_bin, tail},
 };
 
 /// The node's name: a name of its own, not the machine's hostname (a
@@ -69,15 +69,10 @@ const PREFIX: &str = "podtrace-cluster-";
 /// `~/.podtrace/bin/kube-apiserver-v1.36.3`. Panics with what to run when
 /// it is missing.
 pub fn bin(name: &str) -> PathBuf {
-    let p = podtrace_home()
-        .join("bin")
-        .join(format!("{name}-{VERSION}"));
-    assert!(
-        p.is_file(),
-        "{} does not exist: `cargo xtask setup` builds the control plane from the k8s.io/kubernetes module",
-        p.display()
-    );
-    p
+    setup_bin(
+        &format!("{name}-{VERSION}"),
+        "the control plane from the k8s.io/kubernetes module",
+    )
 }
 
 /// A process's start time (clock ticks since boot, /proc/PID/stat field

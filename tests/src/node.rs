@@ -41,6 +41,7 @@ use serde_json::Value;
 use crate::containerd::{self, Env};
 use crate::otlp;
 pub use crate::util::podtrace_home;
+use crate::util::setup_bin;
 use crate::util::{cgroup_roots, free_port, rand_hex, stop_child, tail};
 
 /// The node name kubelet runs as: static pods are named `<name>-<node>`.
@@ -49,16 +50,10 @@ pub const NODE_NAME: &str = "podtrace-node";
 /// A kubelet built by `cargo xtask setup`: `kubelet("v1.34.4", false)`.
 /// Panics with what to run when it is missing.
 pub fn kubelet(version: &str, tuned: bool) -> PathBuf {
-    let p = podtrace_home().join("bin").join(format!(
-        "kubelet-{version}{}",
-        if tuned { "-tuned" } else { "" }
-    ));
-    assert!(
-        p.exists(),
-        "{} does not exist: `cargo xtask setup` builds the real kubelets from the k8s.io/kubernetes module",
-        p.display()
-    );
-    p
+    setup_bin(
+        &format!("kubelet-{version}{}", if tuned { "-tuned" } else { "" }),
+        "the real kubelets from the k8s.io/kubernetes module",
+    )
 }
 
 /// The containerd 2.x that `cargo xtask setup` builds (dir with

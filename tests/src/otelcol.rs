@@ -26,7 +26,7 @@ use std::{
 use crate::{
     cluster::{pid_file_process, write_pid_file},
     otlp,
-    util::{free_port, podtrace_home, tail},
+    util::{free_port, setup_bin, tail},
 };
 
 /// The release `cargo xtask setup` builds.
@@ -37,15 +37,10 @@ const READY: &str = "Everything is ready";
 /// `~/.podtrace/bin/otelcol-podtrace-v0.165.0`; panics with what to run
 /// when it is missing.
 pub fn bin() -> PathBuf {
-    let p = podtrace_home()
-        .join("bin")
-        .join(format!("otelcol-podtrace-{VERSION}"));
-    assert!(
-        p.is_file(),
-        "{} does not exist: `cargo xtask setup` builds it with the OpenTelemetry Collector builder",
-        p.display()
-    );
-    p
+    setup_bin(
+        &format!("otelcol-podtrace-{VERSION}"),
+        "it with the OpenTelemetry Collector builder",
+    )
 }
 
 /// A running collector and the sink it forwards to.

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::{
     cluster::{pid_file_process, write_pid_file},
-    util::{free_port, http_get, podtrace_home, tail},
+    util::{free_port, http_get, setup_bin, tail},
 };
 
 /// The module version `cargo xtask setup` builds (v0.3MM.P: release 3.MM.P).
@@ -30,15 +30,10 @@ pub const MODULE_VERSION: &str = "v0.316.0";
 /// `~/.podtrace/bin/prometheus-v0.316.0`; panics with what to run when it
 /// is missing.
 pub fn bin() -> PathBuf {
-    let p = podtrace_home()
-        .join("bin")
-        .join(format!("prometheus-{MODULE_VERSION}"));
-    assert!(
-        p.is_file(),
-        "{} does not exist: `cargo xtask setup` builds it from github.com/prometheus/prometheus",
-        p.display()
-    );
-    p
+    setup_bin(
+        &format!("prometheus-{MODULE_VERSION}"),
+        "it from github.com/prometheus/prometheus",
+    )
 }
 
 /// A query string's URL encoding (everything but unreserved characters).

@@ -14,6 +14,18 @@ use std::{
 
 /// `$PODTRACE_HOME` (default `~/.podtrace`), where `cargo xtask setup` builds
 /// the upstream binaries (xtask/src/setup.rs).
+/// A binary `cargo xtask setup` installs in `~/.podtrace/bin`; panics
+/// saying what builds it (`how`) when it is missing.
+pub fn setup_bin(name: &str, how: &str) -> PathBuf {
+    let p = podtrace_home().join("bin").join(name);
+    assert!(
+        p.is_file(),
+        "{} does not exist: `cargo xtask setup` builds {how}",
+        p.display()
+    );
+    p
+}
+
 pub fn podtrace_home() -> PathBuf {
     std::env::var_os("PODTRACE_HOME")
         .map(PathBuf::from)
