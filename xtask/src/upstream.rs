@@ -189,6 +189,20 @@ fn go_env_cmd(program: &Path, dir: &Path) -> Command {
     c
 }
 
+/// A `tools.go` importing `module`'s commands, so that `go mod tidy`
+/// keeps what they need and `go build module/cmd/X` resolves.
+fn write_tools_go(dir: &Path, module: &str, cmds: &[&str]) -> Result<()> {
+    let imports: String = cmds
+        .iter()
+        .map(|c| format!("\t_ \"{module}/cmd/{c}\"\n"))
+        .collect();
+    std::fs::write(
+        dir.join("tools.go"),
+        format!("//go:build tools\n\npackage tools\n\nimport (\n{imports})\n"),
+    )?;
+    Ok(())
+}
+
 /// Runs a go command; on failure the error carries its last output lines.
 pub fn go(dir: &Path, args: &[&str]) -> Result<String> {
     run_tail(
@@ -417,14 +431,7 @@ pub fn k8s_wrapper(name: &str, dir: &Path, version: &str, cmds: &[&str]) -> Resu
         dir.join("go.mod"),
         kubelet_wrapper_gomod(version, &upstream)?,
     )?;
-    let imports: String = cmds
-        .iter()
-        .map(|c| format!("\t_ \"k8s.io/kubernetes/cmd/{c}\"\n"))
-        .collect();
-    std::fs::write(
-        dir.join("tools.go"),
-        format!("//go:build tools\n\npackage tools\n\nimport (\n{imports})\n"),
-    )?;
+    write_tools_go(dir, "k8s.io/kubernetes", cmds)?;
     progress(name, "go mod tidy (downloads the dependencies)");
     go(dir, &["mod", "tidy"])?;
     Ok(())
@@ -591,14 +598,7 @@ pub fn build_containerd(module: &str, version: &str, gover: &str) -> Result<Opti
             "module podtrace.invalid/containerd-build\n\n{goline}\n\nrequire {module} {version}\n"
         ),
     )?;
-    let imports: String = cmds
-        .iter()
-        .map(|c| format!("\t_ \"{module}/cmd/{c}\"\n"))
-        .collect();
-    std::fs::write(
-        dir.join("tools.go"),
-        format!("//go:build tools\n\npackage tools\n\nimport (\n{imports})\n"),
-    )?;
+    write_tools_go(&dir, module, &cmds)?;
     progress(&name, "go mod tidy");
     go(&dir, &["mod", "tidy"])?;
     for c in cmds {
