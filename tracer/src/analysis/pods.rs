@@ -86,13 +86,16 @@ fn first_by_another_kubelet(c: &Correlated, i: usize) -> bool {
     let Some(p) = s.pod else {
         return false;
     };
-    let earlier: Vec<&crate::correlate::Span> = c
-        .pod_spans(p)
-        .iter()
-        .map(|&j| &c.spans[j])
-        .filter(|x| x.role == Role::PodSync && x.start < s.start && x.binary == s.binary)
-        .collect();
-    !earlier.iter().any(|x| x.pid == s.pid) && earlier.iter().any(|x| x.pid != s.pid)
+    let mut by_another = false;
+    for x in c.pod_spans(p).iter().map(|&j| &c.spans[j]) {
+        if x.role == Role::PodSync && x.start < s.start && x.binary == s.binary {
+            if x.pid == s.pid {
+                return false;
+            }
+            by_another = true;
+        }
+    }
+    by_another
 }
 
 /// Whether sync span `i` returned without error and created no sandbox:
