@@ -51,13 +51,14 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use podtrace_tests::{
     bpf_object_exists,
     cluster::{self, rfc3339_unix_s, Cluster, ClusterOpts, NAMESPACE, NODE_NAME, VOLUME_KINDS},
+    image_layout,
     node::{self, pod_klog, stage, Agreement, Klog},
     otlp,
     prometheus::{scrape_config_for, value_of, Prometheus},
@@ -104,19 +105,6 @@ fn replace_once(s: &str, from: &str, to: &str) -> String {
         "deploy/daemonset.yaml must hold {from:?} exactly once (the test edits it)"
     );
     s.replacen(from, to, 1)
-}
-
-/// The OCI layout `cargo xtask image` builds.
-fn image_layout() -> PathBuf {
-    let p = std::env::var_os("PODTRACE_IMAGE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/image/podtrace"));
-    assert!(
-        p.join("index.json").exists(),
-        "{} is no OCI layout: `cargo xtask image` builds it",
-        p.display()
-    );
-    p
 }
 
 /// deploy/daemonset.yaml with this cluster's image, the trace directory
@@ -266,7 +254,7 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
     //    and where to send OTLP: the cluster's OpenTelemetry Collector (its
     //    HTTP receiver on the pods' bridge), which kubelet's own tracing
     //    feeds too.
-    let image = c.push_image(&image_layout());
+    let image = c.node().env.push_image(&image_layout());
     let traces = dir.join("traces");
     let collector_http = c.collector().http.clone();
     c.apply("daemonset", &daemonset(&image, &traces, &collector_http));

@@ -9,13 +9,12 @@
 //! `deploy/daemonset.yaml` must run the same pod spec.
 
 use std::{
-    path::{Path, PathBuf},
-    process::Command,
+    path::Path,
     time::{Duration, Instant},
 };
 
 use podtrace_tests::{
-    bpf_object_exists, link_ids,
+    bpf_object_exists, image_layout, link_ids,
     node::{self, Node, NodeOpts},
     report_json, root, uprobe_links_of, TempDir,
 };
@@ -111,47 +110,6 @@ fn grace_period() -> u64 {
     pod["spec"]["terminationGracePeriodSeconds"]
         .as_u64()
         .expect("static-pod.yaml sets terminationGracePeriodSeconds")
-}
-
-/// The OCI layout `cargo xtask image` builds.
-fn image_layout() -> PathBuf {
-    let p = std::env::var_os("PODTRACE_IMAGE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/image/podtrace"));
-    assert!(
-        p.join("index.json").exists(),
-        "{} is no OCI layout: `cargo xtask image` builds it",
-        p.display()
-    );
-    p
-}
-
-/// Pushes the image to the node's registry; returns its reference there.
-fn push_image(node: &Node) -> String {
-    let layout = image_layout();
-    let index: Value = serde_json::from_str(&read(&layout.join("index.json"))).expect("index.json");
-    let tag = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
-        .as_str()
-        .expect("the image's tag")
-        .to_string();
-    let reference = format!("{}/podtrace:{tag}", node.env.registry);
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--insecure-policy",
-            "--dest-tls-verify=false",
-            "--quiet",
-        ])
-        .arg(format!("oci:{}:{tag}", layout.display()))
-        .arg(format!("docker://{reference}"))
-        .output()
-        .expect("running skopeo (cargo xtask setup installs it)");
-    assert!(
-        out.status.success(),
-        "skopeo copy to {reference} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    reference
 }
 
 /// deploy/static-pod.yaml with the image and trace directory of this test,
@@ -258,7 +216,7 @@ fn static_pod_records_the_real_kubelet_and_containerd() {
         std::fs::copy(&built, &kubelet).expect("copy kubelet");
     }
     let node = Node::start(NodeOpts::new(kubelet));
-    let image = push_image(&node);
+    let image = node.env.push_image(&image_layout());
     let traces = dir.join("traces");
     let full = Node::pod_name("podtrace");
 

@@ -594,6 +594,38 @@ fn substitute(template: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 impl Env {
+    /// Pushes the OCI layout `layout` (tag from its index) to this
+    /// registry as `podtrace:TAG`; returns the reference.
+    pub fn push_image(&self, layout: &Path) -> String {
+        let index: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(layout.join("index.json"))
+                .unwrap_or_else(|e| panic!("{}: {e}", layout.display())),
+        )
+        .expect("index.json");
+        let tag = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .expect("the image's tag")
+            .to_string();
+        let reference = format!("{}/podtrace:{tag}", self.registry);
+        let (st, out, err) = run_with_timeout(
+            Command::new("skopeo")
+                .args([
+                    "copy",
+                    "--insecure-policy",
+                    "--dest-tls-verify=false",
+                    "--quiet",
+                ])
+                .arg(format!("oci:{}:{tag}", layout.display()))
+                .arg(format!("docker://{reference}")),
+            Duration::from_secs(120),
+        );
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "skopeo copy to {reference} failed ({st:?}): {out}{err}"
+        );
+        reference
+    }
+
     /// [`Env::start_with`] the containerd [`Options::from_env`] names.
     pub fn start() -> Env {
         Env::start_with(Options::from_env())

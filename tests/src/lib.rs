@@ -33,6 +33,19 @@ fn existing(var: &str, default: PathBuf) -> PathBuf {
     p
 }
 
+/// The OCI layout `cargo xtask image` builds (or `$PODTRACE_IMAGE`).
+pub fn image_layout() -> PathBuf {
+    let p = std::env::var_os("PODTRACE_IMAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/image/podtrace"));
+    assert!(
+        p.join("index.json").exists(),
+        "{} is no OCI layout: `cargo xtask image` builds it",
+        p.display()
+    );
+    p
+}
+
 pub fn podtrace_bin() -> PathBuf {
     existing("PODTRACE_BIN", root().join("target/release/podtrace"))
 }
