@@ -237,6 +237,10 @@ pub enum NoteKind {
     BinaryFound,
     /// A new binary could not be traced (`detail` says why).
     AttachFailed,
+    /// A traced process's CPU time so far (`cpu_ns`: user + system from
+    /// /proc/PID/stat), sampled at the start, every few seconds and at the
+    /// stop: what the loops' busy time is held against.
+    CpuTime,
 }
 
 impl NoteKind {
@@ -250,6 +254,7 @@ impl NoteKind {
             NoteKind::Reattached => "reattached",
             NoteKind::BinaryFound => "binary_found",
             NoteKind::AttachFailed => "attach_failed",
+            NoteKind::CpuTime => "cpu_time",
         }
     }
 }
@@ -276,6 +281,9 @@ pub struct Note {
     pub latency_ns: Option<u64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// CpuTime: the process's user + system CPU time so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ns: Option<u64>,
 }
 
 impl Note {
@@ -289,7 +297,14 @@ impl Note {
             gap_ns: None,
             latency_ns: None,
             detail: String::new(),
+            cpu_ns: None,
         }
+    }
+
+    /// Whether it tells of the processes and binaries (what the report's
+    /// notes list), not a CPU sample.
+    pub fn is_event(&self) -> bool {
+        self.kind != NoteKind::CpuTime
     }
 
     /// One line for people (the report, record's stderr).
@@ -323,6 +338,11 @@ impl Note {
             NoteKind::AttachFailed => {
                 format!("{}: {} not traced: {}", self.binary, self.path, self.detail)
             }
+            NoteKind::CpuTime => format!(
+                "{}: process {pid} has used {} of CPU",
+                self.binary,
+                self.cpu_ns.map(ms).unwrap_or_default()
+            ),
         }
     }
 }

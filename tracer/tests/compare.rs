@@ -991,3 +991,41 @@ fn one_interleaved_trace_splits_by_build() {
         "{e}"
     );
 }
+
+/// The cost side: a loop ten times as frequent is ten times as busy (the
+/// synthetic ticks take the same time), and the text says it in words.
+#[test]
+fn shorter_intervals_show_their_cost_in_loop_busy_time() {
+    let (d, t) = default_vs_tuned(10);
+    let cmp = compare(&[d, t]).expect("compare");
+    let busy = |name: &str| -> (f64, f64) {
+        let l = cmp
+            .loops
+            .iter()
+            .find(|l| l.loop_name == name)
+            .unwrap_or_else(|| panic!("loop {name}"));
+        let b = |i: usize| {
+            l.runs[i]
+                .as_ref()
+                .and_then(|f| f.busy_ms_per_s)
+                .unwrap_or_else(|| panic!("{name} run {i}: no busy time"))
+        };
+        (b(0), b(1))
+    };
+    // Reconcile ticks take 0.3 ms: every 100 ms, then every 10 ms.
+    let (a, b) = busy("reconcile");
+    assert!(
+        (a - 3.0).abs() < 0.05 && (b - 30.0).abs() < 0.5,
+        "{a} → {b}"
+    );
+    let (a, b) = busy("relist");
+    assert!((b / a - 10.0).abs() < 0.5, "relist {a} → {b}");
+    let text = cmp.to_table();
+    assert!(text.contains("loop cost"), "{text}");
+    assert!(
+        text.lines().any(
+            |l| l.trim_start().starts_with("tuned:") && l.contains("reconcile 3.0 → 30.0 ms/s")
+        ),
+        "{text}"
+    );
+}

@@ -369,6 +369,26 @@ pub struct LoopFinding {
     pub period_p50_ms: Option<f64>,
     pub period_p90_ms: Option<f64>,
     pub duration_p50_ms: Option<f64>,
+    /// ms of each second inside the loop function: over every process of
+    /// the binary in the run, their busy time over their windows.
+    pub busy_ms_per_s: Option<f64>,
+}
+
+/// One binary's CPU cost per run: the traced processes' CPU time (/proc)
+/// and their loops' busy time, each per second of their windows.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuFinding {
+    pub processes: usize,
+    pub window_s: f64,
+    pub cpu_ms_per_s: f64,
+    pub loops_busy_ms_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuComparison {
+    pub binary: String,
+    /// Per run; None where the run has no CPU samples of this binary.
+    pub runs: Vec<Option<CpuFinding>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -413,6 +433,9 @@ pub struct Comparison {
     pub drift: Vec<Option<Drift>>,
     pub polling: Vec<PollFindings>,
     pub loops: Vec<LoopComparison>,
+    /// What the loops cost: CPU of the traced processes and their loops'
+    /// busy time, per binary and run.
+    pub cpu: Vec<CpuComparison>,
     pub warnings: Vec<String>,
 }
 
@@ -513,6 +536,7 @@ pub fn compare_with(runs: &[Run], opt: &CompareOptions) -> Result<Comparison> {
         drift: drifts,
         polling: runs.iter().map(poll_findings).collect(),
         loops: loop_comparisons(runs),
+        cpu: cpu_comparisons(runs),
         warnings,
     })
 }
@@ -833,21 +857,58 @@ fn loop_comparisons(runs: &[Run]) -> Vec<LoopComparison> {
             runs: runs
                 .iter()
                 .map(|r| {
-                    // Several processes of one binary: the busiest one speaks.
-                    r.report
-                        .loops
-                        .iter()
-                        .filter(|l| l.loop_name == name && l.binary == binary)
-                        .max_by_key(|l| l.ticks)
-                        .map(|l| LoopFinding {
-                            ticks: l.ticks,
-                            period_p50_ms: l.period_p50_ms,
-                            period_p90_ms: l.period_p90_ms,
-                            duration_p50_ms: l.duration_p50_ms,
-                        })
+                    let rows = || {
+                        r.report
+                            .loops
+                            .iter()
+                            .filter(|l| l.loop_name == name && l.binary == binary)
+                    };
+                    // Busy time adds up over the processes (an interleaved
+                    // run's blocks); periods: the busiest one speaks.
+                    let (busy, window) =
+                        rows().fold((0.0, 0.0), |(b, w), l| (b + l.busy_ms, w + l.window_s));
+                    rows().max_by_key(|l| l.ticks).map(|l| LoopFinding {
+                        ticks: l.ticks,
+                        period_p50_ms: l.period_p50_ms,
+                        period_p90_ms: l.period_p90_ms,
+                        duration_p50_ms: l.duration_p50_ms,
+                        busy_ms_per_s: (window > 0.0).then(|| busy / window),
+                    })
                 })
                 .collect(),
             loop_name: name,
+            binary,
+        })
+        .collect()
+}
+
+fn cpu_comparisons(runs: &[Run]) -> Vec<CpuComparison> {
+    let mut binaries: Vec<String> = Vec::new();
+    for w in runs.iter().flat_map(|r| &r.report.cpu) {
+        if !binaries.contains(&w.binary) {
+            binaries.push(w.binary.clone());
+        }
+    }
+    binaries
+        .into_iter()
+        .map(|binary| CpuComparison {
+            runs: runs
+                .iter()
+                .map(|r| {
+                    let rows: Vec<_> = r.report.cpu.iter().filter(|w| w.binary == binary).collect();
+                    let window: f64 = rows.iter().map(|w| w.window_s).sum();
+                    (window > 0.0).then(|| CpuFinding {
+                        processes: rows.len(),
+                        window_s: window,
+                        cpu_ms_per_s: rows.iter().map(|w| w.cpu_ms).sum::<f64>() / window,
+                        loops_busy_ms_per_s: rows
+                            .iter()
+                            .map(|w| w.loops_busy_ms_per_s * w.window_s)
+                            .sum::<f64>()
+                            / window,
+                    })
+                })
+                .collect(),
             binary,
         })
         .collect()
@@ -1399,8 +1460,78 @@ impl Comparison {
                 }
                 let _ = writeln!(o);
             }
+            self.write_cost(&mut o, cw);
         }
         o
+    }
+
+    /// The loops' busy time and the processes' CPU, per run: what shorter
+    /// intervals cost (`reconcile  0.9 → 8.7 ms/s`).
+    fn write_cost(&self, o: &mut String, cw: usize) {
+        let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+        let _ = writeln!(
+            o,
+            "\nloop cost, ms of each second (busy: inside the loop function; CPU: user + system of the process, /proc)"
+        );
+        let _ = write!(o, "  {:<28}", "");
+        for r in &self.runs {
+            let _ = write!(o, " {:>cw$}", r.label);
+        }
+        let _ = writeln!(o);
+        for l in &self.loops {
+            let _ = write!(
+                o,
+                "  {:<28}",
+                format!("{} busy ({})", l.loop_name, l.binary)
+            );
+            for r in &l.runs {
+                let _ = write!(
+                    o,
+                    " {:>cw$}",
+                    cell(r.as_ref().and_then(|f| f.busy_ms_per_s))
+                );
+            }
+            let _ = writeln!(o);
+        }
+        for c in &self.cpu {
+            for (what, f) in [
+                (
+                    "loops busy",
+                    (|f: &CpuFinding| f.loops_busy_ms_per_s) as fn(&CpuFinding) -> f64,
+                ),
+                ("CPU", |f: &CpuFinding| f.cpu_ms_per_s),
+            ] {
+                let _ = write!(o, "  {:<28}", format!("{} {what}", c.binary));
+                for r in &c.runs {
+                    let _ = write!(o, " {:>cw$}", cell(r.as_ref().map(f)));
+                }
+                let _ = writeln!(o);
+            }
+        }
+        // In words, each run against the first: the trade-off's cost side.
+        for (i, r) in self.runs.iter().enumerate().skip(1) {
+            let arrow = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) => Some(format!("{a:.1} → {b:.1} ms/s")),
+                _ => None,
+            };
+            let mut parts: Vec<String> = self
+                .loops
+                .iter()
+                .filter_map(|l| {
+                    let busy = |k: usize| l.runs.get(k)?.as_ref()?.busy_ms_per_s;
+                    Some(format!("{} {}", l.loop_name, arrow(busy(0), busy(i))?))
+                })
+                .collect();
+            for c in &self.cpu {
+                let cpu = |k: usize| Some(c.runs.get(k)?.as_ref()?.cpu_ms_per_s);
+                if let Some(a) = arrow(cpu(0), cpu(i)) {
+                    parts.push(format!("{} CPU {a}", c.binary));
+                }
+            }
+            if !parts.is_empty() {
+                let _ = writeln!(o, "  {}: {}", r.label, parts.join(", "));
+            }
+        }
     }
 }
 

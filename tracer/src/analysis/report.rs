@@ -33,6 +33,10 @@ pub struct Report {
     /// nothing. Never counted as starts (see `pods::readoption`).
     pub readopted_pods: Vec<ReadoptedPod>,
     pub loops: Vec<LoopReport>,
+    /// Each traced process's CPU time (from /proc, sampled by `record`)
+    /// with its loops' busy time over the same window: the cost side of
+    /// shorter loop intervals.
+    pub cpu: Vec<ProcessCpu>,
     /// Spans per traced function.
     pub probes: Vec<ProbeCount>,
     pub stats: Stats,
@@ -344,6 +348,84 @@ pub struct LoopReport {
     pub period_p50_ms: Option<f64>,
     pub period_p90_ms: Option<f64>,
     pub duration_p50_ms: Option<f64>,
+    pub pid: u32,
+    /// Time inside the loop function (every call, ticks and on demand) in
+    /// `window_s`: the process's CPU samples' window when it has two or
+    /// more (calls clipped to it), else from its first call to its last.
+    pub busy_ms: f64,
+    pub window_s: f64,
+    /// busy_ms / window_s: ms of each second the loop is at work.
+    pub busy_ms_per_s: Option<f64>,
+}
+
+/// One traced process's CPU time while recording.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessCpu {
+    pub binary: String,
+    pub pid: u32,
+    /// From its first CPU sample to its last (ktime ns).
+    #[serde(skip)]
+    pub from_ns: u64,
+    #[serde(skip)]
+    pub to_ns: u64,
+    pub window_s: f64,
+    /// User + system CPU time in the window (/proc/PID/stat; 10 ms ticks).
+    pub cpu_ms: f64,
+    pub cpu_ms_per_s: f64,
+    /// Its loops' busy time in the same window, per second.
+    pub loops_busy_ms_per_s: f64,
+}
+
+/// Each process's CPU time between its first and last CpuTime note, for
+/// the processes with spans in `c` (a trace split by build holds the notes
+/// of both builds' processes).
+fn process_cpu(notes: &[Note], c: &Correlated) -> Vec<ProcessCpu> {
+    let pids: std::collections::BTreeSet<u32> = c.spans.iter().map(|s| s.pid).collect();
+    let mut by_pid: BTreeMap<u32, Vec<&Note>> = BTreeMap::new();
+    for n in notes.iter().filter(|n| n.kind == NoteKind::CpuTime) {
+        if let (Some(pid), Some(_)) = (n.pid, n.cpu_ns) {
+            if pids.contains(&pid) {
+                by_pid.entry(pid).or_default().push(n);
+            }
+        }
+    }
+    by_pid
+        .into_iter()
+        .filter_map(|(pid, mut v)| {
+            v.sort_by_key(|n| n.t_ns);
+            let (first, last) = (v.first()?, v.last()?);
+            let (a, b) = (first.cpu_ns?, last.cpu_ns?);
+            let window_s = last.t_ns.checked_sub(first.t_ns)? as f64 / 1e9;
+            (window_s > 0.0).then(|| ProcessCpu {
+                binary: first.binary.clone(),
+                pid,
+                from_ns: first.t_ns,
+                to_ns: last.t_ns,
+                window_s,
+                cpu_ms: ms(b.saturating_sub(a)),
+                cpu_ms_per_s: ms(b.saturating_sub(a)) / window_s,
+                loops_busy_ms_per_s: 0.0,
+            })
+        })
+        .collect()
+}
+
+/// A loop function's busy time: (ms, window s), in the process's CPU
+/// window if it has one, else from the first call's start to the last's
+/// (whole periods: the last call's own time falls outside).
+fn busy_of(calls: &[&Span], cpu: Option<&ProcessCpu>) -> (f64, f64) {
+    let (from, to) = match cpu {
+        Some(w) => (w.from_ns, w.to_ns),
+        None => (
+            calls.iter().map(|s| s.start).min().unwrap_or(0),
+            calls.iter().map(|s| s.start).max().unwrap_or(0),
+        ),
+    };
+    let ns: u64 = calls
+        .iter()
+        .filter_map(|s| Some(s.end?.min(to).saturating_sub(s.start.max(from))))
+        .sum();
+    (ms(ns), to.saturating_sub(from) as f64 / 1e9)
 }
 
 fn ms(ns: u64) -> f64 {
@@ -593,9 +675,11 @@ impl Report {
                 .or_default()
                 .push(s);
         }
-        let loops = by_loop
+        let mut cpu = process_cpu(trace.notes(), c);
+        let loops: Vec<LoopReport> = by_loop
             .into_iter()
-            .map(|((name, binary, _), calls)| {
+            .map(|((name, binary, pid), calls)| {
+                let (busy_ms, window_s) = busy_of(&calls, cpu.iter().find(|w| w.pid == pid));
                 let (spans, on_demand) = loop_ticks(&calls);
                 let mut periods: Vec<f64> = spans
                     .windows(2)
@@ -611,9 +695,21 @@ impl Report {
                     period_p50_ms: percentile(&periods, 50.0),
                     period_p90_ms: percentile(&periods, 90.0),
                     duration_p50_ms: median_of(durs),
+                    pid,
+                    busy_ms,
+                    window_s,
+                    busy_ms_per_s: (window_s > 0.0).then(|| busy_ms / window_s),
                 }
             })
             .collect();
+        for w in &mut cpu {
+            let busy: f64 = loops
+                .iter()
+                .filter(|l| l.pid == w.pid)
+                .map(|l| l.busy_ms)
+                .sum();
+            w.loops_busy_ms_per_s = busy / w.window_s;
+        }
 
         let mut probes: Vec<ProbeCount> = trace
             .header()
@@ -673,6 +769,7 @@ impl Report {
             resynced_pods,
             readopted_pods,
             loops,
+            cpu,
             probes,
             stats: c.stats.clone(),
             capture_problems: trace.capture_problems(),
@@ -681,6 +778,7 @@ impl Report {
                 trace
                     .notes()
                     .iter()
+                    .filter(|n| n.is_event())
                     .map(|n| NoteRow {
                         at_ms: (n.t_ns as i64 - start) as f64 / 1e6,
                         note: n.clone(),
@@ -912,20 +1010,48 @@ impl Report {
             let _ = writeln!(o, "\nloops");
             let _ = writeln!(
                 o,
-                "  {:<16} {:>7} {:>12} {:>12} {:>14} {:>10}",
-                "loop", "ticks", "period p50", "period p90", "tick p50 ms", "on demand"
+                "  {:<16} {:>7} {:>12} {:>12} {:>14} {:>10} {:>10}",
+                "loop",
+                "ticks",
+                "period p50",
+                "period p90",
+                "tick p50 ms",
+                "on demand",
+                "busy ms/s"
             );
             let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
             for l in &self.loops {
                 let _ = writeln!(
                     o,
-                    "  {:<16} {:>7} {:>12} {:>12} {:>14} {:>10}",
+                    "  {:<16} {:>7} {:>12} {:>12} {:>14} {:>10} {:>10}",
                     l.loop_name,
                     l.ticks,
                     f(l.period_p50_ms),
                     f(l.period_p90_ms),
                     f(l.duration_p50_ms),
-                    l.on_demand
+                    l.on_demand,
+                    f(l.busy_ms_per_s)
+                );
+            }
+        }
+        if !self.cpu.is_empty() {
+            let _ = writeln!(
+                o,
+                "\nCPU of the traced processes (user + system, /proc/PID/stat), and their loops' busy time in the same window"
+            );
+            for w in &self.cpu {
+                let share = if w.cpu_ms_per_s > 0.0 {
+                    format!(
+                        " ({:.0} % of it)",
+                        100.0 * w.loops_busy_ms_per_s / w.cpu_ms_per_s
+                    )
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    o,
+                    "  {:<12} pid {:<8} {:>8.1} s  CPU {:>7.2} ms/s  loops busy {:>6.2} ms/s{share}",
+                    w.binary, w.pid, w.window_s, w.cpu_ms_per_s, w.loops_busy_ms_per_s
                 );
             }
         }
@@ -1277,6 +1403,73 @@ mod tests {
         assert!(
             table.lines().any(|l| l.trim_start().starts_with("vol1")
                 && l.trim_end().ends_with("kubernetes.io/configmap")),
+            "{table}"
+        );
+    }
+
+    /// Each loop's busy time is its calls' time per second; in the window
+    /// of the process's CPU samples when it has them (calls clipped to
+    /// it), and the process's CPU per second comes from those samples.
+    #[test]
+    fn loops_busy_time_is_held_against_the_process_cpu_samples() {
+        let spec = SynthSpec::new(vec![SynthPod::new(0, 50.0, 120.0, 300.0)]);
+        let (mut trace, _) = synth(&spec).expect("synth");
+        // Without samples: from the first tick to the last. Reconcile ticks
+        // take 0.3 ms every 100 ms: 3 ms/s.
+        let r = Report::build(&trace, &correlate(&trace));
+        assert!(r.cpu.is_empty());
+        let rec = r
+            .loops
+            .iter()
+            .find(|l| l.loop_name == "reconcile")
+            .expect("reconcile");
+        let busy = rec.busy_ms_per_s.expect("busy");
+        assert!((busy - 3.0).abs() < 0.05, "{rec:?}");
+        assert_eq!(rec.pid, spec.pid);
+
+        // Samples 0.5 s apart in the middle of the ticks, 40 ms of CPU.
+        let t0 = trace.events.iter().map(|e| e.t).min().expect("events") + 200_000_000;
+        for (t, cpu) in [
+            (t0, 1_000_000_000u64),
+            (t0 + 250_000_000, 1_010_000_000),
+            (t0 + 500_000_000, 1_040_000_000),
+        ] {
+            let mut n = Note::new(t, NoteKind::CpuTime, "kubelet");
+            n.pid = Some(spec.pid);
+            n.cpu_ns = Some(cpu);
+            trace.notes.push(n);
+        }
+        // Another process's samples (no spans here: not reported).
+        let mut other = Note::new(t0, NoteKind::CpuTime, "kubelet");
+        other.pid = Some(1);
+        other.cpu_ns = Some(5);
+        trace.notes.push(other);
+        let r = Report::build(&trace, &correlate(&trace));
+        assert!(
+            r.notes.is_empty(),
+            "CPU samples are no notes: {:?}",
+            r.notes
+        );
+        assert_eq!(r.cpu.len(), 1, "{:?}", r.cpu);
+        let w = &r.cpu[0];
+        assert_eq!((w.pid, w.binary.as_str()), (spec.pid, "kubelet"));
+        assert!(
+            (w.window_s - 0.5).abs() < 1e-9 && (w.cpu_ms_per_s - 80.0).abs() < 1e-6,
+            "{w:?}"
+        );
+        let rec = r
+            .loops
+            .iter()
+            .find(|l| l.loop_name == "reconcile")
+            .expect("reconcile");
+        assert!((rec.window_s - 0.5).abs() < 1e-9, "{rec:?}");
+        // 5 ticks of 0.3 ms in half a second, give or take a clipped one.
+        assert!((rec.busy_ms - 1.5).abs() <= 0.3 + 1e-9, "{rec:?}");
+        let all: f64 = r.loops.iter().map(|l| l.busy_ms).sum();
+        assert!((w.loops_busy_ms_per_s - all / 0.5).abs() < 1e-9, "{w:?}");
+        let table = r.to_table();
+        assert!(
+            table.contains("busy ms/s") && table.contains("CPU   80.00 ms/s"),
             "{table}"
         );
     }

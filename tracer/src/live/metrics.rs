@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    CounterVec, Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Bucket bounds (s) for every duration: 1 ms .. 10 s, finest around
@@ -27,6 +27,7 @@ pub struct Metrics {
     pub(super) stage: HistogramVec,
     pub(super) cri_call: HistogramVec,
     pub(super) loop_period: HistogramVec,
+    pub(super) loop_busy: CounterVec,
     pub(super) events: IntCounterVec,
     pub(super) dropped: IntCounter,
     pub(super) pod_starts: IntCounterVec,
@@ -116,6 +117,16 @@ impl Metrics {
                 "loop_period_seconds",
                 "Gap between consecutive calls of a loop function on one goroutine",
                 &["loop", "binary", "version"],
+            )?,
+            loop_busy: registered(
+                &r,
+                CounterVec::new(
+                    opts(
+                        "loop_busy_seconds_total",
+                        "Time spent inside each loop function (every call): against the process's own process_cpu_seconds_total, what a loop's interval costs",
+                    ),
+                    &["loop", "binary", "version"],
+                )?,
             )?,
             events: counter(&r, "events_total", "Probe hits recorded", &["binary"])?,
             dropped: registered(&r, IntCounter::with_opts(opts("dropped_events_total", "Probe hits lost because the ring buffer was full"))?)?,

@@ -102,6 +102,7 @@ struct ProbeKind {
     /// histogram (loops): label lookups done here once, not per event.
     resyncs: IntCounter,
     loop_period: Option<Histogram>,
+    loop_busy: Option<prometheus::Counter>,
     update_type_slot: Option<usize>,
     uid_slot: Option<usize>,
 }
@@ -275,6 +276,8 @@ impl Live {
                         .loop_period
                         .with_label_values(&[&p.probe, b, v])
                 }),
+                loop_busy: (p.role == Role::Loop)
+                    .then(|| self.metrics.loop_busy.with_label_values(&[&p.probe, b, v])),
                 update_type_slot: p
                     .entry_captures
                     .iter()
@@ -570,6 +573,9 @@ impl drain::Consumer for Live {
     }
 
     fn note(&mut self, n: &Note) {
+        if !n.is_event() {
+            return;
+        }
         let kind = n.kind.as_str();
         self.metrics
             .supervisor_notes
@@ -657,6 +663,9 @@ impl drain::Consumer for Live {
                     }
                     *slot = (r.t, true);
                 } else if !entry {
+                    if let Some(c) = k.loop_busy.as_ref().filter(|_| slot.1) {
+                        c.inc_by(r.t.saturating_sub(slot.0) as f64 / 1e9);
+                    }
                     slot.1 = false;
                 }
                 // Loop ticks are not part of any pod's summary: not kept.
@@ -798,6 +807,11 @@ mod tests {
             "{text}"
         );
         assert!(value(&text, "podtrace_loop_period_seconds_count{") > 10.0);
+        // Each synthetic tick takes some time inside the loop: it adds up.
+        assert!(
+            value(&text, "podtrace_loop_busy_seconds_total{") > 0.0,
+            "{text}"
+        );
         // Bounded: the window never held the whole trace, and holds nothing
         // once every start is summarised.
         assert!(most < events.len() / 2, "window {most} of {}", events.len());

@@ -293,3 +293,58 @@ mod tests {
         assert!(exe_of(u32::MAX, None).is_none());
     }
 }
+
+/// A process's user + system CPU time so far, from /proc/PID/stat (fields
+/// 14 and 15, in clock ticks; the time of its exited threads included).
+/// None if it is gone or the line does not parse.
+pub fn cpu_time_ns(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat).map(|ticks| ticks_to_ns(ticks, clock_ticks()))
+}
+
+/// The kernel's USER_HZ (100 on every Linux that podtrace runs on).
+fn clock_ticks() -> u64 {
+    rustix::param::clock_ticks_per_second().max(1)
+}
+
+fn ticks_to_ns(ticks: u64, per_s: u64) -> u64 {
+    ticks.saturating_mul(1_000_000_000) / per_s
+}
+
+/// utime + stime of a /proc/PID/stat line. The command name (field 2) is in
+/// parentheses and may itself hold spaces and parentheses: fields are
+/// counted after its last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the name: state is field 3, so utime (14) is the 12th here.
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_read_after_a_name_with_spaces_and_parentheses() {
+        let line = "4242 (kube let) (x)) S 1 4242 4242 0 -1 4194560 5000 0 12 0 731 129 0 0 20 0 40 0 900 0 0";
+        assert_eq!(parse_cpu_ticks(line), Some(860));
+        assert_eq!(parse_cpu_ticks("4242 (kubelet) S 1"), None);
+        assert_eq!(ticks_to_ns(860, 100), 8_600_000_000);
+    }
+
+    #[test]
+    fn our_own_cpu_time_grows() {
+        let me = std::process::id();
+        let before = cpu_time_ns(me);
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(60) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = cpu_time_ns(me);
+        assert!(before.is_some() && after > before, "{before:?} → {after:?}");
+    }
+}

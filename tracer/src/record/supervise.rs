@@ -47,7 +47,7 @@ use super::{
     discover::{fd_path, may_be_ours, recognising, running_executables, FileKey, RunningExe},
     paths::PathWatch,
     plan::{self, PlanOptions},
-    procs::ProcWatch,
+    procs::{cpu_time_ns, ProcWatch},
 };
 use crate::{
     catalogue::{BinaryCatalogue, Catalogue},
@@ -152,7 +152,7 @@ impl Out<'_> {
     }
 
     fn note(&self, n: Note) -> Result<(), Stopped> {
-        if self.verbose {
+        if self.verbose && n.is_event() {
             eprintln!("podtrace: {}", n.describe());
         }
         self.tx.send(Msg::Note(n)).map_err(|_| Stopped)
@@ -218,6 +218,17 @@ impl<'c> Traced<'c> {
             rewritten: None,
         }
     }
+}
+
+/// Notes `pid`'s CPU time so far (nothing if it is gone).
+fn note_cpu_of(pid: u32, binary: &str, out: &Out<'_>) -> Result<(), Stopped> {
+    let Some(cpu) = cpu_time_ns(pid) else {
+        return Ok(());
+    };
+    let mut n = Note::new(mono_now(), NoteKind::CpuTime, binary);
+    n.pid = Some(pid);
+    n.cpu_ns = Some(cpu);
+    out.note(n)
 }
 
 /// A file's (size, mtime s, mtime ns): what changes when it is rewritten.
@@ -291,6 +302,8 @@ pub struct Supervisor<'c> {
     /// at every tick only.
     paths: Option<PathWatch>,
     last: Instant,
+    /// When the CPU times were last noted.
+    cpu_noted: Option<Instant>,
 }
 
 impl<'c> Supervisor<'c> {
@@ -304,6 +317,10 @@ impl<'c> Supervisor<'c> {
     /// Least time between two looks however many notices arrive (a node
     /// starting processes in a loop must not keep it busy).
     pub const LEAST: Duration = Duration::from_millis(100);
+    /// How often each traced process's CPU time is noted (also when it
+    /// starts and at the stop): the report holds the loops' busy time
+    /// against it over the same window.
+    pub const CPU_EVERY: Duration = Duration::from_secs(5);
 
     /// `rejected`: files discovery already found not to be ours;
     /// `probes`: the probe table's length so far.
@@ -354,6 +371,7 @@ impl<'c> Supervisor<'c> {
             procs: None,
             paths: None,
             last: Instant::now(),
+            cpu_noted: None,
         }
     }
 
@@ -393,6 +411,12 @@ impl<'c> Supervisor<'c> {
         tx: UnboundedSender<Msg>,
         stop: StopSignal,
     ) -> (Vec<u64>, Option<(u64, u64)>) {
+        let out = Out {
+            tx: &tx,
+            stop: &stop,
+            verbose: self.verbose,
+        };
+        let _ = self.note_cpu(&out);
         loop {
             let woke = stop.wait(
                 self.every(),
@@ -421,10 +445,33 @@ impl<'c> Supervisor<'c> {
             if self.tick(program, &out).is_err() {
                 break;
             }
+            if self
+                .cpu_noted
+                .is_none_or(|t| t.elapsed() >= Self::CPU_EVERY)
+            {
+                let _ = self.note_cpu(&out);
+            }
             self.watch_paths();
         }
+        // The drain loop takes messages until this thread is gone.
+        let _ = self.note_cpu(&Out {
+            tx: &tx,
+            stop: &stop,
+            verbose: self.verbose,
+        });
         let notices = self.procs.as_ref().map(|p| (p.notices, p.full_scans));
         (self.latencies_ns, notices)
+    }
+
+    /// Notes the CPU time of every traced process.
+    fn note_cpu(&mut self, out: &Out<'_>) -> Result<(), Stopped> {
+        self.cpu_noted = Some(Instant::now());
+        for t in self.traced.iter().filter(|t| !t.released) {
+            for &pid in &t.pids {
+                note_cpu_of(pid, &t.catalogue.binary.name, out)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every process's executable: from the notices, or all of /proc.
@@ -502,6 +549,13 @@ impl<'c> Supervisor<'c> {
                 let mut n = Note::new(now, NoteKind::ProcessStarted, name);
                 n.pid = Some(pid);
                 notes.push(n);
+                // Its window starts here (the start-up's CPU is before it).
+                if let Some(cpu) = cpu_time_ns(pid) {
+                    let mut n = Note::new(now, NoteKind::CpuTime, name);
+                    n.pid = Some(pid);
+                    n.cpu_ns = Some(cpu);
+                    notes.push(n);
+                }
                 if let (true, Some(exit)) = (t.pids.is_empty(), t.last_exit_ns) {
                     let mut n = Note::new(now, NoteKind::Restart, name);
                     n.pid = Some(pid);
