@@ -83,6 +83,64 @@ fn kubelet_1_36_default_and_tuned() {
     let cmp = compare_json(&args, "sequential");
     check_comparison(&cmp, "sequential");
     positive_control(&default.trace, &tuned.trace);
+
+    // What the shorter intervals cost, against kubelet's own CPU time.
+    let (d_busy, d_cpu, d_rec) = cost("default", &default);
+    let (t_busy, t_cpu, t_rec) = cost("tuned", &tuned);
+    eprintln!(
+        "cost: reconcile {d_rec:.2} → {t_rec:.2} ms/s, loops {d_busy:.2} → {t_busy:.2} ms/s, kubelet CPU {d_cpu:.2} → {t_cpu:.2} ms/s"
+    );
+    for (label, busy, cpu) in [("default", d_busy, d_cpu), ("tuned", t_busy, t_cpu)] {
+        assert!(
+            busy > 0.0 && busy <= cpu,
+            "{label}: loops busy {busy:.2} ms/s is not a part of kubelet's CPU {cpu:.2} ms/s"
+        );
+    }
+    // A reconciler ten times as frequent is several times as busy (its
+    // per-pod mounting work does not scale with the period).
+    assert!(
+        t_rec >= 3.0 * d_rec,
+        "reconcile busy {d_rec:.2} → {t_rec:.2} ms/s: not the tenfold ticks' cost"
+    );
+    // The loops' extra busy time shows in kubelet's own CPU time: at least
+    // half of it, and it explains at least a quarter of the CPU's growth
+    // (the rest: timers, scheduling and garbage the extra ticks cause).
+    let (more_busy, more_cpu) = (t_busy - d_busy, t_cpu - d_cpu);
+    assert!(
+        more_busy > 0.0 && more_cpu >= 0.5 * more_busy && more_cpu <= 4.0 * more_busy,
+        "loops +{more_busy:.2} ms/s against kubelet's CPU +{more_cpu:.2} ms/s (/proc)"
+    );
+    // compare carries the same numbers, per run.
+    let kubelet = cmp["cpu"]
+        .as_array()
+        .expect("cpu")
+        .iter()
+        .find(|c| c["binary"] == "kubelet")
+        .expect("kubelet CPU in compare");
+    for (i, want) in [d_cpu, t_cpu].into_iter().enumerate() {
+        let got = kubelet["runs"][i]["cpu_ms_per_s"]
+            .as_f64()
+            .expect("cpu_ms_per_s");
+        assert!(
+            (got - want).abs() < 1e-6,
+            "run {i}: {got} vs the report's {want}"
+        );
+    }
+    let rec = cmp["loops"]
+        .as_array()
+        .expect("loops")
+        .iter()
+        .find(|l| l["loop_name"] == "reconcile")
+        .expect("reconcile in compare");
+    for (i, want) in [d_rec, t_rec].into_iter().enumerate() {
+        let got = rec["runs"][i]["busy_ms_per_s"]
+            .as_f64()
+            .expect("busy_ms_per_s");
+        assert!(
+            (got - want).abs() < 1e-6,
+            "run {i}: {got} vs the report's {want}"
+        );
+    }
 }
 
 /// The interleaved experiment on the real kubelet: default and tuned
@@ -596,4 +654,56 @@ fn kubelet_exiting_mid_recording_does_not_stop_containerds_recording() {
     for want in ["RunPodSandbox", "CreateContainer", "StartContainer"] {
         assert!(calls.contains(&want), "{want} not traced: {calls:?}");
     }
+}
+
+/// The cost side of one run: podtrace's CPU row for kubelet against the
+/// harness's own /proc reading over the recording, and kubelet's loops'
+/// busy time. Returns (loops busy, CPU, reconcile busy) in ms/s.
+fn cost(label: &str, run: &podtrace_tests::kubelet_check::Run) -> (f64, f64, f64) {
+    let report = report_json(&run.trace);
+    let rows: Vec<&Value> = report["cpu"]
+        .as_array()
+        .expect("cpu")
+        .iter()
+        .filter(|w| w["binary"] == "kubelet")
+        .collect();
+    assert_eq!(
+        rows.len(),
+        1,
+        "{label}: one kubelet CPU row: {:#}",
+        report["cpu"]
+    );
+    let w = rows[0];
+    let f = |k: &str| {
+        w[k].as_f64()
+            .unwrap_or_else(|| panic!("{label}: cpu.{k}: {w}"))
+    };
+    let truth = run
+        .kubelet_cpu
+        .expect("the harness read kubelet's /proc/PID/stat");
+    let reconcile = report["loops"]
+        .as_array()
+        .expect("loops")
+        .iter()
+        .find(|l| l["loop_name"] == "reconcile")
+        .and_then(|l| l["busy_ms_per_s"].as_f64())
+        .unwrap_or_else(|| panic!("{label}: no reconcile busy time"));
+    eprintln!(
+        "{label}: kubelet CPU {:.2} ms/s over {:.1} s (harness /proc: {:.2} ms/s over {:.1} s); loops busy {:.2} ms/s, reconcile {reconcile:.2} ms/s",
+        f("cpu_ms_per_s"),
+        f("window_s"),
+        truth.ms_per_s(),
+        truth.window_s,
+        f("loops_busy_ms_per_s"),
+    );
+    // Same source, nearly the same window (podtrace's starts at its
+    // supervisor's first look, ends at its stop): /proc counts 10 ms ticks.
+    let tick_slack = 2.0 * 10.0 / truth.window_s;
+    assert!(
+        (f("cpu_ms_per_s") - truth.ms_per_s()).abs() <= 0.2 * truth.ms_per_s() + tick_slack,
+        "{label}: podtrace says kubelet used {:.2} ms/s of CPU, /proc {:.2} ms/s",
+        f("cpu_ms_per_s"),
+        truth.ms_per_s()
+    );
+    (f("loops_busy_ms_per_s"), f("cpu_ms_per_s"), reconcile)
 }

@@ -110,6 +110,8 @@ pub struct Run {
     pub waits: Vec<Wait>,
     pub trace: std::path::PathBuf,
     pub summary: Summary,
+    /// kubelet's CPU while recording, read from /proc by the harness.
+    pub kubelet_cpu: Option<node::CpuWindow>,
     _dir: TempDir,
 }
 
@@ -428,6 +430,7 @@ pub fn run(c: &Check) -> Run {
         waits,
         trace: rec.trace.clone(),
         summary,
+        kubelet_cpu: rec.kubelet_cpu,
         _dir: dir,
     }
 }

@@ -974,6 +974,34 @@ pub struct Recording {
     pub podtrace_log: PathBuf,
     /// The uprobe bpf links podtrace held while recording.
     pub links: Vec<u64>,
+    /// kubelet's CPU time while podtrace was attached, read here from
+    /// /proc/PID/stat (ground truth for the report's CPU rows).
+    pub kubelet_cpu: Option<CpuWindow>,
+}
+
+/// A process's CPU time (user + system) over a wall-clock window.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuWindow {
+    pub window_s: f64,
+    pub cpu_ms: f64,
+}
+
+impl CpuWindow {
+    pub fn ms_per_s(&self) -> f64 {
+        self.cpu_ms / self.window_s
+    }
+}
+
+/// `pid`'s user + system CPU time so far in ms, from /proc/PID/stat
+/// (fields 14 and 15, counted after the command name's last `)`; USER_HZ
+/// is 100 on Linux).
+pub fn cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: f64 = f.next()?.parse().ok()?;
+    let stime: f64 = f.next()?.parse().ok()?;
+    Some((utime + stime) * 10.0)
 }
 
 /// An interleaved experiment's recording: which build ran each block.
@@ -1117,7 +1145,16 @@ impl Node {
         gap: Duration,
     ) -> Recording {
         let rec = Recorder::start(podtrace, out, &self.pids(), &[]);
+        let cpu_from = (std::time::Instant::now(), cpu_ms(self.kubelet_pid));
         let pods = self.start_pods(names, gap);
+        let cpu_to = cpu_ms(self.kubelet_pid);
+        let kubelet_cpu = match (cpu_from, cpu_to) {
+            ((at, Some(a)), Some(b)) => Some(CpuWindow {
+                window_s: at.elapsed().as_secs_f64(),
+                cpu_ms: b - a,
+            }),
+            _ => None,
+        };
         let (trace, podtrace_log, links) = (rec.trace.clone(), rec.log.clone(), rec.links.clone());
         rec.stop();
         Recording {
@@ -1125,6 +1162,7 @@ impl Node {
             pods,
             podtrace_log,
             links,
+            kubelet_cpu,
         }
     }
 
@@ -1187,6 +1225,8 @@ impl Node {
                 pods,
                 podtrace_log: log,
                 links,
+                // kubelet restarts between blocks: no one process's window.
+                kubelet_cpu: None,
             },
             blocks,
         }

@@ -545,17 +545,33 @@ pub fn report_html(report: &Report) -> String {
         }
     }
     if !report.loops.is_empty() {
-        b.push_str("<h2>Loops</h2><table><tr><th>loop</th><th>binary</th><th>ticks</th><th>period p50 ms</th><th>period p90 ms</th><th>tick p50 ms</th></tr>");
+        b.push_str("<h2>Loops</h2><table><tr><th>loop</th><th>binary</th><th>ticks</th><th>period p50 ms</th><th>period p90 ms</th><th>tick p50 ms</th><th>busy ms/s</th></tr>");
         for l in &report.loops {
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&l.loop_name),
                 esc(&l.binary),
                 l.ticks,
                 opt_ms(l.period_p50_ms),
                 opt_ms(l.period_p90_ms),
-                opt_ms(l.duration_p50_ms)
+                opt_ms(l.duration_p50_ms),
+                opt_ms(l.busy_ms_per_s)
+            );
+        }
+        b.push_str("</table>");
+    }
+    if !report.cpu.is_empty() {
+        b.push_str("<h2>CPU</h2><p class=\"meta\">User + system CPU of each traced process (/proc/PID/stat), and its loops' busy time in the same window.</p><table><tr><th>binary</th><th>pid</th><th>window s</th><th>CPU ms/s</th><th>loops busy ms/s</th></tr>");
+        for w in &report.cpu {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td></tr>",
+                esc(&w.binary),
+                w.pid,
+                w.window_s,
+                w.cpu_ms_per_s,
+                w.loops_busy_ms_per_s
             );
         }
         b.push_str("</table>");
@@ -1005,6 +1021,36 @@ pub fn compare_html(cmp: &Comparison) -> String {
                     .map(|f| format!("{} / {}", opt_ms(f.period_p50_ms), opt_ms(f.period_p90_ms)))
                     .unwrap_or_else(|| "–".into());
                 let _ = write!(b, "<td>{cell}</td>");
+            }
+            b.push_str("</tr>");
+        }
+        b.push_str("</table>");
+        b.push_str("<h2>Loop cost, ms of each second</h2><p class=\"meta\">busy: inside the loop function; CPU: user + system of the process (/proc)</p><table><tr><th></th>");
+        for l in &labels {
+            let _ = write!(b, "<th>{l}</th>");
+        }
+        b.push_str("</tr>");
+        let cell = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
+        for l in &cmp.loops {
+            let _ = write!(
+                b,
+                "<tr><td>{} busy ({})</td>",
+                esc(&l.loop_name),
+                esc(&l.binary)
+            );
+            for r in &l.runs {
+                let _ = write!(
+                    b,
+                    "<td>{}</td>",
+                    cell(r.as_ref().and_then(|f| f.busy_ms_per_s))
+                );
+            }
+            b.push_str("</tr>");
+        }
+        for c in &cmp.cpu {
+            let _ = write!(b, "<tr><td>{} CPU</td>", esc(&c.binary));
+            for r in &c.runs {
+                let _ = write!(b, "<td>{}</td>", cell(r.as_ref().map(|f| f.cpu_ms_per_s)));
             }
             b.push_str("</tr>");
         }
