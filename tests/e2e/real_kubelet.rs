@@ -186,6 +186,38 @@ fn kubelet_1_36_interleaved() {
         assert!(src.ends_with(blocks), "ABBA: {src}");
     }
     check_comparison(&cmp, "interleaved");
+
+    // The cost per build: kubelet's processes of each build, over their
+    // own windows; containerd ran through all blocks, so it has no CPU row.
+    let cpu = cmp["cpu"].as_array().expect("cpu");
+    assert!(
+        cpu.len() == 1 && cpu[0]["binary"] == "kubelet",
+        "split by build: kubelet's CPU only: {cpu:#?}"
+    );
+    let per_run = |k: &str| -> Vec<f64> {
+        (0..2)
+            .map(|i| {
+                cpu[0]["runs"][i][k]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("run {i}: {k}: {cpu:#?}"))
+            })
+            .collect()
+    };
+    let (cpu_ms, busy) = (per_run("cpu_ms_per_s"), per_run("loops_busy_ms_per_s"));
+    eprintln!(
+        "interleaved cost: kubelet loops busy {:.2} → {:.2} ms/s, CPU {:.2} → {:.2} ms/s",
+        busy[0], busy[1], cpu_ms[0], cpu_ms[1]
+    );
+    for i in 0..2 {
+        assert!(
+            busy[i] > 0.0 && busy[i] <= cpu_ms[i],
+            "run {i}: busy {busy:?}, CPU {cpu_ms:?}"
+        );
+    }
+    assert!(
+        busy[1] >= 3.0 * busy[0] && cpu_ms[1] > cpu_ms[0],
+        "tuned loops busy {busy:?}, CPU {cpu_ms:?}: the tenfold ticks cost nothing?"
+    );
 }
 
 /// `podtrace compare ARGS --format json`, its drift printed for the

@@ -1494,6 +1494,7 @@ impl Comparison {
             let _ = writeln!(o);
         }
         for c in &self.cpu {
+            let has_loops = self.loops.iter().any(|l| l.binary == c.binary);
             for (what, f) in [
                 (
                     "loops busy",
@@ -1501,6 +1502,9 @@ impl Comparison {
                 ),
                 ("CPU", |f: &CpuFinding| f.cpu_ms_per_s),
             ] {
+                if what == "loops busy" && !has_loops {
+                    continue;
+                }
                 let _ = write!(o, "  {:<28}", format!("{} {what}", c.binary));
                 for r in &c.runs {
                     let _ = write!(o, " {:>cw$}", cell(r.as_ref().map(f)));

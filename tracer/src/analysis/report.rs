@@ -703,11 +703,11 @@ impl Report {
             })
             .collect();
         for w in &mut cpu {
-            let busy: f64 = loops
+            // fold from +0.0: an empty f64 sum is -0.0.
+            let busy = loops
                 .iter()
                 .filter(|l| l.pid == w.pid)
-                .map(|l| l.busy_ms)
-                .sum();
+                .fold(0.0, |a, l| a + l.busy_ms);
             w.loops_busy_ms_per_s = busy / w.window_s;
         }
 

@@ -17,7 +17,7 @@ use anyhow::{bail, Result};
 
 use crate::{
     correlate::{Correlated, Correlator, InOrder, MAX_SPAN_AGE_NS, REORDER_NS},
-    format::{BinaryIdentity, BinaryRecord},
+    format::{BinaryIdentity, BinaryRecord, NoteKind},
     trace::{Trace, TraceInfo},
 };
 
@@ -133,6 +133,11 @@ pub fn split_by_build(path: &Path) -> Result<Vec<Part>> {
             info.header
                 .binaries
                 .retain(|b| b.name != binary || group_of_record(b) == Some(g));
+            // The other binaries' processes ran through every block: their
+            // CPU samples (every 5 s) cannot be cut at the blocks' edges,
+            // so only the split binary's own processes keep theirs.
+            info.notes
+                .retain(|n| n.kind != NoteKind::CpuTime || n.binary == binary);
             if late > 0 {
                 info.warnings.push(format!(
                     "{}: {late} events came more than {} s after later ones and were paired in file order",
