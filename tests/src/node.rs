@@ -1116,7 +1116,20 @@ impl Node {
         names: &[String],
         gap: Duration,
     ) -> Recording {
-        let rec = Recorder::start(podtrace, out, &self.pids(), &[]);
+        self.record_pods_with(podtrace, out, names, gap, &[])
+    }
+
+    /// [`Node::record_pods`] with more arguments to `podtrace record`
+    /// (`--catalogue FILE`).
+    pub fn record_pods_with(
+        &self,
+        podtrace: &Path,
+        out: &Path,
+        names: &[String],
+        gap: Duration,
+        args: &[&str],
+    ) -> Recording {
+        let rec = Recorder::start(podtrace, out, &self.pids(), args);
         let pods = self.start_pods(names, gap);
         let (trace, podtrace_log, links) = (rec.trace.clone(), rec.log.clone(), rec.links.clone());
         rec.stop();

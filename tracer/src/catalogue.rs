@@ -69,6 +69,14 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
+/// The built-in catalogue file of binary `name` (`kubelet`: kubelet.toml).
+pub fn builtin_text(name: &str) -> Option<&'static str> {
+    BUILTIN
+        .iter()
+        .find(|(file, _)| file.strip_suffix(".toml") == Some(name))
+        .map(|(_, text)| *text)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
     #[error("{file}: {source}")]

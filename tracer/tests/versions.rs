@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use podtrace::{
-    catalogue::{forget_from, BinaryCatalogue, Catalogue},
+    catalogue::{builtin_text, forget_from, BinaryCatalogue, Catalogue},
     fixture::{Expected, Fixture},
 };
 
@@ -124,8 +124,6 @@ fn fixture(name: &str) -> Fixture {
         .unwrap_or_else(|| panic!("no fixture {name}.json"))
 }
 
-const KUBELET_TOML: &str = include_str!("../catalogue/kubelet.toml");
-
 /// (probe, status, matched_by of each target, whether any matched by a
 /// version range, detail) of a resolution.
 fn outcome(bc: &BinaryCatalogue, fx: &Fixture) -> Vec<(String, String, Vec<String>, bool, String)> {
@@ -181,7 +179,12 @@ fn assert_by_shape_only(what: &str, got: &[(String, String, Vec<String>, bool, S
 /// stage still resolves, by the shape of the code alone.
 #[test]
 fn kubelet_1_37_against_a_catalogue_that_never_saw_it() {
-    let forgot = forget_from(KUBELET_TOML, "v1.37.0", "v1.36.3").expect("forget 1.37");
+    let forgot = forget_from(
+        builtin_text("kubelet").expect("kubelet.toml"),
+        "v1.37.0",
+        "v1.36.3",
+    )
+    .expect("forget 1.37");
     let bc = Catalogue::parse("forgot.toml", &forgot).expect("forgotten catalogue parses");
     assert_eq!(bc.binary.newest_tested.as_deref(), Some("v1.36.3"));
     let fx = fixture("kubelet-v1.37.2");
