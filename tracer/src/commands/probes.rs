@@ -127,6 +127,20 @@ fn probes_table(bin: &GoBinary, info: &BinaryInfo, res: &[Resolution]) -> String
             let _ = writeln!(o, "  {:<32} {} (dependency)", d.path, d.version);
         }
     }
+    if let Some(newest) = &info.newest_tested {
+        let _ = writeln!(
+            o,
+            "tested      up to {} {newest}{}",
+            info.module,
+            match info.unseen(bin) {
+                Some(u) => format!(
+                    "; this {} is newer: matched by shape only (summary below)",
+                    u.version
+                ),
+                None => String::new(),
+            }
+        );
+    }
     let _ = writeln!(o, "symbols     {:?}", bin.symbol_source());
     let _ = writeln!(
         o,
