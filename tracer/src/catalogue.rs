@@ -284,7 +284,7 @@ impl Unseen {
                     .join(", ")
             };
             out.push(format!(
-                "{} probes matched by a known shape ({}); {} not attached ({}): `podtrace probes` says why",
+                "{binary}: {} probes matched by a known shape ({}); {} not attached ({}): `podtrace probes` says why",
                 ok.len(),
                 names(&ok),
                 not.len(),

@@ -1305,9 +1305,13 @@ pub fn table(results: &[RowResult]) -> String {
                 b.go.as_str()
             }),
             b.map_or("-", |b| b.go_line.as_str()),
-            b.and_then(|b| b.build_s)
+            // The unseen row traces its minor's binary: built by that row.
+            b.filter(|_| !matches!(r.row, Row::Unseen { .. }))
+                .and_then(|b| b.build_s)
                 .map_or("-".to_string(), |s| format!("{:.0} s", s)),
-            b.and_then(|b| b.cache_bytes).map_or("-".to_string(), mib),
+            b.filter(|_| !matches!(r.row, Row::Unseen { .. }))
+                .and_then(|b| b.cache_bytes)
+                .map_or("-".to_string(), mib),
             if r.date.is_empty() {
                 "-"
             } else {
