@@ -58,6 +58,12 @@ pub struct Check {
     /// The mount wait's poll interval it was built with.
     pub interval_ms: f64,
     pub pods: usize,
+    /// `record --catalogue FILE`: a kubelet catalogue that has never seen
+    /// this version (`cargo xtask matrix`'s unseen row); None: built-in.
+    pub catalogue: Option<std::path::PathBuf>,
+    /// Probes that catalogue must leave out (`relist_pod`): not attached,
+    /// and said so; every other stage is checked as usual.
+    pub not_attached: Vec<String>,
 }
 
 impl Check {
@@ -70,7 +76,13 @@ impl Check {
             tuned,
             interval_ms,
             pods,
+            catalogue: None,
+            not_attached: Vec::new(),
         }
+    }
+
+    fn attached(&self, probe: &str) -> bool {
+        !self.not_attached.iter().any(|p| p == probe)
     }
 }
 
@@ -102,6 +114,9 @@ pub struct Summary {
     pub loops: Vec<(String, f64, u64)>,
     pub waits_ms: Vec<f64>,
     pub on_demand_relists: usize,
+    /// Probes the catalogue left out (a version it never saw).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_attached: Vec<String>,
 }
 
 /// One recorded run: the pods that waited, and the trace (kept until the
@@ -122,7 +137,12 @@ pub fn run(c: &Check) -> Run {
     let dir = TempDir::new("real-kubelet");
     let node = Node::start(NodeOpts::new(c.kubelet.clone()));
     let names: Vec<String> = (0..pods).map(|i| format!("e2e-{i:02}")).collect();
-    let rec = node.record_pods(&podtrace_bin(), &dir.join("real.trace"), &names, GAP);
+    let catalogue = c.catalogue.as_ref().map(|p| p.display().to_string());
+    let args: Vec<&str> = catalogue
+        .iter()
+        .flat_map(|p| ["--catalogue", p.as_str()])
+        .collect();
+    let rec = node.record_pods_with(&podtrace_bin(), &dir.join("real.trace"), &names, GAP, &args);
 
     // Detached: no uprobe link left, and kubelet still starts pods.
     assert!(
@@ -143,6 +163,9 @@ pub fn run(c: &Check) -> Run {
     );
 
     let report = report_json(&rec.trace);
+    if c.catalogue.is_some() {
+        unseen_said(c, &rec.podtrace_log, &report);
+    }
     let log = node.klog();
     let uids: Vec<String> = rec.pods.iter().map(|f| node::pod_uid(&log, f)).collect();
     // kubelet exports spans in batches (every 5 s by default).
@@ -309,7 +332,19 @@ pub fn run(c: &Check) -> Run {
         // runs on PLEG's goroutine after the sync returned and is reported
         // with the pod, not as a tick of the periodic relist.
         let on_demand = pod["on_demand"].as_array().expect("on_demand");
-        if c.minor >= 36 {
+        if c.catalogue.is_some() {
+            // The volume setups (one per volume, its own probe) by shape.
+            let setups = pod["volumes"].as_array().expect("volumes");
+            for name in ["host", "scratch"] {
+                assert!(
+                    setups
+                        .iter()
+                        .any(|v| v["name"] == name && v["duration_ms"].as_f64().is_some()),
+                    "{label}: {full}: no volume setup of {name}: {setups:#?}"
+                );
+            }
+        }
+        if c.minor >= 36 && c.attached("relist_pod") {
             let r = on_demand
                 .iter()
                 .find(|d| d["call"] == "relist_pod")
@@ -422,6 +457,7 @@ pub fn run(c: &Check) -> Run {
         periods.join(", "),
     );
     node.remove_all_pods(Duration::from_secs(30));
+    summary.not_attached = c.not_attached.clone();
     summary.mount_wait_worst_us = mount_agree.quantiles().2;
     summary.agreement = agree.summary();
     summary.cri_calls_inside = cri_inside;
@@ -432,6 +468,56 @@ pub fn run(c: &Check) -> Run {
         summary,
         kubelet_cpu: rec.kubelet_cpu,
         _dir: dir,
+    }
+}
+
+/// With a catalogue that never saw this kubelet: `record` said so on
+/// stderr, the report says so, and the probes left out are not in the
+/// trace while every other kubelet probe is and was called.
+fn unseen_said(c: &Check, podtrace_log: &std::path::Path, report: &serde_json::Value) {
+    let label = &c.label;
+    let stderr = std::fs::read_to_string(podtrace_log).expect("podtrace log");
+    let names = c.not_attached.join(", ");
+    for want in [
+        "probes are matched by known shapes only, never by version ranges".to_string(),
+        format!("not attached ({names})"),
+    ] {
+        assert!(
+            stderr.contains(&want),
+            "{label}: record did not say `{want}`:\n{stderr}"
+        );
+    }
+    let warnings = report["warnings"].as_array().expect("warnings");
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .is_some_and(|w| w.contains("is newer than the newest tested")
+                && w.ends_with(&format!("not attached ({names})")))),
+        "{label}: the report does not say the kubelet is unseen: {warnings:#?}"
+    );
+    let probes = report["probes"].as_array().expect("probes");
+    let kubelet: Vec<&serde_json::Value> =
+        probes.iter().filter(|p| p["binary"] == "kubelet").collect();
+    for p in &kubelet {
+        let name = p["probe"].as_str().unwrap_or_default();
+        assert!(c.attached(name), "{label}: {name} attached: {p}");
+        assert!(
+            p["spans"].as_u64().unwrap_or(0) > 0,
+            "{label}: {name} attached by shape, never called: {p}"
+        );
+    }
+    for stage in [
+        "sync",
+        "mount_wait",
+        "volume_setup",
+        "runtime_sync",
+        "create_sandbox",
+        "start_container",
+    ] {
+        assert!(
+            kubelet.iter().any(|p| p["probe"] == stage),
+            "{label}: {stage} not attached: {kubelet:#?}"
+        );
     }
 }
 

@@ -1144,7 +1144,20 @@ impl Node {
         names: &[String],
         gap: Duration,
     ) -> Recording {
-        let rec = Recorder::start(podtrace, out, &self.pids(), &[]);
+        self.record_pods_with(podtrace, out, names, gap, &[])
+    }
+
+    /// [`Node::record_pods`] with more arguments to `podtrace record`
+    /// (`--catalogue FILE`).
+    pub fn record_pods_with(
+        &self,
+        podtrace: &Path,
+        out: &Path,
+        names: &[String],
+        gap: Duration,
+        args: &[&str],
+    ) -> Recording {
+        let rec = Recorder::start(podtrace, out, &self.pids(), args);
         let cpu_from = (std::time::Instant::now(), cpu_ms(self.kubelet_pid));
         let pods = self.start_pods(names, gap);
         let cpu_to = cpu_ms(self.kubelet_pid);

@@ -69,6 +69,14 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
+/// The built-in catalogue file of binary `name` (`kubelet`: kubelet.toml).
+pub fn builtin_text(name: &str) -> Option<&'static str> {
+    BUILTIN
+        .iter()
+        .find(|(file, _)| file.strip_suffix(".toml") == Some(name))
+        .map(|(_, text)| *text)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
     #[error("{file}: {source}")]
@@ -140,6 +148,11 @@ pub struct BinaryCatalogue {
 pub struct BinaryInfo {
     pub name: String,
     pub module: String,
+    /// The newest release of `module` the catalogue was proven on (the
+    /// matrix's newest row). A binary of a newer minor is resolved by
+    /// shape alone: see [`BinaryInfo::unseen`].
+    #[serde(default)]
+    pub newest_tested: Option<String>,
     #[serde(default)]
     pub process_names: Vec<String>,
     /// Modules whose versions decide layouts: `podtrace probes` shows them.
@@ -172,6 +185,211 @@ impl BinaryInfo {
         }
         out
     }
+
+    /// The binary's version of the catalogue's module: `module` itself or
+    /// its major-version path (`github.com/containerd/containerd/v2`), the
+    /// highest major present. (module path, version).
+    pub fn component_version<'b>(&self, bin: &'b dyn Facts) -> Option<(String, &'b str)> {
+        module_any_major(bin, &self.module)
+    }
+
+    /// Whether `bin` is newer than any version the catalogue was tested on
+    /// (see [`is_unseen`]); then no `module` condition holds in it.
+    pub fn unseen(&self, bin: &dyn Facts) -> Option<Unseen> {
+        let newest = self.newest_tested.as_deref()?;
+        let (module, version) = self.component_version(bin)?;
+        is_unseen(version, newest).then(|| Unseen {
+            module,
+            version: version.to_string(),
+            newest_tested: newest.to_string(),
+        })
+    }
+}
+
+/// A binary newer than the catalogue's newest tested version: its
+/// probes resolve by shape only (a version range such as `>= v1.36.0`
+/// also "holds" on v1.38, whose registers nobody has read).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unseen {
+    pub module: String,
+    pub version: String,
+    pub newest_tested: String,
+}
+
+impl Unseen {
+    /// Why a `module` condition does not hold in an unseen binary.
+    pub fn why(&self) -> String {
+        format!(
+            "{} {} is newer than the newest tested {}: a version range says nothing of its layout",
+            self.module, self.version, self.newest_tested
+        )
+    }
+
+    /// One line for the trace header (`report` shows it): the version,
+    /// and the probes left out.
+    pub fn line(&self, res: &[Resolution]) -> String {
+        let not: Vec<&str> = res
+            .iter()
+            .filter(|r| r.status != Status::Ok)
+            .map(|r| r.probe.as_str())
+            .collect();
+        format!(
+            "{} {} is newer than the newest tested {}: {} probes matched by a known shape only, {} not attached{}",
+            self.module,
+            self.version,
+            self.newest_tested,
+            res.len() - not.len(),
+            not.len(),
+            if not.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", not.join(", "))
+            }
+        )
+    }
+
+    /// What the user is told: a headline, the probes that matched by a
+    /// known shape (with the fact, when `facts`) and the ones not attached
+    /// with why.
+    pub fn summary(&self, binary: &str, res: &[Resolution], facts: bool) -> Vec<String> {
+        let mut out = vec![format!(
+            "{binary}: {} {} is newer than the newest version this catalogue was tested on ({}): \
+             probes are matched by known shapes only, never by version ranges",
+            self.module, self.version, self.newest_tested
+        )];
+        let ok: Vec<&Resolution> = res.iter().filter(|r| r.status == Status::Ok).collect();
+        let not: Vec<&Resolution> = res.iter().filter(|r| r.status != Status::Ok).collect();
+        if facts {
+            out.push(format!("{} probes matched by a known shape:", ok.len()));
+            for r in &ok {
+                let by: Vec<&str> = r.targets.iter().map(|t| t.matched_by.as_str()).collect();
+                let mut by_uniq = by.clone();
+                by_uniq.dedup();
+                out.push(format!("  {}: {}", r.probe, by_uniq.join("; ")));
+            }
+            out.push(format!("{} not attached:", not.len()));
+            for r in &not {
+                out.push(format!(
+                    "  {} ({}): {}",
+                    r.probe,
+                    r.status.as_str(),
+                    r.detail
+                ));
+            }
+        } else {
+            let names = |v: &[&Resolution]| {
+                v.iter()
+                    .map(|r| r.probe.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            out.push(format!(
+                "{binary}: {} probes matched by a known shape ({}); {} not attached ({}): `podtrace probes` says why",
+                ok.len(),
+                names(&ok),
+                not.len(),
+                names(&not)
+            ));
+        }
+        out
+    }
+}
+
+/// `module`'s version in `bin`, under its own path or a major-version
+/// path (`module/v2`; the highest present): (path found, version).
+pub fn module_any_major<'b>(bin: &'b dyn Facts, module: &str) -> Option<(String, &'b str)> {
+    (2..=9)
+        .rev()
+        .map(|n| format!("{module}/v{n}"))
+        .chain(std::iter::once(module.to_string()))
+        .find_map(|m| bin.module_version(&m).map(|v| (m, v)))
+}
+
+/// Whether a binary at module `version` is newer than `newest_tested`:
+/// a greater (major, minor). Patches and pre-releases of a tested minor
+/// are seen (their layouts are the minor's); an unknown version (an
+/// in-tree build's `(devel)`, a pseudo-version) is not unseen: no module
+/// condition holds there anyway, so it resolves by shape already.
+pub fn is_unseen(version: &str, newest_tested: &str) -> bool {
+    if !known_version(version) {
+        return false;
+    }
+    let minor = |v: &str| {
+        let k = version_key(v);
+        (
+            k.first().copied().unwrap_or(0),
+            k.get(1).copied().unwrap_or(0),
+        )
+    };
+    minor(version) > minor(newest_tested)
+}
+
+/// A release version (`v1.36.3`, `v1.38.0-beta.0`), not `(devel)` or a
+/// pseudo-version of an untagged commit.
+fn known_version(v: &str) -> bool {
+    v.starts_with('v') && !v.starts_with("v0.0.0")
+}
+
+/// The catalogue `text` as it was before it knew `version`: without every
+/// variant one of whose `module` conditions has a lower bound at or above
+/// `version` (`>= v1.37.0` for "v1.37.0"), without probes left with no
+/// variant, and with `newest_tested` set to `newest_tested`. How the
+/// tests and `cargo xtask matrix` hold a real binary against a catalogue
+/// that has never seen it. Comments are not kept.
+pub fn forget_from(text: &str, version: &str, newest_tested: &str) -> Result<String, String> {
+    use toml::Value;
+    let mut doc: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+    let cut = version_key(version);
+    let newer = |cond: &str| -> Result<bool, String> {
+        let (_, bounds) =
+            parse_module_cond(cond).ok_or_else(|| format!("bad module condition `{cond}`"))?;
+        Ok(bounds
+            .iter()
+            .any(|(op, v)| matches!(*op, ">=" | ">" | "==") && version_key(v) >= cut))
+    };
+    let knows_it = |variant: &Value| -> Result<bool, String> {
+        let mut modules: Vec<&str> = variant
+            .get("when")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("module").and_then(Value::as_str))
+            .collect();
+        modules.extend(variant.get("when_module").and_then(Value::as_str));
+        for m in modules {
+            if newer(m)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    let binary = doc
+        .get_mut("binary")
+        .and_then(Value::as_table_mut)
+        .ok_or("no [binary]")?;
+    binary.insert("newest_tested".into(), Value::String(newest_tested.into()));
+    let probes = doc
+        .get_mut("probe")
+        .and_then(Value::as_array_mut)
+        .ok_or("no [[probe]]")?;
+    let mut kept = Vec::new();
+    for mut p in std::mem::take(probes) {
+        if let Some(vs) = p.get_mut("variant").and_then(Value::as_array_mut) {
+            let mut left = Vec::new();
+            for v in std::mem::take(vs) {
+                if !knows_it(&v)? {
+                    left.push(v);
+                }
+            }
+            if left.is_empty() {
+                continue;
+            }
+            *vs = left;
+        }
+        kept.push(p);
+    }
+    *probes = kept;
+    toml::to_string(&doc).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -294,10 +512,11 @@ impl Cond {
         bin: &dyn Facts,
         f: &Function,
         sites: &FunctionSites,
+        unseen: Option<&Unseen>,
     ) -> Result<String, String> {
         let mut held = Vec::new();
         if let Some(c) = &self.module {
-            module_cond(bin, c).map(|m| held.push(m))?;
+            module_cond(bin, c, unseen).map(|m| held.push(m))?;
         }
         if let Some(pat) = &self.symbol {
             if matching_functions(bin, pat).is_empty() {
@@ -360,13 +579,13 @@ impl Cond {
     }
 
     /// Holds without looking at a function (module, symbol, without only).
-    fn holds_for_binary(&self, bin: &dyn Facts) -> bool {
+    fn holds_for_binary(&self, bin: &dyn Facts, unseen: Option<&Unseen>) -> bool {
         self.calls.is_none()
             && self.result_regs.is_none()
             && self
                 .module
                 .as_ref()
-                .is_none_or(|c| module_cond(bin, c).is_ok())
+                .is_none_or(|c| module_cond(bin, c, unseen).is_ok())
             && self.symbol.as_ref().is_none_or(|p| {
                 // A name the compiler inlined away still tells the version.
                 !matching_functions(bin, p).is_empty()
@@ -400,18 +619,19 @@ impl Variant {
         c
     }
 
-    /// The first condition that holds for `f`: Ok(what held), or Err(why
-    /// none did).
+    /// The first condition that holds for `f`: Ok((what held, whether it
+    /// named a version range)), or Err(why none did).
     fn applies_to(
         &self,
         bin: &dyn Facts,
         f: &Function,
         sites: &FunctionSites,
-    ) -> Result<String, String> {
+        unseen: Option<&Unseen>,
+    ) -> Result<(String, bool), String> {
         let mut why = Vec::new();
         for c in self.conditions() {
-            match c.holds(bin, f, sites) {
-                Ok(held) => return Ok(held),
+            match c.holds(bin, f, sites, unseen) {
+                Ok(held) => return Ok((held, c.module.is_some())),
                 Err(e) => why.push(e),
             }
         }
@@ -421,10 +641,10 @@ impl Variant {
     /// Whether a condition can hold in `bin` at all, judged without the
     /// function (for names the compiler inlined away): conditions about
     /// the function itself count as possible.
-    fn may_apply(&self, bin: &dyn Facts) -> bool {
-        self.conditions()
-            .iter()
-            .any(|c| c.calls.is_some() || c.result_regs.is_some() || c.holds_for_binary(bin))
+    fn may_apply(&self, bin: &dyn Facts, unseen: Option<&Unseen>) -> bool {
+        self.conditions().iter().any(|c| {
+            c.calls.is_some() || c.result_regs.is_some() || c.holds_for_binary(bin, unseen)
+        })
     }
 
     pub fn symbols(&self) -> impl Iterator<Item = &str> {
@@ -481,14 +701,19 @@ fn version_key(v: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Ok("path version") if the binary's module version is in range, else why not.
-fn module_cond(bin: &dyn Facts, cond: &str) -> Result<String, String> {
+/// Ok("path version") if the binary's module version is in range, else
+/// why not. Never in an `unseen` binary: a range open to newer versions
+/// would claim layouts nobody read.
+fn module_cond(bin: &dyn Facts, cond: &str, unseen: Option<&Unseen>) -> Result<String, String> {
     let (path, bounds) =
         parse_module_cond(cond).ok_or_else(|| format!("bad module condition `{cond}`"))?;
+    if let Some(u) = unseen {
+        return Err(u.why());
+    }
     let have = bin
         .module_version(path)
         .ok_or_else(|| format!("no {path} in the build info"))?;
-    if !have.starts_with('v') || have.starts_with("v0.0.0") {
+    if !known_version(have) {
         return Err(format!("{path} version unknown: {have}"));
     }
     let h = version_key(have);
@@ -697,19 +922,32 @@ impl Catalogue {
         self.binaries.iter().find(|b| b.binary.name == name)
     }
 
-    /// The built-in catalogue, or the one `--catalogue FILE` names (one
-    /// `[binary]`).
+    /// The built-in catalogue, or with `--catalogue FILE` (one `[binary]`):
+    /// a file for a binary the built-in catalogue has (`name = "kubelet"`)
+    /// replaces that binary's part only, so that one binary can be
+    /// overridden while the others are still traced; a file for any other
+    /// program is the whole catalogue.
     pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Catalogue> {
         use anyhow::Context as _;
-        match path {
-            None => Ok(Catalogue::builtin()?),
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                Ok(Catalogue {
-                    binaries: vec![Catalogue::parse(&p.display().to_string(), &text)?],
-                })
-            }
+        let mut cat = Catalogue::builtin()?;
+        if let Some(p) = path {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            cat.replace(Catalogue::parse(&p.display().to_string(), &text)?);
+        }
+        Ok(cat)
+    }
+
+    /// Puts `file` in place of the binary of its name; a binary of another
+    /// name becomes the only one.
+    pub fn replace(&mut self, file: BinaryCatalogue) {
+        match self
+            .binaries
+            .iter_mut()
+            .find(|b| b.binary.name == file.binary.name)
+        {
+            Some(slot) => *slot = file,
+            None => self.binaries = vec![file],
         }
     }
 
@@ -834,6 +1072,9 @@ pub struct Target {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub note: String,
     pub matched_by: String,
+    /// Whether the condition that held was a `module` version range
+    /// (false: a shape of the code; never true in an unseen binary).
+    pub by_version: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -853,7 +1094,11 @@ impl BinaryCatalogue {
 
     /// The same from any [`Facts`] (a version fixture).
     pub fn resolve_facts(&self, bin: &dyn Facts) -> Vec<Resolution> {
-        self.probes.iter().map(|p| resolve_probe(p, bin)).collect()
+        let unseen = self.binary.unseen(bin);
+        self.probes
+            .iter()
+            .map(|p| resolve_probe(p, bin, unseen.as_ref()))
+            .collect()
     }
 
     /// Every function name pattern the catalogue matches: variants'
@@ -904,7 +1149,7 @@ fn calls_or_inlines(
     direct || bin.inlined_into(callee).contains(&caller.name)
 }
 
-fn resolve_probe(p: &ProbeDef, bin: &dyn Facts) -> Resolution {
+fn resolve_probe(p: &ProbeDef, bin: &dyn Facts, unseen: Option<&Unseen>) -> Resolution {
     let mut res = Resolution {
         probe: p.name.clone(),
         role: p.role,
@@ -937,7 +1182,7 @@ fn resolve_probe(p: &ProbeDef, bin: &dyn Facts) -> Resolution {
                     continue;
                 }
             };
-            let held = match v.applies_to(bin, f, &sites) {
+            let held = match v.applies_to(bin, f, &sites, unseen) {
                 Ok(h) => h,
                 Err(e) => {
                     why.push(e);
@@ -975,7 +1220,7 @@ fn resolve_probe(p: &ProbeDef, bin: &dyn Facts) -> Resolution {
         }
         return res;
     }
-    if let Some(name) = inlined_match(p, bin) {
+    if let Some(name) = inlined_match(p, bin, unseen) {
         res.status = Status::Inlined;
         let callers = bin.inlined_into(&name);
         let into = if callers.is_empty() {
@@ -1012,14 +1257,14 @@ pub fn list_some(names: &[String]) -> String {
 
 /// First name, over the variants that apply to `bin`, that the compiler
 /// inlined away (see GoBinary::inlined_functions).
-fn inlined_match(p: &ProbeDef, bin: &dyn Facts) -> Option<String> {
+fn inlined_match(p: &ProbeDef, bin: &dyn Facts, unseen: Option<&Unseen>) -> Option<String> {
     let inlined = bin.inlined_functions();
     if inlined.is_empty() {
         return None;
     }
     p.variants
         .iter()
-        .filter(|v| v.may_apply(bin))
+        .filter(|v| v.may_apply(bin, unseen))
         .flat_map(|v| v.symbols())
         .find_map(|sym| {
             let hit = if is_glob(sym) {
@@ -1036,7 +1281,7 @@ fn make_target(
     f: &Function,
     sites: &FunctionSites,
     (variant, note): (usize, &str),
-    matched_by: String,
+    (matched_by, by_version): (String, bool),
 ) -> Option<Target> {
     let (kind, site) = match sites.entry_site {
         EntrySite::PrologueJump { vaddr } => (SiteKind::PrologueJump, vaddr),
@@ -1060,6 +1305,7 @@ fn make_target(
         variant,
         note: note.to_string(),
         matched_by,
+        by_version,
     })
 }
 
@@ -1174,6 +1420,97 @@ entry = [{ name = "a", kind = "str", reg = "RZZ", path = [1] }]
         assert!(parse_module_cond("k8s.io/kubernetes >= v1, ").is_none());
         assert!(parse_module_cond("k8s.io/kubernetes ~ v1").is_none());
         assert!(version_key("v1.36.0-rc.1") < version_key("v1.36.1"));
+    }
+
+    #[test]
+    fn unseen_is_a_newer_minor_than_the_newest_tested() {
+        assert!(
+            !is_unseen("v1.37.5", "v1.37.2"),
+            "a patch of a tested minor"
+        );
+        assert!(!is_unseen("v1.37.0-rc.1", "v1.37.2"));
+        assert!(!is_unseen("v1.36.3", "v1.37.2"));
+        assert!(is_unseen("v1.38.0-beta.0", "v1.37.2"));
+        assert!(is_unseen("v1.38.0", "v1.37.2"));
+        assert!(is_unseen("v2.0.0", "v1.37.2"));
+        assert!(is_unseen("v2.5.0", "v2.4.2"));
+        // Unknown versions resolve by shape already: not unseen.
+        assert!(!is_unseen("(devel)", "v1.37.2"));
+        assert!(!is_unseen("v0.0.0-20260101000000-abcdef123456", "v1.37.2"));
+    }
+
+    const RANGES: &str = r#"
+[binary]
+name = "x"
+module = "m"
+newest_tested = "v1.2.0"
+[[probe]]
+name = "p"
+role = "stage"
+[[probe.variant]]
+symbol = "f"
+note = "new"
+when = [{ module = "m >= v1.3.0", calls = "g" }, { result_regs = 2 }]
+[[probe.variant]]
+symbol = "f"
+note = "old"
+when = [{ module = "m >= v1.0.0, < v1.3.0" }, { symbol = "f" }]
+[[probe]]
+name = "only_new"
+role = "stage"
+[[probe.variant]]
+symbol = "h"
+when_module = "m == v1.3.1"
+"#;
+
+    #[test]
+    fn forgetting_a_version_drops_the_variants_that_need_it() {
+        let t = forget_from(RANGES, "v1.3.0", "v1.2.5").expect("forget");
+        let c = Catalogue::parse("forgot.toml", &t).expect("still a catalogue");
+        assert_eq!(c.binary.newest_tested.as_deref(), Some("v1.2.5"));
+        let p: Vec<(&str, Vec<&str>)> = c
+            .probes
+            .iter()
+            .map(|p| {
+                (
+                    p.name.as_str(),
+                    p.variants.iter().map(|v| v.note.as_str()).collect(),
+                )
+            })
+            .collect();
+        // `< v1.3.0` is an upper bound: that variant stays.
+        assert_eq!(p, vec![("p", vec!["old"])]);
+        // Nothing needs v1.4: all stays.
+        let t = forget_from(RANGES, "v1.4.0", "v1.3.1").expect("forget");
+        let c = Catalogue::parse("forgot.toml", &t).expect("parses");
+        assert_eq!(c.probes.len(), 2);
+        assert_eq!(c.probes[0].variants.len(), 2);
+        assert!(forget_from("[binary]\nname = 1", "v1.0.0", "v0.9.0").is_err());
+    }
+
+    #[test]
+    fn a_catalogue_file_replaces_only_the_binary_it_names() {
+        let mut cat = Catalogue::builtin().expect("builtin");
+        let mut kubelet = cat.binary("kubelet").expect("kubelet").clone();
+        kubelet.probes.truncate(1);
+        cat.replace(kubelet);
+        let names: Vec<&str> = cat
+            .binaries
+            .iter()
+            .map(|b| b.binary.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["kubelet", "containerd"]);
+        assert_eq!(cat.binary("kubelet").map(|b| b.probes.len()), Some(1));
+        assert!(cat.binary("containerd").is_some_and(|b| b.probes.len() > 1));
+        // Another program's catalogue is the whole catalogue.
+        let other = Catalogue::parse("x.toml", RANGES).expect("parses");
+        cat.replace(other);
+        let names: Vec<&str> = cat
+            .binaries
+            .iter()
+            .map(|b| b.binary.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["x"]);
     }
 
     #[test]

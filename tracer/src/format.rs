@@ -123,6 +123,10 @@ pub struct BinaryRecord {
     pub pids: Vec<u32>,
     /// Probes of the catalogue that did not resolve, with why.
     pub unresolved: Vec<String>,
+    /// Set when the binary is newer than the catalogue's newest tested
+    /// version (probes matched by shape only): what the user was told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unseen: Option<String>,
     /// Which build this is (traces before podtrace 0.2 lack it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<BinaryIdentity>,

@@ -45,6 +45,16 @@ pub enum Row {
     },
     /// Debian's containerd (installed, not built), with kubelet 1.36.3.
     DebianContainerd,
+    /// A kubelet minor's binary against the kubelet catalogue with that
+    /// minor's knowledge removed ([`podtrace::catalogue::forget_from`]):
+    /// what podtrace does on a version newer than any it was tested on.
+    Unseen {
+        minor: u32,
+        /// The catalogue's newest tested version once it is forgotten.
+        newest: &'static str,
+        /// Probes that must then be left out (the rest resolve by shape).
+        not_attached: &'static [&'static str],
+    },
 }
 
 impl Row {
@@ -56,6 +66,15 @@ impl Row {
                 format!("containerd-{}", v.rsplit_once('.').map_or(v, |(mm, _)| mm))
             }
             Row::DebianContainerd => "containerd-debian".into(),
+            Row::Unseen { minor, .. } => format!("kubelet-1.{minor}-unseen"),
+        }
+    }
+
+    /// The binary it traces: `kubelet` or `containerd`.
+    fn which(&self) -> &'static str {
+        match self {
+            Row::Kubelet { .. } | Row::Unseen { .. } => "kubelet",
+            _ => "containerd",
         }
     }
 }
@@ -108,7 +127,33 @@ pub fn rows() -> Vec<Row> {
             minor: 32,
             pinned: None,
         },
+        // 1.37's own binary, its minor forgotten: only relistPod changed
+        // registers in 1.37, and it must not be read with 1.36's.
+        Row::Unseen {
+            minor: 37,
+            newest: "v1.36.3",
+            not_attached: &["relist_pod"],
+        },
     ]
+}
+
+/// The kubelet catalogue without `minor`'s knowledge (newest tested:
+/// `newest`), written where the row's probes and node check read it.
+fn forgotten_catalogue(minor: u32, newest: &str) -> Result<PathBuf> {
+    let text = podtrace::catalogue::forget_from(
+        podtrace::catalogue::builtin_text("kubelet").context("no built-in kubelet catalogue")?,
+        &format!("v1.{minor}.0"),
+        newest,
+    )
+    .map_err(|e| anyhow::anyhow!("forgetting 1.{minor}: {e}"))?;
+    let p = home()
+        .join("matrix")
+        .join(format!("kubelet-without-1.{minor}.toml"));
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+    Ok(p)
 }
 
 /// What building a row produced, kept beside the binary as
@@ -411,6 +456,7 @@ fn cache_bytes() -> u64 {
 pub fn build_row(row: &Row, gover: &str) -> Result<Built> {
     match row {
         Row::Kubelet { minor, pinned } => build_kubelet_minor(*minor, *pinned, gover),
+        Row::Unseen { minor, .. } => build_kubelet_minor(*minor, None, gover),
         Row::Containerd { module, version } => {
             let binary = upstream::containerd_dir_of(version).join("containerd");
             let fresh = !binary.exists();
@@ -543,8 +589,13 @@ fn build_kubelet_minor(minor: u32, pinned: Option<&str>, gover: &str) -> Result<
 
 /// A row's binary if it is built already (with its record).
 fn present(row: &Row) -> Option<Built> {
+    let (minor, pinned) = match row {
+        Row::Kubelet { minor, pinned } => (minor, *pinned),
+        Row::Unseen { minor, .. } => (minor, None),
+        _ => (&0, None),
+    };
     match row {
-        Row::Kubelet { minor, pinned } => {
+        Row::Kubelet { .. } | Row::Unseen { .. } => {
             let v = match pinned {
                 Some(v) => v.to_string(),
                 None => std::fs::read_dir(upstream::bin_dir())
@@ -591,16 +642,15 @@ fn write_fixtures(built: &[(Row, Result<Built, String>)]) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     for (row, b) in built {
         let b = match b {
-            Ok(b) => b,
+            Ok(b) if !matches!(row, Row::Unseen { .. }) => b,
+            // Its binary's fixture is its minor's row's.
+            Ok(_) => continue,
             Err(e) => {
                 eprintln!("    {}: no fixture ({e})", row.id());
                 continue;
             }
         };
-        let which = match row {
-            Row::Kubelet { .. } => "kubelet",
-            _ => "containerd",
-        };
+        let which = row.which();
         let bin = GoBinary::open(&b.binary)?;
         let fx = Fixture::extract(&bin, cat.for_binary(which)?, &b.version)
             .map_err(|e| anyhow::anyhow!("{}: {e}", row.id()))?;
@@ -898,7 +948,7 @@ fn first_line(s: &str) -> &str {
 /// The minor of a kubelet row, or of the kubelet a containerd row runs with.
 fn kubelet_minor(row: &Row, b: &Built) -> u32 {
     match row {
-        Row::Kubelet { .. } => semver(&b.version).map_or(0, |v| v.1),
+        Row::Kubelet { .. } | Row::Unseen { .. } => semver(&b.version).map_or(0, |v| v.1),
         _ => semver(upstream::KUBELET_VERSIONS[1]).map_or(0, |v| v.1),
     }
 }
@@ -923,17 +973,33 @@ fn documented(binary: &str, minor: u32, probe: &str, status: &str) -> Option<&'s
 type Probes = (Vec<(String, String)>, Vec<String>);
 
 fn probes(podtrace: &Path, row: &Row, b: &Built) -> Result<Probes> {
-    let which = match row {
-        Row::Kubelet { .. } => "kubelet",
-        _ => "containerd",
+    let which = row.which();
+    let catalogue = match row {
+        Row::Unseen { minor, newest, .. } => Some(forgotten_catalogue(*minor, newest)?),
+        _ => None,
     };
-    let out = Command::new(podtrace)
-        .arg("probes")
-        .arg(format!("--{which}"))
-        .arg(&b.binary)
-        .args(["--format", "json"])
-        .output()
-        .with_context(|| format!("running {}", podtrace.display()))?;
+    let run = |format: &str| {
+        let mut c = Command::new(podtrace);
+        c.arg("probes")
+            .arg(format!("--{which}"))
+            .arg(&b.binary)
+            .args(["--format", format]);
+        if let Some(cat) = &catalogue {
+            c.arg("--catalogue").arg(cat);
+        }
+        c.output()
+            .with_context(|| format!("running {}", podtrace.display()))
+    };
+    if catalogue.is_some() {
+        // What the user is told, kept for the row's log.
+        let t = run("table")?;
+        let log = crate::root().join(format!("target/matrix/{}.probes.txt", row.id()));
+        if let Some(d) = log.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        std::fs::write(&log, &t.stdout)?;
+    }
+    let out = run("json")?;
     let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
             "podtrace probes printed no JSON ({}): {}",
@@ -944,10 +1010,41 @@ fn probes(podtrace: &Path, row: &Row, b: &Built) -> Result<Probes> {
     let minor = kubelet_minor(row, b);
     let mut list = Vec::new();
     let mut problems = Vec::new();
+    let unseen = &v["binaries"][0]["unseen"];
+    let left_out: &[&str] = match row {
+        Row::Unseen { not_attached, .. } => {
+            if unseen["version"] != b.version.as_str() {
+                problems.push(format!("not told the kubelet is unseen: {unseen}"));
+            }
+            not_attached
+        }
+        _ => {
+            if !unseen.is_null() {
+                problems.push(format!("a tested version taken for unseen: {unseen}"));
+            }
+            &[]
+        }
+    };
     for p in v["binaries"][0]["probes"].as_array().into_iter().flatten() {
         let name = p["probe"].as_str().unwrap_or_default().to_string();
         let status = p["status"].as_str().unwrap_or_default().to_string();
-        if status != "ok" && documented(which, minor, &name, &status).is_none() {
+        if left_out.contains(&name.as_str()) {
+            if status != "mismatch" {
+                problems.push(format!(
+                    "{name} {status}: must be left out (mismatch) unseen"
+                ));
+            }
+        } else if !unseen.is_null()
+            && p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t["by_version"] == true)
+        {
+            problems.push(format!(
+                "{name} matched by a version range on an unseen kubelet"
+            ));
+        } else if status != "ok" && documented(which, minor, &name, &status).is_none() {
             problems.push(format!(
                 "{name} {status}: {}",
                 p["detail"].as_str().unwrap_or_default()
@@ -971,7 +1068,7 @@ fn node_check(row: &Row, binary: Option<&PathBuf>) -> Result<Value, String> {
         return Err("not built".into());
     };
     let (kubelet, containerd, shim) = match row {
-        Row::Kubelet { .. } => {
+        Row::Kubelet { .. } | Row::Unseen { .. } => {
             let d = upstream::containerd_dir();
             (
                 binary.clone(),
@@ -1000,15 +1097,24 @@ fn node_check(row: &Row, binary: Option<&PathBuf>) -> Result<Value, String> {
         kubelet.display(),
         containerd.display()
     );
-    let out = Command::new("flock")
-        .args(["-o", E2E_LOCK])
+    let mut cmd = Command::new("flock");
+    cmd.args(["-o", E2E_LOCK])
         .arg(me)
         .arg("matrix-row")
         .env("PODTRACE_KUBELET", &kubelet)
         .env("PODTRACE_CONTAINERD", &containerd)
-        .env("PODTRACE_CONTAINERD_SHIM", &shim)
-        .output()
-        .map_err(|e| format!("running flock: {e}"))?;
+        .env("PODTRACE_CONTAINERD_SHIM", &shim);
+    if let Row::Unseen {
+        minor,
+        newest,
+        not_attached,
+    } = row
+    {
+        let cat = forgotten_catalogue(*minor, newest).map_err(|e| format!("{e:#}"))?;
+        cmd.env("PODTRACE_MATRIX_CATALOGUE", cat)
+            .env("PODTRACE_MATRIX_NOT_ATTACHED", not_attached.join(","));
+    }
+    let out = cmd.output().map_err(|e| format!("running flock: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let log = crate::root().join(format!("target/matrix/{}.log", row.id()));
@@ -1074,6 +1180,13 @@ pub fn row() -> Result<()> {
         tuned: false,
         interval_ms: 300.0,
         pods: kubelet_check::PODS,
+        catalogue: std::env::var_os("PODTRACE_MATRIX_CATALOGUE").map(PathBuf::from),
+        not_attached: std::env::var("PODTRACE_MATRIX_NOT_ATTACHED")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
     };
     let run = kubelet_check::run(&check);
     println!(
@@ -1097,6 +1210,10 @@ pub fn table(results: &[RowResult]) -> String {
         let b = r.built.as_ref();
         let with = match &r.row {
             Row::Kubelet { .. } => format!("containerd {}", upstream::CONTAINERD_VERSION),
+            Row::Unseen { minor, newest, .. } => format!(
+                "containerd {}; catalogue without 1.{minor} (newest tested {newest})",
+                upstream::CONTAINERD_VERSION
+            ),
             _ => format!("kubelet {}", upstream::KUBELET_VERSIONS[1]),
         };
         let version = b.map_or("-".to_string(), |b| {
@@ -1144,7 +1261,7 @@ pub fn table(results: &[RowResult]) -> String {
             (None, None) => ("not run".to_string(), "-".to_string()),
             (None, Some(Ok(v))) => (
                 format!(
-                    "ok: {} pods, poll {} ms, loops {}",
+                    "ok: {} pods, poll {} ms, loops {}{}",
                     v["pods"],
                     v["poll_configured_ms"],
                     v["loops"]
@@ -1157,7 +1274,17 @@ pub fn table(results: &[RowResult]) -> String {
                             l[1].as_f64().unwrap_or(f64::NAN)
                         ))
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    match v["not_attached"].as_array() {
+                        Some(l) if !l.is_empty() => format!(
+                            "; not attached, said so: {}",
+                            l.iter()
+                                .filter_map(|p| p.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        _ => String::new(),
+                    }
                 ),
                 format!(
                     "{:.0} µs",
@@ -1178,9 +1305,13 @@ pub fn table(results: &[RowResult]) -> String {
                 b.go.as_str()
             }),
             b.map_or("-", |b| b.go_line.as_str()),
-            b.and_then(|b| b.build_s)
+            // The unseen row traces its minor's binary: built by that row.
+            b.filter(|_| !matches!(r.row, Row::Unseen { .. }))
+                .and_then(|b| b.build_s)
                 .map_or("-".to_string(), |s| format!("{:.0} s", s)),
-            b.and_then(|b| b.cache_bytes).map_or("-".to_string(), mib),
+            b.filter(|_| !matches!(r.row, Row::Unseen { .. }))
+                .and_then(|b| b.cache_bytes)
+                .map_or("-".to_string(), mib),
             if r.date.is_empty() {
                 "-"
             } else {
@@ -1210,6 +1341,12 @@ fn compatibility_md(results: &[RowResult], table: &str) -> String {
          entry and its own stamp), poll checks at kubelet's 300 ms,\n\
          every CRI call inside kubelet's client span for it, the reconciler,\n\
          populator and PLEG periods as built (tests/src/kubelet_check.rs).\n\n\
+         `kubelet-1.37-unseen` is a version podtrace has never seen: the real\n\
+         1.37 kubelet against the kubelet catalogue with every variant that\n\
+         needs 1.37 removed and `newest_tested` v1.36.3. No version range holds\n\
+         on it; probes resolve by shape only, relist_pod (whose registers 1.37\n\
+         changed) is left out and `probes`, `record` and `report` say so, and\n\
+         every other stage is checked as in the other rows.\n\n\
          {table}\n\
          `build` is the row's build time on 2 cores shared with other work,\n\
          `caches added` what it added to the Go module and build caches: the\n\

@@ -786,7 +786,18 @@ impl Report {
                     })
                     .collect()
             },
-            warnings: trace.warnings().to_vec(),
+            // A binary newer than the catalogue's tested versions: the
+            // reader is told which probes were not attached, and why.
+            warnings: trace
+                .warnings()
+                .iter()
+                .cloned()
+                .chain(trace.header().binaries.iter().filter_map(|b| {
+                    b.unseen
+                        .as_ref()
+                        .map(|u| format!("{} {}: {u}", b.name, b.path))
+                }))
+                .collect(),
         }
     }
 

@@ -37,6 +37,7 @@ pub fn run(a: ProbesArgs) -> Result<ExitCode> {
         let bc = cat.for_binary(name)?;
         let bin = GoBinary::open(path)?;
         let res = bc.resolve(&bin);
+        let unseen = bc.binary.unseen(&bin);
         match a.format {
             Format::Json => json.push(serde_json::json!({
                 "binary": bin.path(),
@@ -47,10 +48,20 @@ pub fn run(a: ProbesArgs) -> Result<ExitCode> {
                 "symbol_source": format!("{:?}", bin.symbol_source()),
                 "goid_offset": bin.goid_offset(),
                 "layout": res.iter().find(|r| r.status == Status::Ok).map(|r| &r.detail),
+                "newest_tested": bc.binary.newest_tested,
+                "unseen": unseen,
                 "probes": res,
             })),
             Format::Table => {
                 print!("{}", probes_table(&bin, &bc.binary, &res));
+                // Newer than any version tested: what was trusted, and
+                // what was left out.
+                if let Some(u) = &unseen {
+                    println!();
+                    for l in u.summary(&bc.binary.name, &res, true) {
+                        println!("{l}");
+                    }
+                }
                 // Which version family the handler symbols belong to.
                 if let Some(note) = res.iter().find(|r| r.status == Status::Ok).map(|r| &r.detail) {
                     if !note.is_empty() {
@@ -115,6 +126,20 @@ fn probes_table(bin: &GoBinary, info: &BinaryInfo, res: &[Resolution]) -> String
         }) {
             let _ = writeln!(o, "  {:<32} {} (dependency)", d.path, d.version);
         }
+    }
+    if let Some(newest) = &info.newest_tested {
+        let _ = writeln!(
+            o,
+            "tested      up to {} {newest}{}",
+            info.module,
+            match info.unseen(bin) {
+                Some(u) => format!(
+                    "; this {} is newer: matched by shape only (summary below)",
+                    u.version
+                ),
+                None => String::new(),
+            }
+        );
     }
     let _ = writeln!(o, "symbols     {:?}", bin.symbol_source());
     let _ = writeln!(

@@ -14,7 +14,9 @@ use anyhow::{bail, Context as _, Result};
 use podtrace_common::{Capture, ProbeSpec, KIND_ENTRY, KIND_EXIT, MAX_CAPTURES};
 
 use crate::{
-    catalogue::{list_some, BinaryCatalogue, CaptureDef, Resolution, SiteKind, Status},
+    catalogue::{
+        list_some, module_any_major, BinaryCatalogue, CaptureDef, Resolution, SiteKind, Status,
+    },
     format::{BinaryIdentity, BinaryRecord, ProbeInfo},
     resolve::GoBinary,
 };
@@ -123,6 +125,14 @@ pub fn resolve_target<'a>(
             names.join(", ")
         ));
     }
+    // A version newer than any tested: the user hears that only shapes
+    // were trusted, first.
+    let unseen = catalogue.binary.unseen(binary);
+    if let Some(u) = &unseen {
+        let mut lines = u.summary(name, &resolutions, false);
+        lines.append(&mut warnings);
+        warnings = lines;
+    }
     for r in &resolutions {
         for t in r.targets.iter().filter(|t| !t.inlined_into.is_empty()) {
             warnings.push(format!(
@@ -140,6 +150,7 @@ pub fn resolve_target<'a>(
         version: Some(component_version(binary)),
         pids: pids.to_vec(),
         unresolved,
+        unseen: unseen.map(|u| u.line(&resolutions)),
         identity: Some(identity(binary, path)),
         first_probe: None,
         probe_count: None,
@@ -159,9 +170,10 @@ pub fn resolve_target<'a>(
 /// The modules a component is built from, in the order they name it (k3s
 /// holds kubelet's and containerd's modules both: its own comes last, so
 /// that a kubelet catalogue names the Kubernetes version).
+/// (Each under its own path or a major-version one, `…/containerd/v2`:
+/// the lookup the catalogue's newest_tested check uses.)
 const COMPONENT_MODULES: &[&str] = &[
     "k8s.io/kubernetes",
-    "github.com/containerd/containerd/v2",
     "github.com/containerd/containerd",
     "github.com/k3s-io/k3s",
 ];
@@ -172,7 +184,7 @@ fn component(bin: &GoBinary) -> Option<(String, String)> {
     let info = bin.build_info()?;
     COMPONENT_MODULES
         .iter()
-        .filter_map(|m| Some((m.to_string(), bin.module_version(m)?.to_string())))
+        .filter_map(|m| module_any_major(bin, m).map(|(p, v)| (p, v.to_string())))
         .chain(
             info.main
                 .as_ref()
