@@ -22,7 +22,10 @@ pub struct ProbesArgs {
     pub containerd: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
-    /// Use this catalogue file instead of the built-in one.
+    /// A catalogue file (format: tracer/catalogue/kubelet.toml). It replaces
+    /// the built-in catalogue of the binary its `[binary] name` names
+    /// (kubelet or containerd; the other stays built-in); a file for any
+    /// other program is the only catalogue.
     #[arg(long, value_name = "FILE")]
     pub catalogue: Option<PathBuf>,
 }

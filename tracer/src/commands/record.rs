@@ -56,7 +56,10 @@ pub struct RecordArgs {
     /// `drops` in the status line says when.
     #[arg(long, default_value = "8", value_parser = parse_ring_mib)]
     pub ring_mib: u32,
-    /// Use this catalogue file instead of the built-in one.
+    /// A catalogue file (format: tracer/catalogue/kubelet.toml). It replaces
+    /// the built-in catalogue of the binary its `[binary] name` names
+    /// (kubelet or containerd; the other stays built-in); a file for any
+    /// other program is the only catalogue.
     #[arg(long, value_name = "FILE")]
     pub catalogue: Option<PathBuf>,
     /// No live status line.
