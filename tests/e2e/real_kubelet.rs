@@ -111,36 +111,23 @@ fn kubelet_1_36_default_and_tuned() {
         "loops +{more_busy:.2} ms/s against kubelet's CPU +{more_cpu:.2} ms/s (/proc)"
     );
     // compare carries the same numbers, per run.
-    let kubelet = cmp["cpu"]
-        .as_array()
-        .expect("cpu")
-        .iter()
-        .find(|c| c["binary"] == "kubelet")
-        .expect("kubelet CPU in compare");
-    for (i, want) in [d_cpu, t_cpu].into_iter().enumerate() {
-        let got = kubelet["runs"][i]["cpu_ms_per_s"]
-            .as_f64()
-            .expect("cpu_ms_per_s");
-        assert!(
-            (got - want).abs() < 1e-6,
-            "run {i}: {got} vs the report's {want}"
-        );
-    }
-    let rec = cmp["loops"]
-        .as_array()
-        .expect("loops")
-        .iter()
-        .find(|l| l["loop_name"] == "reconcile")
-        .expect("reconcile in compare");
-    for (i, want) in [d_rec, t_rec].into_iter().enumerate() {
-        let got = rec["runs"][i]["busy_ms_per_s"]
-            .as_f64()
-            .expect("busy_ms_per_s");
-        assert!(
-            (got - want).abs() < 1e-6,
-            "run {i}: {got} vs the report's {want}"
-        );
-    }
+    let find = |list: &str, key: &str, name: &str| -> Value {
+        cmp[list]
+            .as_array()
+            .and_then(|v| v.iter().find(|x| x[key] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in compare's {list}"))
+    };
+    same_per_run(
+        &find("cpu", "binary", "kubelet"),
+        "cpu_ms_per_s",
+        [d_cpu, t_cpu],
+    );
+    same_per_run(
+        &find("loops", "loop_name", "reconcile"),
+        "busy_ms_per_s",
+        [d_rec, t_rec],
+    );
 }
 
 /// The interleaved experiment on the real kubelet: default and tuned
@@ -685,6 +672,19 @@ fn kubelet_exiting_mid_recording_does_not_stop_containerds_recording() {
         .collect();
     for want in ["RunPodSandbox", "CreateContainer", "StartContainer"] {
         assert!(calls.contains(&want), "{want} not traced: {calls:?}");
+    }
+}
+
+/// `row["runs"][i][field]` is `want[i]` for both runs.
+fn same_per_run(row: &Value, field: &str, want: [f64; 2]) {
+    for (i, want) in want.into_iter().enumerate() {
+        let got = row["runs"][i][field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("run {i}: no {field} in {row}"));
+        assert!(
+            (got - want).abs() < 1e-6,
+            "run {i}: {field} {got} in compare, {want} in the report"
+        );
     }
 }
 

@@ -641,6 +641,15 @@ pub fn push_with(
     Pusher::new(endpoint, opts)?.push(req)
 }
 
+/// Why [`Pusher::try_push`] did not deliver.
+#[derive(Debug)]
+pub struct PushFailed {
+    pub error: anyhow::Error,
+    /// Only transient failures, to the last retry: the receiver may be
+    /// back later (a collector restarting), the request is fine.
+    pub away: bool,
+}
+
 /// An endpoint checked and its TLS set up once, for many pushes
 /// (`record --otlp-endpoint` sends every pod: the system's CA
 /// certificates are read once, not per pod).
@@ -677,6 +686,13 @@ impl<'a> Pusher<'a> {
 
     /// POSTs `req`, retrying as [`PushOptions`] says.
     pub fn push(&self, req: &ExportTraceServiceRequest) -> Result<PushOutcome> {
+        self.try_push(req).map_err(|f| f.error)
+    }
+
+    /// [`Pusher::push`], telling a receiver that is away (every attempt
+    /// refused, timed out or answered 429/502/503/504: worth trying again
+    /// later) from one that rejected the request.
+    pub fn try_push(&self, req: &ExportTraceServiceRequest) -> Result<PushOutcome, PushFailed> {
         let (endpoint, url, opts) = (self.endpoint.as_str(), &self.url, &self.opts);
         let headers = request_headers(opts.headers);
         let body = to_protobuf(req);
@@ -696,12 +712,20 @@ impl<'a> Pusher<'a> {
                     out.attempts = attempts;
                     return Ok(out);
                 }
-                Err(Failure::Final(e)) => return Err(e),
+                Err(Failure::Final(e)) => {
+                    return Err(PushFailed {
+                        error: e,
+                        away: false,
+                    })
+                }
                 Err(Failure::Transient(e, _)) if attempts > opts.retries => {
-                    return Err(e.context(format!(
-                        "{endpoint}: gave up after {attempts} attempts ({} retries)",
-                        opts.retries
-                    )))
+                    return Err(PushFailed {
+                        error: e.context(format!(
+                            "{endpoint}: gave up after {attempts} attempts ({} retries)",
+                            opts.retries
+                        )),
+                        away: true,
+                    })
                 }
                 Err(Failure::Transient(e, asked)) => {
                     let wait = asked.unwrap_or(backoff).min(MAX_BACKOFF);

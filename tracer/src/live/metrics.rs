@@ -39,6 +39,7 @@ pub struct Metrics {
     pub(super) window_events: IntGauge,
     pub(super) window_overflow: IntCounter,
     pub(super) otlp_pods: IntCounterVec,
+    pub(super) otlp_held: IntGauge,
     pub(super) supervisor_notes: IntCounterVec,
     pub(super) untraced_gap: HistogramVec,
 }
@@ -166,9 +167,10 @@ impl Metrics {
             otlp_pods: counter(
                 &r,
                 "otlp_pods_total",
-                "Pods' spans for --otlp-endpoint: queued, sent, failed, or dropped (queue full)",
+                "Pods' spans for --otlp-endpoint: queued, sent, failed (rejected, or given up), or dropped (queue full)",
                 &["result"],
             )?,
+            otlp_held: registered(&r, IntGauge::with_opts(opts("otlp_held_pods", "Pods held for an --otlp-endpoint that does not answer, sent again in order once it does"))?)?,
             supervisor_notes: counter(
                 &r,
                 "supervisor_notes_total",

@@ -185,7 +185,13 @@ fn owners(binaries: &[BinaryRecord], probes: &[ProbeInfo]) -> Vec<Option<usize>>
 impl Live {
     pub fn new(metrics: Arc<Metrics>, header: &Header, otlp: Option<OtlpTarget>) -> Result<Live> {
         let otlp = match otlp {
-            Some(t) => Some(OtlpQueue::start(t, metrics.otlp_pods.clone())?),
+            Some(t) => Some(OtlpQueue::start(
+                t,
+                otlp::OtlpCounts {
+                    pods: metrics.otlp_pods.clone(),
+                    held: metrics.otlp_held.clone(),
+                },
+            )?),
             None => None,
         };
         let mut live = Live {
