@@ -36,8 +36,9 @@
 //!      sync span against kubelet's syncPod span at both ends, podtrace's
 //!      mount wait inside kubelet's span;
 //!    - the collector killed while [`OUTAGE_PODS`] pods start: podtrace's
-//!      trace has them all (no drops), its metrics count them as failed
-//!      OTLP pods, and the next pod after the restart reaches the collector;
+//!      trace has them all (no drops), its metrics count them as held, and
+//!      once the collector is back they reach it, in order, with the next
+//!      pod (none failed);
 //!    - Debian's Prometheus with `deploy/prometheus-scrape.yaml`
 //!      (`kubernetes_sd_configs` role `pod` against the test API server)
 //!      discovers the DaemonSet's pod by its annotations and scrapes it; its
@@ -423,8 +424,8 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
     // podtrace's spans of every pod reached the collector while recording.
     wait_spans(&c.collector().sink, &uids, "podtrace's sync", is_our_sync);
 
-    // 2b. The collector down: podtrace keeps recording, counts the pods it
-    // could not send, and sends again once the collector is back. One pod
+    // 2b. The collector down: podtrace keeps recording, holds the pods it
+    // could not send, and sends them once the collector is back. One pod
     // before (the baseline of its delivery), OUTAGE_PODS while it is down,
     // one after; all with the PVC (no SLI sample: the counts above stay).
     let otlp_count = |result: &str| -> f64 {
@@ -470,16 +471,23 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
     let t_kill = Instant::now();
     let down_uids = new_pods(c.scale_up("outage", 1 + OUTAGE_PODS, Duration::from_secs(120)));
     assert_eq!(down_uids.len(), OUTAGE_PODS);
-    // Each pod's push gives up after its retries (about 2 s).
+    // The first pod's push gives up after its retries (about 2 s) and is
+    // held; the others are held behind it.
+    let held = || -> f64 {
+        http_get(&format!("{pod_ip}:9464"), "/metrics")
+            .and_then(|(_, m)| sample(&m, "podtrace_otlp_held_pods", &[]))
+            .unwrap_or(0.0)
+    };
     let t = Instant::now();
-    while otlp_count("failed") < failed0 + OUTAGE_PODS as f64 {
+    while held() < OUTAGE_PODS as f64 {
         assert!(
             t.elapsed() < Duration::from_secs(60),
-            "podtrace counted {} failed OTLP pods of {OUTAGE_PODS} started while the collector was down",
-            otlp_count("failed") - failed0
+            "podtrace holds {} OTLP pods of {OUTAGE_PODS} started while the collector was down",
+            held()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(otlp_count("failed"), failed0, "no pod given up while held");
     let outage = t_kill.elapsed();
     c.collector().restart();
     let restarted_ns = now_unix_ns();
@@ -502,19 +510,25 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
     let rec_arrived = arrival(&c.collector().sink, &rec_uid[0]);
     let (sent1, failed1, lag1) = drained("after the outage");
     let dropped1 = otlp_count("dropped");
-    // Each pod started while the collector was down is one failed push
-    // (given up after its retries), none dropped (the queue never filled),
-    // and the pod after it is sent (which pods reached the collector, and
-    // how often, is checked from its output below).
+    // The pods started while the collector was down were held and sent
+    // once it was back, with the pod after them: none failed, none dropped
+    // (the queue never filled), and each reached the collector.
     assert_eq!(
         (failed1 - failed0, dropped1 - dropped0),
-        (OUTAGE_PODS as f64, 0.0),
+        (0.0, 0.0),
         "OTLP pods failed, dropped across the outage"
     );
     assert_eq!(
         sent1 - sent0,
-        1.0,
-        "sent after the outage: the pod after it"
+        (OUTAGE_PODS + 1) as f64,
+        "sent after the outage: the held pods and the pod after them"
+    );
+    assert_eq!(held(), 0.0, "nothing held once the collector answers");
+    wait_spans(
+        &c.collector().sink,
+        &down_uids,
+        "podtrace's sync (held during the outage)",
+        is_our_sync,
     );
     {
         // What podtrace's pushes after the baseline pod carried, in the
@@ -1261,8 +1275,8 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
         mw_margins_ms.first().copied().unwrap_or(f64::NAN)
     );
 
-    // The outage: podtrace recorded every pod, sent the ones before and
-    // after, counted (and never re-sent) the ones in between.
+    // The outage: podtrace recorded every pod and sent each exactly once:
+    // the ones in between when the collector was back.
     let sync_end = |uid: &str| -> i64 {
         let p = by_uid
             .get(uid)
@@ -1274,12 +1288,11 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
             .iter()
             .filter(|s| is_our_sync(s) && s.attr("k8s.pod.uid") == Some(u.as_str()))
             .count();
-        let want = usize::from(!down_uids.contains(u));
         assert_eq!(
             n,
-            want,
+            1,
             "pod {u}: podtrace's start at the collector {n} times (started while it was down: {})",
-            want == 0
+            down_uids.contains(u)
         );
         sync_end(u);
     }
@@ -1309,7 +1322,7 @@ fn daemonset_records_deployment_pods_as_the_cluster_sees_them() {
         })
         .count();
     eprintln!(
-        "cluster: collector outage {:.1} s ({OUTAGE_PODS} pods started): podtrace's trace has all of them, no event dropped; OTLP pods failed +{}, dropped +{}, sent +{} after; first pod after the restart at the collector {:.0} ms after its sync ended (before the outage: {:.0} ms), {:.1} s after the restart; kubelet's own spans of the outage pods at the collector afterwards: {kubelet_during} of {OUTAGE_PODS}",
+        "cluster: collector outage {:.1} s ({OUTAGE_PODS} pods started): podtrace's trace has all of them, no event dropped; OTLP pods failed +{}, dropped +{}, sent +{} after (the held ones and the pod after); first pod after the restart at the collector {:.0} ms after its sync ended (before the outage: {:.0} ms), {:.1} s after the restart; kubelet's own spans of the outage pods at the collector afterwards: {kubelet_during} of {OUTAGE_PODS}",
         outage.as_secs_f64(),
         failed1 - failed0,
         dropped1 - dropped0,
