@@ -81,16 +81,12 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// The toolchain rust-toolchain.toml pins (`channel = "…"`).
+/// The toolchain the workspace pins (`[workspace.metadata.podtrace]`),
+/// the one xtask-boot started this xtask under.
 pub fn pinned_toolchain() -> Result<String> {
-    let p = crate::root().join("rust-toolchain.toml");
-    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("channel"))
-        .filter_map(|l| l.trim().strip_prefix('='))
-        .map(|v| v.trim().trim_matches('"').to_string())
-        .next()
-        .with_context(|| format!("{}: no `channel = \"…\"`", p.display()))
+    xtask_boot::pinned_toolchain()
+        .map(str::to_string)
+        .context("Cargo.toml: no [workspace.metadata.podtrace] toolchain = \"…\"")
 }
 
 /// `rustc -vV` of the pinned toolchain: (release, commit hash, LLVM version).
@@ -132,8 +128,8 @@ fn rustc_of(toolchain: &str) -> Result<Rustc> {
 }
 
 /// The pinned toolchain with the components the build and the lints need
-/// (rustup installs a toolchain named in rust-toolchain.toml by itself, but
-/// not the components of one already installed with a minimal profile).
+/// (xtask-boot installs a missing toolchain with them, but a toolchain
+/// installed before by hand may lack some).
 fn toolchain() -> Result<()> {
     let tc = pinned_toolchain()?;
     let have = Command::new("rustup")

@@ -226,7 +226,7 @@ pub fn load(
     ebpf_log: Option<CaptureLogger>,
 ) -> Result<(Program, Events)> {
     if BPF_OBJECT.is_empty() {
-        bail!("this podtrace was built with PODTRACE_SKIP_EBPF: it has no eBPF program");
+        bail!("this podtrace was built without its eBPF program (PODTRACE_SKIP_EBPF, or without the `ebpf` feature)");
     }
     // The ELF must be 8-byte aligned for the object parser; copy to be sure.
     let mut aligned: Vec<u64> = vec![0; BPF_OBJECT.len().div_ceil(8)];
