@@ -313,12 +313,9 @@ mod tests {
         Some(req.resource_spans.first()?.schema_url.clone())
     }
 
-    /// A collector that is away while pods finish gets them, in order,
-    /// once it answers; none is counted failed, and the held gauge goes
-    /// up and back to 0.
-    #[test]
-    fn pods_are_held_while_the_collector_is_away_and_sent_in_order_after() {
-        // A port with nobody listening: connections are refused.
+    /// A queue pointed at a port with nobody listening (connections are
+    /// refused), its counts, and the port.
+    fn away_collector(timeout: Duration) -> (u16, OtlpCounts, OtlpQueue) {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -331,10 +328,19 @@ mod tests {
             endpoint: format!("http://127.0.0.1:{port}"),
             headers: vec![],
             ca_cert: None,
-            timeout: Duration::from_secs(2),
+            timeout,
             retries: 0,
         };
-        let mut q = OtlpQueue::start(target, counts.clone()).expect("queue");
+        let q = OtlpQueue::start(target, counts.clone()).expect("queue");
+        (port, counts, q)
+    }
+
+    /// A collector that is away while pods finish gets them, in order,
+    /// once it answers; none is counted failed, and the held gauge goes
+    /// up and back to 0.
+    #[test]
+    fn pods_are_held_while_the_collector_is_away_and_sent_in_order_after() {
+        let (port, counts, mut q) = away_collector(Duration::from_secs(2));
         for i in 0..3 {
             q.send(pod(i), &counts.pods);
         }
@@ -369,22 +375,7 @@ mod tests {
     /// are tried once more, then counted failed.
     #[test]
     fn held_pods_are_given_up_at_the_stop_if_the_collector_never_answers() {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let counts = OtlpCounts {
-            pods: IntCounterVec::new(Opts::new("pods", "pods"), &["result"]).expect("counter"),
-            held: IntGauge::new("held", "held").expect("gauge"),
-        };
-        let target = OtlpTarget {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            headers: vec![],
-            ca_cert: None,
-            timeout: Duration::from_secs(1),
-            retries: 0,
-        };
-        let mut q = OtlpQueue::start(target, counts.clone()).expect("queue");
+        let (_, counts, mut q) = away_collector(Duration::from_secs(1));
         for i in 0..2 {
             q.send(pod(i), &counts.pods);
         }
