@@ -656,6 +656,7 @@ pub mod kubelet_check;
 pub mod node;
 pub mod otelcol;
 pub mod otlp;
+pub mod pidfile;
 pub mod prometheus;
 pub mod util;
 

@@ -24,8 +24,8 @@ use std::{
 };
 
 use crate::{
-    cluster::{pid_file_process, write_pid_file},
     otlp,
+    pidfile::{pid_file_process, write_pid_file},
     util::{free_port, setup_bin, tail},
 };
 

@@ -20,7 +20,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    cluster::{pid_file_process, write_pid_file},
+    pidfile::{pid_file_process, write_pid_file},
     util::{free_port, http_get, setup_bin, tail},
 };
 

@@ -76,7 +76,7 @@ enum Cmd {
         cluster: bool,
     },
     /// The layout lint alone: import circles between a crate's files
-    /// (default: tracer/src and xtask/src).
+    /// (default: tracer/src, xtask/src and tests/src).
     Lint {
         /// Crate src/ directories to check.
         dirs: Vec<PathBuf>,
@@ -175,11 +175,7 @@ fn main() {
                 demo::run(pods, workload, design)
             }
         }),
-        Cmd::Lint { dirs } => lint::check(&if dirs.is_empty() {
-            vec![root().join("tracer/src"), root().join("xtask/src")]
-        } else {
-            dirs
-        }),
+        Cmd::Lint { dirs } => lint::check(&if dirs.is_empty() { linted() } else { dirs }),
         Cmd::Test { no_lint, filter } => setup::run()
             .and_then(|_| build())
             .and_then(|_| image::build(&podtrace_bin()))
@@ -244,6 +240,14 @@ pub fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The crates' src/ trees the layout lint checks by default.
+fn linted() -> Vec<PathBuf> {
+    ["tracer/src", "xtask/src", "tests/src"]
+        .iter()
+        .map(|d| root().join(d))
+        .collect()
+}
+
 pub fn step(msg: &str) {
     eprintln!("==> {msg}");
 }
@@ -294,8 +298,8 @@ fn test(no_lint: bool, filter: Option<&str>) -> Result<()> {
         sh(Command::new("cargo")
             .current_dir(&r)
             .args(["fmt", "--all", "--", "--check"]))?;
-        step("import circles (tracer/src, xtask/src)");
-        lint::check(&[r.join("tracer/src"), r.join("xtask/src")])?;
+        step("import circles (tracer/src, xtask/src, tests/src)");
+        lint::check(&linted())?;
         step("cargo clippy -D warnings");
         sh(Command::new("cargo").current_dir(&r).args([
             "clippy",
