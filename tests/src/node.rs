@@ -993,14 +993,12 @@ impl CpuWindow {
 }
 
 /// `pid`'s user + system CPU time so far in ms, from /proc/PID/stat
-/// (fields 14 and 15, counted after the command name's last `)`; USER_HZ
-/// is 100 on Linux).
+/// (fields 14 and 15; USER_HZ is 100 on Linux). Read here, not with
+/// podtrace's own reader: it is the ground truth that reader is held to.
 pub fn cpu_ms(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut f = rest.split_whitespace().skip(11);
-    let utime: f64 = f.next()?.parse().ok()?;
-    let stime: f64 = f.next()?.parse().ok()?;
+    let f = crate::pidfile::stat_fields(pid)?;
+    let utime: f64 = f.get(14 - 3)?.parse().ok()?;
+    let stime: f64 = f.get(15 - 3)?.parse().ok()?;
     Some((utime + stime) * 10.0)
 }
 
