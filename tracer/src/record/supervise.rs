@@ -222,13 +222,19 @@ impl<'c> Traced<'c> {
 
 /// Notes `pid`'s CPU time so far (nothing if it is gone).
 fn note_cpu_of(pid: u32, binary: &str, out: &Out<'_>) -> Result<(), Stopped> {
-    let Some(cpu) = cpu_time_ns(pid) else {
-        return Ok(());
-    };
-    let mut n = Note::new(mono_now(), NoteKind::CpuTime, binary);
+    match cpu_note(mono_now(), pid, binary) {
+        Some(n) => out.note(n),
+        None => Ok(()),
+    }
+}
+
+/// The CpuTime note of `pid` at `t_ns`; None if it is gone.
+fn cpu_note(t_ns: u64, pid: u32, binary: &str) -> Option<Note> {
+    let cpu = cpu_time_ns(pid)?;
+    let mut n = Note::new(t_ns, NoteKind::CpuTime, binary);
     n.pid = Some(pid);
     n.cpu_ns = Some(cpu);
-    out.note(n)
+    Some(n)
 }
 
 /// A file's (size, mtime s, mtime ns): what changes when it is rewritten.
@@ -550,12 +556,7 @@ impl<'c> Supervisor<'c> {
                 n.pid = Some(pid);
                 notes.push(n);
                 // Its window starts here (the start-up's CPU is before it).
-                if let Some(cpu) = cpu_time_ns(pid) {
-                    let mut n = Note::new(now, NoteKind::CpuTime, name);
-                    n.pid = Some(pid);
-                    n.cpu_ns = Some(cpu);
-                    notes.push(n);
-                }
+                notes.extend(cpu_note(now, pid, name));
                 if let (true, Some(exit)) = (t.pids.is_empty(), t.last_exit_ns) {
                     let mut n = Note::new(now, NoteKind::Restart, name);
                     n.pid = Some(pid);
