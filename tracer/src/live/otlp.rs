@@ -61,11 +61,15 @@ pub(super) struct OtlpQueue {
     outstanding: Arc<AtomicU64>,
 }
 
-/// Pods waiting for the collector to answer again, and when to try.
+/// Pods waiting for the collector to answer again, and when to try. Every
+/// pod goes through it: held while the collector is away, sent at once
+/// otherwise.
 struct Held {
     pods: VecDeque<ExportTraceServiceRequest>,
     next_try: Instant,
     wait: Duration,
+    /// The collector did not answer the last try (pods stay held).
+    away: bool,
 }
 
 impl Held {
@@ -74,6 +78,7 @@ impl Held {
             pods: VecDeque::new(),
             next_try: Instant::now(),
             wait: RESEND_FIRST,
+            away: false,
         }
     }
 
@@ -85,11 +90,13 @@ impl Held {
             left.fetch_sub(1, Ordering::Relaxed);
         }
         self.pods.push_back(req);
-        counts.held.set(self.pods.len() as i64);
+        if self.away {
+            counts.held.set(self.pods.len() as i64);
+        }
     }
 
-    /// Sends the held pods in order until one fails. Returns false if the
-    /// collector is still away (then waits longer before the next try).
+    /// Sends the held pods in order until the collector is away. Returns
+    /// false if it is (then waits longer before each next try).
     fn flush(&mut self, pusher: &otlp::Pusher<'_>, counts: &OtlpCounts, left: &AtomicU64) -> bool {
         let before = self.pods.len();
         while let Some(req) = self.pods.front() {
@@ -97,7 +104,15 @@ impl Held {
                 Ok(_) => counts.count("sent", 1),
                 Err(f) if f.away => {
                     self.next_try = Instant::now() + self.wait;
-                    self.wait = (self.wait * 2).min(RESEND_MAX);
+                    if self.away {
+                        self.wait = (self.wait * 2).min(RESEND_MAX);
+                    } else {
+                        self.away = true;
+                        eprintln!(
+                            "podtrace: --otlp-endpoint: {:#}; holding pods until it answers",
+                            f.error
+                        );
+                    }
                     counts.held.set(self.pods.len() as i64);
                     return false;
                 }
@@ -109,9 +124,10 @@ impl Held {
             self.pods.pop_front();
             left.fetch_sub(1, Ordering::Relaxed);
         }
-        if before > 0 {
+        if self.away {
             eprintln!("podtrace: --otlp-endpoint: answering again; {before} held pods sent");
         }
+        self.away = false;
         self.wait = RESEND_FIRST;
         counts.held.set(0);
         true
@@ -134,29 +150,9 @@ fn push_loop(
             rx.recv_timeout(held.next_try.saturating_duration_since(Instant::now()))
         };
         match next {
-            Ok(req) if held.pods.is_empty() => match pusher.try_push(&req) {
-                Ok(_) => {
-                    counts.count("sent", 1);
-                    left.fetch_sub(1, Ordering::Relaxed);
-                }
-                Err(f) if f.away => {
-                    eprintln!(
-                        "podtrace: --otlp-endpoint: {:#}; holding pods until it answers",
-                        f.error
-                    );
-                    held.wait = RESEND_FIRST;
-                    held.next_try = Instant::now() + held.wait;
-                    held.hold(req, counts, left);
-                }
-                Err(f) => {
-                    counts.count("failed", 1);
-                    left.fetch_sub(1, Ordering::Relaxed);
-                    eprintln!("podtrace: --otlp-endpoint: {:#}", f.error);
-                }
-            },
             Ok(req) => {
                 held.hold(req, counts, left);
-                if Instant::now() >= held.next_try {
+                if !held.away || Instant::now() >= held.next_try {
                     held.flush(pusher, counts, left);
                 }
             }
